@@ -1,0 +1,66 @@
+//! The `Adapter` seam: an in-process handler that answers a route itself.
+//!
+//! A route's target is either an upstream pool or an adapter. For an adapter route the proxy
+//! reads the (bounded) request body, calls [`Adapter::call`] and writes its answer; adapters may
+//! call out to national platforms or back-offices on their own. An adapter is built once per
+//! configuration (its config struct has a pure `validate()`, its builder may do I/O).
+
+use crate::Problem;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+/// What an adapter sees of a request.
+#[derive(Debug)]
+pub struct AdapterRequest<'a> {
+    pub method: &'a Method,
+    /// The path below the tenant's prefix.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+    /// The tenant's codice IPA.
+    pub tenant_id: &'a str,
+    pub request_id: &'a str,
+}
+
+/// An adapter's answer.
+#[derive(Debug, Clone)]
+pub struct AdapterResponse {
+    pub status: u16,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+impl AdapterResponse {
+    /// A JSON (or problem+json) response.
+    pub fn json(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
+        Self {
+            status,
+            headers: vec![(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+            body: Bytes::from(body),
+        }
+    }
+}
+
+/// An in-process route target.
+#[async_trait::async_trait]
+pub trait Adapter: Send + Sync + std::fmt::Debug {
+    /// The config tag of the adapter (`kind:` in YAML).
+    fn kind(&self) -> &'static str;
+
+    /// Answers one request. Errors become problem+json answers.
+    async fn call(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem>;
+}
+
+/// Health of one upstream pool, as adapters (e.g. `status`) see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamHealth {
+    pub name: String,
+    pub healthy_servers: usize,
+    pub servers: usize,
+}
+
+/// A read-only view of a tenant's upstream health, given to adapters that report it.
+pub trait HealthView: Send + Sync + std::fmt::Debug {
+    fn upstreams(&self) -> Vec<UpstreamHealth>;
+}

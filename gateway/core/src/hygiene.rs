@@ -1,0 +1,177 @@
+//! Gateway-wide request hygiene, run on every request before a tenant is chosen.
+//!
+//! These checks close the classic proxy holes: request smuggling shapes, path traversal in raw or
+//! percent-encoded form, methods nobody implements, and identity headers a caller tries to spoof.
+//! They are pure functions over the request header so that unit tests need no socket.
+
+use crate::{Problem, ProblemKind};
+use http::{header, HeaderMap, Method};
+
+/// Header-name prefix reserved for the identity varco forwards to back-offices; a caller's
+/// headers with this prefix are always removed.
+pub const IDENTITY_HEADER_PREFIX: &str = "x-varco-";
+
+/// Rejects methods varco does not proxy. `TRACE` (cross-site tracing) and `CONNECT` (tunnels)
+/// are refused on purpose.
+pub fn check_method(method: &Method) -> Result<(), Problem> {
+    match *method {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::PATCH
+        | Method::OPTIONS => Ok(()),
+        _ => Err(Problem::new(
+            ProblemKind::MethodNotImplemented,
+            format!("method {} is not implemented by this gateway", method.as_str()),
+        )),
+    }
+}
+
+/// Rejects ambiguous body framing (RFC 9112 §6.3): both `Content-Length` and
+/// `Transfer-Encoding`, conflicting `Content-Length`s, or a transfer coding other than chunked.
+pub fn check_framing(headers: &HeaderMap) -> Result<(), Problem> {
+    let te: Vec<_> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
+    let cl: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    let bad = |d: &str| Err(Problem::new(ProblemKind::BadRequest, d.to_owned()));
+    if !te.is_empty() && !cl.is_empty() {
+        return bad("both Content-Length and Transfer-Encoding are present");
+    }
+    if te.len() > 1 || te.first().is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked")) {
+        return bad("only a single 'Transfer-Encoding: chunked' is accepted");
+    }
+    if let Some(first) = cl.first() {
+        if cl.iter().any(|v| v != first) {
+            return bad("conflicting Content-Length values");
+        }
+        let ok = std::str::from_utf8(first.as_bytes())
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok());
+        if ok.is_none() {
+            return bad("Content-Length is not a number");
+        }
+    }
+    Ok(())
+}
+
+/// Rejects paths that could escape a prefix or confuse a back-office: dot segments (raw or
+/// percent-encoded, any case), encoded slashes or backslashes, NUL and control characters.
+pub fn check_path(raw_path: &[u8]) -> Result<(), Problem> {
+    let path = match raw_path.iter().position(|&c| c == b'?') {
+        Some(i) => &raw_path[..i],
+        None => raw_path,
+    };
+    let traversal = |d: &str| Err(Problem::new(ProblemKind::PathTraversal, d.to_owned()));
+    if path.first() != Some(&b'/') {
+        return Err(Problem::new(ProblemKind::BadRequest, "the request target must be an absolute path"));
+    }
+    if raw_path.iter().any(|&c| c < 0x21 || c == 0x7f || c == b'\\') {
+        return traversal("control characters, spaces and backslashes are not allowed in the path");
+    }
+    // Decode only the escapes that matter for traversal, then look at segments.
+    let mut decoded = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        if path[i] == b'%' {
+            let hex = path.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
+                return Err(Problem::new(ProblemKind::BadRequest, "malformed percent-encoding in the path"));
+            };
+            match v {
+                b'/' | b'\\' => return traversal("encoded slashes are not allowed in the path"),
+                0..=0x1f | 0x7f => return traversal("encoded control characters are not allowed in the path"),
+                _ => decoded.push(v),
+            }
+            i += 3;
+        } else {
+            decoded.push(path[i]);
+            i += 1;
+        }
+    }
+    if decoded.split(|&c| c == b'/').any(|seg| seg == b"." || seg == b"..") {
+        return traversal("dot segments ('.' or '..', also percent-encoded) are not allowed in the path");
+    }
+    Ok(())
+}
+
+/// Removes every header a caller must not set: varco's identity headers.
+pub fn strip_identity_headers(headers: &mut HeaderMap) -> usize {
+    let spoofed: Vec<_> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with(IDENTITY_HEADER_PREFIX))
+        .cloned()
+        .collect();
+    for k in &spoofed {
+        headers.remove(k);
+    }
+    spoofed.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn traversal_shapes_are_rejected() {
+        for p in [
+            "/a/../b", "/..", "/a/./b", "/a/%2e%2e/b", "/a/%2E%2e/b", "/a/.%2e/b", "/a/%2e/b",
+            "/a%2fb", "/a%5cb", "/a\\b", "/a%00b", "/a/%2E%2E",
+        ] {
+            let e = check_path(p.as_bytes()).unwrap_err();
+            assert_eq!(e.kind, ProblemKind::PathTraversal, "{p}");
+        }
+    }
+
+    #[test]
+    fn ordinary_paths_pass() {
+        for p in ["/", "/status", "/a/b.c/..d/e..", "/a%20b", "/x?y=../z", "/anagrafe/v1/persone/RSSMRA80A01H501U"] {
+            check_path(p.as_bytes()).unwrap();
+        }
+    }
+
+    #[test]
+    fn malformed_escapes_and_relative_targets_are_bad_requests() {
+        assert_eq!(check_path(b"/a%zz").unwrap_err().kind, ProblemKind::BadRequest);
+        assert_eq!(check_path(b"/a%2").unwrap_err().kind, ProblemKind::BadRequest);
+        assert_eq!(check_path(b"a/b").unwrap_err().kind, ProblemKind::BadRequest);
+    }
+
+    #[test]
+    fn smuggling_shapes_are_rejected() {
+        assert!(check_framing(&headers(&[("content-length", "5"), ("transfer-encoding", "chunked")])).is_err());
+        assert!(check_framing(&headers(&[("content-length", "5"), ("content-length", "6")])).is_err());
+        assert!(check_framing(&headers(&[("content-length", "+5")])).is_err());
+        assert!(check_framing(&headers(&[("transfer-encoding", "gzip, chunked")])).is_err());
+        assert!(check_framing(&headers(&[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")])).is_err());
+        check_framing(&headers(&[("content-length", "5"), ("content-length", "5")])).unwrap();
+        check_framing(&headers(&[("transfer-encoding", "Chunked")])).unwrap();
+        check_framing(&headers(&[])).unwrap();
+    }
+
+    #[test]
+    fn methods() {
+        check_method(&Method::GET).unwrap();
+        check_method(&Method::PATCH).unwrap();
+        for m in [Method::TRACE, Method::CONNECT, Method::from_bytes(b"FOO").unwrap()] {
+            assert_eq!(check_method(&m).unwrap_err().kind, ProblemKind::MethodNotImplemented);
+        }
+    }
+
+    #[test]
+    fn identity_headers_are_stripped() {
+        let mut h = headers(&[("x-varco-subject", "evil"), ("X-Varco-Tenant", "other"), ("accept", "*/*")]);
+        assert_eq!(strip_identity_headers(&mut h), 2);
+        assert_eq!(h.len(), 1);
+    }
+}

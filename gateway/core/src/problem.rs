@@ -1,0 +1,234 @@
+//! `application/problem+json` (RFC 9457): one type for every error varco answers.
+//!
+//! Each [`ProblemKind`] has a stable `type` URI (`urn:varco:problem:<slug>`) documented in
+//! `docs/problems.md`; clients may match on it. `detail` says what exactly went wrong.
+
+use serde::Serialize;
+
+/// The media type of every error body varco produces.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// A stable kind of problem. The slug is part of the public contract: never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// No tenant answers on this host / path prefix.
+    UnknownTenant,
+    /// The tenant has no route for this path.
+    NoRoute,
+    /// A route matches the path but not the method.
+    MethodNotAllowed,
+    /// A method token varco does not implement at all.
+    MethodNotImplemented,
+    /// Body larger than the route allows.
+    BodyTooLarge,
+    /// Malformed request: bad path, smuggling shape, bad header.
+    BadRequest,
+    /// The path tries to escape its prefix (`..`, encoded dot segments, NUL, backslash).
+    PathTraversal,
+    /// No healthy server in the upstream pool.
+    UpstreamUnavailable,
+    /// The upstream refused or broke the connection or sent an invalid answer.
+    BadGateway,
+    /// The upstream did not answer in time.
+    GatewayTimeout,
+    /// The adapter failed while answering.
+    AdapterError,
+    /// Something inside varco failed; the trace id finds it in the logs.
+    Internal,
+    /// The admin API needs a valid admin token.
+    Unauthorized,
+    /// A new configuration was rejected (reload).
+    InvalidConfig,
+    /// Not found on the admin listener.
+    NotFound,
+}
+
+impl ProblemKind {
+    /// The stable slug of the kind.
+    pub const fn slug(self) -> &'static str {
+        match self {
+            Self::UnknownTenant => "unknown-tenant",
+            Self::NoRoute => "no-route",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::MethodNotImplemented => "method-not-implemented",
+            Self::BodyTooLarge => "body-too-large",
+            Self::BadRequest => "bad-request",
+            Self::PathTraversal => "path-traversal",
+            Self::UpstreamUnavailable => "upstream-unavailable",
+            Self::BadGateway => "bad-gateway",
+            Self::GatewayTimeout => "gateway-timeout",
+            Self::AdapterError => "adapter-error",
+            Self::Internal => "internal",
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidConfig => "invalid-config",
+            Self::NotFound => "not-found",
+        }
+    }
+
+    /// The stable `type` URI.
+    pub fn type_uri(self) -> String {
+        format!("urn:varco:problem:{}", self.slug())
+    }
+
+    /// The HTTP status the kind answers with.
+    pub const fn status(self) -> u16 {
+        match self {
+            Self::UnknownTenant | Self::NoRoute | Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::MethodNotImplemented => 501,
+            Self::BodyTooLarge => 413,
+            Self::BadRequest | Self::PathTraversal => 400,
+            Self::UpstreamUnavailable => 503,
+            Self::BadGateway => 502,
+            Self::GatewayTimeout => 504,
+            Self::AdapterError | Self::Internal => 500,
+            Self::Unauthorized => 401,
+            Self::InvalidConfig => 422,
+        }
+    }
+
+    /// The short human title (constant per kind, as RFC 9457 asks).
+    pub const fn title(self) -> &'static str {
+        match self {
+            Self::UnknownTenant => "No tenant answers here",
+            Self::NoRoute => "No route for this path",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::MethodNotImplemented => "Method not implemented",
+            Self::BodyTooLarge => "Request body too large",
+            Self::BadRequest => "Malformed request",
+            Self::PathTraversal => "Path not allowed",
+            Self::UpstreamUnavailable => "Service unavailable",
+            Self::BadGateway => "Bad gateway",
+            Self::GatewayTimeout => "Gateway timeout",
+            Self::AdapterError => "Adapter error",
+            Self::Internal => "Internal error",
+            Self::Unauthorized => "Unauthorized",
+            Self::InvalidConfig => "Invalid configuration",
+            Self::NotFound => "Not found",
+        }
+    }
+
+    /// Every kind, for documentation tests.
+    pub const ALL: &'static [ProblemKind] = &[
+        Self::UnknownTenant,
+        Self::NoRoute,
+        Self::MethodNotAllowed,
+        Self::MethodNotImplemented,
+        Self::BodyTooLarge,
+        Self::BadRequest,
+        Self::PathTraversal,
+        Self::UpstreamUnavailable,
+        Self::BadGateway,
+        Self::GatewayTimeout,
+        Self::AdapterError,
+        Self::Internal,
+        Self::Unauthorized,
+        Self::InvalidConfig,
+        Self::NotFound,
+    ];
+}
+
+/// A problem to answer: kind, detail and the extra headers some kinds carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    pub detail: String,
+    /// `Retry-After` seconds (503, 429).
+    pub retry_after: Option<u32>,
+    /// `Allow` header value (405).
+    pub allow: Option<String>,
+    /// Extra members (e.g. the list of config errors on a rejected reload).
+    pub extra: Option<serde_json::Value>,
+}
+
+impl Problem {
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        Self { kind, detail: detail.into(), retry_after: None, allow: None, extra: None }
+    }
+
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    pub fn allow(mut self, allow: impl Into<String>) -> Self {
+        self.allow = Some(allow.into());
+        self
+    }
+
+    pub fn with_extra(mut self, extra: serde_json::Value) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
+
+    /// The JSON body; `instance` is the request path, the ids let an operator find the request.
+    pub fn to_body(&self, instance: &str, request_id: &str, trace_id: &str) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            #[serde(rename = "type")]
+            type_: String,
+            title: &'static str,
+            status: u16,
+            detail: &'a str,
+            instance: &'a str,
+            request_id: &'a str,
+            trace_id: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            errors: Option<&'a serde_json::Value>,
+        }
+        let body = Body {
+            type_: self.kind.type_uri(),
+            title: self.kind.title(),
+            status: self.status(),
+            detail: &self.detail,
+            instance,
+            request_id,
+            trace_id,
+            errors: self.extra.as_ref(),
+        };
+        // Serialising plain strings and numbers cannot fail.
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.slug(), self.detail)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_every_rfc9457_member_and_the_ids() {
+        let p = Problem::new(ProblemKind::NoRoute, "no route for GET /x");
+        let v: serde_json::Value =
+            serde_json::from_slice(&p.to_body("/x", "req-1", "0af7651916cd43dd8448eb211c80319c"))
+                .unwrap();
+        assert_eq!(v["type"], "urn:varco:problem:no-route");
+        assert_eq!(v["title"], "No route for this path");
+        assert_eq!(v["status"], 404);
+        assert_eq!(v["detail"], "no route for GET /x");
+        assert_eq!(v["instance"], "/x");
+        assert_eq!(v["request_id"], "req-1");
+        assert_eq!(v["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+        assert!(v.get("errors").is_none());
+    }
+
+    #[test]
+    fn slugs_are_unique() {
+        let mut slugs: Vec<_> = ProblemKind::ALL.iter().map(|k| k.slug()).collect();
+        slugs.sort_unstable();
+        let n = slugs.len();
+        slugs.dedup();
+        assert_eq!(n, slugs.len());
+    }
+}
