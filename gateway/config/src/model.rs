@@ -1,0 +1,418 @@
+//! The configuration model. Every struct denies unknown fields; every default is documented
+//! on its field and visible in the JSON Schema.
+
+use crate::Dur;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use varco_adapter_status::StatusConfig;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Where the gateway accepts traffic. Changing listeners needs a restart (a reload that
+    /// changes them is rejected).
+    pub listeners: Vec<ListenerConfig>,
+    /// The admin listener (health, metrics, config, reload).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// The municipalities (enti) this gateway serves.
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Worker threads of the proxy. Default: 0 = one per CPU core.
+    #[serde(default)]
+    pub threads: usize,
+    /// After SIGTERM, how long listeners keep serving before in-flight work is drained.
+    /// Default 1s.
+    #[serde(default = "d_grace")]
+    pub grace_period: Dur,
+    /// After the grace period, how long in-flight requests may still take. Default 10s.
+    #[serde(default = "d_shutdown")]
+    pub shutdown_timeout: Dur,
+    /// Write one JSON access-log line per request to stdout. Default true.
+    #[serde(default = "d_true")]
+    pub access_log: bool,
+    /// Largest request body any route accepts unless it sets its own. Default 10 MiB.
+    #[serde(default = "d_max_body")]
+    pub max_body_bytes: u64,
+    /// Idle upstream connections kept for reuse, in total. Default 256.
+    #[serde(default = "d_pool")]
+    pub upstream_keepalive_pool: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            grace_period: d_grace(),
+            shutdown_timeout: d_shutdown(),
+            access_log: true,
+            max_body_bytes: d_max_body(),
+            upstream_keepalive_pool: d_pool(),
+        }
+    }
+}
+
+fn d_grace() -> Dur {
+    Dur::secs(1)
+}
+fn d_shutdown() -> Dur {
+    Dur::secs(10)
+}
+fn d_true() -> bool {
+    true
+}
+fn d_max_body() -> u64 {
+    10 * 1024 * 1024
+}
+fn d_pool() -> usize {
+    256
+}
+
+/// A listening socket for tenant traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// A name for logs and metrics.
+    pub name: String,
+    /// `ip:port` to bind, e.g. `127.0.0.1:8080` or `[::1]:8443`.
+    pub address: String,
+    /// Accept HTTP/2: cleartext (h2c prior knowledge) on plain listeners, ALPN `h2` on TLS.
+    /// Default true.
+    #[serde(default = "d_true")]
+    pub http2: bool,
+    /// Terminate TLS on this listener.
+    #[serde(default)]
+    pub tls: Option<TlsListenerConfig>,
+}
+
+/// TLS termination with one certificate per set of tenant hostnames (chosen by SNI).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenerConfig {
+    /// Certificates; the first one also answers clients that send no (or an unknown) SNI.
+    pub certificates: Vec<CertificateConfig>,
+    /// PEM bundle of CAs that client certificates must chain to (mTLS, ModI ID_AUTH 01).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Whether a client certificate is `none` (not asked), `optional` or `required`.
+    /// Default `none`; `optional`/`required` need `client_ca`.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+/// A certificate chain and key (PEM files) and the hostnames it serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// SNI hostnames this certificate answers.
+    pub hosts: Vec<String>,
+    /// PEM certificate chain file.
+    pub cert: PathBuf,
+    /// PEM private key file (a secret: keep it readable by varco only).
+    pub key: PathBuf,
+}
+
+/// Client-certificate policy of a TLS listener.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    #[default]
+    None,
+    Optional,
+    Required,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `ip:port` to bind. Default `127.0.0.1:9180`.
+    #[serde(default = "d_admin_addr")]
+    pub address: String,
+    /// Bearer token required on `/admin/*` (health and metrics stay open). Required when the
+    /// admin address is not a loopback address.
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { address: d_admin_addr(), token: None }
+    }
+}
+
+fn d_admin_addr() -> String {
+    "127.0.0.1:9180".into()
+}
+
+/// Where a secret comes from: never inline in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SecretRef {
+    /// The value of an environment variable.
+    Env(String),
+    /// The contents of a file (trailing newline removed).
+    File(PathBuf),
+}
+
+/// One municipality (ente) served by this gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The codice IPA of the ente, lowercase (e.g. `c_e783`).
+    pub id: String,
+    /// Display name (e.g. `Comune di Macerata`).
+    pub name: String,
+    /// Hostnames the tenant answers on (without port). Empty: any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// One path segment the tenant answers under (e.g. `/c_e783`); it is removed before route
+    /// matching. Absent: the whole path space of its hosts. A tenant with neither hosts nor
+    /// prefix is the catch-all tenant (at most one).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Upstream pools (back-office servers), by name.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Routes, matched on path and method. `GET /status` is added (status adapter) unless a
+    /// route already answers it.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// A pool of back-office servers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Servers as `host:port` (resolved when the config is built).
+    pub servers: Vec<String>,
+    /// How a server is chosen. Default `round_robin`.
+    #[serde(default)]
+    pub balance: Balance,
+    /// Talk TLS to the servers.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Extra attempts on another server after a failure; connection failures are retried for
+    /// any method, failures after the request was sent only for idempotent methods. Default 1.
+    #[serde(default = "d_retries")]
+    pub retries: u32,
+    /// Active HTTP health checks. Default: none (servers count as healthy unless ejected).
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+    /// Passive ejection of servers that fail live traffic.
+    #[serde(default)]
+    pub passive: PassiveHealth,
+}
+
+fn d_retries() -> u32 {
+    1
+}
+
+/// Load-balancing policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Balance {
+    /// Each healthy server in turn.
+    #[default]
+    RoundRobin,
+    /// Requests with the same header value go to the same server while it is healthy
+    /// (rendezvous hashing: when a server leaves, only its keys move).
+    ConsistentHash {
+        /// The header whose value is hashed; requests without it are spread round robin.
+        header: String,
+    },
+}
+
+/// TLS towards an upstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// Server name to send and verify. Default: the host part of each server.
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// PEM bundle of CAs to trust instead of the system roots.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Establishing a connection (TCP and TLS). Default 2s.
+    #[serde(default = "d_connect")]
+    pub connect: Dur,
+    /// Waiting for each read from the upstream. Default 30s.
+    #[serde(default = "d_read")]
+    pub read: Dur,
+    /// Waiting for each write to the upstream. Default 30s.
+    #[serde(default = "d_read")]
+    pub write: Dur,
+    /// Budget from the start of the request until the upstream's response header, across
+    /// retries. Default 60s.
+    #[serde(default = "d_total")]
+    pub total: Dur,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { connect: d_connect(), read: d_read(), write: d_read(), total: d_total() }
+    }
+}
+
+fn d_connect() -> Dur {
+    Dur::secs(2)
+}
+fn d_read() -> Dur {
+    Dur::secs(30)
+}
+fn d_total() -> Dur {
+    Dur::secs(60)
+}
+
+/// Active HTTP health check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// Path to `GET`. Default `/`.
+    #[serde(default = "d_hc_path")]
+    pub path: String,
+    /// Time between checks. Default 5s.
+    #[serde(default = "d_hc_interval")]
+    pub interval: Dur,
+    /// Time a check may take. Default 2s.
+    #[serde(default = "d_connect")]
+    pub timeout: Dur,
+    /// Consecutive successes that make a server healthy again. Default 1.
+    #[serde(default = "d_one")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make a server unhealthy. Default 2.
+    #[serde(default = "d_two")]
+    pub unhealthy_threshold: u32,
+}
+
+fn d_hc_path() -> String {
+    "/".into()
+}
+fn d_hc_interval() -> Dur {
+    Dur::secs(5)
+}
+fn d_one() -> u32 {
+    1
+}
+fn d_two() -> u32 {
+    2
+}
+
+/// Passive ejection: a server that fails live requests is taken out for a while.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveHealth {
+    /// Consecutive connection failures or 5xx-free errors before ejection; 0 disables. Default 3.
+    #[serde(default = "d_three")]
+    pub max_failures: u32,
+    /// How long an ejected server is skipped. Default 10s.
+    #[serde(default = "d_eject")]
+    pub eject_for: Dur,
+}
+
+impl Default for PassiveHealth {
+    fn default() -> Self {
+        Self { max_failures: d_three(), eject_for: d_eject() }
+    }
+}
+
+fn d_three() -> u32 {
+    3
+}
+fn d_eject() -> Dur {
+    Dur::secs(10)
+}
+
+/// A route: which requests (path template, methods) go where, under which access rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique within the tenant; used in logs and metrics.
+    pub name: String,
+    /// Path template below the tenant prefix: literal segments, `{param}` for one segment,
+    /// `{*rest}` at the end for everything below.
+    pub path: String,
+    /// Methods the route admits (e.g. `[GET, POST]`). Deny by default: no method, no route.
+    pub methods: Vec<String>,
+    /// Who may call the route. Deny by default: it must be stated.
+    pub access: Access,
+    /// Where requests go.
+    pub to: RouteTarget,
+    /// Largest request body. Default `server.max_body_bytes`.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// Path prefix removed before forwarding (e.g. `/anagrafe` turns `/anagrafe/v1/x` into
+    /// `/v1/x`). Only for upstream targets.
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+    /// Headers set or removed on the way to the upstream.
+    #[serde(default)]
+    pub request_headers: Option<HeaderRewrite>,
+}
+
+/// Who may call a route. More kinds (OIDC, PDND, API keys) come with caller authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Anyone; stated explicitly so that forgetting it is an error, not an open door.
+    Public,
+}
+
+/// A route's target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RouteTarget {
+    /// An upstream pool of the tenant, by name.
+    Upstream(String),
+    /// An in-process adapter.
+    Adapter(AdapterConfig),
+}
+
+/// In-process adapters, by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AdapterConfig {
+    /// ModI `GET /status` from the tenant's upstream health.
+    Status(StatusConfig),
+}
+
+/// Header changes towards the upstream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRewrite {
+    /// Headers to set (replacing the caller's), value inline or from a secret.
+    #[serde(default)]
+    pub set: BTreeMap<String, HeaderValueSource>,
+    /// Headers to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// A header value: inline text, or a secret from the environment or a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum HeaderValueSource {
+    Inline(String),
+    Secret(SecretRef),
+}

@@ -1,0 +1,400 @@
+//! Pure validation of a parsed [`Config`]: no I/O, every problem with its path.
+
+use crate::model::*;
+use std::collections::{BTreeSet, HashSet};
+use std::net::SocketAddr;
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfigIssue {
+    /// Where in the file, e.g. `tenants[1].routes[0].to.upstream` (empty: the whole file).
+    pub path: String,
+    /// 1-based line and column, when the parser knows them.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = if self.path.is_empty() { "(file)" } else { &self.path };
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "{path} (line {l}, column {c}): {}", self.message),
+            _ => write!(f, "{path}: {}", self.message),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigIssue { path: path.into(), line: None, column: None, message: message.into() });
+    }
+}
+
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+const MAX_BODY_LIMIT: u64 = 1 << 30;
+
+fn is_ipa_code(s: &str) -> bool {
+    (2..=32).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+}
+
+fn is_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+fn is_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) => is_hostname(h) && p.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}
+
+fn looks_like_credential(header: &str) -> bool {
+    let h = header.to_ascii_lowercase();
+    h == "authorization" || h == "cookie" || h.contains("token") || h.contains("key") || h.contains("secret") || h.contains("password")
+}
+
+impl Config {
+    /// Checks the meaning of the configuration. Returns every problem found (empty: valid).
+    pub fn validate(&self) -> Vec<ConfigIssue> {
+        let mut is = Issues::default();
+        self.validate_server(&mut is);
+        let mut seen_tenants = HashSet::new();
+        let mut seen_keys = HashSet::new();
+        if self.tenants.is_empty() {
+            is.add("tenants", "at least one tenant is needed");
+        }
+        for (ti, t) in self.tenants.iter().enumerate() {
+            let p = format!("tenants[{ti}]");
+            if !seen_tenants.insert(t.id.as_str()) {
+                is.add(format!("{p}.id"), format!("tenant id `{}` is used twice", t.id));
+            }
+            validate_tenant(t, &p, &mut is);
+            let hosts: Vec<&str> = if t.hosts.is_empty() { vec!["*"] } else { t.hosts.iter().map(String::as_str).collect() };
+            for h in hosts {
+                let key = (h.to_owned(), t.prefix.clone().unwrap_or_default());
+                if !seen_keys.insert(key) {
+                    let what = if h == "*" { "any host".to_owned() } else { format!("host `{h}`") };
+                    is.add(p.clone(), format!("another tenant already answers on {what} with prefix `{}`", t.prefix.as_deref().unwrap_or("")));
+                }
+            }
+        }
+        is.0
+    }
+
+    fn validate_server(&self, is: &mut Issues) {
+        let s = &self.server;
+        if s.threads > 256 {
+            is.add("server.threads", "at most 256");
+        }
+        if s.max_body_bytes == 0 || s.max_body_bytes > MAX_BODY_LIMIT {
+            is.add("server.max_body_bytes", "must be between 1 and 1 GiB");
+        }
+        if s.grace_period.0.as_secs() > 600 || s.shutdown_timeout.0.as_secs() > 600 {
+            is.add("server", "grace_period and shutdown_timeout are at most 10m");
+        }
+        if self.listeners.is_empty() {
+            is.add("listeners", "at least one listener is needed");
+        }
+        let mut addrs = HashSet::new();
+        let mut names = HashSet::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let p = format!("listeners[{i}]");
+            if !is_name(&l.name) || !names.insert(l.name.as_str()) {
+                is.add(format!("{p}.name"), "must be a unique name of letters, digits, `-` or `_`");
+            }
+            match l.address.parse::<SocketAddr>() {
+                Ok(a) => {
+                    if !addrs.insert(a) {
+                        is.add(format!("{p}.address"), format!("{a} is bound twice"));
+                    }
+                }
+                Err(_) => is.add(format!("{p}.address"), format!("`{}` is not an ip:port address", l.address)),
+            }
+            if let Some(tls) = &l.tls {
+                if tls.certificates.is_empty() {
+                    is.add(format!("{p}.tls.certificates"), "at least one certificate is needed");
+                }
+                for (ci, c) in tls.certificates.iter().enumerate() {
+                    for (hi, h) in c.hosts.iter().enumerate() {
+                        if !is_hostname(h) {
+                            is.add(format!("{p}.tls.certificates[{ci}].hosts[{hi}]"), format!("`{h}` is not a lowercase hostname"));
+                        }
+                    }
+                }
+                if tls.client_auth != ClientAuth::None && tls.client_ca.is_none() {
+                    is.add(format!("{p}.tls.client_ca"), "client_auth optional/required needs client_ca");
+                }
+            }
+        }
+        match self.admin.address.parse::<SocketAddr>() {
+            Ok(a) => {
+                if addrs.contains(&a) {
+                    is.add("admin.address", format!("{a} is also a tenant listener"));
+                }
+                if !a.ip().is_loopback() && self.admin.token.is_none() {
+                    is.add("admin.token", "an admin listener on a non-loopback address needs a token");
+                }
+            }
+            Err(_) => is.add("admin.address", format!("`{}` is not an ip:port address", self.admin.address)),
+        }
+        if let Some(SecretRef::Env(v)) = &self.admin.token {
+            if v.is_empty() {
+                is.add("admin.token.env", "names no variable");
+            }
+        }
+    }
+}
+
+fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
+    if !is_ipa_code(&t.id) {
+        is.add(format!("{p}.id"), format!("`{}` is not a codice IPA (2-32 of a-z, 0-9, _)", t.id));
+    }
+    if t.name.trim().is_empty() {
+        is.add(format!("{p}.name"), "must not be empty");
+    }
+    for (hi, h) in t.hosts.iter().enumerate() {
+        if !is_hostname(h) {
+            is.add(format!("{p}.hosts[{hi}]"), format!("`{h}` is not a lowercase hostname without port"));
+        }
+    }
+    if let Some(prefix) = &t.prefix {
+        let seg = prefix.strip_prefix('/').unwrap_or("");
+        if seg.is_empty() || !seg.bytes().all(|c| c.is_ascii_alphanumeric() || b"_-.".contains(&c)) || seg == "." || seg == ".." {
+            is.add(format!("{p}.prefix"), format!("`{prefix}` must be one path segment like `/c_e783`"));
+        }
+    }
+    for (name, u) in &t.upstreams {
+        validate_upstream(u, &format!("{p}.upstreams.{name}"), name, is);
+    }
+    let mut route_names = HashSet::new();
+    let mut router = matchit::Router::new();
+    let mut claimed: Vec<(String, BTreeSet<&str>)> = Vec::new();
+    for (ri, r) in t.routes.iter().enumerate() {
+        let rp = format!("{p}.routes[{ri}]");
+        if !is_name(&r.name) || !route_names.insert(r.name.as_str()) {
+            is.add(format!("{rp}.name"), "must be a unique name of letters, digits, `-` or `_`");
+        }
+        if !r.path.starts_with('/') {
+            is.add(format!("{rp}.path"), "must start with `/`");
+        } else if let Some((_, methods)) = claimed.iter_mut().find(|(path, _)| *path == r.path) {
+            for m in &r.methods {
+                if !methods.insert(m.as_str()) {
+                    is.add(format!("{rp}.methods"), format!("{m} {} is already claimed by another route", r.path));
+                }
+            }
+        } else {
+            match router.insert(r.path.as_str(), ()) {
+                Ok(()) => claimed.push((r.path.clone(), r.methods.iter().map(String::as_str).collect())),
+                Err(e) => is.add(format!("{rp}.path"), format!("invalid or conflicting path template: {e}")),
+            }
+        }
+        if r.methods.is_empty() {
+            is.add(format!("{rp}.methods"), "list the admitted methods (deny by default)");
+        }
+        for (mi, m) in r.methods.iter().enumerate() {
+            if !METHODS.contains(&m.as_str()) {
+                is.add(format!("{rp}.methods[{mi}]"), format!("`{m}` is not one of {}", METHODS.join(", ")));
+            }
+        }
+        if let Some(b) = r.max_body_bytes {
+            if b > MAX_BODY_LIMIT {
+                is.add(format!("{rp}.max_body_bytes"), "at most 1 GiB");
+            }
+        }
+        match &r.to {
+            RouteTarget::Upstream(u) => {
+                if !t.upstreams.contains_key(u) {
+                    is.add(format!("{rp}.to.upstream"), format!("tenant `{}` has no upstream `{u}`", t.id));
+                }
+            }
+            RouteTarget::Adapter(a) => {
+                let ap = format!("{rp}.to.adapter");
+                match a {
+                    AdapterConfig::Status(s) => {
+                        for (f, m) in s.validate() {
+                            is.add(format!("{ap}.{f}"), m);
+                        }
+                    }
+                }
+                if r.strip_prefix.is_some() || r.request_headers.is_some() {
+                    is.add(rp.clone(), "strip_prefix and request_headers apply to upstream targets only");
+                }
+            }
+        }
+        if let Some(sp) = &r.strip_prefix {
+            if !sp.starts_with('/') || sp.ends_with('/') || !r.path.starts_with(sp.as_str()) {
+                is.add(format!("{rp}.strip_prefix"), "must start with `/`, not end with `/`, and begin the route path");
+            }
+        }
+        if let Some(h) = &r.request_headers {
+            for (name, v) in &h.set {
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    is.add(format!("{rp}.request_headers.set.{name}"), "not a valid header name");
+                }
+                if let HeaderValueSource::Inline(v) = v {
+                    if looks_like_credential(name) {
+                        is.add(format!("{rp}.request_headers.set.{name}"), "credentials must come from `env` or `file`, not inline");
+                    } else if http::HeaderValue::from_str(v).is_err() {
+                        is.add(format!("{rp}.request_headers.set.{name}"), "not a valid header value");
+                    }
+                }
+            }
+            for (i, name) in h.remove.iter().enumerate() {
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    is.add(format!("{rp}.request_headers.remove[{i}]"), "not a valid header name");
+                }
+            }
+        }
+    }
+}
+
+fn validate_upstream(u: &UpstreamConfig, p: &str, name: &str, is: &mut Issues) {
+    if !is_name(name) {
+        is.add(p.to_owned(), "upstream names are letters, digits, `-` or `_`");
+    }
+    if u.servers.is_empty() {
+        is.add(format!("{p}.servers"), "at least one server is needed");
+    }
+    for (i, s) in u.servers.iter().enumerate() {
+        if !is_host_port(s) {
+            is.add(format!("{p}.servers[{i}]"), format!("`{s}` is not host:port"));
+        }
+    }
+    if let Balance::ConsistentHash { header } = &u.balance {
+        if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+            is.add(format!("{p}.balance.consistent_hash.header"), format!("`{header}` is not a header name"));
+        }
+    }
+    if u.retries > 5 {
+        is.add(format!("{p}.retries"), "at most 5");
+    }
+    let t = &u.timeouts;
+    for (f, d) in [("connect", t.connect), ("read", t.read), ("write", t.write), ("total", t.total)] {
+        if d.0.is_zero() {
+            is.add(format!("{p}.timeouts.{f}"), "must be more than zero");
+        }
+    }
+    if let Some(hc) = &u.health_check {
+        if !hc.path.starts_with('/') {
+            is.add(format!("{p}.health_check.path"), "must start with `/`");
+        }
+        if hc.interval.0.as_millis() < 100 {
+            is.add(format!("{p}.health_check.interval"), "at least 100ms");
+        }
+        if hc.timeout.0.is_zero() || hc.timeout > hc.interval {
+            is.add(format!("{p}.health_check.timeout"), "must be more than zero and at most the interval");
+        }
+        if hc.healthy_threshold == 0 || hc.unhealthy_threshold == 0 {
+            is.add(format!("{p}.health_check"), "thresholds must be at least 1");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::load_str;
+
+    const BASE: &str = r#"
+listeners: [{name: public, address: "127.0.0.1:8080"}]
+tenants:
+  - id: c_e783
+    name: Comune di Macerata
+    hosts: [macerata.example.it]
+    upstreams:
+      anagrafe: {servers: ["127.0.0.1:9001"]}
+    routes:
+      - {name: a, path: "/anagrafe/{*rest}", methods: [GET], access: public, to: {upstream: anagrafe}}
+"#;
+
+    fn issues(yaml: &str) -> Vec<String> {
+        match load_str(yaml) {
+            Ok(_) => vec![],
+            Err(e) => e.iter().map(|i| i.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn base_is_valid() {
+        assert!(issues(BASE).is_empty(), "{:?}", issues(BASE));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let bad = BASE
+            .replace("to: {upstream: anagrafe}", "to: {upstream: tributi}")
+            .replace("methods: [GET]", "methods: [GET, BREW]")
+            .replace("c_e783", "C E783")
+            .replace("127.0.0.1:9001", "nohost");
+        let got = issues(&bad);
+        let want = [
+            "tenants[0].id: `C E783` is not a codice IPA",
+            "tenants[0].routes[0].to.upstream: tenant `C E783` has no upstream `tributi`",
+            "tenants[0].routes[0].methods[1]: `BREW` is not one of",
+            "tenants[0].upstreams.anagrafe.servers[0]: `nohost` is not host:port",
+        ];
+        for w in want {
+            assert!(got.iter().any(|g| g.starts_with(w)), "missing `{w}` in {got:#?}");
+        }
+    }
+
+    #[test]
+    fn tenants_may_not_overlap() {
+        let two = format!("{BASE}  - {{id: c_a662, name: Bari, hosts: [macerata.example.it]}}\n");
+        assert!(issues(&two).iter().any(|i| i.contains("another tenant already answers on host `macerata.example.it`")), "{:?}", issues(&two));
+        let prefixed = format!("{BASE}  - {{id: c_a662, name: Bari, hosts: [macerata.example.it], prefix: /bari}}\n");
+        assert!(issues(&prefixed).is_empty());
+    }
+
+    #[test]
+    fn conflicting_routes_are_rejected() {
+        let dup = BASE.replace(
+            "to: {upstream: anagrafe}}",
+            "to: {upstream: anagrafe}}\n      - {name: b, path: \"/anagrafe/{*rest}\", methods: [GET], access: public, to: {upstream: anagrafe}}",
+        );
+        assert!(issues(&dup).iter().any(|i| i.contains("GET /anagrafe/{*rest} is already claimed")), "{:?}", issues(&dup));
+    }
+
+    #[test]
+    fn access_must_be_stated() {
+        let open = BASE.replace("access: public, ", "");
+        assert!(issues(&open).iter().any(|i| i.contains("missing field `access`")), "{:?}", issues(&open));
+    }
+
+    #[test]
+    fn inline_credentials_are_rejected() {
+        let cred = BASE.replace(
+            "to: {upstream: anagrafe}}",
+            "to: {upstream: anagrafe}, request_headers: {set: {Authorization: \"Bearer abc\", X-Tenant: mc}}}",
+        );
+        let got = issues(&cred);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("credentials must come from `env` or `file`"));
+        let ok = cred.replace("\"Bearer abc\"", "{env: BO_TOKEN}");
+        assert!(issues(&ok).is_empty(), "{:?}", issues(&ok));
+    }
+
+    #[test]
+    fn public_admin_needs_a_token() {
+        let cfg = format!("admin: {{address: \"0.0.0.0:9180\"}}\n{BASE}");
+        assert!(issues(&cfg).iter().any(|i| i.starts_with("admin.token")));
+    }
+}
