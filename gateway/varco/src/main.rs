@@ -1,1 +1,83 @@
-fn main() {}
+//! `varco`: the interoperability gateway and event bus for Italian municipalities.
+#![forbid(unsafe_code)]
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "varco", version, about = "Interoperability gateway and event bus for Italian municipalities")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (on the embedded default configuration without --config).
+    Serve {
+        /// YAML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file: print every problem with its place, exit 1 if any.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the JSON Schema of the configuration file.
+    Schema,
+    /// Print the version.
+    Version,
+}
+
+fn load(path: Option<&PathBuf>) -> Result<varco_config::Config, String> {
+    let (text, name) = match path {
+        Some(p) => (std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?, p.display().to_string()),
+        None => (varco_config::EMBEDDED_DEFAULT.to_owned(), "<embedded default>".to_owned()),
+    };
+    varco_config::load_str(&text).map_err(|issues| {
+        let mut out = format!("{name}: {} problem(s)\n", issues.len());
+        for i in issues {
+            out.push_str(&format!("  {name}: {i}\n"));
+        }
+        out
+    })
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("VARCO_LOG").unwrap_or_else(|_| EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn"));
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).with_target(true).init();
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => println!("varco {}", env!("CARGO_PKG_VERSION")),
+        Command::Schema => println!("{}", serde_json::to_string_pretty(&varco_config::json_schema())?),
+        Command::Check { config } => match load(Some(&config)) {
+            Ok(cfg) => println!("{}: ok ({} tenant(s), {} listener(s))", config.display(), cfg.tenants.len(), cfg.listeners.len()),
+            Err(msg) => {
+                eprint!("{msg}");
+                std::process::exit(1);
+            }
+        },
+        Command::Serve { config } => {
+            let cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(msg) => {
+                    eprint!("{msg}");
+                    std::process::exit(1);
+                }
+            };
+            init_logging();
+            varco_proxy::run(cfg, config).context("varco could not start")?;
+            bail!("the server stopped unexpectedly");
+        }
+    }
+    Ok(())
+}

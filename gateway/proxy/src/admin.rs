@@ -1,0 +1,124 @@
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/admin/config`, `/admin/reload`.
+//! Health and metrics are open (bind it to loopback or a management network); `/admin/*`
+//! needs the admin token when one is configured.
+
+use crate::reload::Reloader;
+use crate::Shared;
+use http::{Method, Response, StatusCode};
+use pingora_core::apps::http_app::ServeHttp;
+use pingora_core::protocols::http::ServerSession;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use varco_core::problem::PROBLEM_JSON;
+use varco_core::{Problem, ProblemKind, TraceContext};
+
+pub struct AdminApp {
+    pub shared: Arc<Shared>,
+    pub reloader: Arc<Reloader>,
+    pub token: Option<String>,
+}
+
+fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+fn problem(p: &Problem, path: &str) -> Response<Vec<u8>> {
+    let t = TraceContext::from_headers(None, None);
+    let mut r = reply(p.status(), PROBLEM_JSON, p.to_body(path, &t.request_id, &t.trace_id));
+    if p.kind == ProblemKind::Unauthorized {
+        r.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer realm=\"varco-admin\""));
+    }
+    r
+}
+
+/// Compares without an early exit, so timing does not reveal the token.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl AdminApp {
+    fn authorised(&self, s: &ServerSession) -> bool {
+        let Some(token) = &self.token else { return true };
+        s.req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|v| same(v.as_bytes(), token.as_bytes()))
+    }
+
+    fn metrics(&self) -> Vec<u8> {
+        let rt = self.shared.current.load();
+        for t in &rt.tenants {
+            for p in &t.pools {
+                for (i, s) in p.servers.iter().enumerate() {
+                    self.shared.metrics.upstream_healthy.with_label_values(&[&t.id, &p.name, &s.name]).set(i64::from(p.is_available(i)));
+                    let _ = s.active_healthy.load(Relaxed);
+                }
+            }
+        }
+        self.shared.metrics.render()
+    }
+}
+
+#[async_trait::async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, s: &mut ServerSession) -> Response<Vec<u8>> {
+        let method = s.req_header().method.clone();
+        let path = String::from_utf8_lossy(s.req_header().raw_path()).split('?').next().unwrap_or("").to_owned();
+        if path.starts_with("/admin/") && !self.authorised(s) {
+            return problem(&Problem::new(ProblemKind::Unauthorized, "the admin API needs `Authorization: Bearer <admin token>`"), &path);
+        }
+        match (method, path.as_str()) {
+            (Method::GET, "/healthz") => reply(200, "text/plain", b"ok\n".to_vec()),
+            (Method::GET, "/readyz") => {
+                let g = self.shared.current.load().generation;
+                reply(200, "text/plain", format!("ready (config generation {g})\n").into_bytes())
+            }
+            (Method::GET, "/metrics") => reply(200, "text/plain; version=0.0.4", self.metrics()),
+            (Method::GET, "/admin/config") => {
+                let rt = self.shared.current.load();
+                let body = serde_json::json!({ "generation": rt.generation, "config": redacted(&rt.config) });
+                reply(200, "application/json", serde_json::to_vec_pretty(&body).unwrap_or_default())
+            }
+            (Method::POST, "/admin/reload") => match self.reloader.reload().await {
+                Ok(g) => reply(200, "application/json", serde_json::to_vec(&serde_json::json!({"generation": g})).unwrap_or_default()),
+                Err(e) => {
+                    let p = Problem::new(ProblemKind::InvalidConfig, format!("{e}; the running configuration is unchanged"))
+                        .with_extra(serde_json::json!(e.details()));
+                    problem(&p, &path)
+                }
+            },
+            (_, "/healthz" | "/readyz" | "/metrics" | "/admin/config" | "/admin/reload") => {
+                problem(&Problem::new(ProblemKind::MethodNotAllowed, "wrong method for this admin endpoint"), &path)
+            }
+            _ => problem(&Problem::new(ProblemKind::NotFound, format!("no admin endpoint {path}")), &path),
+        }
+    }
+}
+
+/// The config as JSON with inline header values of credential-like headers masked. Secrets
+/// themselves are never in the config (only where to read them), but be conservative.
+fn redacted(cfg: &varco_config::Config) -> serde_json::Value {
+    let mut v = serde_json::to_value(cfg).unwrap_or_default();
+    if let Some(tenants) = v.get_mut("tenants").and_then(|t| t.as_array_mut()) {
+        for t in tenants {
+            for r in t.get_mut("routes").and_then(|r| r.as_array_mut()).into_iter().flatten() {
+                if let Some(set) = r.pointer_mut("/request_headers/set").and_then(|s| s.as_object_mut()) {
+                    for (_, val) in set.iter_mut() {
+                        if val.is_string() {
+                            *val = serde_json::Value::String("<redacted>".into());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    v
+}

@@ -1,0 +1,405 @@
+//! The one `ProxyHttp` implementation. Each phase does little itself: it calls the hygiene
+//! checks, the tenant/route indexes, the route's filter chain, the pool or the adapter.
+//! Per-request state lives in [`RequestCtx`].
+
+use crate::respond;
+use crate::runtime::{Runtime, Target};
+use crate::upstream::{hash_bytes, Pool};
+use crate::Shared;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use varco_core::{hygiene, AdapterRequest, FilterState, Problem, ProblemKind, TraceContext};
+
+/// The gateway service: shared state behind an `Arc`, cheap to clone per listener.
+#[derive(Clone)]
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+}
+
+/// Everything one request carries from phase to phase.
+pub struct RequestCtx {
+    start: Instant,
+    rt: Option<Arc<Runtime>>,
+    tenant: Option<usize>,
+    route: Option<usize>,
+    trace: Option<TraceContext>,
+    state: FilterState,
+    /// Bytes of the path owned by the tenant prefix (removed before forwarding).
+    prefix_len: usize,
+    hash: Option<u64>,
+    tried: Vec<usize>,
+    server: Option<usize>,
+    body_seen: u64,
+    /// A problem decided in an earlier phase, answered by `fail_to_proxy`.
+    problem: Option<Problem>,
+    host: String,
+}
+
+impl RequestCtx {
+    fn pool<'a>(&self, rt: &'a Runtime) -> Option<&'a Arc<Pool>> {
+        let t = &rt.tenants[self.tenant?];
+        match t.routes[self.route?].target {
+            Target::Upstream(p) => t.pools.get(p),
+            Target::Adapter(_) => None,
+        }
+    }
+}
+
+fn fail(p: Problem, ctx: &mut RequestCtx) -> Box<Error> {
+    let e = Error::explain(ErrorType::Custom("varco-problem"), p.detail.clone());
+    ctx.problem = Some(p);
+    e
+}
+
+impl Gateway {
+    /// Hygiene, tenant, route and filter chain. `Err(problem)` is answered by the caller.
+    fn route(&self, session: &mut Session, ctx: &mut RequestCtx, rt: &Runtime) -> Result<(), (Problem, bool)> {
+        let req = session.req_header();
+        hygiene::check_framing(&req.headers).map_err(|p| (p, true))?;
+        hygiene::check_method(&req.method).map_err(|p| (p, false))?;
+        hygiene::check_path(req.raw_path()).map_err(|p| (p, false))?;
+        let host_raw = req.headers.get(http::header::HOST).map(|v| v.as_bytes()).or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()));
+        let host = host_raw.and_then(crate::router::host_of).ok_or_else(|| (Problem::new(ProblemKind::BadRequest, "the request has no valid Host"), true))?;
+        let path = std::str::from_utf8(req.raw_path()).map_err(|_| (Problem::new(ProblemKind::BadRequest, "the path is not valid UTF-8; percent-encode it"), false))?;
+        let (tenant, prefix_len) = rt.index.lookup(&host, path).ok_or_else(|| {
+            (Problem::new(ProblemKind::UnknownTenant, format!("no ente answers on host `{host}` for this path")), false)
+        })?;
+        ctx.host = host.into_owned();
+        ctx.tenant = Some(tenant);
+        let t = &rt.tenants[tenant];
+        let sub = &path[prefix_len..];
+        let route = t.table.lookup(&req.method, if sub.is_empty() { "/" } else { sub }).map_err(|p| (p, false))?;
+        ctx.route = Some(route);
+        ctx.prefix_len = prefix_len;
+        let r = &t.routes[route];
+        let req = session.req_header_mut();
+        hygiene::strip_identity_headers(req);
+        for f in &r.filters {
+            f.on_request(req, &mut ctx.state).map_err(|p| (p, false))?;
+        }
+        if let Target::Upstream(p) = r.target {
+            if let Some(h) = &t.pools[p].hash_header {
+                ctx.hash = req.headers.get(h).map(|v| hash_bytes(v.as_bytes()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn call_adapter(&self, session: &mut Session, ctx: &mut RequestCtx, rt: &Runtime) -> Result<bool> {
+        let (Some(t), Some(r)) = (ctx.tenant, ctx.route) else { return Ok(false) };
+        let tenant = &rt.tenants[t];
+        let route = &tenant.routes[r];
+        let Target::Adapter(adapter) = &route.target else { return Ok(false) };
+        let mut body = BytesMut::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            if (body.len() + chunk.len()) as u64 > route.max_body_bytes {
+                let p = Problem::new(ProblemKind::BodyTooLarge, format!("this route accepts at most {} bytes", route.max_body_bytes));
+                respond::problem(session, ctx.trace.as_ref(), &p, true).await?;
+                return Ok(true);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let req = session.req_header();
+        let full = std::str::from_utf8(req.raw_path()).unwrap_or("/");
+        let (path, query) = match full[ctx.prefix_len..].split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (&full[ctx.prefix_len..], None),
+        };
+        let request_id = ctx.trace.as_ref().map(|t| t.request_id.as_str()).unwrap_or("");
+        let result = adapter
+            .call(AdapterRequest {
+                method: &req.method,
+                path: if path.is_empty() { "/" } else { path },
+                query,
+                headers: &req.headers,
+                body: body.freeze(),
+                tenant_id: &tenant.id,
+                request_id,
+            })
+            .await;
+        match result {
+            Ok(resp) => respond::adapter(session, ctx.trace.as_ref(), resp).await?,
+            Err(p) => respond::problem(session, ctx.trace.as_ref(), &p, false).await?,
+        }
+        Ok(true)
+    }
+
+    fn retry_possible(&self, ctx: &RequestCtx, pool: &Pool) -> bool {
+        (ctx.tried.len() as u32) <= pool.retries && (0..pool.servers.len()).any(|i| !ctx.tried.contains(&i) && pool.is_available(i))
+    }
+
+    fn note_failure(&self, ctx: &RequestCtx) {
+        let Some(rt) = &ctx.rt else { return };
+        let (Some(pool), Some(i), Some(t)) = (ctx.pool(rt), ctx.server, ctx.tenant) else { return };
+        let tenant = &rt.tenants[t].id;
+        self.shared.metrics.upstream_failures.with_label_values(&[tenant, &pool.name]).inc();
+        if pool.record_failure(i) {
+            self.shared.metrics.ejections.with_label_values(&[tenant, &pool.name]).inc();
+            tracing::warn!(tenant = %tenant, upstream = %pool.name, server = %pool.servers[i].name, "server ejected after consecutive failures");
+        }
+    }
+}
+
+fn problem_for(e: &Error, ctx: &RequestCtx) -> Option<Problem> {
+    use ErrorType::*;
+    let upstream = ctx
+        .rt
+        .as_ref()
+        .and_then(|rt| ctx.pool(rt).map(|p| (p, ctx.server)))
+        .map(|(p, s)| match s {
+            Some(i) => format!("upstream `{}` server {}", p.name, p.servers[i].name),
+            None => format!("upstream `{}`", p.name),
+        })
+        .unwrap_or_else(|| "the upstream".into());
+    let p = match (e.etype(), e.esource()) {
+        (ConnectTimedout, _) => Problem::new(ProblemKind::GatewayTimeout, format!("connecting to {upstream} timed out")),
+        (ReadTimedout | WriteTimedout, ErrorSource::Upstream) => {
+            Problem::new(ProblemKind::GatewayTimeout, format!("{upstream} did not answer in time"))
+        }
+        (ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout, ErrorSource::Downstream) => return None,
+        (HTTPStatus(413), _) => Problem::new(ProblemKind::BodyTooLarge, "the request body is too large"),
+        (HTTPStatus(c), ErrorSource::Downstream) if *c < 500 => Problem::new(ProblemKind::BadRequest, format!("malformed request: {e}")),
+        (_, ErrorSource::Upstream) => {
+            Problem::new(ProblemKind::BadGateway, format!("{upstream} failed: {}", e.etype().as_str())).retry_after(1)
+        }
+        (_, ErrorSource::Downstream) => Problem::new(ProblemKind::BadRequest, format!("malformed request: {}", e.etype().as_str())),
+        _ => Problem::new(ProblemKind::Internal, "internal error; the trace id finds it in the logs"),
+    };
+    Some(p)
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            rt: None,
+            tenant: None,
+            route: None,
+            trace: None,
+            state: FilterState::default(),
+            prefix_len: 0,
+            hash: None,
+            tried: Vec::new(),
+            server: None,
+            body_seen: 0,
+            problem: None,
+            host: String::new(),
+        }
+    }
+
+    /// Runs first, once the request header is read: ids, hygiene, tenant, route, filter chain;
+    /// adapter routes are answered here.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        ctx.trace = Some(TraceContext::from_headers(
+            req.headers.get("traceparent").map(|v| v.as_bytes()),
+            req.headers.get("x-request-id").map(|v| v.as_bytes()),
+        ));
+        ctx.state.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.state.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let rt = self.shared.current.load_full();
+        let routed = self.route(session, ctx, &rt);
+        ctx.rt = Some(rt.clone());
+        if let Err((p, close)) = routed {
+            respond::problem(session, ctx.trace.as_ref(), &p, close).await?;
+            return Ok(true);
+        }
+        self.call_adapter(session, ctx, &rt).await
+    }
+
+    /// Runs for each piece of the request body on its way upstream: enforces the route's limit
+    /// on bodies without a (truthful) Content-Length.
+    async fn request_body_filter(&self, _s: &mut Session, body: &mut Option<Bytes>, _end: bool, ctx: &mut RequestCtx) -> Result<()> {
+        if let (Some(b), Some(max)) = (body.as_ref(), ctx.state.max_body_bytes) {
+            ctx.body_seen += b.len() as u64;
+            if ctx.body_seen > max {
+                return Err(fail(Problem::new(ProblemKind::BodyTooLarge, format!("this route accepts at most {max} bytes")), ctx));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs when the request is to be sent (again, on retry): picks a healthy server not tried
+    /// yet, with timeouts clipped to what is left of the total budget.
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let rt = ctx.rt.clone().ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let pool = ctx.pool(&rt).ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let left = pool.total_timeout.saturating_sub(ctx.start.elapsed());
+        if left.is_zero() {
+            let p = Problem::new(ProblemKind::GatewayTimeout, format!("upstream `{}` did not answer within the total budget", pool.name));
+            return Err(fail(p, ctx));
+        }
+        let Some(i) = pool.select(ctx.hash, &ctx.tried) else {
+            let p = Problem::new(ProblemKind::UpstreamUnavailable, format!("no healthy server in upstream `{}`", pool.name)).retry_after(5);
+            return Err(fail(p, ctx));
+        };
+        ctx.tried.push(i);
+        ctx.server = Some(i);
+        let mut peer = Box::new(pool.servers[i].peer.clone());
+        let clip = |d: Option<Duration>| Some(d.map_or(left, |d| d.min(left)));
+        peer.options.connection_timeout = clip(peer.options.connection_timeout);
+        peer.options.total_connection_timeout = clip(peer.options.total_connection_timeout);
+        peer.options.read_timeout = clip(peer.options.read_timeout);
+        Ok(peer)
+    }
+
+    /// Runs after the peer is chosen, before the request header goes upstream: path rewrite,
+    /// forwarding and trace headers.
+    async fn upstream_request_filter(&self, session: &mut Session, up: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        let rt = ctx.rt.as_ref().ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let (Some(t), Some(r)) = (ctx.tenant, ctx.route) else { return Ok(()) };
+        let strip = rt.tenants[t].routes[r].strip_prefix.as_deref().map_or(0, str::len);
+        if ctx.prefix_len + strip > 0 {
+            let raw = up.raw_path();
+            let mut rest = raw[(ctx.prefix_len + strip).min(raw.len())..].to_vec();
+            if rest.first() != Some(&b'/') {
+                rest.insert(0, b'/');
+            }
+            up.set_raw_path(&rest)?;
+        }
+        let proto = if ctx.state.tls { "https" } else { "http" };
+        // varco is the edge: forwarding headers from the caller are replaced, never trusted.
+        if let Some(ip) = ctx.state.client_ip {
+            up.insert_header("x-forwarded-for", ip.to_string())?;
+            let for_ = if ip.is_ipv6() { format!("\"[{ip}]\"") } else { ip.to_string() };
+            up.insert_header("forwarded", format!("for={for_};host={};proto={proto}", ctx.host))?;
+        }
+        up.insert_header("x-forwarded-proto", proto)?;
+        up.insert_header("x-forwarded-host", ctx.host.as_str())?;
+        if let Some(tc) = &ctx.trace {
+            up.insert_header("traceparent", tc.traceparent())?;
+            up.insert_header("x-request-id", tc.request_id.as_str())?;
+        }
+        let _ = session;
+        Ok(())
+    }
+
+    /// Runs when the upstream's response header arrives: the server works.
+    async fn upstream_response_filter(&self, _s: &mut Session, _resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        if let (Some(rt), Some(i)) = (&ctx.rt, ctx.server) {
+            if let Some(p) = ctx.pool(rt) {
+                p.record_success(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs before the response header goes to the caller (upstream answers only).
+    async fn response_filter(&self, _s: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        if let Some(tc) = &ctx.trace {
+            resp.insert_header("x-request-id", tc.request_id.as_str())?;
+        }
+        if let (Some(rt), Some(t), Some(r)) = (&ctx.rt, ctx.tenant, ctx.route) {
+            for f in &rt.tenants[t].routes[r].filters {
+                f.on_response(resp, &ctx.state);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs when connecting to a server failed: passive health, and a retry on another server
+    /// (nothing was sent, so any method may be retried).
+    fn fail_to_connect(&self, _s: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+        self.note_failure(ctx);
+        let retry = ctx.rt.as_ref().and_then(|rt| ctx.pool(rt)).is_some_and(|p| self.retry_possible(ctx, p));
+        e.set_retry(retry);
+        e
+    }
+
+    /// Runs when the exchange failed after connecting: retried on another server only for
+    /// idempotent methods whose body is still fully buffered.
+    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut RequestCtx, client_reused: bool) -> Box<Error> {
+        let mut e = e.more_context(format!("peer: {peer}"));
+        if e.esource() == &ErrorSource::Upstream {
+            self.note_failure(ctx);
+        }
+        let safe = session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
+        if !safe {
+            e.set_retry(false);
+        } else if ctx.rt.as_ref().and_then(|rt| ctx.pool(rt)).is_some_and(|p| self.retry_possible(ctx, p)) {
+            e.set_retry(true);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    /// Runs when the request failed for good: answers problem+json if nothing was sent yet.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let p = ctx.problem.take().or_else(|| problem_for(e, ctx));
+        let code = match p {
+            Some(p) if session.response_written().is_none() => {
+                let close = matches!(p.kind, ProblemKind::BodyTooLarge | ProblemKind::BadRequest);
+                if let Err(err) = respond::problem(session, ctx.trace.as_ref(), &p, close).await {
+                    tracing::debug!(error = %err, "could not send the problem answer");
+                }
+                p.status()
+            }
+            Some(p) => p.status(),
+            None => 0,
+        };
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    /// Runs last, after the response is sent or the request failed: metrics and access log.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.start.elapsed();
+        let Some(rt) = &ctx.rt else { return };
+        let (tenant, route) = match (ctx.tenant, ctx.route) {
+            (Some(t), Some(r)) => {
+                let route = &rt.tenants[t].routes[r];
+                route.latency.observe(elapsed.as_secs_f64());
+                (rt.tenants[t].id.as_str(), route.name.as_str())
+            }
+            _ => ("", ""),
+        };
+        let mut code = itoa_buf();
+        self.shared.metrics.requests.with_label_values(&[tenant, route, fmt_status(&mut code, status)]).inc();
+        if rt.access_log {
+            let req = session.req_header();
+            let (server, upstream) = match (ctx.server, ctx.pool(rt)) {
+                (Some(i), Some(p)) => (p.servers[i].name.as_str(), p.name.as_str()),
+                _ => ("", ""),
+            };
+            // The path is logged without its query: queries may carry personal data or tokens.
+            let path = String::from_utf8_lossy(req.raw_path());
+            let path = path.split('?').next().unwrap_or("");
+            tracing::info!(
+                target: "varco::access",
+                tenant, route, status,
+                method = req.method.as_str(),
+                path,
+                upstream, server,
+                attempts = ctx.tried.len(),
+                latency_us = elapsed.as_micros() as u64,
+                request_id = ctx.trace.as_ref().map_or("", |t| t.request_id.as_str()),
+                trace_id = ctx.trace.as_ref().map_or("", |t| t.trace_id.as_str()),
+                client = %ctx.state.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+                error = e.map(|e| e.etype().as_str()).unwrap_or(""),
+            );
+        }
+    }
+}
+
+fn itoa_buf() -> [u8; 3] {
+    [b'0'; 3]
+}
+
+/// Three-digit status without allocating.
+fn fmt_status(buf: &mut [u8; 3], status: u16) -> &str {
+    let s = status.min(999);
+    buf[0] = b'0' + (s / 100) as u8;
+    buf[1] = b'0' + (s / 10 % 10) as u8;
+    buf[2] = b'0' + (s % 10) as u8;
+    std::str::from_utf8(buf).unwrap_or("000")
+}

@@ -1,0 +1,98 @@
+//! Hot reload: read, validate and build a new runtime, then swap it in one atomic step.
+//! In-flight requests finish on the runtime they hold; an invalid config changes nothing.
+
+use crate::runtime::Runtime;
+use crate::Shared;
+use std::path::PathBuf;
+use std::sync::Arc;
+use varco_config::ConfigIssue;
+
+/// Why a reload was refused; the old configuration keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("cannot read the configuration file: {0}")]
+    Read(String),
+    #[error("the new configuration is invalid ({} problem(s))", .0.len())]
+    Invalid(Vec<ConfigIssue>),
+    #[error("{0}")]
+    Build(String),
+    #[error("listeners or the admin listener changed; restart varco to apply that")]
+    ListenersChanged,
+}
+
+impl ReloadError {
+    /// The problems as `path: message` lines.
+    pub fn details(&self) -> Vec<String> {
+        match self {
+            Self::Invalid(is) => is.iter().map(|i| i.to_string()).collect(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// Reloads the configuration from its file (or the embedded default).
+pub struct Reloader {
+    pub path: Option<PathBuf>,
+    pub shared: Arc<Shared>,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(path: Option<PathBuf>, shared: Arc<Shared>) -> Self {
+        Self { path, shared, lock: tokio::sync::Mutex::new(()) }
+    }
+
+    /// Returns the new generation.
+    pub async fn reload(&self) -> Result<u64, ReloadError> {
+        let _one_at_a_time = self.lock.lock().await;
+        let res = self.reload_inner().await;
+        let label = if res.is_ok() { "ok" } else { "rejected" };
+        self.shared.metrics.reloads.with_label_values(&[label]).inc();
+        match &res {
+            Ok(g) => tracing::info!(generation = g, "configuration reloaded"),
+            Err(e) => tracing::warn!(problems = ?e.details(), "configuration reload rejected; the old one keeps serving"),
+        }
+        res
+    }
+
+    async fn reload_inner(&self) -> Result<u64, ReloadError> {
+        let text = match &self.path {
+            Some(p) => tokio::fs::read_to_string(p).await.map_err(|e| ReloadError::Read(format!("{}: {e}", p.display())))?,
+            None => varco_config::EMBEDDED_DEFAULT.to_owned(),
+        };
+        let cfg = varco_config::load_str(&text).map_err(ReloadError::Invalid)?;
+        let old = self.shared.current.load_full();
+        if cfg.listeners != old.config.listeners || cfg.admin != old.config.admin {
+            return Err(ReloadError::ListenersChanged);
+        }
+        let generation = old.generation + 1;
+        let shared = self.shared.clone();
+        // Building resolves names and reads secrets: keep it off the async workers.
+        let rt = tokio::task::spawn_blocking(move || Runtime::build(cfg, generation, &shared.metrics, Some(&old)))
+            .await
+            .map_err(|e| ReloadError::Build(e.to_string()))?
+            .map_err(|e| ReloadError::Build(e.to_string()))?;
+        self.shared.current.store(Arc::new(rt));
+        self.shared.metrics.generation.set(generation as i64);
+        Ok(generation)
+    }
+}
+
+/// Reloads on SIGHUP.
+pub struct SighupService(pub Arc<Reloader>);
+
+#[async_trait::async_trait]
+impl pingora_core::services::background::BackgroundService for SighupService {
+    async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::error!("cannot listen for SIGHUP; reload through the admin API only");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => { let _ = self.0.reload().await; }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Writing varco's own answers (problems and adapter responses) to a downstream session.
+
+use bytes::Bytes;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+use varco_core::problem::PROBLEM_JSON;
+use varco_core::{AdapterResponse, Problem, TraceContext};
+
+fn ids(trace: Option<&TraceContext>) -> (&str, &str) {
+    trace.map(|t| (t.request_id.as_str(), t.trace_id.as_str())).unwrap_or(("", ""))
+}
+
+/// Writes a problem+json answer. `close` ends the connection afterwards (framing errors, where
+/// the rest of the stream cannot be trusted).
+pub async fn problem(session: &mut Session, trace: Option<&TraceContext>, p: &Problem, close: bool) -> pingora_error::Result<()> {
+    let (request_id, trace_id) = ids(trace);
+    let instance = String::from_utf8_lossy(session.req_header().raw_path()).into_owned();
+    let body = p.to_body(&instance, request_id, trace_id);
+    let mut h = ResponseHeader::build(p.status(), Some(6))?;
+    h.insert_header(http::header::CONTENT_TYPE, PROBLEM_JSON)?;
+    h.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    h.insert_header("x-request-id", request_id)?;
+    h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    if let Some(s) = p.retry_after {
+        h.insert_header(http::header::RETRY_AFTER, s)?;
+    }
+    if let Some(a) = &p.allow {
+        h.insert_header(http::header::ALLOW, a.as_str())?;
+    }
+    if close {
+        session.set_keepalive(None);
+        h.insert_header(http::header::CONNECTION, "close")?;
+    }
+    write(session, h, Bytes::from(body)).await
+}
+
+/// Writes an adapter's answer.
+pub async fn adapter(session: &mut Session, trace: Option<&TraceContext>, r: AdapterResponse) -> pingora_error::Result<()> {
+    let mut h = ResponseHeader::build(r.status, Some(r.headers.len() + 2))?;
+    for (k, v) in r.headers {
+        h.append_header(k, v)?;
+    }
+    h.insert_header(http::header::CONTENT_LENGTH, r.body.len())?;
+    h.insert_header("x-request-id", ids(trace).0)?;
+    write(session, h, r.body).await
+}
+
+async fn write(session: &mut Session, h: ResponseHeader, body: Bytes) -> pingora_error::Result<()> {
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(h), head_only).await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! The immutable runtime built from one configuration: tenants, their route tables, filter
+//! chains, adapters and upstream pools. A reload builds a new one and swaps it atomically;
+//! requests keep the `Arc` they started with.
+
+use crate::filters::{BodyLimit, HeaderRewrite};
+use crate::metrics::Metrics;
+use crate::router::{RouteTable, TenantIndex};
+use crate::upstream::{Pool, ResolvedServer};
+use http::{HeaderName, HeaderValue, Method};
+use pingora_core::upstreams::peer::HttpPeer;
+use prometheus::Histogram;
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+use varco_adapter_status::{StatusAdapter, StatusConfig};
+use varco_config::{AdapterConfig, Config, HeaderValueSource, RouteTarget, SecretRef, TenantConfig};
+use varco_core::{Adapter, Filter, HealthView, UpstreamHealth};
+
+/// Why a valid configuration could not be built (I/O: DNS, files, environment).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct BuildError {
+    pub path: String,
+    pub message: String,
+}
+
+fn build_err(path: impl Into<String>, message: impl Into<String>) -> BuildError {
+    BuildError { path: path.into(), message: message.into() }
+}
+
+/// Where a route sends requests.
+#[derive(Debug)]
+pub enum Target {
+    /// Index into the tenant's pools.
+    Upstream(usize),
+    Adapter(Arc<dyn Adapter>),
+}
+
+/// A built route.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub target: Target,
+    pub max_body_bytes: u64,
+    pub strip_prefix: Option<String>,
+    pub filters: Vec<Arc<dyn Filter>>,
+    pub latency: Histogram,
+}
+
+/// A built tenant.
+#[derive(Debug)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub routes: Vec<Route>,
+    pub table: RouteTable,
+    pub pools: Vec<Arc<Pool>>,
+}
+
+/// The tenant's pools as the status adapter sees them.
+#[derive(Debug)]
+struct TenantHealth(Vec<Arc<Pool>>);
+
+impl HealthView for TenantHealth {
+    fn upstreams(&self) -> Vec<UpstreamHealth> {
+        self.0.iter().map(|p| p.health()).collect()
+    }
+}
+
+/// Everything a request needs, built once per configuration.
+#[derive(Debug)]
+pub struct Runtime {
+    pub generation: u64,
+    pub config: Config,
+    pub tenants: Vec<Tenant>,
+    pub index: TenantIndex,
+    pub access_log: bool,
+}
+
+fn read_secret(path: &str, s: &SecretRef) -> Result<String, BuildError> {
+    match s {
+        SecretRef::Env(v) => std::env::var(v).map_err(|_| build_err(path, format!("environment variable `{v}` is not set"))),
+        SecretRef::File(f) => std::fs::read_to_string(f)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+            .map_err(|e| build_err(path, format!("cannot read `{}`: {e}", f.display()))),
+    }
+}
+
+/// Reads the admin token, if any.
+pub fn admin_token(cfg: &Config) -> Result<Option<String>, BuildError> {
+    cfg.admin.token.as_ref().map(|t| read_secret("admin.token", t)).transpose()
+}
+
+impl Runtime {
+    /// Builds a runtime from a validated config. Does I/O (DNS, secrets); call it off the
+    /// request path. `previous` hands health state over to the same servers.
+    pub fn build(cfg: Config, generation: u64, metrics: &Metrics, previous: Option<&Runtime>) -> Result<Self, BuildError> {
+        let mut index = TenantIndex::default();
+        let mut tenants = Vec::with_capacity(cfg.tenants.len());
+        for (ti, t) in cfg.tenants.iter().enumerate() {
+            let tenant = build_tenant(t, &format!("tenants[{ti}]"), &cfg, metrics)?;
+            if let Some(old) = previous.and_then(|p| p.tenants.iter().find(|o| o.id == t.id)) {
+                for p in &tenant.pools {
+                    if let Some(op) = old.pools.iter().find(|op| op.name == p.name) {
+                        p.inherit_health(op);
+                    }
+                }
+            }
+            if t.hosts.is_empty() {
+                index.insert("*", t.prefix.as_deref(), ti);
+            }
+            for h in &t.hosts {
+                index.insert(h, t.prefix.as_deref(), ti);
+            }
+            tenants.push(tenant);
+        }
+        Ok(Self { generation, access_log: cfg.server.access_log, config: cfg, tenants, index })
+    }
+}
+
+fn build_tenant(t: &TenantConfig, p: &str, cfg: &Config, metrics: &Metrics) -> Result<Tenant, BuildError> {
+    let mut pools = Vec::new();
+    let mut pool_names = Vec::new();
+    for (name, u) in &t.upstreams {
+        let up = format!("{p}.upstreams.{name}");
+        let mut servers = Vec::new();
+        for (i, s) in u.servers.iter().enumerate() {
+            let addr = s
+                .to_socket_addrs()
+                .map_err(|e| build_err(format!("{up}.servers[{i}]"), format!("cannot resolve `{s}`: {e}")))?
+                .next()
+                .ok_or_else(|| build_err(format!("{up}.servers[{i}]"), format!("`{s}` resolves to no address")))?;
+            let host = s.rsplit_once(':').map(|(h, _)| h).unwrap_or(s);
+            let sni = u.tls.as_ref().and_then(|t| t.sni.clone()).unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned());
+            let mut peer = HttpPeer::new(addr, u.tls.is_some(), sni);
+            peer.options.connection_timeout = Some(u.timeouts.connect.0);
+            peer.options.total_connection_timeout = Some(u.timeouts.connect.0);
+            peer.options.read_timeout = Some(u.timeouts.read.0);
+            peer.options.write_timeout = Some(u.timeouts.write.0);
+            peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+            if let Some(ca) = u.tls.as_ref().and_then(|t| t.ca.as_ref()) {
+                peer.options.ca = Some(crate::tls::load_ca(ca).map_err(|m| build_err(format!("{up}.tls.ca"), m))?);
+            }
+            servers.push(ResolvedServer { name: s.clone(), addr, peer });
+        }
+        pools.push(Arc::new(Pool::new(name, u, servers)));
+        pool_names.push(name.as_str());
+    }
+    let health: Arc<dyn HealthView> = Arc::new(TenantHealth(pools.clone()));
+    let mut routes = Vec::new();
+    let mut table = RouteTable::default();
+    let mut route_cfgs = t.routes.clone();
+    if !route_cfgs.iter().any(|r| r.path == "/status") {
+        route_cfgs.push(varco_config::RouteConfig {
+            name: "status".into(),
+            path: "/status".into(),
+            methods: vec!["GET".into(), "HEAD".into()],
+            access: varco_config::Access::Public,
+            to: RouteTarget::Adapter(AdapterConfig::Status(StatusConfig { retry_after_secs: 10 })),
+            max_body_bytes: None,
+            strip_prefix: None,
+            request_headers: None,
+        });
+    }
+    for (ri, r) in route_cfgs.iter().enumerate() {
+        let rp = format!("{p}.routes[{ri}]");
+        let max_body_bytes = r.max_body_bytes.unwrap_or(cfg.server.max_body_bytes);
+        let mut filters: Vec<Arc<dyn Filter>> = vec![Arc::new(BodyLimit { max: max_body_bytes })];
+        let target = match &r.to {
+            RouteTarget::Upstream(u) => Target::Upstream(
+                pool_names.iter().position(|n| n == u).ok_or_else(|| build_err(format!("{rp}.to.upstream"), "unknown upstream"))?,
+            ),
+            RouteTarget::Adapter(AdapterConfig::Status(s)) => Target::Adapter(Arc::new(StatusAdapter::build(s, health.clone()))),
+        };
+        if let Some(h) = &r.request_headers {
+            let mut set = Vec::new();
+            for (name, v) in &h.set {
+                let hp = format!("{rp}.request_headers.set.{name}");
+                let value = match v {
+                    HeaderValueSource::Inline(s) => s.clone(),
+                    HeaderValueSource::Secret(s) => read_secret(&hp, s)?,
+                };
+                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| build_err(&hp, e.to_string()))?;
+                let mut value = HeaderValue::from_str(&value).map_err(|_| build_err(&hp, "not a valid header value"))?;
+                value.set_sensitive(true);
+                set.push((name, value));
+            }
+            let remove = h.remove.iter().filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok()).collect();
+            filters.push(Arc::new(HeaderRewrite { set, remove }));
+        }
+        let methods: Vec<Method> = r.methods.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect();
+        table.insert(&r.path, &methods, routes.len()).map_err(|e| build_err(format!("{rp}.path"), e))?;
+        routes.push(Route {
+            name: r.name.clone(),
+            target,
+            max_body_bytes,
+            strip_prefix: r.strip_prefix.clone(),
+            filters,
+            latency: metrics.route_latency(&t.id, &r.name),
+        });
+    }
+    Ok(Tenant { id: t.id.clone(), name: t.name.clone(), routes, table, pools })
+}

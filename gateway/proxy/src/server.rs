@@ -1,0 +1,82 @@
+//! Wires listeners, the admin app and background services into a pingora `Server` and runs it.
+
+use crate::admin::AdminApp;
+use crate::gateway::Gateway;
+use crate::health::HealthService;
+use crate::metrics::Metrics;
+use crate::reload::{Reloader, SighupService};
+use crate::runtime::{admin_token, Runtime};
+use crate::Shared;
+use arc_swap::ArcSwap;
+use pingora_core::apps::http_app::HttpServer;
+use pingora_core::apps::HttpServerOptions;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::Server;
+use pingora_core::services::background::background_service;
+use pingora_core::services::listening::Service;
+use pingora_proxy::ProxyServiceBuilder;
+use std::path::PathBuf;
+use std::sync::Arc;
+use varco_config::Config;
+
+/// Why varco could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Build(#[from] crate::runtime::BuildError),
+    #[error("cannot listen on {addr} ({what}): {err}")]
+    Bind { addr: String, what: String, err: std::io::Error },
+    #[error("listener `{listener}`: {message}")]
+    Tls { listener: String, message: String },
+}
+
+/// Builds everything from a validated config and serves until SIGTERM/SIGINT. Returns only
+/// on a start-up error; otherwise the process exits when pingora is done draining.
+pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
+    // Fail early and clearly on a taken port (pingora would only log it).
+    for (addr, what) in cfg.listeners.iter().map(|l| (l.address.clone(), format!("listener `{}`", l.name))).chain([(cfg.admin.address.clone(), "admin".to_owned())]) {
+        std::net::TcpListener::bind(&addr).map_err(|err| StartError::Bind { addr: addr.clone(), what, err })?;
+    }
+    let metrics = Metrics::new();
+    let token = admin_token(&cfg)?;
+    let runtime = Runtime::build(cfg.clone(), 1, &metrics, None)?;
+    metrics.generation.set(1);
+    let shared = Arc::new(Shared { current: ArcSwap::from_pointee(runtime), metrics });
+    let reloader = Arc::new(Reloader::new(path, shared.clone()));
+
+    let threads = if cfg.server.threads == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { cfg.server.threads };
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(cfg.server.grace_period.0.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(cfg.server.shutdown_timeout.0.as_secs()),
+        upstream_keepalive_pool_size: cfg.server.upstream_keepalive_pool,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let conf = server.configuration.clone();
+
+    for l in &cfg.listeners {
+        let gw = Gateway { shared: shared.clone() };
+        let mut options = HttpServerOptions::default();
+        options.h2c = l.http2 && l.tls.is_none();
+        let mut svc = ProxyServiceBuilder::new(&conf, gw).name(format!("listener {}", l.name)).server_options(options).build();
+        match &l.tls {
+            None => svc.add_tcp(&l.address),
+            Some(tls) => {
+                let settings = crate::tls::listener_settings(tls, l.http2).map_err(|message| StartError::Tls { listener: l.name.clone(), message })?;
+                svc.add_tls_with_settings(&l.address, None, settings);
+            }
+        }
+        server.add_service(svc);
+    }
+
+    let admin = AdminApp { shared: shared.clone(), reloader: reloader.clone(), token };
+    let mut admin_svc = Service::new("admin".into(), HttpServer::new_app(admin));
+    admin_svc.add_tcp(&cfg.admin.address);
+    server.add_service(admin_svc);
+    server.add_service(background_service("health checks", HealthService { shared: shared.clone() }));
+    server.add_service(background_service("sighup reload", SighupService(reloader)));
+    tracing::info!(listeners = ?cfg.listeners.iter().map(|l| &l.address).collect::<Vec<_>>(), admin = %cfg.admin.address, tenants = cfg.tenants.len(), "varco starting");
+    server.run_forever()
+}

@@ -1,0 +1,281 @@
+//! Upstream pools: server selection (round robin, rendezvous hashing), active health state and
+//! passive ejection. Health is plain atomics so the hot path never locks.
+
+use pingora_core::upstreams::peer::HttpPeer;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use varco_config::{Balance, HealthCheckConfig, UpstreamConfig};
+use varco_core::UpstreamHealth;
+
+/// One back-office server and its health.
+#[derive(Debug)]
+pub struct Server {
+    /// As written in config (`host:port`).
+    pub name: String,
+    pub addr: SocketAddr,
+    /// Template peer with TLS and timeouts set; cloned per request.
+    pub peer: HttpPeer,
+    /// Result of the active health check (true until a check says otherwise).
+    pub active_healthy: AtomicBool,
+    pub active_successes: AtomicU32,
+    pub active_failures: AtomicU32,
+    /// Consecutive live-traffic failures.
+    pub passive_failures: AtomicU32,
+    /// Until when (ms since the pool's epoch) the server is ejected.
+    pub ejected_until_ms: AtomicU64,
+}
+
+/// A pool of servers with its policy.
+#[derive(Debug)]
+pub struct Pool {
+    pub name: String,
+    pub servers: Vec<Server>,
+    pub hash_header: Option<http::HeaderName>,
+    pub retries: u32,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub total_timeout: Duration,
+    pub health_check: Option<HealthCheckConfig>,
+    pub max_failures: u32,
+    pub eject_for: Duration,
+    /// Host header and path for health checks.
+    pub tls: bool,
+    epoch: Instant,
+    rr: AtomicUsize,
+    /// ms since epoch at which the next active check is due.
+    pub next_check_ms: AtomicU64,
+}
+
+/// The builder's inputs: resolved addresses, and the TLS settings already applied to peers.
+pub struct ResolvedServer {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub peer: HttpPeer,
+}
+
+impl Pool {
+    pub fn new(name: &str, cfg: &UpstreamConfig, servers: Vec<ResolvedServer>) -> Self {
+        let t = &cfg.timeouts;
+        Self {
+            name: name.to_owned(),
+            servers: servers
+                .into_iter()
+                .map(|s| Server {
+                    name: s.name,
+                    addr: s.addr,
+                    peer: s.peer,
+                    active_healthy: AtomicBool::new(true),
+                    active_successes: AtomicU32::new(0),
+                    active_failures: AtomicU32::new(0),
+                    passive_failures: AtomicU32::new(0),
+                    ejected_until_ms: AtomicU64::new(0),
+                })
+                .collect(),
+            hash_header: match &cfg.balance {
+                Balance::RoundRobin => None,
+                Balance::ConsistentHash { header } => http::HeaderName::from_bytes(header.as_bytes()).ok(),
+            },
+            retries: cfg.retries,
+            connect_timeout: t.connect.0,
+            read_timeout: t.read.0,
+            write_timeout: t.write.0,
+            total_timeout: t.total.0,
+            health_check: cfg.health_check.clone(),
+            max_failures: cfg.passive.max_failures,
+            eject_for: cfg.passive.eject_for.0,
+            tls: cfg.tls.is_some(),
+            epoch: Instant::now(),
+            rr: AtomicUsize::new(fastrand::usize(..1024)),
+            next_check_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn available(&self, i: usize, now_ms: u64) -> bool {
+        let s = &self.servers[i];
+        s.active_healthy.load(Relaxed) && s.ejected_until_ms.load(Relaxed) <= now_ms
+    }
+
+    /// Picks a server not in `tried`; `hash` pins a key to a server (rendezvous hashing).
+    /// `None` when no available server is left.
+    pub fn select(&self, hash: Option<u64>, tried: &[usize]) -> Option<usize> {
+        let now = self.now_ms();
+        let n = self.servers.len();
+        let ok = |i: usize| !tried.contains(&i) && self.available(i, now);
+        if let Some(h) = hash {
+            return (0..n).filter(|&i| ok(i)).max_by_key(|&i| mix(h ^ mix(i as u64 + 1)));
+        }
+        let start = self.rr.fetch_add(1, Relaxed);
+        (0..n).map(|k| (start + k) % n).find(|&i| ok(i))
+    }
+
+    /// Live traffic reached the server: forget its failures.
+    pub fn record_success(&self, i: usize) {
+        if let Some(s) = self.servers.get(i) {
+            if s.passive_failures.load(Relaxed) != 0 {
+                s.passive_failures.store(0, Relaxed);
+            }
+        }
+    }
+
+    /// Live traffic failed on the server; ejects it after `max_failures` in a row.
+    /// Returns true when this failure ejected it.
+    pub fn record_failure(&self, i: usize) -> bool {
+        let Some(s) = self.servers.get(i) else { return false };
+        if self.max_failures == 0 {
+            return false;
+        }
+        let n = s.passive_failures.fetch_add(1, Relaxed) + 1;
+        if n >= self.max_failures {
+            s.passive_failures.store(0, Relaxed);
+            s.ejected_until_ms.store(self.now_ms() + self.eject_for.as_millis() as u64, Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Applies one active check result with the configured thresholds.
+    pub fn record_check(&self, i: usize, ok: bool) {
+        let (Some(s), Some(hc)) = (self.servers.get(i), &self.health_check) else { return };
+        if ok {
+            s.active_failures.store(0, Relaxed);
+            let n = s.active_successes.fetch_add(1, Relaxed) + 1;
+            if n >= hc.healthy_threshold {
+                s.active_healthy.store(true, Relaxed);
+            }
+        } else {
+            s.active_successes.store(0, Relaxed);
+            let n = s.active_failures.fetch_add(1, Relaxed) + 1;
+            if n >= hc.unhealthy_threshold {
+                s.active_healthy.store(false, Relaxed);
+            }
+        }
+    }
+
+    /// Copies health state from the same server of a previous pool (config reload).
+    pub fn inherit_health(&self, old: &Pool) {
+        let now_new = self.now_ms();
+        let now_old = old.now_ms();
+        for s in &self.servers {
+            if let Some(o) = old.servers.iter().find(|o| o.addr == s.addr) {
+                s.active_healthy.store(o.active_healthy.load(Relaxed), Relaxed);
+                let left = o.ejected_until_ms.load(Relaxed).saturating_sub(now_old);
+                if left > 0 {
+                    s.ejected_until_ms.store(now_new + left, Relaxed);
+                }
+            }
+        }
+    }
+
+    pub fn health(&self) -> UpstreamHealth {
+        let now = self.now_ms();
+        UpstreamHealth {
+            name: self.name.clone(),
+            healthy_servers: (0..self.servers.len()).filter(|&i| self.available(i, now)).count(),
+            servers: self.servers.len(),
+        }
+    }
+
+    pub fn is_available(&self, i: usize) -> bool {
+        self.available(i, self.now_ms())
+    }
+}
+
+/// A 64-bit finaliser (splitmix64): spreads keys evenly for rendezvous hashing.
+pub fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// FNV-1a over a header value, then mixed.
+pub fn hash_bytes(b: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &c in b {
+        h ^= u64::from(c);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    mix(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: usize, yaml_extra: &str) -> Pool {
+        let servers: Vec<String> = (0..n).map(|i| format!("\"127.0.0.1:{}\"", 9000 + i)).collect();
+        let cfg: UpstreamConfig =
+            serde_yaml_ng::from_str(&format!("{{servers: [{}]{yaml_extra}}}", servers.join(","))).unwrap();
+        let resolved = (0..n)
+            .map(|i| {
+                let addr: SocketAddr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
+                ResolvedServer { name: addr.to_string(), addr, peer: HttpPeer::new(addr, false, String::new()) }
+            })
+            .collect();
+        Pool::new("p", &cfg, resolved)
+    }
+
+    #[test]
+    fn round_robin_visits_every_server_and_skips_tried() {
+        let p = pool(3, "");
+        let mut seen: Vec<usize> = (0..3).map(|_| p.select(None, &[]).unwrap()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1, 2]);
+        assert_eq!(p.select(None, &[0, 1, 2]), None);
+        let only = p.select(None, &[0, 2]).unwrap();
+        assert_eq!(only, 1);
+    }
+
+    #[test]
+    fn passive_ejection_after_max_failures() {
+        let p = pool(2, ", passive: {max_failures: 2, eject_for: 60s}");
+        assert!(!p.record_failure(0));
+        p.record_success(0);
+        assert!(!p.record_failure(0));
+        assert!(p.record_failure(0));
+        for _ in 0..10 {
+            assert_eq!(p.select(None, &[]), Some(1));
+        }
+        assert_eq!(p.health().healthy_servers, 1);
+    }
+
+    #[test]
+    fn active_thresholds() {
+        let p = pool(1, ", health_check: {unhealthy_threshold: 2, healthy_threshold: 2}");
+        p.record_check(0, false);
+        assert!(p.is_available(0));
+        p.record_check(0, false);
+        assert!(!p.is_available(0));
+        p.record_check(0, true);
+        assert!(!p.is_available(0));
+        p.record_check(0, true);
+        assert!(p.is_available(0));
+    }
+
+    #[test]
+    fn consistent_hash_is_sticky_and_moves_only_the_lost_keys() {
+        let p = pool(4, "");
+        let keys: Vec<u64> = (0..200).map(|k| hash_bytes(format!("RSSMRA80A01H501{k}").as_bytes())).collect();
+        let before: Vec<usize> = keys.iter().map(|&k| p.select(Some(k), &[]).unwrap()).collect();
+        let again: Vec<usize> = keys.iter().map(|&k| p.select(Some(k), &[]).unwrap()).collect();
+        assert_eq!(before, again);
+        for s in 0..4 {
+            assert!(before.contains(&s), "server {s} got no key");
+        }
+        p.servers[2].active_healthy.store(false, Relaxed);
+        for (k, &b) in keys.iter().zip(&before) {
+            let now = p.select(Some(*k), &[]).unwrap();
+            if b != 2 {
+                assert_eq!(now, b, "a key of a healthy server moved");
+            } else {
+                assert_ne!(now, 2);
+            }
+        }
+    }
+}
