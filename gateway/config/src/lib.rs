@@ -37,8 +37,11 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
         if let Some(i) = message.find(" at line ") {
             message.truncate(i);
         }
-        if let Some(rest) = message.strip_prefix(&format!("{path}: ")) {
-            message = rest.to_owned();
+        // ... and sometimes prefixes its own (shorter) path: keep only ours.
+        if let Some((head, rest)) = message.split_once(": ") {
+            if !head.contains(' ') && path.starts_with(head) {
+                message = rest.to_owned();
+            }
         }
         vec![ConfigIssue { path: if path == "." { String::new() } else { path }, line, column, message }]
     })
