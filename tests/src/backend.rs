@@ -1,0 +1,128 @@
+//! A real HTTP/1.1 back-office server (hyper) whose behaviour a test changes on command.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How the backend answers requests (health checks on `/health` follow `healthy`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// 200 with a JSON echo of the request.
+    Echo,
+    /// Answer this status.
+    Status(u16),
+    /// Wait, then echo.
+    Delay(Duration),
+    /// Read the request, then close the connection without answering.
+    Close,
+}
+
+#[derive(Debug)]
+pub struct State {
+    pub mode: Mutex<Mode>,
+    pub healthy: Mutex<bool>,
+    /// Requests answered or dropped, health checks excluded.
+    pub hits: AtomicUsize,
+    pub health_hits: AtomicUsize,
+    pub last: Mutex<Option<serde_json::Value>>,
+}
+
+/// A running backend.
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Backend {
+    pub async fn start(name: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State {
+            mode: Mutex::new(Mode::Echo),
+            healthy: Mutex::new(true),
+            hits: AtomicUsize::new(0),
+            health_hits: AtomicUsize::new(0),
+            last: Mutex::new(None),
+        });
+        let (st, nm) = (state.clone(), name.to_owned());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (st, nm) = (st.clone(), nm.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| handle(req, st.clone(), nm.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        Self { name: name.to_owned(), addr, state, task }
+    }
+
+    pub fn set_mode(&self, m: Mode) {
+        *self.state.mode.lock().unwrap() = m;
+    }
+
+    pub fn set_healthy(&self, h: bool) {
+        *self.state.healthy.lock().unwrap() = h;
+    }
+
+    pub fn hits(&self) -> usize {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// The last request the backend saw (method, path, headers, body length).
+    pub fn last(&self) -> serde_json::Value {
+        self.state.last.lock().unwrap().clone().unwrap_or_default()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(req: Request<Incoming>, st: Arc<State>, name: String) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    if req.uri().path() == "/health" {
+        st.health_hits.fetch_add(1, Ordering::SeqCst);
+        let code = if *st.healthy.lock().unwrap() { 200 } else { 503 };
+        return Ok(Response::builder().status(code).body(Full::new(Bytes::from_static(b"health"))).unwrap());
+    }
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let headers: serde_json::Map<String, serde_json::Value> =
+        parts.headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into())).collect();
+    let echo = serde_json::json!({
+        "backend": name,
+        "method": parts.method.as_str(),
+        "path": parts.uri.to_string(),
+        "headers": headers,
+        "body_len": body.len(),
+    });
+    *st.last.lock().unwrap() = Some(echo.clone());
+    st.hits.fetch_add(1, Ordering::SeqCst);
+    let mode = st.mode.lock().unwrap().clone();
+    let status = match mode {
+        Mode::Echo => 200,
+        Mode::Status(s) => s,
+        Mode::Delay(d) => {
+            tokio::time::sleep(d).await;
+            200
+        }
+        Mode::Close => return Err(std::io::Error::other("closing without an answer")),
+    };
+    Ok(Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(&echo).unwrap())))
+        .unwrap())
+}

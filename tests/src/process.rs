@@ -1,0 +1,157 @@
+//! The real `varco` process on a temporary config and ephemeral ports.
+
+use crate::client::{Client, Resp};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound and released: good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The `varco` binary next to the test binary (`cargo test --workspace` builds it).
+pub fn varco_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("VARCO_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("varco");
+    assert!(bin.exists(), "{} is missing: run `cargo test --workspace` (it builds the binary)", bin.display());
+    bin
+}
+
+/// A running varco. Placeholders in the config: `{PORT}` (the public listener), `{ADMIN}`.
+pub struct Varco {
+    child: Option<Child>,
+    pub port: u16,
+    pub admin: u16,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub client: Client,
+    pub admin_client: Client,
+}
+
+static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn temp_dir() -> PathBuf {
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("varco-test-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+impl Varco {
+    /// Writes the config, starts varco and waits until it is ready.
+    pub async fn start(config: &str) -> Self {
+        Self::start_with_env(config, &[]).await
+    }
+
+    pub async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        let (port, admin) = (free_port(), free_port());
+        let dir = temp_dir();
+        let text = config.replace("{PORT}", &port.to_string()).replace("{ADMIN}", &admin.to_string()).replace("{DIR}", &dir.display().to_string());
+        let cfg = dir.join("varco.yaml");
+        std::fs::write(&cfg, text).unwrap();
+        let mut v = Self {
+            child: None,
+            port,
+            admin,
+            log: dir.join("varco.log"),
+            config: cfg,
+            dir,
+            client: Client::new(port),
+            admin_client: Client::new(admin),
+        };
+        v.spawn(env);
+        v.wait_ready().await;
+        v
+    }
+
+    fn spawn(&mut self, env: &[(&str, &str)]) {
+        let log = std::fs::File::create(&self.log).unwrap();
+        let mut cmd = Command::new(varco_bin());
+        cmd.args(["serve", "--config"]).arg(&self.config).stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().unwrap());
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("varco exited with {status} before it was ready; log:\n{}", self.log_text());
+            }
+            let ok = tokio::net::TcpStream::connect(("127.0.0.1", self.admin)).await.is_ok()
+                && tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok();
+            if ok && self.admin_client.get("localhost", "/readyz").await.status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "varco not ready in 20 s; log:\n{}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let _ = std::process::Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status();
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return s.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn get(&self, host: &str, path: &str) -> Resp {
+        self.client.get(host, path).await
+    }
+
+    pub async fn send(&self, method: &str, host: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        self.client.send(method, host, path, headers, body).await
+    }
+
+    /// Replaces the config file (placeholders filled as at start).
+    pub fn rewrite_config(&self, config: &str) {
+        let text = config.replace("{PORT}", &self.port.to_string()).replace("{ADMIN}", &self.admin.to_string()).replace("{DIR}", &self.dir.display().to_string());
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub async fn reload(&self) -> Resp {
+        self.admin_client.send("POST", "localhost", "/admin/reload", &[], b"").await
+    }
+
+    pub async fn metrics(&self) -> String {
+        String::from_utf8_lossy(&self.admin_client.get("localhost", "/metrics").await.body).into_owned()
+    }
+}
+
+impl Drop for Varco {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,147 @@
+//! Tenancy and routing through the real gateway: each request reaches exactly one tenant's
+//! back-office, with the forwarding, trace and identity headers the back-office can rely on.
+
+use varco_tests::{Backend, Varco};
+
+fn consortium(mc: &Backend, ba: &Backend, ge: &Backend) -> String {
+    format!(
+        r#"
+server: {{access_log: true}}
+listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
+admin: {{address: "127.0.0.1:{{ADMIN}}"}}
+tenants:
+  - id: c_e783
+    name: Comune di Macerata
+    hosts: [macerata.example.it]
+    upstreams: {{anagrafe: {{servers: ["{mc}"]}}}}
+    routes:
+      - {{name: anagrafe, path: "/anagrafe/v1/{{*rest}}", methods: [GET, POST], access: public, to: {{upstream: anagrafe}}, strip_prefix: /anagrafe}}
+  - id: c_a662
+    name: Comune di Bari
+    hosts: [consorzio.example.it]
+    prefix: /c_a662
+    upstreams: {{tributi: {{servers: ["{ba}"]}}}}
+    routes:
+      - {{name: tributi, path: "/tributi/{{*rest}}", methods: [GET], access: public, to: {{upstream: tributi}}}}
+  - id: c_d969
+    name: Comune di Genova
+    hosts: [consorzio.example.it]
+    prefix: /c_d969
+    upstreams: {{tributi: {{servers: ["{ge}"]}}}}
+    routes:
+      - {{name: tributi, path: "/tributi/{{*rest}}", methods: [GET], access: public, to: {{upstream: tributi}}}}
+"#,
+        mc = mc.addr,
+        ba = ba.addr,
+        ge = ge.addr
+    )
+}
+
+#[tokio::test]
+async fn each_request_reaches_exactly_its_tenant() {
+    let (mc, ba, ge) = (Backend::start("macerata").await, Backend::start("bari").await, Backend::start("genova").await);
+    let v = Varco::start(&consortium(&mc, &ba, &ge)).await;
+
+    let r = v.get("macerata.example.it", "/anagrafe/v1/persone/1?x=1").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json["backend"], "macerata");
+    assert_eq!(r.json["path"], "/v1/persone/1?x=1", "strip_prefix removes /anagrafe");
+
+    let r = v.get("consorzio.example.it", "/c_a662/tributi/tari").await;
+    assert_eq!(r.json["backend"], "bari");
+    assert_eq!(r.json["path"], "/tributi/tari", "the tenant prefix is removed");
+    let r = v.get("consorzio.example.it", "/c_d969/tributi/tari").await;
+    assert_eq!(r.json["backend"], "genova");
+
+    // Nothing of one tenant is reachable through another's host or prefix.
+    v.get("consorzio.example.it", "/anagrafe/v1/persone/1").await.assert_problem(404, "unknown-tenant");
+    v.get("consorzio.example.it", "/c_e783/anagrafe/v1/persone/1").await.assert_problem(404, "unknown-tenant");
+    v.get("macerata.example.it", "/c_a662/tributi/tari").await.assert_problem(404, "no-route");
+    v.get("MACERATA.example.it:443", "/c_d969/tributi/tari").await.assert_problem(404, "no-route");
+    v.get("bari.example.it", "/c_a662/tributi/tari").await.assert_problem(404, "unknown-tenant");
+    assert_eq!((mc.hits(), ba.hits(), ge.hits()), (1, 1, 1));
+
+    // Each tenant answers its own /status.
+    for (host, path) in [("macerata.example.it", "/status"), ("consorzio.example.it", "/c_a662/status")] {
+        let r = v.get(host, path).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    }
+    assert_eq!(v.get("consorzio.example.it", "/c_d969/status").await.json["tenant"], "c_d969");
+}
+
+#[tokio::test]
+async fn back_office_gets_forwarding_trace_and_no_spoofed_identity() {
+    let (mc, ba, ge) = (Backend::start("macerata").await, Backend::start("bari").await, Backend::start("genova").await);
+    let v = Varco::start(&consortium(&mc, &ba, &ge)).await;
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let r = v
+        .send(
+            "GET",
+            "macerata.example.it",
+            "/anagrafe/v1/x",
+            &[
+                ("traceparent", tp),
+                ("x-request-id", "pratica-42"),
+                ("x-varco-subject", "RSSMRA80A01H501U"),
+                ("x-varco-tenant", "c_a662"),
+                ("x-forwarded-for", "10.6.6.6"),
+                ("connection", "keep-alive, x-hop"),
+                ("x-hop", "secret-hop"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-request-id"), Some("pratica-42"));
+    let h = &mc.last()["headers"];
+    assert!(h.get("x-varco-subject").is_none() && h.get("x-varco-tenant").is_none(), "spoofed identity reached the back-office: {h}");
+    assert!(h.get("x-hop").is_none(), "a header named in Connection is hop-by-hop: {h}");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1", "the caller's X-Forwarded-For is replaced, not trusted");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "macerata.example.it");
+    assert_eq!(h["forwarded"], "for=127.0.0.1;host=macerata.example.it;proto=http");
+    assert_eq!(h["x-request-id"], "pratica-42");
+    let up_tp = h["traceparent"].as_str().unwrap();
+    assert!(up_tp.starts_with("00-0af7651916cd43dd8448eb211c80319c-"), "trace continued: {up_tp}");
+    assert!(!up_tp.contains("b7ad6b7169203331"), "varco's own span is the parent: {up_tp}");
+
+    // Without a traceparent varco starts a trace and uses its id as request id.
+    let r = v.get("macerata.example.it", "/anagrafe/v1/x").await;
+    let rid = r.header("x-request-id").unwrap().to_owned();
+    let up_tp = mc.last()["headers"]["traceparent"].as_str().unwrap().to_owned();
+    assert_eq!(up_tp.split('-').nth(1), Some(rid.as_str()));
+}
+
+#[tokio::test]
+async fn access_log_and_metrics_name_tenant_and_route_but_no_secret() {
+    let (mc, ba, ge) = (Backend::start("macerata").await, Backend::start("bari").await, Backend::start("genova").await);
+    let cfg = consortium(&mc, &ba, &ge).replace(
+        "strip_prefix: /anagrafe}",
+        "strip_prefix: /anagrafe, request_headers: {set: {Authorization: {env: BO_TOKEN}}}}",
+    );
+    let v = Varco::start_with_env(&cfg, &[("BO_TOKEN", "Bearer s3cr3t-backoffice")]).await;
+    let r = v
+        .send("GET", "macerata.example.it", "/anagrafe/v1/x?token=query-s3cr3t", &[("authorization", "Bearer caller-s3cr3t")], b"")
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(mc.last()["headers"]["authorization"], "Bearer s3cr3t-backoffice", "the route's credential replaces the caller's");
+    // The logging phase runs just after the response is sent.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let m = v.metrics().await;
+    assert!(m.contains(r#"varco_requests_total{route="anagrafe",status="200",tenant="c_e783"} 1"#), "{m}");
+    assert!(m.contains("varco_request_duration_seconds_bucket{route=\"anagrafe\",tenant=\"c_e783\""));
+    let cfg_dump = v.admin_client.get("localhost", "/admin/config").await;
+    assert_eq!(cfg_dump.status, 200);
+    assert_eq!(cfg_dump.json["config"]["tenants"][0]["id"], "c_e783");
+    let log = v.log_text();
+    let line = log.lines().find(|l| l.contains("varco::access") && l.contains("c_e783")).expect("an access log line");
+    let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(entry["fields"]["route"], "anagrafe");
+    assert_eq!(entry["fields"]["status"], 200);
+    assert_eq!(entry["fields"]["path"], "/anagrafe/v1/x");
+    for secret in ["s3cr3t-backoffice", "caller-s3cr3t", "query-s3cr3t"] {
+        assert!(!log.contains(secret), "`{secret}` leaked into the log:\n{log}");
+        assert!(!cfg_dump.body.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    }
+}
