@@ -65,14 +65,14 @@ impl Client {
     }
 }
 
-/// Sends raw bytes and returns what the server answered before closing (or 3 s of silence).
+/// Sends raw bytes and returns what the server answered before closing (or 1 s of silence).
 pub async fn raw_http(port: u16, bytes: &[u8]) -> String {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     s.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
-        match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+        match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
             Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
         }

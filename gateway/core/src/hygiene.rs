@@ -11,6 +11,22 @@ use http::{header, HeaderMap, Method};
 /// headers with this prefix are always removed.
 pub const IDENTITY_HEADER_PREFIX: &str = "x-varco-";
 
+/// Largest total size of request header names and values varco forwards (nginx's default
+/// large_client_header_buffers allow 32 KiB; back-offices often less).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Rejects absurd header sections with 431 before they reach a back-office.
+pub fn check_header_size(headers: &HeaderMap) -> Result<(), Problem> {
+    let total: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if total > MAX_HEADER_BYTES {
+        return Err(Problem::new(
+            ProblemKind::HeadersTooLarge,
+            format!("request headers are {total} bytes; at most {MAX_HEADER_BYTES} are accepted"),
+        ));
+    }
+    Ok(())
+}
+
 /// Rejects methods varco does not proxy. `TRACE` (cross-site tracing) and `CONNECT` (tunnels)
 /// are refused on purpose.
 pub fn check_method(method: &Method) -> Result<(), Problem> {
@@ -157,6 +173,13 @@ mod tests {
         check_framing(&headers(&[("content-length", "5"), ("content-length", "5")])).unwrap();
         check_framing(&headers(&[("transfer-encoding", "Chunked")])).unwrap();
         check_framing(&headers(&[])).unwrap();
+    }
+
+    #[test]
+    fn header_size() {
+        check_header_size(&headers(&[("a", &"x".repeat(1000))])).unwrap();
+        let e = check_header_size(&headers(&[("a", &"x".repeat(MAX_HEADER_BYTES))])).unwrap_err();
+        assert_eq!(e.kind, ProblemKind::HeadersTooLarge);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum ProblemKind {
     MethodNotImplemented,
     /// Body larger than the route allows.
     BodyTooLarge,
+    /// Request headers larger than the gateway accepts.
+    HeadersTooLarge,
     /// Malformed request: bad path, smuggling shape, bad header.
     BadRequest,
     /// The path tries to escape its prefix (`..`, encoded dot segments, NUL, backslash).
@@ -52,6 +54,7 @@ impl ProblemKind {
             Self::MethodNotAllowed => "method-not-allowed",
             Self::MethodNotImplemented => "method-not-implemented",
             Self::BodyTooLarge => "body-too-large",
+            Self::HeadersTooLarge => "headers-too-large",
             Self::BadRequest => "bad-request",
             Self::PathTraversal => "path-traversal",
             Self::UpstreamUnavailable => "upstream-unavailable",
@@ -77,6 +80,7 @@ impl ProblemKind {
             Self::MethodNotAllowed => 405,
             Self::MethodNotImplemented => 501,
             Self::BodyTooLarge => 413,
+            Self::HeadersTooLarge => 431,
             Self::BadRequest | Self::PathTraversal => 400,
             Self::UpstreamUnavailable => 503,
             Self::BadGateway => 502,
@@ -95,6 +99,7 @@ impl ProblemKind {
             Self::MethodNotAllowed => "Method not allowed",
             Self::MethodNotImplemented => "Method not implemented",
             Self::BodyTooLarge => "Request body too large",
+            Self::HeadersTooLarge => "Request headers too large",
             Self::BadRequest => "Malformed request",
             Self::PathTraversal => "Path not allowed",
             Self::UpstreamUnavailable => "Service unavailable",
@@ -115,6 +120,7 @@ impl ProblemKind {
         Self::MethodNotAllowed,
         Self::MethodNotImplemented,
         Self::BodyTooLarge,
+        Self::HeadersTooLarge,
         Self::BadRequest,
         Self::PathTraversal,
         Self::UpstreamUnavailable,

@@ -39,6 +39,8 @@ pub struct RequestCtx {
     /// A problem decided in an earlier phase, answered by `fail_to_proxy`.
     problem: Option<Problem>,
     host: String,
+    /// The last failure was a stale pooled connection: the same server may be tried again.
+    allow_same: bool,
 }
 
 impl RequestCtx {
@@ -62,6 +64,7 @@ impl Gateway {
     fn route(&self, session: &mut Session, ctx: &mut RequestCtx, rt: &Runtime) -> Result<(), (Problem, bool)> {
         let req = session.req_header();
         hygiene::check_framing(&req.headers).map_err(|p| (p, true))?;
+        hygiene::check_header_size(&req.headers).map_err(|p| (p, true))?;
         hygiene::check_method(&req.method).map_err(|p| (p, false))?;
         hygiene::check_path(req.raw_path()).map_err(|p| (p, false))?;
         let host_raw = req.headers.get(http::header::HOST).map(|v| v.as_bytes()).or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()));
@@ -193,6 +196,7 @@ impl ProxyHttp for Gateway {
             body_seen: 0,
             problem: None,
             host: String::new(),
+            allow_same: false,
         }
     }
 
@@ -238,7 +242,8 @@ impl ProxyHttp for Gateway {
             let p = Problem::new(ProblemKind::GatewayTimeout, format!("upstream `{}` did not answer within the total budget", pool.name));
             return Err(fail(p, ctx));
         }
-        let Some(i) = pool.select(ctx.hash, &ctx.tried) else {
+        let tried: &[usize] = if std::mem::take(&mut ctx.allow_same) { &[] } else { &ctx.tried };
+        let Some(i) = pool.select(ctx.hash, tried) else {
             let p = Problem::new(ProblemKind::UpstreamUnavailable, format!("no healthy server in upstream `{}`", pool.name)).retry_after(5);
             return Err(fail(p, ctx));
         };
@@ -329,6 +334,7 @@ impl ProxyHttp for Gateway {
             e.set_retry(true);
         } else {
             e.retry.decide_reuse(client_reused);
+            ctx.allow_same = e.retry();
         }
         e
     }
@@ -338,8 +344,8 @@ impl ProxyHttp for Gateway {
         let p = ctx.problem.take().or_else(|| problem_for(e, ctx));
         let code = match p {
             Some(p) if session.response_written().is_none() => {
-                let close = matches!(p.kind, ProblemKind::BodyTooLarge | ProblemKind::BadRequest);
-                if let Err(err) = respond::problem(session, ctx.trace.as_ref(), &p, close).await {
+                // pingora does not reuse a connection after a failed proxy attempt: say so.
+                if let Err(err) = respond::problem(session, ctx.trace.as_ref(), &p, true).await {
                     tracing::debug!(error = %err, "could not send the problem answer");
                 }
                 p.status()

@@ -1,0 +1,129 @@
+//! Every error kind varco produces, and hostile input: each gets a problem+json answer (or, for
+//! HTTP the parser cannot read, a 400 and a closed connection) and the process keeps serving.
+
+use std::time::Duration;
+use varco_tests::{raw_http, Backend, Mode, Varco};
+
+fn config(be: &Backend, dead: u16, extra_upstream: &str) -> String {
+    format!(
+        r#"
+server: {{max_body_bytes: 1024}}
+listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
+admin: {{address: "127.0.0.1:{{ADMIN}}"}}
+tenants:
+  - id: c_e783
+    name: Comune di Macerata
+    hosts: [macerata.example.it]
+    upstreams:
+      live: {{servers: ["{be}"], timeouts: {{read: 300ms}}, retries: 0, passive: {{max_failures: 0}}}}
+      dead: {{servers: ["127.0.0.1:{dead}"], retries: 0}}
+      {extra_upstream}
+    routes:
+      - {{name: live, path: "/live/{{*rest}}", methods: [GET, POST], access: public, to: {{upstream: live}}}}
+      - {{name: small, path: "/small", methods: [POST], access: public, to: {{upstream: live}}, max_body_bytes: 10}}
+      - {{name: dead, path: "/dead", methods: [GET], access: public, to: {{upstream: dead}}}}
+"#,
+        be = be.addr
+    )
+}
+
+async fn start() -> (Backend, Varco) {
+    let be = Backend::start("live").await;
+    let dead = varco_tests::free_port();
+    let v = Varco::start(&config(&be, dead, "")).await;
+    (be, v)
+}
+
+const H: &str = "macerata.example.it";
+
+#[tokio::test]
+async fn routing_errors() {
+    let (_be, v) = start().await;
+    v.get("nobody.example.it", "/live/x").await.assert_problem(404, "unknown-tenant");
+    v.get(H, "/nothing").await.assert_problem(404, "no-route");
+    let r = v.send("DELETE", H, "/live/x", &[], b"").await;
+    r.assert_problem(405, "method-not-allowed");
+    assert_eq!(r.header("allow"), Some("GET, POST"));
+    v.send("TRACE", H, "/live/x", &[], b"").await.assert_problem(501, "method-not-implemented");
+    v.send("BREW", H, "/live/x", &[], b"").await.assert_problem(501, "method-not-implemented");
+    let r = v.get(H, "/live/a/../../admin").await;
+    r.assert_problem(400, "path-traversal");
+    assert_eq!(r.json["instance"], "/live/a/../../admin");
+    v.get(H, "/live/%2e%2E/x").await.assert_problem(400, "path-traversal");
+    v.get(H, "/live/a%2fb").await.assert_problem(400, "path-traversal");
+    v.get(H, "/live/a%00b").await.assert_problem(400, "path-traversal");
+}
+
+#[tokio::test]
+async fn body_limits_declared_and_streamed() {
+    let (be, v) = start().await;
+    v.send("POST", H, "/small", &[], &[b'x'; 11]).await.assert_problem(413, "body-too-large");
+    assert_eq!(v.send("POST", H, "/small", &[], &[b'x'; 10]).await.status, 200);
+    v.send("POST", H, "/live/x", &[], &[b'x'; 2000]).await.assert_problem(413, "body-too-large");
+    let hits = be.hits();
+    // A chunked body without Content-Length is counted as it streams.
+    let chunk = "a".repeat(600);
+    let req = format!(
+        "POST /live/x HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let out = raw_http(v.port, req.as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(out.contains("urn:varco:problem:body-too-large"), "{out}");
+    let _ = hits;
+}
+
+#[tokio::test]
+async fn upstream_failures_502_503_504() {
+    let (be, v) = start().await;
+    let r = v.get(H, "/dead").await;
+    r.assert_problem(502, "bad-gateway");
+    assert!(r.header("retry-after").is_some());
+    be.set_mode(Mode::Delay(Duration::from_millis(1500)));
+    let r = v.get(H, "/live/slow").await;
+    r.assert_problem(504, "gateway-timeout");
+    be.set_mode(Mode::Close);
+    v.get(H, "/live/x").await.assert_problem(502, "bad-gateway");
+    // An upstream's own 5xx is its answer, passed through untouched.
+    be.set_mode(Mode::Status(503));
+    let r = v.get(H, "/live/x").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json["backend"], "live");
+}
+
+#[tokio::test]
+async fn hostile_http_never_wedges_the_process() {
+    let (be, v) = start().await;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("CL+TE smuggling", format!("POST /live/x HTTP/1.1\r\nHost: {H}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").into_bytes()),
+        ("two Content-Lengths", format!("POST /live/x HTTP/1.1\r\nHost: {H}\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab").into_bytes()),
+        ("TE obfuscation", format!("POST /live/x HTTP/1.1\r\nHost: {H}\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n").into_bytes()),
+        ("no Host", b"GET /live/x HTTP/1.1\r\n\r\n".to_vec()),
+        ("garbage request line", b"\x16\x03\x01\x02\x00hello\r\n\r\n".to_vec()),
+        ("header without colon", format!("GET /live/x HTTP/1.1\r\nHost: {H}\r\nnocolon\r\n\r\n").into_bytes()),
+        ("absurd header", format!("GET /live/x HTTP/1.1\r\nHost: {H}\r\nX-Big: {}\r\n\r\n", "a".repeat(200_000)).into_bytes()),
+        ("relative target", format!("GET live/x HTTP/1.1\r\nHost: {H}\r\n\r\n").into_bytes()),
+    ];
+    for (what, bytes) in &cases[1..] {
+        let out = raw_http(v.port, bytes).await;
+        let status = out.split(' ').nth(1).unwrap_or("");
+        assert!(status.starts_with('4') || out.is_empty(), "{what}: {out}");
+        if out.contains("application/problem+json") {
+            assert!(out.contains("\"type\":\"urn:varco:problem:"), "{what}: {out}");
+        }
+    }
+    // CL+TE: pingora's parser frames by Transfer-Encoding, drops Content-Length and closes the
+    // connection after answering (RFC 9112 §6.1), so nothing can be smuggled behind the body.
+    let out = raw_http(v.port, &cases[0].1).await.to_ascii_lowercase();
+    assert!(out.contains("connection: close"), "{out}");
+    if out.starts_with("http/1.1 200") {
+        let seen = &be.last()["headers"];
+        assert!(seen.get("content-length").is_none(), "both framings reached the back-office: {seen}");
+    } else {
+        assert!(out.contains("urn:varco:problem:bad-request"), "{out}");
+    }
+    let out = raw_http(v.port, &cases[6].1).await;
+    assert!(out.starts_with("HTTP/1.1 431") && out.contains("urn:varco:problem:headers-too-large"), "{out}");
+    // Still serving.
+    assert_eq!(v.get(H, "/live/ok").await.status, 200);
+    assert_eq!(v.admin_client.get("localhost", "/healthz").await.status, 200);
+}
