@@ -44,6 +44,11 @@ fn temp_dir() -> PathBuf {
 }
 
 impl Varco {
+    /// The binary under test.
+    pub fn bin() -> PathBuf {
+        varco_bin()
+    }
+
     /// Writes the config, starts varco and waits until it is ready.
     pub async fn start(config: &str) -> Self {
         Self::start_with_env(config, &[]).await

@@ -33,11 +33,11 @@ pub struct ServerConfig {
     /// Worker threads of the proxy. Default: 0 = one per CPU core.
     #[serde(default)]
     pub threads: usize,
-    /// After SIGTERM, how long listeners keep serving before in-flight work is drained.
-    /// Default 1s.
+    /// After SIGTERM new connections are refused and in-flight requests get this long to
+    /// finish; varco exits as soon as none is left. Whole seconds. Default 10s.
     #[serde(default = "d_grace")]
     pub grace_period: Dur,
-    /// After the grace period, how long in-flight requests may still take. Default 10s.
+    /// After the grace period, how long the worker runtimes get to stop. Default 1s.
     #[serde(default = "d_shutdown")]
     pub shutdown_timeout: Dur,
     /// Write one JSON access-log line per request to stdout. Default true.
@@ -65,10 +65,10 @@ impl Default for ServerConfig {
 }
 
 fn d_grace() -> Dur {
-    Dur::secs(1)
+    Dur::secs(10)
 }
 fn d_shutdown() -> Dur {
-    Dur::secs(10)
+    Dur::secs(1)
 }
 fn d_true() -> bool {
     true

@@ -41,6 +41,7 @@ pub struct RequestCtx {
     host: String,
     /// The last failure was a stale pooled connection: the same server may be tried again.
     allow_same: bool,
+    _in_flight: crate::InFlight,
 }
 
 impl RequestCtx {
@@ -197,6 +198,7 @@ impl ProxyHttp for Gateway {
             problem: None,
             host: String::new(),
             allow_same: false,
+            _in_flight: crate::InFlight::new(&self.shared),
         }
     }
 

@@ -28,4 +28,22 @@ pub struct Shared {
     /// The running configuration; swapped whole on reload.
     pub current: ArcSwap<Runtime>,
     pub metrics: Metrics,
+    /// Requests between header read and the end of logging (drain on SIGTERM waits for 0).
+    pub in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a request as in flight for as long as it lives.
+pub(crate) struct InFlight(std::sync::Arc<Shared>);
+
+impl InFlight {
+    pub(crate) fn new(shared: &std::sync::Arc<Shared>) -> Self {
+        shared.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }

@@ -41,7 +41,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     let token = admin_token(&cfg)?;
     let runtime = Runtime::build(cfg.clone(), 1, &metrics, None)?;
     metrics.generation.set(1);
-    let shared = Arc::new(Shared { current: ArcSwap::from_pointee(runtime), metrics });
+    let shared = Arc::new(Shared { current: ArcSwap::from_pointee(runtime), metrics, in_flight: Default::default() });
     let reloader = Arc::new(Reloader::new(path, shared.clone()));
 
     let threads = if cfg.server.threads == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { cfg.server.threads };
@@ -77,6 +77,34 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     server.add_service(admin_svc);
     server.add_service(background_service("health checks", HealthService { shared: shared.clone() }));
     server.add_service(background_service("sighup reload", SighupService(reloader)));
+    server.add_service(background_service("drain", Drain { shared: shared.clone(), grace: cfg.server.grace_period.0 }));
     tracing::info!(listeners = ?cfg.listeners.iter().map(|l| &l.address).collect::<Vec<_>>(), admin = %cfg.admin.address, tenants = cfg.tenants.len(), "varco starting");
     server.run_forever()
+}
+
+/// After SIGTERM, exits as soon as no request is in flight instead of always sleeping the whole
+/// grace period (pingora's own behaviour, which still applies as the upper bound).
+struct Drain {
+    shared: Arc<Shared>,
+    grace: std::time::Duration,
+}
+
+#[async_trait::async_trait]
+impl pingora_core::services::background::BackgroundService for Drain {
+    async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        tracing::info!(in_flight = self.shared.in_flight.load(std::sync::atomic::Ordering::Relaxed), "SIGTERM: draining");
+        // Let listeners stop accepting and keep-alive connections see the shutdown first.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        while started.elapsed() < self.grace {
+            if self.shared.in_flight.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+                tracing::info!(after_ms = started.elapsed().as_millis() as u64, "drained; exiting");
+                std::process::exit(0);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
