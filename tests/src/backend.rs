@@ -60,7 +60,8 @@ impl Backend {
                 let (st, nm) = (st.clone(), nm.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| handle(req, st.clone(), nm.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                 });
             }
         });

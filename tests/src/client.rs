@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client as HClient;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HClient;
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,7 +53,10 @@ impl Client {
             b = b.header(*k, *v);
         }
         let req = b.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
-        let resp = tokio::time::timeout(Duration::from_secs(30), self.inner.request(req)).await.expect("request timed out").expect("request failed");
+        let resp = tokio::time::timeout(Duration::from_secs(30), self.inner.request(req))
+            .await
+            .expect("request timed out")
+            .expect("request failed");
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);

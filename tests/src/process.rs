@@ -57,7 +57,10 @@ impl Varco {
     pub async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
         let (port, admin) = (free_port(), free_port());
         let dir = temp_dir();
-        let text = config.replace("{PORT}", &port.to_string()).replace("{ADMIN}", &admin.to_string()).replace("{DIR}", &dir.display().to_string());
+        let text = config
+            .replace("{PORT}", &port.to_string())
+            .replace("{ADMIN}", &admin.to_string())
+            .replace("{DIR}", &dir.display().to_string());
         let cfg = dir.join("varco.yaml");
         std::fs::write(&cfg, text).unwrap();
         let mut v = Self {
@@ -78,7 +81,11 @@ impl Varco {
     fn spawn(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::File::create(&self.log).unwrap();
         let mut cmd = Command::new(varco_bin());
-        cmd.args(["serve", "--config"]).arg(&self.config).stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null());
+        cmd.args(["serve", "--config"])
+            .arg(&self.config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -138,7 +145,10 @@ impl Varco {
 
     /// Replaces the config file (placeholders filled as at start).
     pub fn rewrite_config(&self, config: &str) {
-        let text = config.replace("{PORT}", &self.port.to_string()).replace("{ADMIN}", &self.admin.to_string()).replace("{DIR}", &self.dir.display().to_string());
+        let text = config
+            .replace("{PORT}", &self.port.to_string())
+            .replace("{ADMIN}", &self.admin.to_string())
+            .replace("{DIR}", &self.dir.display().to_string());
         std::fs::write(&self.config, text).unwrap();
     }
 

@@ -38,7 +38,11 @@ async fn reload_under_load_drops_no_request() {
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
                 let r = v.get(H, "/x").await;
-                if r.status == 200 { ok.fetch_add(1, Ordering::SeqCst) } else { bad.fetch_add(1, Ordering::SeqCst) };
+                if r.status == 200 {
+                    ok.fetch_add(1, Ordering::SeqCst)
+                } else {
+                    bad.fetch_add(1, Ordering::SeqCst)
+                };
             }
         }));
     }
@@ -65,7 +69,11 @@ async fn reload_under_load_drops_no_request() {
 async fn invalid_or_listener_changing_reload_is_rejected_and_old_config_serves() {
     let a = Backend::start("a").await;
     let v = Varco::start(&config(&a, "one")).await;
-    v.rewrite_config(&config(&a, "one").replace("upstream: pool", "upstream: missing").replace("methods: [GET]", "methods: [GET, FETCH]"));
+    v.rewrite_config(
+        &config(&a, "one")
+            .replace("upstream: pool", "upstream: missing")
+            .replace("methods: [GET]", "methods: [GET, FETCH]"),
+    );
     let r = v.reload().await;
     r.assert_problem(422, "invalid-config");
     let errors = r.json["errors"].as_array().unwrap();
@@ -120,7 +128,10 @@ async fn sigterm_drains_in_flight_requests() {
 #[tokio::test]
 async fn admin_token_guards_admin_endpoints_only() {
     let a = Backend::start("a").await;
-    let cfg = config(&a, "one").replace("admin: {address: \"127.0.0.1:{ADMIN}\"}", "admin: {address: \"127.0.0.1:{ADMIN}\", token: {file: \"{DIR}/admin-token\"}}");
+    let cfg = config(&a, "one").replace(
+        "admin: {address: \"127.0.0.1:{ADMIN}\"}",
+        "admin: {address: \"127.0.0.1:{ADMIN}\", token: {file: \"{DIR}/admin-token\"}}",
+    );
     let dir = std::env::temp_dir().join(format!("varco-token-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // The harness fills {DIR} with its own temp dir; write the token there before start.
@@ -135,7 +146,8 @@ async fn admin_token_guards_admin_endpoints_only() {
     assert!(r.header("www-authenticate").is_some());
     let r = v.admin_client.send("GET", "localhost", "/admin/config", &[("authorization", "Bearer wrong")], b"").await;
     assert_eq!(r.status, 401);
-    let r = v.admin_client.send("GET", "localhost", "/admin/config", &[("authorization", "Bearer t0k3n-admin")], b"").await;
+    let r =
+        v.admin_client.send("GET", "localhost", "/admin/config", &[("authorization", "Bearer t0k3n-admin")], b"").await;
     assert_eq!(r.status, 200);
     assert!(!String::from_utf8_lossy(&r.body).contains("t0k3n-admin"));
     assert!(!v.log_text().contains("t0k3n-admin"));
@@ -161,7 +173,12 @@ async fn check_command_accepts_the_example_and_points_at_errors() {
     std::fs::write(&bad, "listeners: [{name: p, address: \"nowhere\"}]\ntenants:\n  - {id: c_x, name: X, routes: [{name: r, path: /a, methods: [GET], access: public, to: {upstream: u}}]}\n").unwrap();
     let out = std::process::Command::new(&bin).args(["check", "--config"]).arg(&bad).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("2 problem(s)") && err.contains("listeners[0].address") && err.contains("tenants[0].routes[0].to.upstream"), "{err}");
+    assert!(
+        err.contains("2 problem(s)")
+            && err.contains("listeners[0].address")
+            && err.contains("tenants[0].routes[0].to.upstream"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -170,7 +187,16 @@ async fn h2c_prior_knowledge_is_served() {
     let a = Backend::start("a").await;
     let v = Varco::start(&config(&a, "one")).await;
     let out = tokio::process::Command::new("curl")
-        .args(["-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", "-H", &format!("host: {H}")])
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            "-H",
+            &format!("host: {H}"),
+        ])
         .arg(format!("http://127.0.0.1:{}/x", v.port))
         .output()
         .await

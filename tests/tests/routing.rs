@@ -95,7 +95,10 @@ async fn back_office_gets_forwarding_trace_and_no_spoofed_identity() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-request-id"), Some("pratica-42"));
     let h = &mc.last()["headers"];
-    assert!(h.get("x-varco-subject").is_none() && h.get("x-varco-tenant").is_none(), "spoofed identity reached the back-office: {h}");
+    assert!(
+        h.get("x-varco-subject").is_none() && h.get("x-varco-tenant").is_none(),
+        "spoofed identity reached the back-office: {h}"
+    );
     assert!(h.get("x-hop").is_none(), "a header named in Connection is hop-by-hop: {h}");
     assert_eq!(h["x-forwarded-for"], "127.0.0.1", "the caller's X-Forwarded-For is replaced, not trusted");
     assert_eq!(h["x-forwarded-proto"], "http");
@@ -122,10 +125,20 @@ async fn access_log_and_metrics_name_tenant_and_route_but_no_secret() {
     );
     let v = Varco::start_with_env(&cfg, &[("BO_TOKEN", "Bearer s3cr3t-backoffice")]).await;
     let r = v
-        .send("GET", "macerata.example.it", "/anagrafe/v1/x?token=query-s3cr3t", &[("authorization", "Bearer caller-s3cr3t")], b"")
+        .send(
+            "GET",
+            "macerata.example.it",
+            "/anagrafe/v1/x?token=query-s3cr3t",
+            &[("authorization", "Bearer caller-s3cr3t")],
+            b"",
+        )
         .await;
     assert_eq!(r.status, 200);
-    assert_eq!(mc.last()["headers"]["authorization"], "Bearer s3cr3t-backoffice", "the route's credential replaces the caller's");
+    assert_eq!(
+        mc.last()["headers"]["authorization"],
+        "Bearer s3cr3t-backoffice",
+        "the route's credential replaces the caller's"
+    );
     // The logging phase runs just after the response is sent.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let m = v.metrics().await;

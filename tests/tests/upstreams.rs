@@ -69,16 +69,31 @@ async fn active_health_checks_eject_and_readmit_and_drive_status() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let hc = ", health_check: {path: /health, interval: 100ms, timeout: 100ms, unhealthy_threshold: 2, healthy_threshold: 1}";
     let v = Varco::start(&config(&[&a, &b], hc)).await;
-    assert!(until(Duration::from_secs(5), || async { a.state.health_hits.load(std::sync::atomic::Ordering::SeqCst) >= 2 }).await, "no health checks");
+    assert!(
+        until(Duration::from_secs(5), || async { a.state.health_hits.load(std::sync::atomic::Ordering::SeqCst) >= 2 })
+            .await,
+        "no health checks"
+    );
     a.set_healthy(false);
-    assert!(until(Duration::from_secs(5), || async { v.get(H, "/status").await.json["upstreams"][0]["healthy_servers"] == 1 }).await);
+    assert!(
+        until(Duration::from_secs(5), || async {
+            v.get(H, "/status").await.json["upstreams"][0]["healthy_servers"] == 1
+        })
+        .await
+    );
     let before = a.hits();
     for _ in 0..10 {
         assert_eq!(v.get(H, "/x").await.json["backend"], "b");
     }
     assert_eq!(a.hits(), before, "an unhealthy server got traffic");
     let m = v.metrics().await;
-    assert!(m.contains(&format!("varco_upstream_server_healthy{{server=\"{}\",tenant=\"c_e783\",upstream=\"pool\"}} 0", a.addr)), "{m}");
+    assert!(
+        m.contains(&format!(
+            "varco_upstream_server_healthy{{server=\"{}\",tenant=\"c_e783\",upstream=\"pool\"}} 0",
+            a.addr
+        )),
+        "{m}"
+    );
 
     b.set_healthy(false);
     assert!(until(Duration::from_secs(5), || async { v.get(H, "/status").await.status == 503 }).await);
@@ -118,7 +133,8 @@ async fn passive_ejection_after_consecutive_failures() {
 async fn retries_go_to_another_server_for_idempotent_methods_only() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let dead = varco_tests::free_port();
-    let cfg = config(&[&a, &b], ", retries: 2, passive: {max_failures: 0}").replace(&format!("\"{}\"", b.addr), &format!("\"{}\", \"127.0.0.1:{dead}\"", b.addr));
+    let cfg = config(&[&a, &b], ", retries: 2, passive: {max_failures: 0}")
+        .replace(&format!("\"{}\"", b.addr), &format!("\"{}\", \"127.0.0.1:{dead}\"", b.addr));
     let v = Varco::start(&cfg).await;
     // Connection refused: nothing was sent, so even POST moves on to another server.
     for _ in 0..9 {

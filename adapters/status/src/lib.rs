@@ -56,8 +56,7 @@ impl Adapter for StatusAdapter {
 
     async fn call(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
         let pools = self.health.upstreams();
-        let down: Vec<&str> =
-            pools.iter().filter(|u| u.healthy_servers == 0).map(|u| u.name.as_str()).collect();
+        let down: Vec<&str> = pools.iter().filter(|u| u.healthy_servers == 0).map(|u| u.name.as_str()).collect();
         let (status, type_, title, detail) = if down.is_empty() {
             (200u16, "urn:varco:status:healthy", "OK", format!("{} upstream pool(s) healthy", pools.len()))
         } else {

@@ -77,14 +77,18 @@ mod tests {
 
     #[test]
     fn example_config_is_valid() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/examples/consortium.yaml")).unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/examples/consortium.yaml"))
+                .unwrap();
         let cfg = load_str(&text).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(cfg.tenants.len(), 3);
     }
 
     #[test]
     fn committed_schema_is_current() {
-        let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts/config.schema.json")).unwrap();
+        let committed =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts/config.schema.json"))
+                .unwrap();
         let committed: serde_json::Value = serde_json::from_str(&committed).unwrap();
         assert_eq!(committed, json_schema(), "run `varco schema > contracts/config.schema.json`");
     }

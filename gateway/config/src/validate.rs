@@ -69,7 +69,12 @@ fn is_host_port(s: &str) -> bool {
 
 fn looks_like_credential(header: &str) -> bool {
     let h = header.to_ascii_lowercase();
-    h == "authorization" || h == "cookie" || h.contains("token") || h.contains("key") || h.contains("secret") || h.contains("password")
+    h == "authorization"
+        || h == "cookie"
+        || h.contains("token")
+        || h.contains("key")
+        || h.contains("secret")
+        || h.contains("password")
 }
 
 impl Config {
@@ -88,12 +93,19 @@ impl Config {
                 is.add(format!("{p}.id"), format!("tenant id `{}` is used twice", t.id));
             }
             validate_tenant(t, &p, &mut is);
-            let hosts: Vec<&str> = if t.hosts.is_empty() { vec!["*"] } else { t.hosts.iter().map(String::as_str).collect() };
+            let hosts: Vec<&str> =
+                if t.hosts.is_empty() { vec!["*"] } else { t.hosts.iter().map(String::as_str).collect() };
             for h in hosts {
                 let key = (h.to_owned(), t.prefix.clone().unwrap_or_default());
                 if !seen_keys.insert(key) {
                     let what = if h == "*" { "any host".to_owned() } else { format!("host `{h}`") };
-                    is.add(p.clone(), format!("another tenant already answers on {what} with prefix `{}`", t.prefix.as_deref().unwrap_or("")));
+                    is.add(
+                        p.clone(),
+                        format!(
+                            "another tenant already answers on {what} with prefix `{}`",
+                            t.prefix.as_deref().unwrap_or("")
+                        ),
+                    );
                 }
             }
         }
@@ -136,7 +148,10 @@ impl Config {
                 for (ci, c) in tls.certificates.iter().enumerate() {
                     for (hi, h) in c.hosts.iter().enumerate() {
                         if !is_hostname(h) {
-                            is.add(format!("{p}.tls.certificates[{ci}].hosts[{hi}]"), format!("`{h}` is not a lowercase hostname"));
+                            is.add(
+                                format!("{p}.tls.certificates[{ci}].hosts[{hi}]"),
+                                format!("`{h}` is not a lowercase hostname"),
+                            );
                         }
                     }
                 }
@@ -178,7 +193,11 @@ fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
     }
     if let Some(prefix) = &t.prefix {
         let seg = prefix.strip_prefix('/').unwrap_or("");
-        if seg.is_empty() || !seg.bytes().all(|c| c.is_ascii_alphanumeric() || b"_-.".contains(&c)) || seg == "." || seg == ".." {
+        if seg.is_empty()
+            || !seg.bytes().all(|c| c.is_ascii_alphanumeric() || b"_-.".contains(&c))
+            || seg == "."
+            || seg == ".."
+        {
             is.add(format!("{p}.prefix"), format!("`{prefix}` must be one path segment like `/c_e783`"));
         }
     }
@@ -252,7 +271,10 @@ fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
                 }
                 if let HeaderValueSource::Inline(v) = v {
                     if looks_like_credential(name) {
-                        is.add(format!("{rp}.request_headers.set.{name}"), "credentials must come from `env` or `file`, not inline");
+                        is.add(
+                            format!("{rp}.request_headers.set.{name}"),
+                            "credentials must come from `env` or `file`, not inline",
+                        );
                     } else if http::HeaderValue::from_str(v).is_err() {
                         is.add(format!("{rp}.request_headers.set.{name}"), "not a valid header value");
                     }
@@ -359,7 +381,11 @@ tenants:
     #[test]
     fn tenants_may_not_overlap() {
         let two = format!("{BASE}  - {{id: c_a662, name: Bari, hosts: [macerata.example.it]}}\n");
-        assert!(issues(&two).iter().any(|i| i.contains("another tenant already answers on host `macerata.example.it`")), "{:?}", issues(&two));
+        assert!(
+            issues(&two).iter().any(|i| i.contains("another tenant already answers on host `macerata.example.it`")),
+            "{:?}",
+            issues(&two)
+        );
         let prefixed = format!("{BASE}  - {{id: c_a662, name: Bari, hosts: [macerata.example.it], prefix: /bari}}\n");
         assert!(issues(&prefixed).is_empty());
     }
@@ -370,7 +396,11 @@ tenants:
             "to: {upstream: anagrafe}}",
             "to: {upstream: anagrafe}}\n      - {name: b, path: \"/anagrafe/{*rest}\", methods: [GET], access: public, to: {upstream: anagrafe}}",
         );
-        assert!(issues(&dup).iter().any(|i| i.contains("GET /anagrafe/{*rest} is already claimed")), "{:?}", issues(&dup));
+        assert!(
+            issues(&dup).iter().any(|i| i.contains("GET /anagrafe/{*rest} is already claimed")),
+            "{:?}",
+            issues(&dup)
+        );
     }
 
     #[test]

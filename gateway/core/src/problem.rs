@@ -217,8 +217,7 @@ mod tests {
     fn body_has_every_rfc9457_member_and_the_ids() {
         let p = Problem::new(ProblemKind::NoRoute, "no route for GET /x");
         let v: serde_json::Value =
-            serde_json::from_slice(&p.to_body("/x", "req-1", "0af7651916cd43dd8448eb211c80319c"))
-                .unwrap();
+            serde_json::from_slice(&p.to_body("/x", "req-1", "0af7651916cd43dd8448eb211c80319c")).unwrap();
         assert_eq!(v["type"], "urn:varco:problem:no-route");
         assert_eq!(v["title"], "No route for this path");
         assert_eq!(v["status"], 404);

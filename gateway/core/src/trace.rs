@@ -44,8 +44,7 @@ fn is_lower_hex(s: &str, len: usize) -> bool {
 pub fn parse_traceparent(v: &str) -> Option<(&str, &str, &str)> {
     let mut it = v.trim().split('-');
     let (ver, trace, parent, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
-    if !is_lower_hex(ver, 2) || ver == "ff" || !is_lower_hex(trace, 32) || !is_lower_hex(parent, 16)
-    {
+    if !is_lower_hex(ver, 2) || ver == "ff" || !is_lower_hex(trace, 32) || !is_lower_hex(parent, 16) {
         return None;
     }
     if !is_lower_hex(flags, 2) || (ver == "00" && it.next().is_some()) {
@@ -65,9 +64,7 @@ pub fn is_sane_request_id(v: &[u8]) -> bool {
 impl TraceContext {
     /// From the caller's `traceparent` and `X-Request-Id` header values, if any.
     pub fn from_headers(traceparent: Option<&[u8]>, request_id: Option<&[u8]>) -> Self {
-        let parsed = traceparent
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(parse_traceparent);
+        let parsed = traceparent.and_then(|v| std::str::from_utf8(v).ok()).and_then(parse_traceparent);
         let (trace_id, flags) = match parsed {
             Some((t, _, f)) => (t.to_owned(), f.to_owned()),
             None => (random_hex(16), "01".to_owned()),

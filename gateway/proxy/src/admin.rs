@@ -7,8 +7,8 @@ use crate::Shared;
 use http::{Method, Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use varco_core::problem::PROBLEM_JSON;
 use varco_core::{Problem, ProblemKind, TraceContext};
 
@@ -35,7 +35,8 @@ fn problem(p: &Problem, path: &str) -> Response<Vec<u8>> {
         r.headers_mut().insert("x-request-id", v);
     }
     if p.kind == ProblemKind::Unauthorized {
-        r.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer realm=\"varco-admin\""));
+        r.headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer realm=\"varco-admin\""));
     }
     r
 }
@@ -61,7 +62,11 @@ impl AdminApp {
         for t in &rt.tenants {
             for p in &t.pools {
                 for (i, s) in p.servers.iter().enumerate() {
-                    self.shared.metrics.upstream_healthy.with_label_values(&[&t.id, &p.name, &s.name]).set(i64::from(p.is_available(i)));
+                    self.shared
+                        .metrics
+                        .upstream_healthy
+                        .with_label_values(&[&t.id, &p.name, &s.name])
+                        .set(i64::from(p.is_available(i)));
                     let _ = s.active_healthy.load(Relaxed);
                 }
             }
@@ -76,7 +81,10 @@ impl ServeHttp for AdminApp {
         let method = s.req_header().method.clone();
         let path = String::from_utf8_lossy(s.req_header().raw_path()).split('?').next().unwrap_or("").to_owned();
         if path.starts_with("/admin/") && !self.authorised(s) {
-            return problem(&Problem::new(ProblemKind::Unauthorized, "the admin API needs `Authorization: Bearer <admin token>`"), &path);
+            return problem(
+                &Problem::new(ProblemKind::Unauthorized, "the admin API needs `Authorization: Bearer <admin token>`"),
+                &path,
+            );
         }
         match (method, path.as_str()) {
             (Method::GET, "/healthz") => reply(200, "text/plain", b"ok\n".to_vec()),
@@ -91,10 +99,17 @@ impl ServeHttp for AdminApp {
                 reply(200, "application/json", serde_json::to_vec_pretty(&body).unwrap_or_default())
             }
             (Method::POST, "/admin/reload") => match self.reloader.reload().await {
-                Ok(g) => reply(200, "application/json", serde_json::to_vec(&serde_json::json!({"generation": g})).unwrap_or_default()),
+                Ok(g) => reply(
+                    200,
+                    "application/json",
+                    serde_json::to_vec(&serde_json::json!({"generation": g})).unwrap_or_default(),
+                ),
                 Err(e) => {
-                    let p = Problem::new(ProblemKind::InvalidConfig, format!("{e}; the running configuration is unchanged"))
-                        .with_extra(serde_json::json!(e.details()));
+                    let p = Problem::new(
+                        ProblemKind::InvalidConfig,
+                        format!("{e}; the running configuration is unchanged"),
+                    )
+                    .with_extra(serde_json::json!(e.details()));
                     problem(&p, &path)
                 }
             },

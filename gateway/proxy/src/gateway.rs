@@ -68,9 +68,17 @@ impl Gateway {
         hygiene::check_header_size(&req.headers).map_err(|p| (p, true))?;
         hygiene::check_method(&req.method).map_err(|p| (p, false))?;
         hygiene::check_path(req.raw_path()).map_err(|p| (p, false))?;
-        let host_raw = req.headers.get(http::header::HOST).map(|v| v.as_bytes()).or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()));
-        let host = host_raw.and_then(crate::router::host_of).ok_or_else(|| (Problem::new(ProblemKind::BadRequest, "the request has no valid Host"), true))?;
-        let path = std::str::from_utf8(req.raw_path()).map_err(|_| (Problem::new(ProblemKind::BadRequest, "the path is not valid UTF-8; percent-encode it"), false))?;
+        let host_raw = req
+            .headers
+            .get(http::header::HOST)
+            .map(|v| v.as_bytes())
+            .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()));
+        let host = host_raw
+            .and_then(crate::router::host_of)
+            .ok_or_else(|| (Problem::new(ProblemKind::BadRequest, "the request has no valid Host"), true))?;
+        let path = std::str::from_utf8(req.raw_path()).map_err(|_| {
+            (Problem::new(ProblemKind::BadRequest, "the path is not valid UTF-8; percent-encode it"), false)
+        })?;
         let (tenant, prefix_len) = rt.index.lookup(&host, path).ok_or_else(|| {
             (Problem::new(ProblemKind::UnknownTenant, format!("no ente answers on host `{host}` for this path")), false)
         })?;
@@ -103,7 +111,10 @@ impl Gateway {
         let mut body = BytesMut::new();
         while let Some(chunk) = session.read_request_body().await? {
             if (body.len() + chunk.len()) as u64 > route.max_body_bytes {
-                let p = Problem::new(ProblemKind::BodyTooLarge, format!("this route accepts at most {} bytes", route.max_body_bytes));
+                let p = Problem::new(
+                    ProblemKind::BodyTooLarge,
+                    format!("this route accepts at most {} bytes", route.max_body_bytes),
+                );
                 respond::problem(session, ctx.trace.as_ref(), &p, true).await?;
                 return Ok(true);
             }
@@ -135,7 +146,8 @@ impl Gateway {
     }
 
     fn retry_possible(&self, ctx: &RequestCtx, pool: &Pool) -> bool {
-        (ctx.tried.len() as u32) <= pool.retries && (0..pool.servers.len()).any(|i| !ctx.tried.contains(&i) && pool.is_available(i))
+        (ctx.tried.len() as u32) <= pool.retries
+            && (0..pool.servers.len()).any(|i| !ctx.tried.contains(&i) && pool.is_available(i))
     }
 
     fn note_failure(&self, ctx: &RequestCtx) {
@@ -162,17 +174,25 @@ fn problem_for(e: &Error, ctx: &RequestCtx) -> Option<Problem> {
         })
         .unwrap_or_else(|| "the upstream".into());
     let p = match (e.etype(), e.esource()) {
-        (ConnectTimedout, _) => Problem::new(ProblemKind::GatewayTimeout, format!("connecting to {upstream} timed out")),
+        (ConnectTimedout, _) => {
+            Problem::new(ProblemKind::GatewayTimeout, format!("connecting to {upstream} timed out"))
+        }
         (ReadTimedout | WriteTimedout, ErrorSource::Upstream) => {
             Problem::new(ProblemKind::GatewayTimeout, format!("{upstream} did not answer in time"))
         }
-        (ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout, ErrorSource::Downstream) => return None,
+        (ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout, ErrorSource::Downstream) => {
+            return None
+        }
         (HTTPStatus(413), _) => Problem::new(ProblemKind::BodyTooLarge, "the request body is too large"),
-        (HTTPStatus(c), ErrorSource::Downstream) if *c < 500 => Problem::new(ProblemKind::BadRequest, format!("malformed request: {e}")),
+        (HTTPStatus(c), ErrorSource::Downstream) if *c < 500 => {
+            Problem::new(ProblemKind::BadRequest, format!("malformed request: {e}"))
+        }
         (_, ErrorSource::Upstream) => {
             Problem::new(ProblemKind::BadGateway, format!("{upstream} failed: {}", e.etype().as_str())).retry_after(1)
         }
-        (_, ErrorSource::Downstream) => Problem::new(ProblemKind::BadRequest, format!("malformed request: {}", e.etype().as_str())),
+        (_, ErrorSource::Downstream) => {
+            Problem::new(ProblemKind::BadRequest, format!("malformed request: {}", e.etype().as_str()))
+        }
         _ => Problem::new(ProblemKind::Internal, "internal error; the trace id finds it in the logs"),
     };
     Some(p)
@@ -224,11 +244,20 @@ impl ProxyHttp for Gateway {
 
     /// Runs for each piece of the request body on its way upstream: enforces the route's limit
     /// on bodies without a (truthful) Content-Length.
-    async fn request_body_filter(&self, _s: &mut Session, body: &mut Option<Bytes>, _end: bool, ctx: &mut RequestCtx) -> Result<()> {
+    async fn request_body_filter(
+        &self,
+        _s: &mut Session,
+        body: &mut Option<Bytes>,
+        _end: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         if let (Some(b), Some(max)) = (body.as_ref(), ctx.state.max_body_bytes) {
             ctx.body_seen += b.len() as u64;
             if ctx.body_seen > max {
-                return Err(fail(Problem::new(ProblemKind::BodyTooLarge, format!("this route accepts at most {max} bytes")), ctx));
+                return Err(fail(
+                    Problem::new(ProblemKind::BodyTooLarge, format!("this route accepts at most {max} bytes")),
+                    ctx,
+                ));
             }
         }
         Ok(())
@@ -241,12 +270,19 @@ impl ProxyHttp for Gateway {
         let pool = ctx.pool(&rt).ok_or_else(|| Error::new(ErrorType::InternalError))?;
         let left = pool.total_timeout.saturating_sub(ctx.start.elapsed());
         if left.is_zero() {
-            let p = Problem::new(ProblemKind::GatewayTimeout, format!("upstream `{}` did not answer within the total budget", pool.name));
+            let p = Problem::new(
+                ProblemKind::GatewayTimeout,
+                format!("upstream `{}` did not answer within the total budget", pool.name),
+            );
             return Err(fail(p, ctx));
         }
         let tried: &[usize] = if std::mem::take(&mut ctx.allow_same) { &[] } else { &ctx.tried };
         let Some(i) = pool.select(ctx.hash, tried) else {
-            let p = Problem::new(ProblemKind::UpstreamUnavailable, format!("no healthy server in upstream `{}`", pool.name)).retry_after(5);
+            let p = Problem::new(
+                ProblemKind::UpstreamUnavailable,
+                format!("no healthy server in upstream `{}`", pool.name),
+            )
+            .retry_after(5);
             return Err(fail(p, ctx));
         };
         ctx.tried.push(i);
@@ -261,7 +297,12 @@ impl ProxyHttp for Gateway {
 
     /// Runs after the peer is chosen, before the request header goes upstream: path rewrite,
     /// forwarding and trace headers.
-    async fn upstream_request_filter(&self, session: &mut Session, up: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         let rt = ctx.rt.as_ref().ok_or_else(|| Error::new(ErrorType::InternalError))?;
         let (Some(t), Some(r)) = (ctx.tenant, ctx.route) else { return Ok(()) };
         let strip = rt.tenants[t].routes[r].strip_prefix.as_deref().map_or(0, str::len);
@@ -291,7 +332,12 @@ impl ProxyHttp for Gateway {
     }
 
     /// Runs when the upstream's response header arrives: the server works.
-    async fn upstream_response_filter(&self, _s: &mut Session, _resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_response_filter(
+        &self,
+        _s: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         if let (Some(rt), Some(i)) = (&ctx.rt, ctx.server) {
             if let Some(p) = ctx.pool(rt) {
                 p.record_success(i);
@@ -315,7 +361,13 @@ impl ProxyHttp for Gateway {
 
     /// Runs when connecting to a server failed: passive health, and a retry on another server
     /// (nothing was sent, so any method may be retried).
-    fn fail_to_connect(&self, _s: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _s: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         self.note_failure(ctx);
         let retry = ctx.rt.as_ref().and_then(|rt| ctx.pool(rt)).is_some_and(|p| self.retry_possible(ctx, p));
         e.set_retry(retry);
@@ -324,7 +376,14 @@ impl ProxyHttp for Gateway {
 
     /// Runs when the exchange failed after connecting: retried on another server only for
     /// idempotent methods whose body is still fully buffered.
-    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut RequestCtx, client_reused: bool) -> Box<Error> {
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
         let mut e = e.more_context(format!("peer: {peer}"));
         if e.esource() == &ErrorSource::Upstream {
             self.note_failure(ctx);

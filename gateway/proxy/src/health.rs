@@ -55,7 +55,8 @@ impl pingora_core::services::background::BackgroundService for HealthService {
                     }
                     pool.next_check_ms.store(now + hc.interval.0.as_millis() as u64, Relaxed);
                     for i in 0..pool.servers.len() {
-                        let (pool, connector, metrics, tenant) = (pool.clone(), connector.clone(), self.shared.metrics.clone(), t.id.clone());
+                        let (pool, connector, metrics, tenant) =
+                            (pool.clone(), connector.clone(), self.shared.metrics.clone(), t.id.clone());
                         tokio::spawn(async move {
                             let ok = check(&connector, &pool, i).await;
                             let was = pool.is_available(i);
@@ -64,7 +65,10 @@ impl pingora_core::services::background::BackgroundService for HealthService {
                             if was != now {
                                 tracing::warn!(tenant = %tenant, upstream = %pool.name, server = %pool.servers[i].name, healthy = now, "upstream server health changed");
                             }
-                            metrics.upstream_healthy.with_label_values(&[&tenant, &pool.name, &pool.servers[i].name]).set(i64::from(now));
+                            metrics
+                                .upstream_healthy
+                                .with_label_values(&[&tenant, &pool.name, &pool.servers[i].name])
+                                .set(i64::from(now));
                         });
                     }
                 }

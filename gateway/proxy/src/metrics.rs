@@ -32,7 +32,10 @@ impl Metrics {
         )
         .expect("static metric definition");
         let upstream_healthy = IntGaugeVec::new(
-            Opts::new("upstream_server_healthy", "1 when the server is taking traffic (active check passing, not ejected)."),
+            Opts::new(
+                "upstream_server_healthy",
+                "1 when the server is taking traffic (active check passing, not ejected).",
+            ),
             &["tenant", "upstream", "server"],
         )
         .expect("static metric definition");
@@ -46,10 +49,11 @@ impl Metrics {
             &["tenant", "upstream"],
         )
         .expect("static metric definition");
-        let reloads = IntCounterVec::new(Opts::new("config_reloads_total", "Configuration reloads, by result."), &["result"])
+        let reloads =
+            IntCounterVec::new(Opts::new("config_reloads_total", "Configuration reloads, by result."), &["result"])
+                .expect("static metric definition");
+        let generation = IntGauge::new("config_generation", "Generation of the running configuration (1 at start).")
             .expect("static metric definition");
-        let generation =
-            IntGauge::new("config_generation", "Generation of the running configuration (1 at start).").expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),

@@ -50,14 +50,18 @@ impl Reloader {
         self.shared.metrics.reloads.with_label_values(&[label]).inc();
         match &res {
             Ok(g) => tracing::info!(generation = g, "configuration reloaded"),
-            Err(e) => tracing::warn!(problems = ?e.details(), "configuration reload rejected; the old one keeps serving"),
+            Err(e) => {
+                tracing::warn!(problems = ?e.details(), "configuration reload rejected; the old one keeps serving")
+            }
         }
         res
     }
 
     async fn reload_inner(&self) -> Result<u64, ReloadError> {
         let text = match &self.path {
-            Some(p) => tokio::fs::read_to_string(p).await.map_err(|e| ReloadError::Read(format!("{}: {e}", p.display())))?,
+            Some(p) => {
+                tokio::fs::read_to_string(p).await.map_err(|e| ReloadError::Read(format!("{}: {e}", p.display())))?
+            }
             None => varco_config::EMBEDDED_DEFAULT.to_owned(),
         };
         let cfg = varco_config::load_str(&text).map_err(ReloadError::Invalid)?;

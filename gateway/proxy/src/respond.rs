@@ -12,7 +12,12 @@ fn ids(trace: Option<&TraceContext>) -> (&str, &str) {
 
 /// Writes a problem+json answer. `close` ends the connection afterwards (framing errors, where
 /// the rest of the stream cannot be trusted).
-pub async fn problem(session: &mut Session, trace: Option<&TraceContext>, p: &Problem, close: bool) -> pingora_error::Result<()> {
+pub async fn problem(
+    session: &mut Session,
+    trace: Option<&TraceContext>,
+    p: &Problem,
+    close: bool,
+) -> pingora_error::Result<()> {
     let (request_id, trace_id) = ids(trace);
     let instance = String::from_utf8_lossy(session.req_header().raw_path()).into_owned();
     let body = p.to_body(&instance, request_id, trace_id);
@@ -35,7 +40,11 @@ pub async fn problem(session: &mut Session, trace: Option<&TraceContext>, p: &Pr
 }
 
 /// Writes an adapter's answer.
-pub async fn adapter(session: &mut Session, trace: Option<&TraceContext>, r: AdapterResponse) -> pingora_error::Result<()> {
+pub async fn adapter(
+    session: &mut Session,
+    trace: Option<&TraceContext>,
+    r: AdapterResponse,
+) -> pingora_error::Result<()> {
     let mut h = ResponseHeader::build(r.status, Some(r.headers.len() + 2))?;
     for (k, v) in r.headers {
         h.append_header(k, v)?;

@@ -39,11 +39,7 @@ impl TenantIndex {
 /// Normalises a Host header value: lowercase, without port; `None` if empty or invalid.
 pub fn host_of(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     let s = std::str::from_utf8(raw).ok()?;
-    let host = if s.starts_with('[') {
-        &s[..=s.find(']')?]
-    } else {
-        s.rsplit_once(':').map(|(h, _)| h).unwrap_or(s)
-    };
+    let host = if s.starts_with('[') { &s[..=s.find(']')?] } else { s.rsplit_once(':').map(|(h, _)| h).unwrap_or(s) };
     if host.is_empty() {
         return None;
     }
@@ -85,10 +81,7 @@ impl RouteTable {
     pub fn lookup(&self, method: &Method, path: &str) -> Result<usize, Problem> {
         let path = path.split('?').next().unwrap_or("");
         let path = if path.is_empty() { "/" } else { path };
-        let m = self
-            .tree
-            .at(path)
-            .map_err(|_| Problem::new(ProblemKind::NoRoute, format!("no route for {path}")))?;
+        let m = self.tree.at(path).map_err(|_| Problem::new(ProblemKind::NoRoute, format!("no route for {path}")))?;
         let (list, allow) = &self.entries[*m.value];
         list.iter().find(|(mm, _)| mm == method).map(|&(_, r)| r).ok_or_else(|| {
             Problem::new(ProblemKind::MethodNotAllowed, format!("{method} is not allowed on {path}; allowed: {allow}"))

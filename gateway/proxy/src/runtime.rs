@@ -78,7 +78,9 @@ pub struct Runtime {
 
 fn read_secret(path: &str, s: &SecretRef) -> Result<String, BuildError> {
     match s {
-        SecretRef::Env(v) => std::env::var(v).map_err(|_| build_err(path, format!("environment variable `{v}` is not set"))),
+        SecretRef::Env(v) => {
+            std::env::var(v).map_err(|_| build_err(path, format!("environment variable `{v}` is not set")))
+        }
         SecretRef::File(f) => std::fs::read_to_string(f)
             .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
             .map_err(|e| build_err(path, format!("cannot read `{}`: {e}", f.display()))),
@@ -93,7 +95,12 @@ pub fn admin_token(cfg: &Config) -> Result<Option<String>, BuildError> {
 impl Runtime {
     /// Builds a runtime from a validated config. Does I/O (DNS, secrets); call it off the
     /// request path. `previous` hands health state over to the same servers.
-    pub fn build(cfg: Config, generation: u64, metrics: &Metrics, previous: Option<&Runtime>) -> Result<Self, BuildError> {
+    pub fn build(
+        cfg: Config,
+        generation: u64,
+        metrics: &Metrics,
+        previous: Option<&Runtime>,
+    ) -> Result<Self, BuildError> {
         let mut index = TenantIndex::default();
         let mut tenants = Vec::with_capacity(cfg.tenants.len());
         for (ti, t) in cfg.tenants.iter().enumerate() {
@@ -130,7 +137,8 @@ fn build_tenant(t: &TenantConfig, p: &str, cfg: &Config, metrics: &Metrics) -> R
                 .next()
                 .ok_or_else(|| build_err(format!("{up}.servers[{i}]"), format!("`{s}` resolves to no address")))?;
             let host = s.rsplit_once(':').map(|(h, _)| h).unwrap_or(s);
-            let sni = u.tls.as_ref().and_then(|t| t.sni.clone()).unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned());
+            let sni =
+                u.tls.as_ref().and_then(|t| t.sni.clone()).unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned());
             let mut peer = HttpPeer::new(addr, u.tls.is_some(), sni);
             peer.options.connection_timeout = Some(u.timeouts.connect.0);
             peer.options.total_connection_timeout = Some(u.timeouts.connect.0);
@@ -167,9 +175,14 @@ fn build_tenant(t: &TenantConfig, p: &str, cfg: &Config, metrics: &Metrics) -> R
         let mut filters: Vec<Arc<dyn Filter>> = vec![Arc::new(BodyLimit { max: max_body_bytes })];
         let target = match &r.to {
             RouteTarget::Upstream(u) => Target::Upstream(
-                pool_names.iter().position(|n| n == u).ok_or_else(|| build_err(format!("{rp}.to.upstream"), "unknown upstream"))?,
+                pool_names
+                    .iter()
+                    .position(|n| n == u)
+                    .ok_or_else(|| build_err(format!("{rp}.to.upstream"), "unknown upstream"))?,
             ),
-            RouteTarget::Adapter(AdapterConfig::Status(s)) => Target::Adapter(Arc::new(StatusAdapter::build(s, health.clone()))),
+            RouteTarget::Adapter(AdapterConfig::Status(s)) => {
+                Target::Adapter(Arc::new(StatusAdapter::build(s, health.clone())))
+            }
         };
         if let Some(h) = &r.request_headers {
             let mut set = Vec::new();
@@ -180,7 +193,8 @@ fn build_tenant(t: &TenantConfig, p: &str, cfg: &Config, metrics: &Metrics) -> R
                     HeaderValueSource::Secret(s) => read_secret(&hp, s)?,
                 };
                 let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| build_err(&hp, e.to_string()))?;
-                let mut value = HeaderValue::from_str(&value).map_err(|_| build_err(&hp, "not a valid header value"))?;
+                let mut value =
+                    HeaderValue::from_str(&value).map_err(|_| build_err(&hp, "not a valid header value"))?;
                 value.set_sensitive(true);
                 set.push((name, value));
             }

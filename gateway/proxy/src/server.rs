@@ -34,7 +34,12 @@ pub enum StartError {
 /// on a start-up error; otherwise the process exits when pingora is done draining.
 pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     // Fail early and clearly on a taken port (pingora would only log it).
-    for (addr, what) in cfg.listeners.iter().map(|l| (l.address.clone(), format!("listener `{}`", l.name))).chain([(cfg.admin.address.clone(), "admin".to_owned())]) {
+    for (addr, what) in cfg
+        .listeners
+        .iter()
+        .map(|l| (l.address.clone(), format!("listener `{}`", l.name)))
+        .chain([(cfg.admin.address.clone(), "admin".to_owned())])
+    {
         std::net::TcpListener::bind(&addr).map_err(|err| StartError::Bind { addr: addr.clone(), what, err })?;
     }
     let metrics = Metrics::new();
@@ -44,7 +49,11 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     let shared = Arc::new(Shared { current: ArcSwap::from_pointee(runtime), metrics, in_flight: Default::default() });
     let reloader = Arc::new(Reloader::new(path, shared.clone()));
 
-    let threads = if cfg.server.threads == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { cfg.server.threads };
+    let threads = if cfg.server.threads == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        cfg.server.threads
+    };
     let conf = ServerConf {
         threads,
         grace_period_seconds: Some(cfg.server.grace_period.0.as_secs()),
@@ -60,11 +69,13 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
         let gw = Gateway { shared: shared.clone() };
         let mut options = HttpServerOptions::default();
         options.h2c = l.http2 && l.tls.is_none();
-        let mut svc = ProxyServiceBuilder::new(&conf, gw).name(format!("listener {}", l.name)).server_options(options).build();
+        let mut svc =
+            ProxyServiceBuilder::new(&conf, gw).name(format!("listener {}", l.name)).server_options(options).build();
         match &l.tls {
             None => svc.add_tcp(&l.address),
             Some(tls) => {
-                let settings = crate::tls::listener_settings(tls, l.http2).map_err(|message| StartError::Tls { listener: l.name.clone(), message })?;
+                let settings = crate::tls::listener_settings(tls, l.http2)
+                    .map_err(|message| StartError::Tls { listener: l.name.clone(), message })?;
                 svc.add_tls_with_settings(&l.address, None, settings);
             }
         }
@@ -96,7 +107,10 @@ impl pingora_core::services::background::BackgroundService for Drain {
             return;
         }
         let started = std::time::Instant::now();
-        tracing::info!(in_flight = self.shared.in_flight.load(std::sync::atomic::Ordering::Relaxed), "SIGTERM: draining");
+        tracing::info!(
+            in_flight = self.shared.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+            "SIGTERM: draining"
+        );
         // Let listeners stop accepting and keep-alive connections see the shutdown first.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         while started.elapsed() < self.grace {

@@ -36,7 +36,10 @@ enum Command {
 
 fn load(path: Option<&PathBuf>) -> Result<varco_config::Config, String> {
     let (text, name) = match path {
-        Some(p) => (std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?, p.display().to_string()),
+        Some(p) => (
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+            p.display().to_string(),
+        ),
         None => (varco_config::EMBEDDED_DEFAULT.to_owned(), "<embedded default>".to_owned()),
     };
     varco_config::load_str(&text).map_err(|issues| {
@@ -50,7 +53,8 @@ fn load(path: Option<&PathBuf>) -> Result<varco_config::Config, String> {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("VARCO_LOG").unwrap_or_else(|_| EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn"));
+    let filter = EnvFilter::try_from_env("VARCO_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn"));
     tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).with_target(true).init();
 }
 
@@ -60,7 +64,12 @@ fn main() -> Result<()> {
         Command::Version => println!("varco {}", env!("CARGO_PKG_VERSION")),
         Command::Schema => println!("{}", serde_json::to_string_pretty(&varco_config::json_schema())?),
         Command::Check { config } => match load(Some(&config)) {
-            Ok(cfg) => println!("{}: ok ({} tenant(s), {} listener(s))", config.display(), cfg.tenants.len(), cfg.listeners.len()),
+            Ok(cfg) => println!(
+                "{}: ok ({} tenant(s), {} listener(s))",
+                config.display(),
+                cfg.tenants.len(),
+                cfg.listeners.len()
+            ),
             Err(msg) => {
                 eprint!("{msg}");
                 std::process::exit(1);

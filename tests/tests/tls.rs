@@ -1,0 +1,231 @@
+//! TLS termination with per-hostname certificates (SNI) and client-certificate verification,
+//! checked with independent tools: certificates made by the `openssl` CLI, requests by `curl`.
+//! (Multi-threaded runtime: the blocking curl call must not starve the in-test back-office.)
+
+use std::path::Path;
+use std::process::Command;
+use varco_tests::{Backend, Varco};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl CLI");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA, then a certificate signed by it for `cn` (with `cn` as DNS SAN), as `<name>.crt/.key`.
+fn issue(dir: &Path, name: &str, cn: &str, client: bool) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    );
+    let ext = if client {
+        "extendedKeyUsage=clientAuth".to_owned()
+    } else {
+        format!("subjectAltName=DNS:{cn}\nextendedKeyUsage=serverAuth")
+    };
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.crt"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+}
+
+fn pki() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("varco-pki-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=varco test CA",
+        ],
+    );
+    issue(&dir, "macerata", "macerata.example.it", false);
+    issue(&dir, "bari", "bari.example.it", false);
+    issue(&dir, "client", "pdnd-client", true);
+    dir
+}
+
+fn config(be: &Backend, pki: &Path, client_auth: &str) -> String {
+    let p = pki.display();
+    format!(
+        r#"
+listeners:
+  - name: tls
+    address: "127.0.0.1:{{PORT}}"
+    tls:
+      certificates:
+        - {{hosts: [macerata.example.it], cert: "{p}/macerata.crt", key: "{p}/macerata.key"}}
+        - {{hosts: [bari.example.it], cert: "{p}/bari.crt", key: "{p}/bari.key"}}
+      client_ca: "{p}/ca.crt"
+      client_auth: {client_auth}
+admin: {{address: "127.0.0.1:{{ADMIN}}"}}
+tenants:
+  - {{id: c_e783, name: Macerata, hosts: [macerata.example.it], upstreams: {{u: {{servers: ["{be}"]}}}}, routes: [{{name: r, path: "/{{*rest}}", methods: [GET], access: public, to: {{upstream: u}}}}]}}
+  - {{id: c_a662, name: Bari, hosts: [bari.example.it], upstreams: {{u: {{servers: ["{be}"]}}}}, routes: [{{name: r, path: "/{{*rest}}", methods: [GET], access: public, to: {{upstream: u}}}}]}}
+"#,
+        be = be.addr
+    )
+}
+
+/// curl over TLS with SNI `host`; returns (verbose stderr, body).
+fn curl(port: u16, host: &str, pki: &Path, extra: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sv", "--http2", "--cacert"])
+        .arg(pki.join("ca.crt"))
+        .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
+        .args(extra)
+        .arg(format!("https://{host}:{port}/x"))
+        .output()
+        .unwrap();
+    (String::from_utf8_lossy(&out.stderr).into_owned(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_picks_the_tenant_certificate_and_h2_is_negotiated() {
+    let be = Backend::start("bo").await;
+    let pki = pki();
+    let v = Varco::start(&config(&be, &pki, "optional")).await;
+    for (host, cn) in [("macerata.example.it", "CN=macerata.example.it"), ("bari.example.it", "CN=bari.example.it")] {
+        let (err, body) = curl(v.port, host, &pki, &[]);
+        assert!(err.contains(cn), "{host}: wrong certificate:\n{err}");
+        assert!(err.contains("SSL certificate verify ok"), "{err}");
+        assert!(err.contains("ALPN: server accepted h2") || err.contains("ALPN, server accepted to use h2"), "{err}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{body}\n{err}"));
+        assert_eq!(json["headers"]["x-forwarded-proto"], "https");
+        assert_eq!(json["headers"]["x-forwarded-host"], host);
+    }
+    let _ = std::fs::remove_dir_all(pki);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_client_certificate_is_enforced() {
+    let be = Backend::start("bo").await;
+    let pki = pki();
+    let v = Varco::start(&config(&be, &pki, "required")).await;
+    let (err, body) = curl(v.port, "macerata.example.it", &pki, &[]);
+    assert!(body.is_empty(), "served without a client certificate: {body}\n{err}");
+    let cert = pki.join("client.crt").display().to_string();
+    let key = pki.join("client.key").display().to_string();
+    let (err, body) = curl(v.port, "macerata.example.it", &pki, &["--cert", &cert, "--key", &key]);
+    assert!(body.contains("\"backend\":\"bo\""), "{body}\n{err}");
+    // A certificate from another CA is refused.
+    let other = std::env::temp_dir().join(format!("varco-pki-other-{}", std::process::id()));
+    std::fs::create_dir_all(&other).unwrap();
+    openssl(
+        &other,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rogue CA",
+        ],
+    );
+    issue(&other, "client", "rogue", true);
+    let (cert, key) = (other.join("client.crt").display().to_string(), other.join("client.key").display().to_string());
+    let (err, body) = curl(v.port, "macerata.example.it", &pki, &["--cert", &cert, "--key", &key]);
+    assert!(body.is_empty(), "served a rogue client certificate: {body}\n{err}");
+    let _ = std::fs::remove_dir_all(pki);
+    let _ = std::fs::remove_dir_all(other);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_certificate_is_a_clear_start_error() {
+    let dir = std::env::temp_dir().join(format!("varco-badcert-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bad.crt"), "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
+        .unwrap();
+    std::fs::write(dir.join("bad.key"), "nope").unwrap();
+    let cfg = format!(
+        "listeners: [{{name: tls, address: \"127.0.0.1:{}\", tls: {{certificates: [{{hosts: [a.example.it], cert: \"{d}/bad.crt\", key: \"{d}/bad.key\"}}]}}}}]\nadmin: {{address: \"127.0.0.1:{}\"}}\ntenants: [{{id: c_x, name: X}}]\n",
+        varco_tests::free_port(),
+        varco_tests::free_port(),
+        d = dir.display()
+    );
+    std::fs::write(dir.join("v.yaml"), cfg).unwrap();
+    let out = Command::new(Varco::bin()).args(["serve", "--config"]).arg(dir.join("v.yaml")).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listener `tls`") && err.contains("bad.crt") && err.contains("invalid certificate"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_is_verified_against_the_configured_ca() {
+    let be = Backend::start("bo").await;
+    let (pki, other) = (pki(), pki());
+    // A TLS back-office: another varco terminating TLS in front of the plain one.
+    let front = Varco::start(&config(&be, &pki, "none")).await;
+    let edge = |ca: &str, sni: &str| {
+        format!(
+            r#"
+listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
+admin: {{address: "127.0.0.1:{{ADMIN}}"}}
+tenants:
+  - id: c_e783
+    name: Macerata
+    upstreams: {{secure: {{servers: ["127.0.0.1:{port}"], retries: 0, tls: {{sni: {sni}, ca: "{ca}"}}}}}}
+    routes: [{{name: r, path: "/{{*rest}}", methods: [GET], access: public, to: {{upstream: secure}}}}]
+"#,
+            port = front.port
+        )
+    };
+    let good = Varco::start(&edge(&pki.join("ca.crt").display().to_string(), "macerata.example.it")).await;
+    let r = good.get("macerata.example.it", "/x").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json["headers"]["x-forwarded-proto"], "https", "the hop to the TLS back-office was TLS");
+
+    // Same server, but a CA that did not sign it: varco refuses to talk to it.
+    let bad = Varco::start(&edge(&other.join("ca.crt").display().to_string(), "macerata.example.it")).await;
+    bad.get("macerata.example.it", "/x").await.assert_problem(502, "bad-gateway");
+    let _ = std::fs::remove_dir_all(pki);
+    let _ = std::fs::remove_dir_all(other);
+}
