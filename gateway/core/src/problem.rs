@@ -237,3 +237,15 @@ mod tests {
         assert_eq!(n, slugs.len());
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    #[test]
+    fn every_kind_is_documented() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/problems.md")).unwrap();
+        for k in super::ProblemKind::ALL {
+            let row = format!("| `{}` | {} |", k.slug(), k.status());
+            assert!(doc.contains(&row), "docs/problems.md lacks the row `{row}`");
+        }
+    }
+}
