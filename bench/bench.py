@@ -121,6 +121,17 @@ def cmd_record(args):
         "rss_load_mib": args.rss_load_kb / 1024,
         "rss_samples": args.rss_samples,
     }
+    if args.pinned == "1":
+        # /proc/stat deltas of the two CPUs: "busy total" before, then after.
+        pb0, pt0, pb1, pt1 = map(int, args.proxy_core.split())
+        lb0, lt0, lb1, lt1 = map(int, args.load_core.split())
+        proxy_busy = 100.0 * (pb1 - pb0) / max(pt1 - pt0, 1)
+        # Time the proxy CPU spent on anything but the target (other processes, steal, the
+        # kernel's loopback work outside the target's context): interference when high.
+        other = proxy_busy - (100.0 * cpu_s / w["duration_s"] if rec["target"] != "direct" else 0.0)
+        rec["proxy_core_busy_pct"] = proxy_busy
+        rec["proxy_core_other_pct"] = max(other, 0.0)
+        rec["load_core_busy_pct"] = 100.0 * (lb1 - lb0) / max(lt1 - lt0, 1)
     print(json.dumps(rec))
 
 
@@ -148,7 +159,8 @@ def fmt(v, spec, missing="-"):
 
 
 def table(rows):
-    head = ["target", "req/s", "p50", "p99", "CPU µs/req", "RSS idle MiB", "RSS load MiB", "busy %"]
+    head = ["target", "req/s", "p50", "p99", "CPU µs/req", "RSS idle MiB", "RSS load MiB", "busy %",
+            "other %", "load %"]
     body = [[
         r["target"],
         fmt(r["rps"], ".0f"),
@@ -158,6 +170,8 @@ def table(rows):
         fmt(r["rss_idle_mib"], ".1f"),
         fmt(r["rss_load_mib"], ".1f"),
         fmt(r["cpu_busy_pct"], ".0f"),
+        fmt(r.get("proxy_core_other_pct"), ".0f"),
+        fmt(r.get("load_core_busy_pct"), ".0f"),
     ] for r in ordered(rows)]
     widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
     lines = []
@@ -176,6 +190,9 @@ def warnings(rows):
             out.append(f"WARNING {r['target']}: {r['non_2xx_3xx']} non-2xx/3xx responses")
         if errs:
             out.append(f"WARNING {r['target']}: socket errors {errs}")
+        if (r.get("proxy_core_other_pct") or 0) > 15:
+            out.append(f"WARNING {r['target']}: {r['proxy_core_other_pct']:.0f} % of the proxy CPU went to "
+                       "something else (another job on this machine?): this row is unreliable")
         if r.get("requests", 0) == 0:
             out.append(f"WARNING {r['target']}: no requests completed")
     return out
@@ -251,6 +268,9 @@ def main():
     s.add_argument("--rss-idle-kb", type=int, required=True)
     s.add_argument("--rss-load-kb", type=int, required=True, help="peak VmRSS sampled during the run")
     s.add_argument("--rss-samples", type=int, default=0)
+    s.add_argument("--pinned", default="0")
+    s.add_argument("--proxy-core", default="0 0 0 0", help="busy/total ticks of the proxy CPU before and after")
+    s.add_argument("--load-core", default="0 0 0 0", help="busy/total ticks of the load CPU before and after")
     s.set_defaults(fn=cmd_record)
     s = sub.add_parser("table")
     s.add_argument("results")

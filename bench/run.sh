@@ -25,6 +25,7 @@ LOAD_CPU=${BENCH_LOAD_CPU:-1}
 PIN=${BENCH_PIN:-1}
 BUILD=${BENCH_BUILD:-1}
 URL_PATH=/bench/item
+NPROC=$(nproc)  # before the script pins itself to one CPU
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
@@ -54,7 +55,7 @@ if [[ $PIN == 1 ]]; then
         log "taskset not found (package util-linux): running unpinned"
         PIN=0
     elif ! taskset -c "$PROXY_CPU" true 2>/dev/null || ! taskset -c "$LOAD_CPU" true 2>/dev/null; then
-        log "cannot pin to CPUs $PROXY_CPU and $LOAD_CPU (nproc: $(nproc)): running unpinned"
+        log "cannot pin to CPUs $PROXY_CPU and $LOAD_CPU (nproc: $NPROC): running unpinned"
         PIN=0
     fi
 fi
@@ -151,6 +152,19 @@ rss_kb() {
         } 2>/dev/null || true
     done
     echo "$total"
+}
+
+# core_ticks CPU: "busy total" clock ticks of one CPU from /proc/stat (busy counts steal too).
+core_ticks() {
+    local l f
+    while read -r l; do
+        if [[ $l == "cpu$1 "* ]]; then
+            read -ra f <<<"$l"  # cpuN user nice system idle iowait irq softirq steal ...
+            echo "$((f[1] + f[2] + f[3] + f[6] + f[7] + f[8])) $((f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7] + f[8]))"
+            return
+        fi
+    done </proc/stat
+    echo "0 0"
 }
 
 free_port() { python3 "$BENCH_DIR/bench.py" ports 1; }
@@ -333,8 +347,10 @@ bench_target() {
         >"$out.warmup" 2>&1 || die "$name: wrk warm-up failed: $(cat "$out.warmup")"
 
     log "$name: measuring $DURATION, $CONNECTIONS connections"
-    local c0 c1 r peak=0 samples=0 i=0 wpid
+    local c0 c1 r peak=0 samples=0 i=0 wpid pc0 pc1 lc0 lc1
     c0=$(cpu_ticks "${pl[@]}")
+    pc0=$(core_ticks "$PROXY_CPU")
+    lc0=$(core_ticks "$LOAD_CPU")
     "${LOAD_PIN[@]}" "$WRK" -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${extra[@]}" "$url" \
         >"$out" 2>&1 &
     wpid=$!
@@ -350,6 +366,8 @@ bench_target() {
     wait "$wpid" || die "$name: wrk failed: $(cat "$out")"
     untrack "$wpid"
     c1=$(cpu_ticks "${pl[@]}")
+    pc1=$(core_ticks "$PROXY_CPU")
+    lc1=$(core_ticks "$LOAD_CPU")
     for p in "${pl[@]}"; do alive "$p" || die "$name: pid $p died under load"; done
     r=$(rss_kb "${pl[@]}")
     samples=$((samples + 1))
@@ -357,7 +375,8 @@ bench_target() {
 
     python3 "$BENCH_DIR/bench.py" record --run "$RUN" --name "$name" --pids "$pids" --url "$url" \
         --wrk "$out" --cpu-ticks $((c1 - c0)) --clk-tck "$CLK_TCK" \
-        --rss-idle-kb "$rss_idle" --rss-load-kb "$peak" --rss-samples "$samples" >>"$RESULTS"
+        --rss-idle-kb "$rss_idle" --rss-load-kb "$peak" --rss-samples "$samples" \
+        --pinned "$PIN" --proxy-core "$pc0 $pc1" --load-core "$lc0 $lc1" >>"$RESULTS"
 }
 
 # run_target NAME: start the server, bench it, stop it. Add new rows here.
@@ -381,7 +400,7 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 python3 "$BENCH_DIR/bench.py" meta \
     "timestamp=$STAMP" \
     "git_rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(GIT_OPTIONAL_LOCKS=0 git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo -dirty)" \
-    "host=$(uname -n)" "kernel=$(uname -r)" "nproc=$(nproc)" \
+    "host=$(uname -n)" "kernel=$(uname -r)" "nproc=$NPROC" "loadavg_at_start=$(cut -d' ' -f1-3 /proc/loadavg)" \
     "cpu_model=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)" \
     "nginx=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" "wrk=$("$WRK" -v 2>&1 | head -n1 | awk '{print $2}')" \
     "duration=$DURATION" "warmup=$WARMUP" "connections=$CONNECTIONS" "wrk_threads=$WRK_THREADS" \

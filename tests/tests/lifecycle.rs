@@ -203,3 +203,55 @@ async fn h2c_prior_knowledge_is_served() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
 }
+
+#[tokio::test]
+async fn embedded_default_serves_status_and_metrics_on_loopback() {
+    // The embedded default binds the documented fixed ports; if something else holds them
+    // (another varco a developer runs), this test cannot run here.
+    if std::net::TcpListener::bind("127.0.0.1:8080").is_err() || std::net::TcpListener::bind("127.0.0.1:9180").is_err()
+    {
+        eprintln!("ports 8080/9180 are taken: skipping the embedded-default test");
+        return;
+    }
+    let mut child = tokio::process::Command::new(Varco::bin())
+        .arg("serve")
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (public, admin) = (varco_tests::Client::new(8080), varco_tests::Client::new(9180));
+    let mut up = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect("127.0.0.1:9180").await.is_ok()
+            && tokio::net::TcpStream::connect("127.0.0.1:8080").await.is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "varco serve (embedded default) did not start");
+    let r = public.get("127.0.0.1", "/status").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json["tenant"], "demo");
+    public.get("127.0.0.1", "/nothing").await.assert_problem(404, "no-route");
+    assert!(
+        String::from_utf8_lossy(&admin.get("127.0.0.1", "/metrics").await.body).contains("varco_config_generation 1")
+    );
+    // Loopback only: the listener is not reachable on another local address.
+    let other = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
+        s.connect("192.0.2.1:9")?;
+        s.local_addr()
+    });
+    if let Ok(addr) = other {
+        if !addr.ip().is_loopback() && !addr.ip().is_unspecified() {
+            assert!(
+                tokio::net::TcpStream::connect((addr.ip(), 8080)).await.is_err(),
+                "default listener reachable on {}",
+                addr.ip()
+            );
+        }
+    }
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}

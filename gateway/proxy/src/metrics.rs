@@ -18,42 +18,36 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("varco".into()), None).unwrap_or_default();
+    /// Fails only if a metric definition is invalid (a programming error caught by tests).
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("varco".into()), None)?;
         let requests = IntCounterVec::new(
             Opts::new("requests_total", "Requests answered, by tenant, route and status."),
             &["tenant", "route", "status"],
-        )
-        .expect("static metric definition");
+        )?;
         let latency = HistogramVec::new(
             HistogramOpts::new("request_duration_seconds", "Time from request header to the end of the response.")
                 .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             &["tenant", "route"],
-        )
-        .expect("static metric definition");
+        )?;
         let upstream_healthy = IntGaugeVec::new(
             Opts::new(
                 "upstream_server_healthy",
                 "1 when the server is taking traffic (active check passing, not ejected).",
             ),
             &["tenant", "upstream", "server"],
-        )
-        .expect("static metric definition");
+        )?;
         let upstream_failures = IntCounterVec::new(
             Opts::new("upstream_failures_total", "Connection and protocol failures talking to upstream servers."),
             &["tenant", "upstream"],
-        )
-        .expect("static metric definition");
+        )?;
         let ejections = IntCounterVec::new(
             Opts::new("upstream_ejections_total", "Servers passively ejected after consecutive failures."),
             &["tenant", "upstream"],
-        )
-        .expect("static metric definition");
+        )?;
         let reloads =
-            IntCounterVec::new(Opts::new("config_reloads_total", "Configuration reloads, by result."), &["result"])
-                .expect("static metric definition");
-        let generation = IntGauge::new("config_generation", "Generation of the running configuration (1 at start).")
-            .expect("static metric definition");
+            IntCounterVec::new(Opts::new("config_reloads_total", "Configuration reloads, by result."), &["result"])?;
+        let generation = IntGauge::new("config_generation", "Generation of the running configuration (1 at start).")?;
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -63,9 +57,9 @@ impl Metrics {
             Box::new(reloads.clone()),
             Box::new(generation.clone()),
         ] {
-            let _ = registry.register(c);
+            registry.register(c)?;
         }
-        Self { registry, requests, latency, upstream_healthy, upstream_failures, ejections, reloads, generation }
+        Ok(Self { registry, requests, latency, upstream_healthy, upstream_failures, ejections, reloads, generation })
     }
 
     /// The pre-resolved latency histogram of a route (no label lookup per request).
@@ -81,8 +75,13 @@ impl Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn definitions_are_valid() {
+        let m = super::Metrics::new().expect("valid metric definitions");
+        m.requests.with_label_values(&["t", "r", "200"]).inc();
+        let text = String::from_utf8(m.render()).unwrap_or_default();
+        assert!(text.contains("varco_requests_total{route=\"r\",status=\"200\",tenant=\"t\"} 1"), "{text}");
     }
 }

@@ -26,6 +26,8 @@ pub enum StartError {
     Build(#[from] crate::runtime::BuildError),
     #[error("cannot listen on {addr} ({what}): {err}")]
     Bind { addr: String, what: String, err: std::io::Error },
+    #[error("metrics: {0}")]
+    Metrics(String),
     #[error("listener `{listener}`: {message}")]
     Tls { listener: String, message: String },
 }
@@ -42,7 +44,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     {
         std::net::TcpListener::bind(&addr).map_err(|err| StartError::Bind { addr: addr.clone(), what, err })?;
     }
-    let metrics = Metrics::new();
+    let metrics = Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?;
     let token = admin_token(&cfg)?;
     let runtime = Runtime::build(cfg.clone(), 1, &metrics, None)?;
     metrics.generation.set(1);
