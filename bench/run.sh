@@ -410,7 +410,14 @@ python3 "$BENCH_DIR/bench.py" meta \
 log "backend: nginx on 127.0.0.1:$BACKEND_PORT (pids $BACKEND_PIDS)$([[ $PIN == 1 ]] && echo ", proxies on CPU $PROXY_CPU, wrk + backend on CPU $LOAD_CPU")"
 for ((RUN = 1; RUN <= RUNS; RUN++)); do
     log "=== run $RUN/$RUNS ==="
-    for t in $TARGETS; do run_target "$t"; done
+    # Odd runs go in the given order, even runs in reverse, so a slow drift of the machine's
+    # speed does not always favour the same targets.
+    read -ra order <<<"$TARGETS"
+    if ((RUN % 2 == 0)); then
+        for ((i = ${#order[@]} - 1; i >= 0; i--)); do run_target "${order[i]}"; done
+    else
+        for t in "${order[@]}"; do run_target "$t"; done
+    fi
     echo
     python3 "$BENCH_DIR/bench.py" table "$RESULTS" "$RUN"
 done

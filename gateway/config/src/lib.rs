@@ -8,6 +8,7 @@
 
 mod duration;
 mod model;
+mod positions;
 mod validate;
 
 pub use duration::Dur;
@@ -50,12 +51,17 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
 /// Parses and validates; the whole list of problems on failure.
 pub fn load_str(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     let cfg = parse(text)?;
-    let issues = cfg.validate();
+    let mut issues = cfg.validate();
     if issues.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(issues)
+        return Ok(cfg);
     }
+    let positions = positions::Positions::of(text);
+    for i in &mut issues {
+        if let Some((line, column)) = positions.find(&i.path) {
+            (i.line, i.column) = (Some(line), Some(column));
+        }
+    }
+    Err(issues)
 }
 
 /// The JSON Schema of the configuration file (committed as `contracts/config.schema.json`).

@@ -350,7 +350,7 @@ tenants:
     fn issues(yaml: &str) -> Vec<String> {
         match load_str(yaml) {
             Ok(_) => vec![],
-            Err(e) => e.iter().map(|i| i.to_string()).collect(),
+            Err(e) => e.iter().map(|i| format!("{}: {}", i.path, i.message)).collect(),
         }
     }
 
@@ -376,6 +376,13 @@ tenants:
         for w in want {
             assert!(got.iter().any(|g| g.starts_with(w)), "missing `{w}` in {got:#?}");
         }
+    }
+
+    #[test]
+    fn semantic_errors_carry_the_line() {
+        let bad = BASE.replace("to: {upstream: anagrafe}", "to: {upstream: tributi}");
+        let e = load_str(&bad).unwrap_err();
+        assert_eq!((e[0].line, e[0].column), (Some(10), Some(83)), "{e:?}");
     }
 
     #[test]
