@@ -3,56 +3,82 @@
 //! varco continues a caller's trace when it sends a valid `traceparent` (new span id, same trace
 //! id) and starts one otherwise. The request id is the caller's `X-Request-Id` when it is sane
 //! (visible ASCII, at most 128 bytes), else the trace id: logs, problems and back-offices all see
-//! the same ids.
+//! the same ids. Ids live in fixed-size buffers: no allocation per request.
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A lowercase hex id of `N` characters, on the stack.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HexId<const N: usize>([u8; N]);
+
+impl<const N: usize> HexId<N> {
+    fn random() -> Self {
+        loop {
+            let mut out = [0u8; N];
+            let mut bits = fastrand::u128(..);
+            for (i, c) in out.iter_mut().enumerate() {
+                if i % 32 == 0 && i > 0 {
+                    bits = fastrand::u128(..);
+                }
+                *c = HEX[(bits & 0xf) as usize];
+                bits >>= 4;
+            }
+            // All-zero ids are invalid in W3C trace context.
+            if out.iter().any(|&c| c != b'0') {
+                return Self(out);
+            }
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        if b.len() != N
+            || !b.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+            || b.iter().all(|&c| c == b'0')
+        {
+            return None;
+        }
+        let mut out = [0u8; N];
+        out.copy_from_slice(b);
+        Some(Self(out))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for HexId<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Trace ids for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
-    /// 32 lowercase hex chars.
-    pub trace_id: String,
-    /// varco's own span id (16 hex chars): the parent-id it sends upstream.
-    pub span_id: String,
-    /// Trace flags of the caller (sampled bit), `01` when varco starts the trace.
-    pub flags: String,
-    /// The request id (caller's or generated).
-    pub request_id: String,
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut s = String::with_capacity(bytes * 2);
-    loop {
-        s.clear();
-        for _ in 0..bytes {
-            let b = fastrand::u8(..);
-            s.push(HEX[(b >> 4) as usize] as char);
-            s.push(HEX[(b & 0xf) as usize] as char);
-        }
-        // All-zero ids are invalid in W3C trace context.
-        if s.bytes().any(|c| c != b'0') {
-            return s;
-        }
-    }
-}
-
-fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    pub trace_id: HexId<32>,
+    /// varco's own span id: the parent-id it sends upstream.
+    pub span_id: HexId<16>,
+    /// Trace flags of the caller (sampled bit); `01` when varco starts the trace.
+    pub flags: HexId<2>,
+    /// The caller's request id, when sane.
+    caller_request_id: Option<String>,
 }
 
 /// Parses a `traceparent` header (version 00 form); `None` if invalid.
 pub fn parse_traceparent(v: &str) -> Option<(&str, &str, &str)> {
     let mut it = v.trim().split('-');
     let (ver, trace, parent, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
-    if !is_lower_hex(ver, 2) || ver == "ff" || !is_lower_hex(trace, 32) || !is_lower_hex(parent, 16) {
+    let is_hex =
+        |s: &str, n: usize| s.len() == n && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    if !is_hex(ver, 2) || ver == "ff" || !is_hex(flags, 2) || (ver == "00" && it.next().is_some()) {
         return None;
     }
-    if !is_lower_hex(flags, 2) || (ver == "00" && it.next().is_some()) {
-        return None;
-    }
-    if trace.bytes().all(|c| c == b'0') || parent.bytes().all(|c| c == b'0') {
-        return None;
-    }
+    // Both ids must be hex of the right length and not all zeros.
+    HexId::<32>::parse(trace)?;
+    HexId::<16>::parse(parent)?;
     Some((trace, parent, flags))
 }
 
@@ -65,20 +91,32 @@ impl TraceContext {
     /// From the caller's `traceparent` and `X-Request-Id` header values, if any.
     pub fn from_headers(traceparent: Option<&[u8]>, request_id: Option<&[u8]>) -> Self {
         let parsed = traceparent.and_then(|v| std::str::from_utf8(v).ok()).and_then(parse_traceparent);
-        let (trace_id, flags) = match parsed {
-            Some((t, _, f)) => (t.to_owned(), f.to_owned()),
-            None => (random_hex(16), "01".to_owned()),
+        let (trace_id, flags) = match parsed.and_then(|(t, _, f)| Some((HexId::parse(t)?, f))) {
+            Some((t, f)) => {
+                let mut fl = [0u8; 2];
+                fl.copy_from_slice(f.as_bytes());
+                (t, HexId(fl))
+            }
+            None => (HexId::random(), HexId(*b"01")),
         };
-        let request_id = match request_id {
-            Some(v) if is_sane_request_id(v) => String::from_utf8_lossy(v).into_owned(),
-            _ => trace_id.clone(),
-        };
-        Self { trace_id, span_id: random_hex(8), flags, request_id }
+        let caller_request_id =
+            request_id.filter(|v| is_sane_request_id(v)).map(|v| String::from_utf8_lossy(v).into_owned());
+        Self { trace_id, span_id: HexId::random(), flags, caller_request_id }
+    }
+
+    /// The request id: the caller's, or the trace id.
+    pub fn request_id(&self) -> &str {
+        self.caller_request_id.as_deref().unwrap_or(self.trace_id.as_str())
     }
 
     /// The `traceparent` to send upstream: same trace, varco's span as parent.
-    pub fn traceparent(&self) -> String {
-        format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
+    pub fn traceparent(&self) -> [u8; 55] {
+        let mut out = [b'-'; 55];
+        out[..2].copy_from_slice(b"00");
+        out[3..35].copy_from_slice(&self.trace_id.0);
+        out[36..52].copy_from_slice(&self.span_id.0);
+        out[53..55].copy_from_slice(&self.flags.0);
+        out
     }
 }
 
@@ -90,11 +128,14 @@ mod tests {
     fn continues_a_valid_trace() {
         let tp = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
         let t = TraceContext::from_headers(Some(tp), Some(b"abc-123"));
-        assert_eq!(t.trace_id, "0af7651916cd43dd8448eb211c80319c");
-        assert_ne!(t.span_id, "b7ad6b7169203331");
-        assert_eq!(t.request_id, "abc-123");
-        assert!(t.traceparent().starts_with("00-0af7651916cd43dd8448eb211c80319c-"));
-        assert!(t.traceparent().ends_with("-01"));
+        assert_eq!(t.trace_id.as_str(), "0af7651916cd43dd8448eb211c80319c");
+        assert_ne!(t.span_id.as_str(), "b7ad6b7169203331");
+        assert_eq!(t.request_id(), "abc-123");
+        let up = t.traceparent();
+        let up = std::str::from_utf8(&up).unwrap();
+        assert!(up.starts_with("00-0af7651916cd43dd8448eb211c80319c-"), "{up}");
+        assert!(up.ends_with("-01"));
+        assert_eq!(parse_traceparent(up).map(|p| p.1), Some(t.span_id.as_str()));
     }
 
     #[test]
@@ -104,14 +145,23 @@ mod tests {
             b"00-00000000000000000000000000000000-b7ad6b7169203331-01",
             b"ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
             b"00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+            b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
             b"garbage",
             b"\xff\xfe",
         ] {
             let t = TraceContext::from_headers(Some(bad), None);
-            assert!(is_lower_hex(&t.trace_id, 32), "{t:?}");
-            assert_ne!(t.trace_id, "0af7651916cd43dd8448eb211c80319c");
-            assert_eq!(t.request_id, t.trace_id);
+            assert!(HexId::<32>::parse(t.trace_id.as_str()).is_some(), "{t:?}");
+            assert_ne!(t.trace_id.as_str(), "0af7651916cd43dd8448eb211c80319c");
+            assert_eq!(t.request_id(), t.trace_id.as_str());
         }
+    }
+
+    #[test]
+    fn random_ids_differ_and_are_hex() {
+        let (a, b) = (TraceContext::from_headers(None, None), TraceContext::from_headers(None, None));
+        assert_ne!(a.trace_id, b.trace_id);
+        assert_eq!(a.trace_id.as_str().len(), 32);
+        assert_eq!(a.span_id.as_str().len(), 16);
     }
 
     #[test]
@@ -119,7 +169,7 @@ mod tests {
         let long = vec![b'a'; 129];
         for bad in [&b""[..], b"a b", b"a\x00", &long] {
             let t = TraceContext::from_headers(None, Some(bad));
-            assert_eq!(t.request_id, t.trace_id);
+            assert_eq!(t.request_id(), t.trace_id.as_str());
         }
     }
 }

@@ -30,8 +30,8 @@ fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
 
 fn problem(p: &Problem, path: &str) -> Response<Vec<u8>> {
     let t = TraceContext::from_headers(None, None);
-    let mut r = reply(p.status(), PROBLEM_JSON, p.to_body(path, &t.request_id, &t.trace_id));
-    if let Ok(v) = http::HeaderValue::from_str(&t.request_id) {
+    let mut r = reply(p.status(), PROBLEM_JSON, p.to_body(path, t.request_id(), t.trace_id.as_str()));
+    if let Ok(v) = http::HeaderValue::from_str(t.request_id()) {
         r.headers_mut().insert("x-request-id", v);
     }
     if p.kind == ProblemKind::Unauthorized {

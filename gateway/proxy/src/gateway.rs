@@ -4,10 +4,12 @@
 
 use crate::respond;
 use crate::runtime::{Runtime, Target};
-use crate::upstream::{hash_bytes, Pool};
+use crate::upstream::{hash_bytes, Pool, Tried};
 use crate::Shared;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use http::header::HeaderName;
+use http::HeaderValue;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -33,12 +35,15 @@ pub struct RequestCtx {
     /// Bytes of the path owned by the tenant prefix (removed before forwarding).
     prefix_len: usize,
     hash: Option<u64>,
-    tried: Vec<usize>,
+    tried: Tried,
     server: Option<usize>,
     body_seen: u64,
     /// A problem decided in an earlier phase, answered by `fail_to_proxy`.
     problem: Option<Problem>,
-    host: String,
+    /// The caller's Host (or :authority), as sent.
+    host: Option<HeaderValue>,
+    /// `X-Request-Id` for upstream and response (the caller's, or the trace id).
+    request_id: Option<HeaderValue>,
     /// The last failure was a stale pooled connection: the same server may be tried again.
     allow_same: bool,
     _in_flight: crate::InFlight,
@@ -82,7 +87,10 @@ impl Gateway {
         let (tenant, prefix_len) = rt.index.lookup(&host, path).ok_or_else(|| {
             (Problem::new(ProblemKind::UnknownTenant, format!("no ente answers on host `{host}` for this path")), false)
         })?;
-        ctx.host = host.into_owned();
+        ctx.host = match req.headers.get(http::header::HOST) {
+            Some(h) => Some(h.clone()),
+            None => req.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        };
         ctx.tenant = Some(tenant);
         let t = &rt.tenants[tenant];
         let sub = &path[prefix_len..];
@@ -126,7 +134,7 @@ impl Gateway {
             Some((p, q)) => (p, Some(q)),
             None => (&full[ctx.prefix_len..], None),
         };
-        let request_id = ctx.trace.as_ref().map(|t| t.request_id.as_str()).unwrap_or("");
+        let request_id = ctx.trace.as_ref().map(|t| t.request_id()).unwrap_or("");
         let result = adapter
             .call(AdapterRequest {
                 method: &req.method,
@@ -146,8 +154,8 @@ impl Gateway {
     }
 
     fn retry_possible(&self, ctx: &RequestCtx, pool: &Pool) -> bool {
-        (ctx.tried.len() as u32) <= pool.retries
-            && (0..pool.servers.len()).any(|i| !ctx.tried.contains(&i) && pool.is_available(i))
+        (ctx.tried.count() as u32) <= pool.retries
+            && (0..pool.servers.len()).any(|i| !ctx.tried.as_slice().contains(&i) && pool.is_available(i))
     }
 
     fn note_failure(&self, ctx: &RequestCtx) {
@@ -212,11 +220,12 @@ impl ProxyHttp for Gateway {
             state: FilterState::default(),
             prefix_len: 0,
             hash: None,
-            tried: Vec::new(),
+            tried: Tried::default(),
             server: None,
             body_seen: 0,
             problem: None,
-            host: String::new(),
+            host: None,
+            request_id: None,
             allow_same: false,
             _in_flight: crate::InFlight::new(&self.shared),
         }
@@ -226,10 +235,16 @@ impl ProxyHttp for Gateway {
     /// adapter routes are answered here.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
-        ctx.trace = Some(TraceContext::from_headers(
-            req.headers.get("traceparent").map(|v| v.as_bytes()),
-            req.headers.get("x-request-id").map(|v| v.as_bytes()),
-        ));
+        let caller_rid = req.headers.get(&X_REQUEST_ID);
+        let tc = TraceContext::from_headers(
+            req.headers.get(&TRACEPARENT).map(|v| v.as_bytes()),
+            caller_rid.map(|v| v.as_bytes()),
+        );
+        ctx.request_id = match caller_rid {
+            Some(v) if v.as_bytes() == tc.request_id().as_bytes() => Some(v.clone()),
+            _ => HeaderValue::from_str(tc.request_id()).ok(),
+        };
+        ctx.trace = Some(tc);
         ctx.state.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         ctx.state.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let rt = self.shared.current.load_full();
@@ -276,7 +291,7 @@ impl ProxyHttp for Gateway {
             );
             return Err(fail(p, ctx));
         }
-        let tried: &[usize] = if std::mem::take(&mut ctx.allow_same) { &[] } else { &ctx.tried };
+        let tried: &[usize] = if std::mem::take(&mut ctx.allow_same) { &[] } else { ctx.tried.as_slice() };
         let Some(i) = pool.select(ctx.hash, tried) else {
             let p = Problem::new(
                 ProblemKind::UpstreamUnavailable,
@@ -315,17 +330,39 @@ impl ProxyHttp for Gateway {
             up.set_raw_path(&rest)?;
         }
         let proto = if ctx.state.tls { "https" } else { "http" };
+        let host = ctx.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
         // varco is the edge: forwarding headers from the caller are replaced, never trusted.
         if let Some(ip) = ctx.state.client_ip {
-            up.insert_header("x-forwarded-for", ip.to_string())?;
-            let for_ = if ip.is_ipv6() { format!("\"[{ip}]\"") } else { ip.to_string() };
-            up.insert_header("forwarded", format!("for={for_};host={};proto={proto}", ctx.host))?;
+            use std::fmt::Write;
+            let mut v = String::with_capacity(64);
+            let _ = write!(v, "{ip}");
+            up.insert_header(X_FORWARDED_FOR.clone(), v.as_str())?;
+            v.clear();
+            let _ = if ip.is_ipv6() {
+                write!(v, "for=\"[{ip}]\";host={host};proto={proto}")
+            } else {
+                write!(v, "for={ip};host={host};proto={proto}")
+            };
+            up.insert_header(FORWARDED.clone(), v)?;
+        } else {
+            up.remove_header(&X_FORWARDED_FOR);
+            up.remove_header(&FORWARDED);
         }
-        up.insert_header("x-forwarded-proto", proto)?;
-        up.insert_header("x-forwarded-host", ctx.host.as_str())?;
+        up.insert_header(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto))?;
+        match &ctx.host {
+            Some(h) => up.insert_header(X_FORWARDED_HOST.clone(), h.clone())?,
+            None => {
+                up.remove_header(&X_FORWARDED_HOST);
+            }
+        }
         if let Some(tc) = &ctx.trace {
-            up.insert_header("traceparent", tc.traceparent())?;
-            up.insert_header("x-request-id", tc.request_id.as_str())?;
+            up.insert_header(
+                TRACEPARENT.clone(),
+                HeaderValue::from_bytes(&tc.traceparent()).map_err(|_| Error::new(ErrorType::InternalError))?,
+            )?;
+        }
+        if let Some(rid) = &ctx.request_id {
+            up.insert_header(X_REQUEST_ID.clone(), rid.clone())?;
         }
         let _ = session;
         Ok(())
@@ -348,8 +385,8 @@ impl ProxyHttp for Gateway {
 
     /// Runs before the response header goes to the caller (upstream answers only).
     async fn response_filter(&self, _s: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
-        if let Some(tc) = &ctx.trace {
-            resp.insert_header("x-request-id", tc.request_id.as_str())?;
+        if let Some(rid) = &ctx.request_id {
+            resp.insert_header(X_REQUEST_ID.clone(), rid.clone())?;
         }
         if let (Some(rt), Some(t), Some(r)) = (&ctx.rt, ctx.tenant, ctx.route) {
             for f in &rt.tenants[t].routes[r].filters {
@@ -426,12 +463,16 @@ impl ProxyHttp for Gateway {
             (Some(t), Some(r)) => {
                 let route = &rt.tenants[t].routes[r];
                 route.latency.observe(elapsed.as_secs_f64());
+                route.requests.inc(status);
                 (rt.tenants[t].id.as_str(), route.name.as_str())
             }
-            _ => ("", ""),
+            _ => {
+                let tenant = ctx.tenant.map_or("", |t| rt.tenants[t].id.as_str());
+                let mut code = [b'0'; 3];
+                self.shared.metrics.requests.with_label_values(&[tenant, "", fmt_status(&mut code, status)]).inc();
+                (tenant, "")
+            }
         };
-        let mut code = itoa_buf();
-        self.shared.metrics.requests.with_label_values(&[tenant, route, fmt_status(&mut code, status)]).inc();
         if rt.access_log {
             let req = session.req_header();
             let (server, upstream) = match (ctx.server, ctx.pool(rt)) {
@@ -447,9 +488,9 @@ impl ProxyHttp for Gateway {
                 method = req.method.as_str(),
                 path,
                 upstream, server,
-                attempts = ctx.tried.len(),
+                attempts = ctx.tried.count(),
                 latency_us = elapsed.as_micros() as u64,
-                request_id = ctx.trace.as_ref().map_or("", |t| t.request_id.as_str()),
+                request_id = ctx.trace.as_ref().map_or("", |t| t.request_id()),
                 trace_id = ctx.trace.as_ref().map_or("", |t| t.trace_id.as_str()),
                 client = %ctx.state.client_ip.map(|i| i.to_string()).unwrap_or_default(),
                 error = e.map(|e| e.etype().as_str()).unwrap_or(""),
@@ -458,9 +499,12 @@ impl ProxyHttp for Gateway {
     }
 }
 
-fn itoa_buf() -> [u8; 3] {
-    [b'0'; 3]
-}
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Three-digit status without allocating.
 fn fmt_status(buf: &mut [u8; 3], status: u16) -> &str {

@@ -67,11 +67,43 @@ impl Metrics {
         self.latency.with_label_values(&[tenant, route])
     }
 
+    /// Per-status counters of a route, resolved lazily once per status (no label lookup per
+    /// request).
+    pub fn route_requests(&self, tenant: &str, route: &str) -> StatusCounters {
+        StatusCounters {
+            vec: self.requests.clone(),
+            labels: [tenant.to_owned(), route.to_owned()],
+            cells: (100..600).map(|_| std::sync::OnceLock::new()).collect(),
+        }
+    }
+
     /// Prometheus text exposition.
     pub fn render(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(16 * 1024);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf
+    }
+}
+
+/// `requests_total` cells of one route, by status.
+#[derive(Debug)]
+pub struct StatusCounters {
+    vec: IntCounterVec,
+    labels: [String; 2],
+    cells: Box<[std::sync::OnceLock<prometheus::IntCounter>]>,
+}
+
+impl StatusCounters {
+    pub fn inc(&self, status: u16) {
+        let Some(cell) = status.checked_sub(100).and_then(|i| self.cells.get(usize::from(i))) else {
+            self.vec.with_label_values(&[&self.labels[0], &self.labels[1], "000"]).inc();
+            return;
+        };
+        cell.get_or_init(|| {
+            let code = status.to_string();
+            self.vec.with_label_values(&[&self.labels[0], &self.labels[1], &code])
+        })
+        .inc();
     }
 }
 
@@ -81,7 +113,12 @@ mod tests {
     fn definitions_are_valid() {
         let m = super::Metrics::new().expect("valid metric definitions");
         m.requests.with_label_values(&["t", "r", "200"]).inc();
+        let route = m.route_requests("t", "r");
+        route.inc(200);
+        route.inc(200);
+        route.inc(0);
         let text = String::from_utf8(m.render()).unwrap_or_default();
-        assert!(text.contains("varco_requests_total{route=\"r\",status=\"200\",tenant=\"t\"} 1"), "{text}");
+        assert!(text.contains("varco_requests_total{route=\"r\",status=\"200\",tenant=\"t\"} 3"), "{text}");
+        assert!(text.contains("varco_requests_total{route=\"r\",status=\"000\",tenant=\"t\"} 1"), "{text}");
     }
 }

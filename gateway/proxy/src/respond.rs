@@ -7,7 +7,7 @@ use varco_core::problem::PROBLEM_JSON;
 use varco_core::{AdapterResponse, Problem, TraceContext};
 
 fn ids(trace: Option<&TraceContext>) -> (&str, &str) {
-    trace.map(|t| (t.request_id.as_str(), t.trace_id.as_str())).unwrap_or(("", ""))
+    trace.map(|t| (t.request_id(), t.trace_id.as_str())).unwrap_or(("", ""))
 }
 
 /// Writes a problem+json answer. `close` ends the connection afterwards (framing errors, where

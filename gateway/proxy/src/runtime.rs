@@ -44,6 +44,7 @@ pub struct Route {
     pub strip_prefix: Option<String>,
     pub filters: Vec<Arc<dyn Filter>>,
     pub latency: Histogram,
+    pub requests: crate::metrics::StatusCounters,
 }
 
 /// A built tenant.
@@ -210,6 +211,7 @@ fn build_tenant(t: &TenantConfig, p: &str, cfg: &Config, metrics: &Metrics) -> R
             strip_prefix: r.strip_prefix.clone(),
             filters,
             latency: metrics.route_latency(&t.id, &r.name),
+            requests: metrics.route_requests(&t.id, &r.name),
         });
     }
     Ok(Tenant { id: t.id.clone(), name: t.name.clone(), routes, table, pools })

@@ -186,6 +186,30 @@ impl Pool {
     }
 }
 
+/// The servers a request has tried, without allocating (retries are at most 5).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tried {
+    list: [usize; 8],
+    len: usize,
+}
+
+impl Tried {
+    pub fn push(&mut self, i: usize) {
+        if self.len < self.list.len() {
+            self.list[self.len] = i;
+            self.len += 1;
+        }
+    }
+
+    pub fn as_slice(&self) -> &[usize] {
+        &self.list[..self.len]
+    }
+
+    pub fn count(&self) -> usize {
+        self.len
+    }
+}
+
 /// A 64-bit finaliser (splitmix64): spreads keys evenly for rendezvous hashing.
 pub fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
