@@ -6,7 +6,7 @@ use varco_tests::{Backend, Varco};
 fn consortium(mc: &Backend, ba: &Backend, ge: &Backend) -> String {
     format!(
         r#"
-server: {{access_log: true}}
+server: {{access_log: true, forwarded_header: true}}
 listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
 admin: {{address: "127.0.0.1:{{ADMIN}}"}}
 tenants:
@@ -157,4 +157,15 @@ async fn access_log_and_metrics_name_tenant_and_route_but_no_secret() {
         assert!(!log.contains(secret), "`{secret}` leaked into the log:\n{log}");
         assert!(!cfg_dump.body.windows(secret.len()).any(|w| w == secret.as_bytes()));
     }
+}
+
+#[tokio::test]
+async fn caller_forwarded_header_is_dropped_unless_varco_sets_its_own() {
+    let (mc, ba, ge) = (Backend::start("macerata").await, Backend::start("bari").await, Backend::start("genova").await);
+    let v = Varco::start(&consortium(&mc, &ba, &ge).replace(", forwarded_header: true", "")).await;
+    let r = v.send("GET", "macerata.example.it", "/anagrafe/v1/x", &[("forwarded", "for=10.6.6.6;proto=https")], b"").await;
+    assert_eq!(r.status, 200);
+    let h = &mc.last()["headers"];
+    assert!(h.get("forwarded").is_none(), "a caller's Forwarded reached the back-office: {h}");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
 }

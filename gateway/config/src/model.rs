@@ -49,6 +49,10 @@ pub struct ServerConfig {
     /// Idle upstream connections kept for reuse, in total. Default 256.
     #[serde(default = "d_pool")]
     pub upstream_keepalive_pool: usize,
+    /// Also send the RFC 7239 `Forwarded` header upstream (`X-Forwarded-For/-Proto/-Host` are
+    /// always sent). Default false.
+    #[serde(default)]
+    pub forwarded_header: bool,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +64,7 @@ impl Default for ServerConfig {
             access_log: true,
             max_body_bytes: d_max_body(),
             upstream_keepalive_pool: d_pool(),
+            forwarded_header: false,
         }
     }
 }

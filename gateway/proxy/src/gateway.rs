@@ -332,21 +332,21 @@ impl ProxyHttp for Gateway {
         let proto = if ctx.state.tls { "https" } else { "http" };
         let host = ctx.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
         // varco is the edge: forwarding headers from the caller are replaced, never trusted.
+        up.remove_header(&FORWARDED);
         if let Some(ip) = ctx.state.client_ip {
-            use std::fmt::Write;
-            let mut v = String::with_capacity(64);
-            let _ = write!(v, "{ip}");
-            up.insert_header(X_FORWARDED_FOR.clone(), v.as_str())?;
-            v.clear();
-            let _ = if ip.is_ipv6() {
-                write!(v, "for=\"[{ip}]\";host={host};proto={proto}")
-            } else {
-                write!(v, "for={ip};host={host};proto={proto}")
-            };
-            up.insert_header(FORWARDED.clone(), v)?;
+            let mut buf = [0u8; 48];
+            let ip_text = fmt_ip(ip, &mut buf);
+            up.insert_header(X_FORWARDED_FOR.clone(), ip_text)?;
+            if rt.forwarded_header {
+                let v = if ip.is_ipv6() {
+                    format!("for=\"[{ip_text}]\";host={host};proto={proto}")
+                } else {
+                    format!("for={ip_text};host={host};proto={proto}")
+                };
+                up.insert_header(FORWARDED.clone(), v)?;
+            }
         } else {
             up.remove_header(&X_FORWARDED_FOR);
-            up.remove_header(&FORWARDED);
         }
         up.insert_header(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto))?;
         match &ctx.host {
@@ -504,7 +504,55 @@ static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_addresses() {
+        let mut buf = [0u8; 48];
+        for ip in ["127.0.0.1", "10.0.100.255", "0.0.0.0", "::1", "2001:db8::8a2e:370:7334"] {
+            assert_eq!(super::fmt_ip(ip.parse().unwrap(), &mut buf), ip);
+        }
+        let mut code = [0u8; 3];
+        assert_eq!(super::fmt_status(&mut code, 404), "404");
+        assert_eq!(super::fmt_status(&mut code, 0), "000");
+    }
+}
+
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Formats an address without `fmt` machinery (IPv4, the common case) into `buf`.
+fn fmt_ip(ip: std::net::IpAddr, buf: &mut [u8; 48]) -> &str {
+    use std::io::Write;
+    let len = match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, octet) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                let o = *octet;
+                if o >= 100 {
+                    buf[n] = b'0' + o / 100;
+                    n += 1;
+                }
+                if o >= 10 {
+                    buf[n] = b'0' + o / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + o % 10;
+                n += 1;
+            }
+            n
+        }
+        std::net::IpAddr::V6(v6) => {
+            let mut cur = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cur, "{v6}");
+            cur.position() as usize
+        }
+    };
+    std::str::from_utf8(&buf[..len]).unwrap_or("")
+}
 
 /// Three-digit status without allocating.
 fn fmt_status(buf: &mut [u8; 3], status: u16) -> &str {

@@ -75,6 +75,7 @@ pub struct Runtime {
     pub tenants: Vec<Tenant>,
     pub index: TenantIndex,
     pub access_log: bool,
+    pub forwarded_header: bool,
 }
 
 fn read_secret(path: &str, s: &SecretRef) -> Result<String, BuildError> {
@@ -121,7 +122,14 @@ impl Runtime {
             }
             tenants.push(tenant);
         }
-        Ok(Self { generation, access_log: cfg.server.access_log, config: cfg, tenants, index })
+        Ok(Self {
+            generation,
+            access_log: cfg.server.access_log,
+            forwarded_header: cfg.server.forwarded_header,
+            config: cfg,
+            tenants,
+            index,
+        })
     }
 }
 

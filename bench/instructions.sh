@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by valgrind's callgrind: unlike req/s and CPU time,
+# the count does not depend on what else the shared machine is doing, so small differences
+# between varco and the references are visible. Each proxy runs twice under callgrind with a
+# short and a long wrk load; (Ir_long - Ir_short) / (requests_long - requests_short) removes
+# start-up and shutdown from the figure.
+#
+#   bench/instructions.sh            # varco, varco with access log, pingora-minimal
+#   BENCH_BUILD=0 bench/instructions.sh
+#
+# Needs valgrind, nginx, wrk, curl (apt-get install -y valgrind nginx-light wrk curl).
+set -euo pipefail
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+SHORT=${BENCH_SHORT:-4s}
+LONG=${BENCH_LONG:-12s}
+for t in valgrind nginx wrk curl python3; do
+    command -v "$t" >/dev/null || { echo "missing $t: apt-get install -y valgrind nginx-light wrk curl" >&2; exit 1; }
+done
+if [[ ${BENCH_BUILD:-1} == 1 ]]; then
+    (cd "$ROOT" && cargo build --release -q -p varco -p pingora-minimal)
+fi
+WORK=$(mktemp -d /tmp/varco-ir.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; sleep 1; for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT INT TERM
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 200); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
+
+BACKEND=$(port)
+body=$(python3 -c 'print("{\"data\":\"" + "x"*1012 + "\"}")')
+cat >"$WORK/nginx.conf" <<NGX
+worker_processes 1; daemon off; pid $WORK/nginx.pid; error_log $WORK/nginx.err;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 1000000;
+  client_body_temp_path $WORK; proxy_temp_path $WORK; fastcgi_temp_path $WORK; uwsgi_temp_path $WORK; scgi_temp_path $WORK;
+  server { listen 127.0.0.1:$BACKEND; default_type application/json; location / { return 200 '$body'; } } }
+NGX
+nginx -p "$WORK" -c "$WORK/nginx.conf" & pids+=($!)
+wait_up "http://127.0.0.1:$BACKEND/"
+
+varco_conf() { # $1 port, $2 access_log
+    cat <<YML
+server: {threads: 1, access_log: $2}
+listeners: [{name: public, address: "127.0.0.1:$1"}]
+admin: {address: "127.0.0.1:$(port)"}
+tenants:
+  - id: bench
+    name: Bench
+    upstreams: {backend: {servers: ["127.0.0.1:$BACKEND"]}}
+    routes: [{name: plain, path: "/{*rest}", methods: [GET], access: public, to: {upstream: backend}}]
+YML
+}
+
+# measure NAME DURATION -> prints "Ir requests"
+measure() {
+    local name=$1 dur=$2 p out pid
+    p=$(port); out="$WORK/$name-$dur.cg"
+    case $name in
+        varco) varco_conf "$p" false >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
+        varco+log) varco_conf "$p" true >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
+        pingora-minimal) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 >/dev/null 2>&1 & ;;
+    esac
+    pid=$!; pids+=($pid)
+    wait_up "http://127.0.0.1:$p/bench/item"
+    local reqs
+    reqs=$(wrk -t1 -c16 -d"$dur" "http://127.0.0.1:$p/bench/item" | awk '/requests in/ {print $1}')
+    kill -INT "$pid"; wait "$pid" 2>/dev/null || true
+    local ir
+    ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$out"*)
+    echo "$ir $reqs"
+}
+
+printf '%-16s %14s %14s\n' target "Ir/request" "vs pingora"
+declare -A per
+for name in pingora-minimal varco varco+log; do
+    read -r ir1 r1 < <(measure "$name" "$SHORT")
+    read -r ir2 r2 < <(measure "$name" "$LONG")
+    per[$name]=$(python3 -c "print(round(($ir2-$ir1)/($r2-$r1)))")
+    ref=${per[pingora-minimal]}
+    printf '%-16s %14s %14s\n' "$name" "${per[$name]}" "$(python3 -c "print(f'{${per[$name]}/$ref:.3f}')")"
+done
