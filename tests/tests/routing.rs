@@ -147,7 +147,15 @@ async fn access_log_and_metrics_name_tenant_and_route_but_no_secret() {
     let cfg_dump = v.admin_client.get("localhost", "/admin/config").await;
     assert_eq!(cfg_dump.status, 200);
     assert_eq!(cfg_dump.json["config"]["tenants"][0]["id"], "c_e783");
-    let log = v.log_text();
+    // Access-log lines are flushed at least every 200 ms.
+    let mut log = String::new();
+    for _ in 0..40 {
+        log = v.log_text();
+        if log.contains("varco::access") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let line = log.lines().find(|l| l.contains("varco::access") && l.contains("c_e783")).expect("an access log line");
     let entry: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(entry["fields"]["route"], "anagrafe");
@@ -163,7 +171,8 @@ async fn access_log_and_metrics_name_tenant_and_route_but_no_secret() {
 async fn caller_forwarded_header_is_dropped_unless_varco_sets_its_own() {
     let (mc, ba, ge) = (Backend::start("macerata").await, Backend::start("bari").await, Backend::start("genova").await);
     let v = Varco::start(&consortium(&mc, &ba, &ge).replace(", forwarded_header: true", "")).await;
-    let r = v.send("GET", "macerata.example.it", "/anagrafe/v1/x", &[("forwarded", "for=10.6.6.6;proto=https")], b"").await;
+    let r =
+        v.send("GET", "macerata.example.it", "/anagrafe/v1/x", &[("forwarded", "for=10.6.6.6;proto=https")], b"").await;
     assert_eq!(r.status, 200);
     let h = &mc.last()["headers"];
     assert!(h.get("forwarded").is_none(), "a caller's Forwarded reached the back-office: {h}");

@@ -479,22 +479,22 @@ impl ProxyHttp for Gateway {
                 (Some(i), Some(p)) => (p.servers[i].name.as_str(), p.name.as_str()),
                 _ => ("", ""),
             };
-            // The path is logged without its query: queries may carry personal data or tokens.
-            let path = String::from_utf8_lossy(req.raw_path());
-            let path = path.split('?').next().unwrap_or("");
-            tracing::info!(
-                target: "varco::access",
-                tenant, route, status,
-                method = req.method.as_str(),
-                path,
-                upstream, server,
-                attempts = ctx.tried.count(),
-                latency_us = elapsed.as_micros() as u64,
-                request_id = ctx.trace.as_ref().map_or("", |t| t.request_id()),
-                trace_id = ctx.trace.as_ref().map_or("", |t| t.trace_id.as_str()),
-                client = %ctx.state.client_ip.map(|i| i.to_string()).unwrap_or_default(),
-                error = e.map(|e| e.etype().as_str()).unwrap_or(""),
-            );
+            let mut ip_buf = [0u8; 48];
+            self.shared.access_log.write(&crate::access_log::AccessRecord {
+                tenant,
+                route,
+                status,
+                method: req.method.as_str(),
+                path: req.raw_path(),
+                upstream,
+                server,
+                attempts: ctx.tried.count(),
+                latency_us: elapsed.as_micros() as u64,
+                request_id: ctx.trace.as_ref().map_or("", |t| t.request_id()),
+                trace_id: ctx.trace.as_ref().map_or("", |t| t.trace_id.as_str()),
+                client: ctx.state.client_ip.map_or("", |ip| fmt_ip(ip, &mut ip_buf)),
+                error: e.map_or("", |e| e.etype().as_str()),
+            });
         }
     }
 }

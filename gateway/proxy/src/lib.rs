@@ -2,6 +2,7 @@
 //! pools with health, the admin listener, reload and metrics.
 #![forbid(unsafe_code)]
 
+mod access_log;
 mod admin;
 mod filters;
 mod gateway;
@@ -30,6 +31,7 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Requests between header read and the end of logging (drain on SIGTERM waits for 0).
     pub in_flight: std::sync::atomic::AtomicUsize,
+    pub access_log: access_log::AccessLog,
 }
 
 /// Counts a request as in flight for as long as it lives.

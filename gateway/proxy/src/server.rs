@@ -48,7 +48,12 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     let token = admin_token(&cfg)?;
     let runtime = Runtime::build(cfg.clone(), 1, &metrics, None)?;
     metrics.generation.set(1);
-    let shared = Arc::new(Shared { current: ArcSwap::from_pointee(runtime), metrics, in_flight: Default::default() });
+    let shared = Arc::new(Shared {
+        current: ArcSwap::from_pointee(runtime),
+        metrics,
+        in_flight: Default::default(),
+        access_log: Default::default(),
+    });
     let reloader = Arc::new(Reloader::new(path, shared.clone()));
 
     let threads = if cfg.server.threads == 0 {
@@ -90,6 +95,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     server.add_service(admin_svc);
     server.add_service(background_service("health checks", HealthService { shared: shared.clone() }));
     server.add_service(background_service("sighup reload", SighupService(reloader)));
+    server.add_service(background_service("access log", crate::access_log::AccessLogFlusher(shared.clone())));
     server.add_service(background_service("drain", Drain { shared: shared.clone(), grace: cfg.server.grace_period.0 }));
     tracing::info!(listeners = ?cfg.listeners.iter().map(|l| &l.address).collect::<Vec<_>>(), admin = %cfg.admin.address, tenants = cfg.tenants.len(), "varco starting");
     server.run_forever()
@@ -118,6 +124,7 @@ impl pingora_core::services::background::BackgroundService for Drain {
         while started.elapsed() < self.grace {
             if self.shared.in_flight.load(std::sync::atomic::Ordering::Relaxed) == 0 {
                 tracing::info!(after_ms = started.elapsed().as_millis() as u64, "drained; exiting");
+                self.shared.access_log.flush();
                 std::process::exit(0);
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
