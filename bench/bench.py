@@ -20,13 +20,15 @@ import socket
 import sys
 
 # Rows in this order first (any other target follows in the order it was measured).
-ORDER = ["direct", "nginx", "pingora-minimal", "varco", "varco+log"]
+ORDER = ["direct", "nginx", "pingora-minimal", "pingora-minimal+headers", "varco", "varco+log"]
 
 # (label, numerator target, denominator target, metric). A ratio whose targets are missing from
 # a run is skipped, so runs that bench only a subset still print what they can.
 RATIOS = [
     ("varco/pingora-minimal req/s", "varco", "pingora-minimal", "rps"),
     ("varco/pingora-minimal CPU µs/req", "varco", "pingora-minimal", "cpu_us_per_req"),
+    ("varco/pingora-minimal+headers req/s", "varco", "pingora-minimal+headers", "rps"),
+    ("varco/pingora-minimal+headers CPU µs/req", "varco", "pingora-minimal+headers", "cpu_us_per_req"),
     ("varco/nginx req/s", "varco", "nginx", "rps"),
     ("nginx/direct req/s", "nginx", "direct", "rps"),
     ("varco+log/varco req/s", "varco+log", "varco", "rps"),

@@ -5,7 +5,8 @@
 # short and a long wrk load; (Ir_long - Ir_short) / (requests_long - requests_short) removes
 # start-up and shutdown from the figure.
 #
-#   bench/instructions.sh            # varco, varco with access log, pingora-minimal
+#   bench/instructions.sh   # pingora-minimal, pingora-minimal --headers (the same header work as
+#                           # varco), varco, varco with access log
 #   BENCH_BUILD=0 bench/instructions.sh
 #
 # Needs valgrind, nginx, wrk, curl (apt-get install -y valgrind nginx-light wrk curl).
@@ -60,6 +61,7 @@ measure() {
     case $name in
         varco) varco_conf "$p" false >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         varco+log) varco_conf "$p" true >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
+        pingora-minimal+headers) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 --headers >/dev/null 2>&1 & ;;
         pingora-minimal) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 >/dev/null 2>&1 & ;;
     esac
     pid=$!; pids+=($pid)
@@ -72,12 +74,13 @@ measure() {
     echo "$ir $reqs"
 }
 
-printf '%-16s %14s %14s\n' target "Ir/request" "vs pingora"
+printf '%-24s %12s %12s %16s\n' target "Ir/request" "vs minimal" "vs min+headers"
 declare -A per
-for name in pingora-minimal varco varco+log; do
+for name in pingora-minimal pingora-minimal+headers varco varco+log; do
     read -r ir1 r1 < <(measure "$name" "$SHORT")
     read -r ir2 r2 < <(measure "$name" "$LONG")
     per[$name]=$(python3 -c "print(round(($ir2-$ir1)/($r2-$r1)))")
     ref=${per[pingora-minimal]}
-    printf '%-16s %14s %14s\n' "$name" "${per[$name]}" "$(python3 -c "print(f'{${per[$name]}/$ref:.3f}')")"
+    ref2=${per[pingora-minimal+headers]:-${per[$name]}}
+    printf '%-24s %12s %12s %16s\n' "$name" "${per[$name]}" "$(python3 -c "print(f'{${per[$name]}/$ref:.3f}')")" "$(python3 -c "print(f'{${per[$name]}/$ref2:.3f}')")"
 done

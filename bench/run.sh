@@ -6,8 +6,8 @@
 #   BENCH_DURATION=5s BENCH_RUNS=1 bench/run.sh
 #
 # Knobs (environment): BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (64),
-# BENCH_WRK_THREADS (1), BENCH_RUNS (2), BENCH_TARGETS ("direct nginx pingora-minimal varco
-# varco+log"), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_PIN (1), BENCH_BUILD (1),
+# BENCH_WRK_THREADS (1), BENCH_RUNS (2), BENCH_TARGETS ("direct nginx pingora-minimal
+# pingora-minimal+headers varco varco+log"), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_PIN (1), BENCH_BUILD (1),
 # CARGO_TARGET_DIR, NGINX, WRK.
 set -euo pipefail
 
@@ -19,7 +19,7 @@ WARMUP=${BENCH_WARMUP:-2s}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 WRK_THREADS=${BENCH_WRK_THREADS:-1}
 RUNS=${BENCH_RUNS:-2}
-TARGETS=${BENCH_TARGETS:-direct nginx pingora-minimal varco varco+log}
+TARGETS=${BENCH_TARGETS:-direct nginx pingora-minimal pingora-minimal+headers varco varco+log}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 PIN=${BENCH_PIN:-1}
@@ -276,12 +276,13 @@ start_nginx_proxy() {
     }" "$SRV_URL"
 }
 
+# start_pingora_minimal [--headers]: --headers does varco's header work (see its main.rs).
 start_pingora_minimal() {
     local port logf=$TMP/pingora-minimal.log
     port=$(free_port)
     SRV_URL=http://127.0.0.1:$port$URL_PATH
     "${PROXY_PIN[@]}" "$PINGORA_MINIMAL" --listen "127.0.0.1:$port" --backend "127.0.0.1:$BACKEND_PORT" \
-        --threads 1 </dev/null >"$logf" 2>&1 &
+        --threads 1 "$@" </dev/null >"$logf" 2>&1 &
     SRV_PID=$!
     SRV_PIDS=$SRV_PID
     track "$SRV_PID" INT  # pingora: SIGINT = fast shutdown, SIGTERM = graceful (slow)
@@ -385,9 +386,10 @@ run_target() {
     direct) bench_target direct "$BACKEND_PIDS" "$BACKEND_URL" ;;
     nginx) start_nginx_proxy; bench_target nginx "$SRV_PIDS" "$SRV_URL"; stop_server ;;
     pingora-minimal) start_pingora_minimal; bench_target pingora-minimal "$SRV_PIDS" "$SRV_URL"; stop_server ;;
+    pingora-minimal+headers) start_pingora_minimal --headers; bench_target pingora-minimal+headers "$SRV_PIDS" "$SRV_URL"; stop_server ;;
     varco) start_varco varco false; bench_target varco "$SRV_PIDS" "$SRV_URL"; stop_server ;;
     varco+log) start_varco varco+log true; bench_target varco+log "$SRV_PIDS" "$SRV_URL"; stop_server ;;
-    *) die "unknown target '$1' (known: direct nginx pingora-minimal varco varco+log)" ;;
+    *) die "unknown target '$1' (known: direct nginx pingora-minimal pingora-minimal+headers varco varco+log)" ;;
     esac
 }
 
