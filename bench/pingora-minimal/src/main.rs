@@ -41,7 +41,12 @@ impl ProxyHttp for Minimal {
         Ok(Box::new(peer))
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, up: &mut RequestHeader, _ctx: &mut ()) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        up: &mut RequestHeader,
+        _ctx: &mut (),
+    ) -> Result<()> {
         if self.headers {
             let ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()).unwrap_or_default();
             let host = session.req_header().headers.get("host").cloned();
