@@ -10,7 +10,8 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The `varco` binary next to the test binary (`cargo test --workspace` builds it).
+/// The `varco` binary next to the test binary: the scenario tests are test targets of the
+/// `varco` package, so cargo builds the binary before running them.
 pub fn varco_bin() -> PathBuf {
     if let Ok(p) = std::env::var("VARCO_BIN") {
         return p.into();
@@ -18,7 +19,7 @@ pub fn varco_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let bin = dir.join("varco");
-    assert!(bin.exists(), "{} is missing: run `cargo test --workspace` (it builds the binary)", bin.display());
+    assert!(bin.exists(), "{} is missing: run the scenarios with `cargo test --workspace`", bin.display());
     bin
 }
 

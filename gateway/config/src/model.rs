@@ -195,6 +195,40 @@ pub struct TenantConfig {
     /// route already answers it.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Rate limits shared by all routes of the tenant (each route may add its own; the
+    /// tightest decides).
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimitConfig>,
+}
+
+/// One rate limit: at most `requests` per `period` for each key, with bursts up to `burst`
+/// (GCRA: tokens come back one every `period / requests`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// What one bucket counts: `client_ip`, `header` (the value of `header`, e.g. an API key),
+    /// `route` or `tenant` (everybody together).
+    pub per: LimitKey,
+    /// The header whose value is the key, with `per: header`.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Requests allowed per period.
+    pub requests: u32,
+    /// The window, e.g. `1s`, `1m`, `1h`.
+    pub period: Dur,
+    /// Largest burst. Default: `requests`.
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// The key of a rate limit bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKey {
+    ClientIp,
+    Header,
+    Route,
+    Tenant,
 }
 
 /// A pool of back-office servers.
@@ -374,6 +408,9 @@ pub struct RouteConfig {
     /// Headers set or removed on the way to the upstream.
     #[serde(default)]
     pub request_headers: Option<HeaderRewrite>,
+    /// Rate limits of this route, on top of the tenant's.
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimitConfig>,
 }
 
 /// Who may call a route. More kinds (OIDC, PDND, API keys) come with caller authentication.

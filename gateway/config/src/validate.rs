@@ -201,6 +201,9 @@ fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
             is.add(format!("{p}.prefix"), format!("`{prefix}` must be one path segment like `/c_e783`"));
         }
     }
+    for (i, l) in t.rate_limits.iter().enumerate() {
+        validate_limit(l, &format!("{p}.rate_limits[{i}]"), is);
+    }
     for (name, u) in &t.upstreams {
         validate_upstream(u, &format!("{p}.upstreams.{name}"), name, is);
     }
@@ -233,6 +236,9 @@ fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
             if !METHODS.contains(&m.as_str()) {
                 is.add(format!("{rp}.methods[{mi}]"), format!("`{m}` is not one of {}", METHODS.join(", ")));
             }
+        }
+        for (i, l) in r.rate_limits.iter().enumerate() {
+            validate_limit(l, &format!("{rp}.rate_limits[{i}]"), is);
         }
         if let Some(b) = r.max_body_bytes {
             if b > MAX_BODY_LIMIT {
@@ -286,6 +292,26 @@ fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
                 }
             }
         }
+    }
+}
+
+fn validate_limit(l: &RateLimitConfig, p: &str, is: &mut Issues) {
+    if l.requests == 0 {
+        is.add(format!("{p}.requests"), "must be at least 1");
+    }
+    if l.burst == Some(0) {
+        is.add(format!("{p}.burst"), "must be at least 1");
+    }
+    if l.requests > 0 && (l.period.0 / l.requests).is_zero() {
+        is.add(format!("{p}.period"), "too short for that many requests (less than 1ns per request)");
+    }
+    match (l.per, &l.header) {
+        (LimitKey::Header, None) => is.add(format!("{p}.header"), "`per: header` needs the header name"),
+        (LimitKey::Header, Some(h)) if http::HeaderName::from_bytes(h.as_bytes()).is_err() => {
+            is.add(format!("{p}.header"), format!("`{h}` is not a header name"))
+        }
+        (k, Some(_)) if k != LimitKey::Header => is.add(format!("{p}.header"), "only with `per: header`"),
+        _ => {}
     }
 }
 
@@ -427,6 +453,20 @@ tenants:
         assert!(got[0].contains("credentials must come from `env` or `file`"));
         let ok = cred.replace("\"Bearer abc\"", "{env: BO_TOKEN}");
         assert!(issues(&ok).is_empty(), "{:?}", issues(&ok));
+    }
+
+    #[test]
+    fn rate_limits_are_checked() {
+        let cfg = BASE.replace(
+            "to: {upstream: anagrafe}}",
+            "to: {upstream: anagrafe}, rate_limits: [{per: header, requests: 0, period: 1s}, {per: client_ip, header: X-A, requests: 1, period: 1s, burst: 0}]}",
+        );
+        let got = issues(&cfg);
+        for want in
+            ["rate_limits[0].requests", "rate_limits[0].header", "rate_limits[1].header", "rate_limits[1].burst"]
+        {
+            assert!(got.iter().any(|g| g.contains(want)), "missing {want} in {got:?}");
+        }
     }
 
     #[test]

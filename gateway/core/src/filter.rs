@@ -18,6 +18,28 @@ pub struct FilterState {
     pub tls: bool,
     /// Largest body the route accepts; the proxy enforces it on streamed bodies too.
     pub max_body_bytes: Option<u64>,
+    /// The tightest rate limit that applied, for the `X-RateLimit-*` response headers.
+    pub rate_limit: Option<RateLimitStatus>,
+}
+
+/// What the `X-RateLimit-*` headers say (ModI): the limit per window, what is left of it, and
+/// the seconds until it is whole again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitStatus {
+    pub limit: u32,
+    pub remaining: u32,
+    pub reset_secs: u64,
+}
+
+impl RateLimitStatus {
+    /// The three headers.
+    pub fn headers(&self) -> [(http::HeaderName, http::HeaderValue); 3] {
+        [
+            (http::HeaderName::from_static("x-ratelimit-limit"), http::HeaderValue::from(self.limit)),
+            (http::HeaderName::from_static("x-ratelimit-remaining"), http::HeaderValue::from(self.remaining)),
+            (http::HeaderName::from_static("x-ratelimit-reset"), http::HeaderValue::from(self.reset_secs)),
+        ]
+    }
 }
 
 /// One step of a route's chain.

@@ -14,6 +14,6 @@ pub mod problem;
 pub mod trace;
 
 pub use adapter::{Adapter, AdapterRequest, AdapterResponse, HealthView, UpstreamHealth};
-pub use filter::{Filter, FilterState};
+pub use filter::{Filter, FilterState, RateLimitStatus};
 pub use problem::{Problem, ProblemKind};
 pub use trace::TraceContext;

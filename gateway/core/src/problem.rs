@@ -23,6 +23,8 @@ pub enum ProblemKind {
     BodyTooLarge,
     /// Request headers larger than the gateway accepts.
     HeadersTooLarge,
+    /// Over a rate limit of the route or tenant.
+    RateLimited,
     /// Malformed request: bad path, smuggling shape, bad header.
     BadRequest,
     /// The path tries to escape its prefix (`..`, encoded dot segments, NUL, backslash).
@@ -55,6 +57,7 @@ impl ProblemKind {
             Self::MethodNotImplemented => "method-not-implemented",
             Self::BodyTooLarge => "body-too-large",
             Self::HeadersTooLarge => "headers-too-large",
+            Self::RateLimited => "rate-limited",
             Self::BadRequest => "bad-request",
             Self::PathTraversal => "path-traversal",
             Self::UpstreamUnavailable => "upstream-unavailable",
@@ -81,6 +84,7 @@ impl ProblemKind {
             Self::MethodNotImplemented => 501,
             Self::BodyTooLarge => 413,
             Self::HeadersTooLarge => 431,
+            Self::RateLimited => 429,
             Self::BadRequest | Self::PathTraversal => 400,
             Self::UpstreamUnavailable => 503,
             Self::BadGateway => 502,
@@ -100,6 +104,7 @@ impl ProblemKind {
             Self::MethodNotImplemented => "Method not implemented",
             Self::BodyTooLarge => "Request body too large",
             Self::HeadersTooLarge => "Request headers too large",
+            Self::RateLimited => "Too many requests",
             Self::BadRequest => "Malformed request",
             Self::PathTraversal => "Path not allowed",
             Self::UpstreamUnavailable => "Service unavailable",
@@ -121,6 +126,7 @@ impl ProblemKind {
         Self::MethodNotImplemented,
         Self::BodyTooLarge,
         Self::HeadersTooLarge,
+        Self::RateLimited,
         Self::BadRequest,
         Self::PathTraversal,
         Self::UpstreamUnavailable,
@@ -145,11 +151,13 @@ pub struct Problem {
     pub allow: Option<String>,
     /// Extra members (e.g. the list of config errors on a rejected reload).
     pub extra: Option<serde_json::Value>,
+    /// Extra response headers (e.g. `X-RateLimit-*` on a 429).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Problem {
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
-        Self { kind, detail: detail.into(), retry_after: None, allow: None, extra: None }
+        Self { kind, detail: detail.into(), retry_after: None, allow: None, extra: None, headers: Vec::new() }
     }
 
     pub fn retry_after(mut self, secs: u32) -> Self {

@@ -7,6 +7,7 @@ mod admin;
 mod filters;
 mod gateway;
 mod health;
+mod limits;
 mod metrics;
 mod reload;
 mod respond;
@@ -32,6 +33,8 @@ pub struct Shared {
     /// Requests between header read and the end of logging (drain on SIGTERM waits for 0).
     pub in_flight: std::sync::atomic::AtomicUsize,
     pub access_log: access_log::AccessLog,
+    /// Rate limiters, kept across reloads.
+    pub limiters: limits::Registry,
 }
 
 /// Counts a request as in flight for as long as it lives.

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub ejections: IntCounterVec,
     pub reloads: IntCounterVec,
     pub generation: IntGauge,
+    pub ratelimit_keys: IntGauge,
 }
 
 impl Metrics {
@@ -48,8 +49,11 @@ impl Metrics {
         let reloads =
             IntCounterVec::new(Opts::new("config_reloads_total", "Configuration reloads, by result."), &["result"])?;
         let generation = IntGauge::new("config_generation", "Generation of the running configuration (1 at start).")?;
+        let ratelimit_keys =
+            IntGauge::new("ratelimit_buckets", "Rate-limit buckets held (idle ones are evicted every second).")?;
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ratelimit_keys.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(upstream_healthy.clone()),
             Box::new(upstream_failures.clone()),
@@ -59,7 +63,17 @@ impl Metrics {
         ] {
             registry.register(c)?;
         }
-        Ok(Self { registry, requests, latency, upstream_healthy, upstream_failures, ejections, reloads, generation })
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+            upstream_healthy,
+            upstream_failures,
+            ejections,
+            reloads,
+            generation,
+            ratelimit_keys,
+        })
     }
 
     /// The pre-resolved latency histogram of a route (no label lookup per request).

@@ -72,11 +72,14 @@ impl Reloader {
         let generation = old.generation + 1;
         let shared = self.shared.clone();
         // Building resolves names and reads secrets: keep it off the async workers.
-        let rt = tokio::task::spawn_blocking(move || Runtime::build(cfg, generation, &shared.metrics, Some(&old)))
-            .await
-            .map_err(|e| ReloadError::Build(e.to_string()))?
-            .map_err(|e| ReloadError::Build(e.to_string()))?;
+        let rt = tokio::task::spawn_blocking(move || {
+            Runtime::build(cfg, generation, &shared.metrics, &shared.limiters, Some(&old))
+        })
+        .await
+        .map_err(|e| ReloadError::Build(e.to_string()))?
+        .map_err(|e| ReloadError::Build(e.to_string()))?;
         self.shared.current.store(Arc::new(rt));
+        self.shared.limiters.retain_used();
         self.shared.metrics.generation.set(generation as i64);
         Ok(generation)
     }

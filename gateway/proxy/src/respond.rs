@@ -32,6 +32,9 @@ pub async fn problem(
     if let Some(a) = &p.allow {
         h.insert_header(http::header::ALLOW, a.as_str())?;
     }
+    for (k, v) in &p.headers {
+        h.insert_header(k.clone(), v.clone())?;
+    }
     if close {
         session.set_keepalive(None);
         h.insert_header(http::header::CONNECTION, "close")?;

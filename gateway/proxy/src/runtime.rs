@@ -101,12 +101,13 @@ impl Runtime {
         cfg: Config,
         generation: u64,
         metrics: &Metrics,
+        limiters: &crate::limits::Registry,
         previous: Option<&Runtime>,
     ) -> Result<Self, BuildError> {
         let mut index = TenantIndex::default();
         let mut tenants = Vec::with_capacity(cfg.tenants.len());
         for (ti, t) in cfg.tenants.iter().enumerate() {
-            let tenant = build_tenant(t, &format!("tenants[{ti}]"), &cfg, metrics)?;
+            let tenant = build_tenant(t, &format!("tenants[{ti}]"), &cfg, metrics, limiters)?;
             if let Some(old) = previous.and_then(|p| p.tenants.iter().find(|o| o.id == t.id)) {
                 for p in &tenant.pools {
                     if let Some(op) = old.pools.iter().find(|op| op.name == p.name) {
@@ -133,7 +134,21 @@ impl Runtime {
     }
 }
 
-fn build_tenant(t: &TenantConfig, p: &str, cfg: &Config, metrics: &Metrics) -> Result<Tenant, BuildError> {
+fn build_tenant(
+    t: &TenantConfig,
+    p: &str,
+    cfg: &Config,
+    metrics: &Metrics,
+    limiters: &crate::limits::Registry,
+) -> Result<Tenant, BuildError> {
+    let mut tenant_limits = Vec::new();
+    for (i, l) in t.rate_limits.iter().enumerate() {
+        tenant_limits.push(
+            limiters
+                .get(&t.id, "ente", l)
+                .ok_or_else(|| build_err(format!("{p}.rate_limits[{i}]"), "not a valid quota"))?,
+        );
+    }
     let mut pools = Vec::new();
     let mut pool_names = Vec::new();
     for (name, u) in &t.upstreams {
@@ -176,12 +191,27 @@ fn build_tenant(t: &TenantConfig, p: &str, cfg: &Config, metrics: &Metrics) -> R
             max_body_bytes: None,
             strip_prefix: None,
             request_headers: None,
+            rate_limits: Vec::new(),
         });
     }
     for (ri, r) in route_cfgs.iter().enumerate() {
         let rp = format!("{p}.routes[{ri}]");
         let max_body_bytes = r.max_body_bytes.unwrap_or(cfg.server.max_body_bytes);
-        let mut filters: Vec<Arc<dyn Filter>> = vec![Arc::new(BodyLimit { max: max_body_bytes })];
+        let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
+        let mut route_limits = tenant_limits.clone();
+        for (i, l) in r.rate_limits.iter().enumerate() {
+            let scope = format!("route `{}`", r.name);
+            route_limits.push(
+                limiters
+                    .get(&t.id, &scope, l)
+                    .ok_or_else(|| build_err(format!("{rp}.rate_limits[{i}]"), "not a valid quota"))?,
+            );
+        }
+        // Rate limits first: the cheapest way to turn away a flood.
+        if !route_limits.is_empty() {
+            filters.push(Arc::new(crate::limits::RateLimit { limiters: route_limits }));
+        }
+        filters.push(Arc::new(BodyLimit { max: max_body_bytes }));
         let target = match &r.to {
             RouteTarget::Upstream(u) => Target::Upstream(
                 pool_names

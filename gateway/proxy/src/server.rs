@@ -46,13 +46,15 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     }
     let metrics = Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?;
     let token = admin_token(&cfg)?;
-    let runtime = Runtime::build(cfg.clone(), 1, &metrics, None)?;
+    let limiters = crate::limits::Registry::default();
+    let runtime = Runtime::build(cfg.clone(), 1, &metrics, &limiters, None)?;
     metrics.generation.set(1);
     let shared = Arc::new(Shared {
         current: ArcSwap::from_pointee(runtime),
         metrics,
         in_flight: Default::default(),
         access_log: Default::default(),
+        limiters,
     });
     let reloader = Arc::new(Reloader::new(path, shared.clone()));
 
@@ -95,6 +97,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     server.add_service(admin_svc);
     server.add_service(background_service("health checks", HealthService { shared: shared.clone() }));
     server.add_service(background_service("sighup reload", SighupService(reloader)));
+    server.add_service(background_service("rate-limit gc", crate::limits::LimitsGc(shared.clone())));
     server.add_service(background_service("access log", crate::access_log::AccessLogFlusher(shared.clone())));
     server.add_service(background_service("drain", Drain { shared: shared.clone(), grace: cfg.server.grace_period.0 }));
     tracing::info!(listeners = ?cfg.listeners.iter().map(|l| &l.address).collect::<Vec<_>>(), admin = %cfg.admin.address, tenants = cfg.tenants.len(), "varco starting");

@@ -157,7 +157,7 @@ async fn admin_token_guards_admin_endpoints_only() {
 #[tokio::test]
 async fn check_command_accepts_the_example_and_points_at_errors() {
     let bin = varco_tests::Varco::bin();
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/consortium.yaml");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/examples/consortium.yaml");
     let out = std::process::Command::new(&bin).args(["check", "--config", example]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (3 tenant(s)"));
