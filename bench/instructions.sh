@@ -41,7 +41,7 @@ NGX
 nginx -p "$WORK" -c "$WORK/nginx.conf" & pids+=($!)
 wait_up "http://127.0.0.1:$BACKEND/"
 
-varco_conf() { # $1 port, $2 access_log
+varco_conf() { # $1 port, $2 access_log, $3 extra route YAML
     cat <<YML
 server: {threads: 1, access_log: $2}
 listeners: [{name: public, address: "127.0.0.1:$1"}]
@@ -50,7 +50,7 @@ tenants:
   - id: bench
     name: Bench
     upstreams: {backend: {servers: ["127.0.0.1:$BACKEND"]}}
-    routes: [{name: plain, path: "/{*rest}", methods: [GET], access: public, to: {upstream: backend}}]
+    routes: [{name: plain, path: "/{*rest}", methods: [GET], access: public, to: {upstream: backend}${3:-}}]
 YML
 }
 
@@ -60,6 +60,7 @@ measure() {
     p=$(port); out="$WORK/$name-$dur.cg"
     case $name in
         varco) varco_conf "$p" false >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
+        varco+ratelimit) varco_conf "$p" false ", rate_limits: [{per: client_ip, requests: 1000000000, period: 1s}, {per: route, requests: 1000000000, period: 1s}]" >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         varco+log) varco_conf "$p" true >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         pingora-minimal+headers) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 --headers >/dev/null 2>&1 & ;;
         pingora-minimal) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 >/dev/null 2>&1 & ;;
@@ -76,7 +77,7 @@ measure() {
 
 printf '%-24s %12s %12s %16s\n' target "Ir/request" "vs minimal" "vs min+headers"
 declare -A per
-for name in pingora-minimal pingora-minimal+headers varco varco+log; do
+for name in pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit; do
     read -r ir1 r1 < <(measure "$name" "$SHORT")
     read -r ir2 r2 < <(measure "$name" "$LONG")
     per[$name]=$(python3 -c "print(round(($ir2-$ir1)/($r2-$r1)))")

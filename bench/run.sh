@@ -7,7 +7,7 @@
 #
 # Knobs (environment): BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (64),
 # BENCH_WRK_THREADS (1), BENCH_RUNS (2), BENCH_TARGETS ("direct nginx pingora-minimal
-# pingora-minimal+headers varco varco+log"), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_PIN (1), BENCH_BUILD (1),
+# pingora-minimal+headers varco varco+log varco+ratelimit"), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_PIN (1), BENCH_BUILD (1),
 # CARGO_TARGET_DIR, NGINX, WRK.
 set -euo pipefail
 
@@ -19,7 +19,7 @@ WARMUP=${BENCH_WARMUP:-2s}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 WRK_THREADS=${BENCH_WRK_THREADS:-1}
 RUNS=${BENCH_RUNS:-2}
-TARGETS=${BENCH_TARGETS:-direct nginx pingora-minimal pingora-minimal+headers varco varco+log}
+TARGETS=${BENCH_TARGETS:-direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 PIN=${BENCH_PIN:-1}
@@ -289,9 +289,10 @@ start_pingora_minimal() {
     wait_http pingora-minimal "$SRV_PID" "$SRV_URL" "$logf"
 }
 
-# start_varco NAME ACCESS_LOG(true|false)
+# start_varco NAME ACCESS_LOG(true|false) [ROUTE_EXTRA]: ROUTE_EXTRA is YAML added to the route
+# (e.g. rate limits).
 start_varco() {
-    local name=$1 access_log=$2 port admin cfg=$TMP/$1.yaml logf=$TMP/$1.log
+    local name=$1 access_log=$2 extra=${3:-} port admin cfg=$TMP/$1.yaml logf=$TMP/$1.log
     read -r port admin < <(python3 "$BENCH_DIR/bench.py" ports 2)
     SRV_URL=http://127.0.0.1:$port$URL_PATH
     cat >"$cfg" <<EOF
@@ -304,7 +305,7 @@ tenants:
     upstreams:
       backend: {servers: ["127.0.0.1:$BACKEND_PORT"]}
     routes:
-      - {name: plain, path: "/{*rest}", methods: [GET], access: public, to: {upstream: backend}}
+      - {name: plain, path: "/{*rest}", methods: [GET], access: public, to: {upstream: backend}$extra}
 EOF
     "$VARCO" check --config "$cfg" >"$TMP/$name.check" 2>&1 ||
         die "$name: varco check rejects the bench config:$(printf '\n')$(cat "$TMP/$name.check")"
@@ -389,7 +390,11 @@ run_target() {
     pingora-minimal+headers) start_pingora_minimal --headers; bench_target pingora-minimal+headers "$SRV_PIDS" "$SRV_URL"; stop_server ;;
     varco) start_varco varco false; bench_target varco "$SRV_PIDS" "$SRV_URL"; stop_server ;;
     varco+log) start_varco varco+log true; bench_target varco+log "$SRV_PIDS" "$SRV_URL"; stop_server ;;
-    *) die "unknown target '$1' (known: direct nginx pingora-minimal pingora-minimal+headers varco varco+log)" ;;
+    # Two limits that are never exceeded: per client address and for the whole route.
+    varco+ratelimit)
+        start_varco varco+ratelimit false ", rate_limits: [{per: client_ip, requests: 1000000000, period: 1s}, {per: route, requests: 1000000000, period: 1s}]"
+        bench_target varco+ratelimit "$SRV_PIDS" "$SRV_URL"; stop_server ;;
+    *) die "unknown target '$1' (known: direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit)" ;;
     esac
 }
 

@@ -147,7 +147,12 @@ impl Gateway {
             })
             .await;
         match result {
-            Ok(resp) => respond::adapter(session, ctx.trace.as_ref(), resp).await?,
+            Ok(mut resp) => {
+                if let Some(s) = ctx.state.rate_limit {
+                    resp.headers.extend(s.headers());
+                }
+                respond::adapter(session, ctx.trace.as_ref(), resp).await?
+            }
             Err(p) => respond::problem(session, ctx.trace.as_ref(), &p, false).await?,
         }
         Ok(true)
