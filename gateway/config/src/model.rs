@@ -199,6 +199,10 @@ pub struct TenantConfig {
     /// tightest decides).
     #[serde(default)]
     pub rate_limits: Vec<RateLimitConfig>,
+    /// Requests of this tenant in flight at most; more are answered 503 at once, so one ente
+    /// cannot take the whole gateway. Default: unlimited.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
 }
 
 /// One rate limit: at most `requests` per `period` for each key, with bursts up to `burst`
@@ -256,6 +260,55 @@ pub struct UpstreamConfig {
     /// Passive ejection of servers that fail live traffic.
     #[serde(default)]
     pub passive: PassiveHealth,
+    /// Stop calling the whole pool for a while when it keeps failing. Default: none.
+    #[serde(default)]
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// Requests in flight to this pool at most; more are answered 503 at once. Default:
+    /// unlimited.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+}
+
+/// Circuit breaker of an upstream pool: closed (normal) → open (every request answered 503
+/// without calling the pool) → half-open (a few probes decide) → closed or open again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Open after this many failures in a row (connection errors, timeouts, 5xx). Default 5.
+    #[serde(default = "d_cb_consecutive")]
+    pub consecutive_failures: u32,
+    /// Also open when at least this share of the requests in a window failed (0 disables).
+    /// Default 0.5.
+    #[serde(default = "d_cb_ratio")]
+    pub failure_ratio: f64,
+    /// Requests a window needs before the ratio counts. Default 20.
+    #[serde(default = "d_cb_min")]
+    pub min_requests: u32,
+    /// Length of the ratio window. Default 10s.
+    #[serde(default = "d_cb_window")]
+    pub window: Dur,
+    /// How long the circuit stays open before probing. Default 30s.
+    #[serde(default = "d_cb_open")]
+    pub open_for: Dur,
+    /// Requests let through while half-open; all must succeed to close. Default 1.
+    #[serde(default = "d_one")]
+    pub half_open_probes: u32,
+}
+
+fn d_cb_consecutive() -> u32 {
+    5
+}
+fn d_cb_ratio() -> f64 {
+    0.5
+}
+fn d_cb_min() -> u32 {
+    20
+}
+fn d_cb_window() -> Dur {
+    Dur::secs(10)
+}
+fn d_cb_open() -> Dur {
+    Dur::secs(30)
 }
 
 fn d_retries() -> u32 {

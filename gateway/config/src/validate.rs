@@ -204,6 +204,9 @@ fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
     for (i, l) in t.rate_limits.iter().enumerate() {
         validate_limit(l, &format!("{p}.rate_limits[{i}]"), is);
     }
+    if t.max_concurrent == Some(0) {
+        is.add(format!("{p}.max_concurrent"), "must be at least 1");
+    }
     for (name, u) in &t.upstreams {
         validate_upstream(u, &format!("{p}.upstreams.{name}"), name, is);
     }
@@ -339,6 +342,20 @@ fn validate_upstream(u: &UpstreamConfig, p: &str, name: &str, is: &mut Issues) {
     for (f, d) in [("connect", t.connect), ("read", t.read), ("write", t.write), ("total", t.total)] {
         if d.0.is_zero() {
             is.add(format!("{p}.timeouts.{f}"), "must be more than zero");
+        }
+    }
+    if u.max_concurrent == Some(0) {
+        is.add(format!("{p}.max_concurrent"), "must be at least 1");
+    }
+    if let Some(cb) = &u.circuit_breaker {
+        if cb.consecutive_failures == 0 || cb.half_open_probes == 0 {
+            is.add(format!("{p}.circuit_breaker"), "consecutive_failures and half_open_probes must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&cb.failure_ratio) {
+            is.add(format!("{p}.circuit_breaker.failure_ratio"), "must be between 0 and 1");
+        }
+        if cb.window.0.is_zero() || cb.open_for.0.is_zero() {
+            is.add(format!("{p}.circuit_breaker"), "window and open_for must be more than zero");
         }
     }
     if let Some(hc) = &u.health_check {

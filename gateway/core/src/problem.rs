@@ -31,6 +31,10 @@ pub enum ProblemKind {
     PathTraversal,
     /// No healthy server in the upstream pool.
     UpstreamUnavailable,
+    /// The pool's circuit breaker is open after repeated failures.
+    CircuitOpen,
+    /// Too many requests in flight for the tenant or the pool.
+    Overloaded,
     /// The upstream refused or broke the connection or sent an invalid answer.
     BadGateway,
     /// The upstream did not answer in time.
@@ -61,6 +65,8 @@ impl ProblemKind {
             Self::BadRequest => "bad-request",
             Self::PathTraversal => "path-traversal",
             Self::UpstreamUnavailable => "upstream-unavailable",
+            Self::CircuitOpen => "circuit-open",
+            Self::Overloaded => "overloaded",
             Self::BadGateway => "bad-gateway",
             Self::GatewayTimeout => "gateway-timeout",
             Self::AdapterError => "adapter-error",
@@ -86,7 +92,7 @@ impl ProblemKind {
             Self::HeadersTooLarge => 431,
             Self::RateLimited => 429,
             Self::BadRequest | Self::PathTraversal => 400,
-            Self::UpstreamUnavailable => 503,
+            Self::UpstreamUnavailable | Self::CircuitOpen | Self::Overloaded => 503,
             Self::BadGateway => 502,
             Self::GatewayTimeout => 504,
             Self::AdapterError | Self::Internal => 500,
@@ -108,6 +114,8 @@ impl ProblemKind {
             Self::BadRequest => "Malformed request",
             Self::PathTraversal => "Path not allowed",
             Self::UpstreamUnavailable => "Service unavailable",
+            Self::CircuitOpen => "Service unavailable (circuit open)",
+            Self::Overloaded => "Overloaded",
             Self::BadGateway => "Bad gateway",
             Self::GatewayTimeout => "Gateway timeout",
             Self::AdapterError => "Adapter error",
@@ -130,6 +138,8 @@ impl ProblemKind {
         Self::BadRequest,
         Self::PathTraversal,
         Self::UpstreamUnavailable,
+        Self::CircuitOpen,
+        Self::Overloaded,
         Self::BadGateway,
         Self::GatewayTimeout,
         Self::AdapterError,

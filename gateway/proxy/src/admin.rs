@@ -61,6 +61,9 @@ impl AdminApp {
         let rt = self.shared.current.load();
         for t in &rt.tenants {
             for p in &t.pools {
+                if let Some(b) = &p.breaker {
+                    self.shared.metrics.circuit_state.with_label_values(&[&t.id, &p.name]).set(i64::from(b.state()));
+                }
                 for (i, s) in p.servers.iter().enumerate() {
                     self.shared
                         .metrics

@@ -4,7 +4,7 @@
 
 use crate::respond;
 use crate::runtime::{Runtime, Target};
-use crate::upstream::{hash_bytes, Pool, Tried};
+use crate::upstream::{hash_bytes, Pool, Slot, Tried};
 use crate::Shared;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -47,6 +47,9 @@ pub struct RequestCtx {
     /// The last failure was a stale pooled connection: the same server may be tried again.
     allow_same: bool,
     _in_flight: crate::InFlight,
+    /// Concurrency units held for the tenant and the pool (given back on drop).
+    tenant_slot: Option<Slot>,
+    pool_slot: Option<Slot>,
 }
 
 impl RequestCtx {
@@ -93,6 +96,11 @@ impl Gateway {
         };
         ctx.tenant = Some(tenant);
         let t = &rt.tenants[tenant];
+        ctx.tenant_slot = Some(Slot::acquire(&t.in_flight, t.max_concurrent).ok_or_else(|| {
+            let p =
+                Problem::new(ProblemKind::Overloaded, format!("ente `{}` has its maximum of requests in flight", t.id));
+            (p.retry_after(1), false)
+        })?);
         let sub = &path[prefix_len..];
         let route = t.table.lookup(&req.method, if sub.is_empty() { "/" } else { sub }).map_err(|p| (p, false))?;
         ctx.route = Some(route);
@@ -163,11 +171,20 @@ impl Gateway {
             && (0..pool.servers.len()).any(|i| !ctx.tried.as_slice().contains(&i) && pool.is_available(i))
     }
 
+    fn circuit_opened(&self, ctx: &RequestCtx, pool: &Pool) {
+        let tenant = ctx.rt.as_ref().zip(ctx.tenant).map_or("", |(rt, t)| rt.tenants[t].id.as_str());
+        tracing::warn!(tenant = %tenant, upstream = %pool.name, "circuit opened after repeated failures");
+        self.shared.metrics.circuit_opened.with_label_values(&[tenant, &pool.name]).inc();
+    }
+
     fn note_failure(&self, ctx: &RequestCtx) {
         let Some(rt) = &ctx.rt else { return };
         let (Some(pool), Some(i), Some(t)) = (ctx.pool(rt), ctx.server, ctx.tenant) else { return };
         let tenant = &rt.tenants[t].id;
         self.shared.metrics.upstream_failures.with_label_values(&[tenant, &pool.name]).inc();
+        if pool.breaker.as_ref().is_some_and(|b| b.record(false)) {
+            self.circuit_opened(ctx, pool);
+        }
         if pool.record_failure(i) {
             self.shared.metrics.ejections.with_label_values(&[tenant, &pool.name]).inc();
             tracing::warn!(tenant = %tenant, upstream = %pool.name, server = %pool.servers[i].name, "server ejected after consecutive failures");
@@ -233,6 +250,8 @@ impl ProxyHttp for Gateway {
             request_id: None,
             allow_same: false,
             _in_flight: crate::InFlight::new(&self.shared),
+            tenant_slot: None,
+            pool_slot: None,
         }
     }
 
@@ -295,6 +314,25 @@ impl ProxyHttp for Gateway {
                 format!("upstream `{}` did not answer within the total budget", pool.name),
             );
             return Err(fail(p, ctx));
+        }
+        if ctx.pool_slot.is_none() {
+            let Some(slot) = Slot::acquire(&pool.in_flight, pool.max_concurrent) else {
+                let p = Problem::new(
+                    ProblemKind::Overloaded,
+                    format!("upstream `{}` has its maximum of requests in flight", pool.name),
+                );
+                return Err(fail(p.retry_after(1), ctx));
+            };
+            ctx.pool_slot = Some(slot);
+        }
+        if let Some(b) = &pool.breaker {
+            if let Err(wait) = b.allow() {
+                let p = Problem::new(
+                    ProblemKind::CircuitOpen,
+                    format!("upstream `{}` failed repeatedly; varco stops calling it for a while", pool.name),
+                );
+                return Err(fail(p.retry_after(wait.min(u64::from(u32::MAX)) as u32), ctx));
+            }
         }
         let tried: &[usize] = if std::mem::take(&mut ctx.allow_same) { &[] } else { ctx.tried.as_slice() };
         let Some(i) = pool.select(ctx.hash, tried) else {
@@ -377,12 +415,16 @@ impl ProxyHttp for Gateway {
     async fn upstream_response_filter(
         &self,
         _s: &mut Session,
-        _resp: &mut ResponseHeader,
+        resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let (Some(rt), Some(i)) = (&ctx.rt, ctx.server) {
             if let Some(p) = ctx.pool(rt) {
                 p.record_success(i);
+                // For the breaker an upstream 5xx is a failure of the pool.
+                if p.breaker.as_ref().is_some_and(|b| b.record(resp.status.as_u16() < 500)) {
+                    self.circuit_opened(ctx, p);
+                }
             }
         }
         Ok(())

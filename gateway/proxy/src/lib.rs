@@ -4,6 +4,7 @@
 
 mod access_log;
 mod admin;
+mod breaker;
 mod filters;
 mod gateway;
 mod health;

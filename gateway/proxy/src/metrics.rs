@@ -16,6 +16,8 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub generation: IntGauge,
     pub ratelimit_keys: IntGauge,
+    pub circuit_state: IntGaugeVec,
+    pub circuit_opened: IntCounterVec,
 }
 
 impl Metrics {
@@ -51,8 +53,18 @@ impl Metrics {
         let generation = IntGauge::new("config_generation", "Generation of the running configuration (1 at start).")?;
         let ratelimit_keys =
             IntGauge::new("ratelimit_buckets", "Rate-limit buckets held (idle ones are evicted every second).")?;
+        let circuit_state = IntGaugeVec::new(
+            Opts::new("upstream_circuit_state", "Circuit breaker of a pool: 0 closed, 1 open, 2 half-open."),
+            &["tenant", "upstream"],
+        )?;
+        let circuit_opened = IntCounterVec::new(
+            Opts::new("upstream_circuit_opened_total", "Times a pool's circuit breaker opened."),
+            &["tenant", "upstream"],
+        )?;
         for c in [
             Box::new(ratelimit_keys.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(circuit_state.clone()),
+            Box::new(circuit_opened.clone()),
             Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(upstream_healthy.clone()),
@@ -73,6 +85,8 @@ impl Metrics {
             reloads,
             generation,
             ratelimit_keys,
+            circuit_state,
+            circuit_opened,
         })
     }
 

@@ -55,6 +55,9 @@ pub struct Tenant {
     pub routes: Vec<Route>,
     pub table: RouteTable,
     pub pools: Vec<Arc<Pool>>,
+    pub max_concurrent: Option<u32>,
+    /// Requests of the tenant in flight (shared with the previous generation's tenant).
+    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The tenant's pools as the status adapter sees them.
@@ -107,8 +110,9 @@ impl Runtime {
         let mut index = TenantIndex::default();
         let mut tenants = Vec::with_capacity(cfg.tenants.len());
         for (ti, t) in cfg.tenants.iter().enumerate() {
-            let tenant = build_tenant(t, &format!("tenants[{ti}]"), &cfg, metrics, limiters)?;
-            if let Some(old) = previous.and_then(|p| p.tenants.iter().find(|o| o.id == t.id)) {
+            let old = previous.and_then(|p| p.tenants.iter().find(|o| o.id == t.id));
+            let tenant = build_tenant(t, &format!("tenants[{ti}]"), &cfg, metrics, limiters, old)?;
+            if let Some(old) = old {
                 for p in &tenant.pools {
                     if let Some(op) = old.pools.iter().find(|op| op.name == p.name) {
                         p.inherit_health(op);
@@ -140,6 +144,7 @@ fn build_tenant(
     cfg: &Config,
     metrics: &Metrics,
     limiters: &crate::limits::Registry,
+    previous: Option<&Tenant>,
 ) -> Result<Tenant, BuildError> {
     let mut tenant_limits = Vec::new();
     for (i, l) in t.rate_limits.iter().enumerate() {
@@ -174,7 +179,8 @@ fn build_tenant(
             }
             servers.push(ResolvedServer { name: s.clone(), addr, peer });
         }
-        pools.push(Arc::new(Pool::new(name, u, servers)));
+        let old_pool = previous.and_then(|o| o.pools.iter().find(|op| op.name == *name));
+        pools.push(Arc::new(Pool::new(name, u, servers, old_pool.map(|p| p.as_ref()))));
         pool_names.push(name.as_str());
     }
     let health: Arc<dyn HealthView> = Arc::new(TenantHealth(pools.clone()));
@@ -252,5 +258,13 @@ fn build_tenant(
             requests: metrics.route_requests(&t.id, &r.name),
         });
     }
-    Ok(Tenant { id: t.id.clone(), name: t.name.clone(), routes, table, pools })
+    Ok(Tenant {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        routes,
+        table,
+        pools,
+        max_concurrent: t.max_concurrent,
+        in_flight: previous.map_or_else(Default::default, |o| o.in_flight.clone()),
+    })
 }

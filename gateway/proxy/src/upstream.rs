@@ -4,6 +4,7 @@
 use pingora_core::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use varco_config::{Balance, HealthCheckConfig, UpstreamConfig};
 use varco_core::UpstreamHealth;
@@ -46,6 +47,32 @@ pub struct Pool {
     rr: AtomicUsize,
     /// ms since epoch at which the next active check is due.
     pub next_check_ms: AtomicU64,
+    pub breaker: Option<Arc<crate::breaker::Breaker>>,
+    pub max_concurrent: Option<u32>,
+    /// Requests in flight to the pool (shared with the previous generation's pool).
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+/// Holds one unit of a concurrency counter; gives it back when dropped.
+#[derive(Debug)]
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// Takes a unit unless `max` are taken.
+    pub fn acquire(counter: &Arc<AtomicUsize>, max: Option<u32>) -> Option<Self> {
+        let n = counter.fetch_add(1, Relaxed);
+        if max.is_some_and(|m| n >= m as usize) {
+            counter.fetch_sub(1, Relaxed);
+            return None;
+        }
+        Some(Self(counter.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 /// The builder's inputs: resolved addresses, and the TLS settings already applied to peers.
@@ -56,9 +83,20 @@ pub struct ResolvedServer {
 }
 
 impl Pool {
-    pub fn new(name: &str, cfg: &UpstreamConfig, servers: Vec<ResolvedServer>) -> Self {
+    /// `previous`: the same pool in the configuration being replaced, whose in-flight counter
+    /// and (if its settings did not change) circuit breaker carry over.
+    pub fn new(name: &str, cfg: &UpstreamConfig, servers: Vec<ResolvedServer>, previous: Option<&Pool>) -> Self {
         let t = &cfg.timeouts;
+        let breaker = cfg.circuit_breaker.as_ref().map(|c| {
+            previous
+                .and_then(|p| p.breaker.clone())
+                .filter(|b| b.config() == c)
+                .unwrap_or_else(|| Arc::new(crate::breaker::Breaker::new(c)))
+        });
         Self {
+            breaker,
+            max_concurrent: cfg.max_concurrent,
+            in_flight: previous.map_or_else(|| Arc::new(AtomicUsize::new(0)), |p| p.in_flight.clone()),
             name: name.to_owned(),
             servers: servers
                 .into_iter()
@@ -242,7 +280,20 @@ mod tests {
                 ResolvedServer { name: addr.to_string(), addr, peer: HttpPeer::new(addr, false, String::new()) }
             })
             .collect();
-        Pool::new("p", &cfg, resolved)
+        Pool::new("p", &cfg, resolved, None)
+    }
+
+    #[test]
+    fn slots_bound_concurrency() {
+        let c = Arc::new(AtomicUsize::new(0));
+        let a = Slot::acquire(&c, Some(2)).unwrap();
+        let b = Slot::acquire(&c, Some(2)).unwrap();
+        assert!(Slot::acquire(&c, Some(2)).is_none());
+        drop(a);
+        let _c2 = Slot::acquire(&c, Some(2)).unwrap();
+        drop(b);
+        assert!(Slot::acquire(&c, None).is_some());
+        assert_eq!(c.load(Relaxed), 1);
     }
 
     #[test]
