@@ -17,7 +17,7 @@ tenants:
   - id: c_e783
     name: Comune
     hosts: [{H}]
-    rate_limits: [{{per: tenant, requests: 1000, period: 1s}}]
+    rate_limits: [{{per: tenant, requests: 100000, period: 1s}}]
     upstreams: {{pool: {{servers: ["{be}"]}}}}
     routes:
       - {{name: a, path: "/a", methods: [GET], access: public, to: {{upstream: pool}}, rate_limits: [{a_limit}]}}
@@ -51,10 +51,10 @@ async fn headers_then_429_with_retry_after() {
     assert!((1..=1200).contains(&retry), "{retry}");
     assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
     assert!(r.json["detail"].as_str().unwrap().contains("route `a`"), "{r:?}");
-    // The tenant-wide limit (1000/s) is looser: route b shows its own, tighter one.
+    // The tenant-wide limit (100000/s) is looser: route b shows its own, tighter one.
     assert_eq!(v.get(H, "/b").await.header("x-ratelimit-limit"), Some("5"));
     // The implicit /status carries the tenant's limit.
-    assert_eq!(v.get(H, "/status").await.header("x-ratelimit-limit"), Some("1000"));
+    assert_eq!(v.get(H, "/status").await.header("x-ratelimit-limit"), Some("100000"));
 }
 
 #[tokio::test]
