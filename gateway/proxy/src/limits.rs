@@ -17,6 +17,14 @@ use varco_config::{LimitKey, RateLimitConfig};
 use varco_core::{Filter, FilterState, Problem, ProblemKind, RateLimitStatus};
 
 type Keyed = RateLimiter<u64, DefaultKeyedStateStore<u64>, DefaultClock, StateInformationMiddleware>;
+type Direct =
+    RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+/// Route- and tenant-wide limits have one bucket: no map to look it up in.
+enum Buckets {
+    Keyed(Keyed),
+    Direct(Direct),
+}
 
 /// One configured limit and its buckets.
 pub struct Limiter {
@@ -26,7 +34,7 @@ pub struct Limiter {
     header: Option<http::HeaderName>,
     interval: Duration,
     burst: u32,
-    limiter: Keyed,
+    buckets: Buckets,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -48,19 +56,31 @@ impl Limiter {
             header: cfg.header.as_deref().and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
             interval,
             burst: burst.get(),
-            limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+            buckets: match cfg.per {
+                LimitKey::Route | LimitKey::Tenant => {
+                    Buckets::Direct(RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>())
+                }
+                LimitKey::ClientIp | LimitKey::Header => {
+                    Buckets::Keyed(RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>())
+                }
+            },
         })
     }
 
     /// Buckets currently held.
     pub fn keys(&self) -> usize {
-        self.limiter.len()
+        match &self.buckets {
+            Buckets::Keyed(k) => k.len(),
+            Buckets::Direct(_) => 1,
+        }
     }
 
     /// Drops buckets that are full again (idle callers): bounds memory under key floods.
     pub fn evict_idle(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
+        if let Buckets::Keyed(k) = &self.buckets {
+            k.retain_recent();
+            k.shrink_to_fit();
+        }
     }
 
     fn key(&self, req: &RequestHeader, state: &FilterState) -> Option<u64> {
@@ -90,8 +110,14 @@ impl Limiter {
         req: &RequestHeader,
         state: &FilterState,
     ) -> Result<Option<RateLimitStatus>, (RateLimitStatus, u64)> {
-        let Some(key) = self.key(req, state) else { return Ok(None) };
-        match self.limiter.check_key(&key) {
+        let outcome = match &self.buckets {
+            Buckets::Direct(d) => d.check(),
+            Buckets::Keyed(k) => {
+                let Some(key) = self.key(req, state) else { return Ok(None) };
+                k.check_key(&key)
+            }
+        };
+        match outcome {
             Ok(snap) => {
                 let remaining = snap.remaining_burst_capacity();
                 let used = self.burst.saturating_sub(remaining);
