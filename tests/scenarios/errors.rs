@@ -7,7 +7,7 @@ use varco_tests::{raw_http, Backend, Mode, Varco};
 fn config(be: &Backend, dead: u16, extra_upstream: &str) -> String {
     format!(
         r#"
-server: {{max_body_bytes: 1024}}
+server: {{max_body_bytes: 1024, client_body_timeout: 300ms}}
 listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
 admin: {{address: "127.0.0.1:{{ADMIN}}"}}
 tenants:
@@ -70,6 +70,19 @@ async fn body_limits_declared_and_streamed() {
     assert!(out.starts_with("HTTP/1.1 413"), "{out}");
     assert!(out.contains("urn:varco:problem:body-too-large"), "{out}");
     let _ = hits;
+}
+
+#[tokio::test]
+async fn a_stalling_body_gets_408_and_the_connection_closed() {
+    let (_be, v) = start().await;
+    let t = std::time::Instant::now();
+    let out =
+        raw_http(v.port, format!("POST /live/x HTTP/1.1\r\nHost: {H}\r\nContent-Length: 10\r\n\r\nabc").as_bytes())
+            .await;
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(out.contains("urn:varco:problem:request-timeout"), "{out}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_eq!(v.get(H, "/live/ok").await.status, 200);
 }
 
 #[tokio::test]

@@ -49,6 +49,11 @@ pub struct ServerConfig {
     /// Idle upstream connections kept for reuse, in total. Default 256.
     #[serde(default = "d_pool")]
     pub upstream_keepalive_pool: usize,
+    /// Slow-client protection: the longest wait for each read of a request body from the
+    /// caller; a caller that stalls longer gets 408 and is disconnected. (Request headers
+    /// must arrive within pingora's 60 s.) Default 30s.
+    #[serde(default = "d_body_timeout")]
+    pub client_body_timeout: Dur,
     /// Also send the RFC 7239 `Forwarded` header upstream (`X-Forwarded-For/-Proto/-Host` are
     /// always sent). Default false.
     #[serde(default)]
@@ -65,6 +70,7 @@ impl Default for ServerConfig {
             max_body_bytes: d_max_body(),
             upstream_keepalive_pool: d_pool(),
             forwarded_header: false,
+            client_body_timeout: d_body_timeout(),
         }
     }
 }
@@ -80,6 +86,9 @@ fn d_true() -> bool {
 }
 fn d_max_body() -> u64 {
     10 * 1024 * 1024
+}
+fn d_body_timeout() -> Dur {
+    Dur::secs(30)
 }
 fn d_pool() -> usize {
     256

@@ -120,6 +120,9 @@ impl Config {
         if s.max_body_bytes == 0 || s.max_body_bytes > MAX_BODY_LIMIT {
             is.add("server.max_body_bytes", "must be between 1 and 1 GiB");
         }
+        if s.client_body_timeout.0.is_zero() {
+            is.add("server.client_body_timeout", "must be more than zero");
+        }
         if s.grace_period.0.as_secs() > 600 || s.shutdown_timeout.0.as_secs() > 600 {
             is.add("server", "grace_period and shutdown_timeout are at most 10m");
         }

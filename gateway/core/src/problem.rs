@@ -21,6 +21,8 @@ pub enum ProblemKind {
     MethodNotImplemented,
     /// Body larger than the route allows.
     BodyTooLarge,
+    /// The caller stalled while sending the body.
+    RequestTimeout,
     /// Request headers larger than the gateway accepts.
     HeadersTooLarge,
     /// Over a rate limit of the route or tenant.
@@ -60,6 +62,7 @@ impl ProblemKind {
             Self::MethodNotAllowed => "method-not-allowed",
             Self::MethodNotImplemented => "method-not-implemented",
             Self::BodyTooLarge => "body-too-large",
+            Self::RequestTimeout => "request-timeout",
             Self::HeadersTooLarge => "headers-too-large",
             Self::RateLimited => "rate-limited",
             Self::BadRequest => "bad-request",
@@ -89,6 +92,7 @@ impl ProblemKind {
             Self::MethodNotAllowed => 405,
             Self::MethodNotImplemented => 501,
             Self::BodyTooLarge => 413,
+            Self::RequestTimeout => 408,
             Self::HeadersTooLarge => 431,
             Self::RateLimited => 429,
             Self::BadRequest | Self::PathTraversal => 400,
@@ -109,6 +113,7 @@ impl ProblemKind {
             Self::MethodNotAllowed => "Method not allowed",
             Self::MethodNotImplemented => "Method not implemented",
             Self::BodyTooLarge => "Request body too large",
+            Self::RequestTimeout => "Request timeout",
             Self::HeadersTooLarge => "Request headers too large",
             Self::RateLimited => "Too many requests",
             Self::BadRequest => "Malformed request",
@@ -133,6 +138,7 @@ impl ProblemKind {
         Self::MethodNotAllowed,
         Self::MethodNotImplemented,
         Self::BodyTooLarge,
+        Self::RequestTimeout,
         Self::HeadersTooLarge,
         Self::RateLimited,
         Self::BadRequest,

@@ -210,9 +210,10 @@ fn problem_for(e: &Error, ctx: &RequestCtx) -> Option<Problem> {
         (ReadTimedout | WriteTimedout, ErrorSource::Upstream) => {
             Problem::new(ProblemKind::GatewayTimeout, format!("{upstream} did not answer in time"))
         }
-        (ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout, ErrorSource::Downstream) => {
-            return None
+        (ReadTimedout, ErrorSource::Downstream) => {
+            Problem::new(ProblemKind::RequestTimeout, "the request body stalled; send it without long pauses")
         }
+        (ReadError | WriteError | ConnectionClosed | WriteTimedout, ErrorSource::Downstream) => return None,
         (HTTPStatus(413), _) => Problem::new(ProblemKind::BodyTooLarge, "the request body is too large"),
         (HTTPStatus(c), ErrorSource::Downstream) if *c < 500 => {
             Problem::new(ProblemKind::BadRequest, format!("malformed request: {e}"))
@@ -272,6 +273,8 @@ impl ProxyHttp for Gateway {
         ctx.state.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         ctx.state.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let rt = self.shared.current.load_full();
+        // Slow-client protection for body reads (headers: pingora's own 60 s).
+        session.set_read_timeout(Some(rt.client_body_timeout));
         let routed = self.route(session, ctx, &rt);
         ctx.rt = Some(rt.clone());
         if let Err((p, close)) = routed {

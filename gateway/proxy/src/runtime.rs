@@ -79,6 +79,7 @@ pub struct Runtime {
     pub index: TenantIndex,
     pub access_log: bool,
     pub forwarded_header: bool,
+    pub client_body_timeout: std::time::Duration,
 }
 
 fn read_secret(path: &str, s: &SecretRef) -> Result<String, BuildError> {
@@ -131,6 +132,7 @@ impl Runtime {
             generation,
             access_log: cfg.server.access_log,
             forwarded_header: cfg.server.forwarded_header,
+            client_body_timeout: cfg.server.client_body_timeout.0,
             config: cfg,
             tenants,
             index,
