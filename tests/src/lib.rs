@@ -13,7 +13,9 @@
 mod backend;
 mod client;
 mod process;
+mod redis;
 
 pub use backend::{Backend, Mode};
 pub use client::{raw_http, Client, Resp};
 pub use process::{free_port, Varco};
+pub use redis::Redis;

@@ -24,6 +24,71 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The municipalities (enti) this gateway serves.
     pub tenants: Vec<TenantConfig>,
+    /// Redis shared by the varco instances of a consortium, for cluster-wide quotas. Without
+    /// it, quotas are counted per instance.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+}
+
+/// Where the shared quota counters live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` without credentials (they go in `password`).
+    pub url: String,
+    /// Redis password (AUTH), from the environment or a file.
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+    /// Prefix of every key varco writes. Default `varco`.
+    #[serde(default = "d_prefix")]
+    pub key_prefix: String,
+    /// Longest wait for one Redis call before falling back to per-instance counting.
+    /// Default 200ms.
+    #[serde(default = "d_redis_timeout")]
+    pub timeout: Dur,
+}
+
+fn d_prefix() -> String {
+    "varco".into()
+}
+fn d_redis_timeout() -> Dur {
+    Dur::millis(200)
+}
+
+/// A quota: at most `requests` per calendar `window` (UTC) for each key, counted across every
+/// instance through Redis. Each instance leases `lease` requests at a time, so the hot path
+/// calls Redis once per lease, not per request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// What one counter counts (as for rate limits).
+    pub per: LimitKey,
+    /// The header whose value is the key, with `per: header`.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Requests allowed per window.
+    pub requests: u64,
+    /// `day` or `month` (UTC calendar).
+    pub window: QuotaWindow,
+    /// Requests leased from Redis at a time. Default 100.
+    #[serde(default = "d_lease")]
+    pub lease: u32,
+    /// While Redis is unreachable, what each instance allows on its own per window.
+    /// Default: `requests`.
+    #[serde(default)]
+    pub fallback_requests: Option<u64>,
+}
+
+fn d_lease() -> u32 {
+    100
+}
+
+/// A quota window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaWindow {
+    Day,
+    Month,
 }
 
 /// Process-wide settings.
@@ -212,6 +277,9 @@ pub struct TenantConfig {
     /// cannot take the whole gateway. Default: unlimited.
     #[serde(default)]
     pub max_concurrent: Option<u32>,
+    /// Daily or monthly quotas shared by all routes of the tenant.
+    #[serde(default)]
+    pub quotas: Vec<QuotaConfig>,
 }
 
 /// One rate limit: at most `requests` per `period` for each key, with bursts up to `burst`
@@ -473,6 +541,9 @@ pub struct RouteConfig {
     /// Rate limits of this route, on top of the tenant's.
     #[serde(default)]
     pub rate_limits: Vec<RateLimitConfig>,
+    /// Quotas of this route, on top of the tenant's.
+    #[serde(default)]
+    pub quotas: Vec<QuotaConfig>,
 }
 
 /// Who may call a route. More kinds (OIDC, PDND, API keys) come with caller authentication.

@@ -163,6 +163,16 @@ impl Config {
                 }
             }
         }
+        if let Some(r) = &self.redis {
+            if !(r.url.starts_with("redis://") || r.url.starts_with("rediss://")) {
+                is.add("redis.url", "must be a redis:// or rediss:// URL");
+            } else if r.url.contains('@') {
+                is.add("redis.url", "credentials must not be in the URL: use `password: {env: ...}`");
+            }
+            if r.timeout.0.is_zero() {
+                is.add("redis.timeout", "must be more than zero");
+            }
+        }
         match self.admin.address.parse::<SocketAddr>() {
             Ok(a) => {
                 if addrs.contains(&a) {
@@ -207,6 +217,9 @@ fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
     for (i, l) in t.rate_limits.iter().enumerate() {
         validate_limit(l, &format!("{p}.rate_limits[{i}]"), is);
     }
+    for (i, q) in t.quotas.iter().enumerate() {
+        validate_quota(q, &format!("{p}.quotas[{i}]"), is);
+    }
     if t.max_concurrent == Some(0) {
         is.add(format!("{p}.max_concurrent"), "must be at least 1");
     }
@@ -245,6 +258,9 @@ fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
         }
         for (i, l) in r.rate_limits.iter().enumerate() {
             validate_limit(l, &format!("{rp}.rate_limits[{i}]"), is);
+        }
+        for (i, q) in r.quotas.iter().enumerate() {
+            validate_quota(q, &format!("{rp}.quotas[{i}]"), is);
         }
         if let Some(b) = r.max_body_bytes {
             if b > MAX_BODY_LIMIT {
@@ -312,6 +328,23 @@ fn validate_limit(l: &RateLimitConfig, p: &str, is: &mut Issues) {
         is.add(format!("{p}.period"), "too short for that many requests (less than 1ns per request)");
     }
     match (l.per, &l.header) {
+        (LimitKey::Header, None) => is.add(format!("{p}.header"), "`per: header` needs the header name"),
+        (LimitKey::Header, Some(h)) if http::HeaderName::from_bytes(h.as_bytes()).is_err() => {
+            is.add(format!("{p}.header"), format!("`{h}` is not a header name"))
+        }
+        (k, Some(_)) if k != LimitKey::Header => is.add(format!("{p}.header"), "only with `per: header`"),
+        _ => {}
+    }
+}
+
+fn validate_quota(q: &QuotaConfig, p: &str, is: &mut Issues) {
+    if q.requests == 0 {
+        is.add(format!("{p}.requests"), "must be at least 1");
+    }
+    if q.lease == 0 {
+        is.add(format!("{p}.lease"), "must be at least 1");
+    }
+    match (q.per, &q.header) {
         (LimitKey::Header, None) => is.add(format!("{p}.header"), "`per: header` needs the header name"),
         (LimitKey::Header, Some(h)) if http::HeaderName::from_bytes(h.as_bytes()).is_err() => {
             is.add(format!("{p}.header"), format!("`{h}` is not a header name"))

@@ -27,6 +27,8 @@ pub enum ProblemKind {
     HeadersTooLarge,
     /// Over a rate limit of the route or tenant.
     RateLimited,
+    /// A daily or monthly quota is used up.
+    QuotaExhausted,
     /// Malformed request: bad path, smuggling shape, bad header.
     BadRequest,
     /// The path tries to escape its prefix (`..`, encoded dot segments, NUL, backslash).
@@ -65,6 +67,7 @@ impl ProblemKind {
             Self::RequestTimeout => "request-timeout",
             Self::HeadersTooLarge => "headers-too-large",
             Self::RateLimited => "rate-limited",
+            Self::QuotaExhausted => "quota-exhausted",
             Self::BadRequest => "bad-request",
             Self::PathTraversal => "path-traversal",
             Self::UpstreamUnavailable => "upstream-unavailable",
@@ -94,7 +97,7 @@ impl ProblemKind {
             Self::BodyTooLarge => 413,
             Self::RequestTimeout => 408,
             Self::HeadersTooLarge => 431,
-            Self::RateLimited => 429,
+            Self::RateLimited | Self::QuotaExhausted => 429,
             Self::BadRequest | Self::PathTraversal => 400,
             Self::UpstreamUnavailable | Self::CircuitOpen | Self::Overloaded => 503,
             Self::BadGateway => 502,
@@ -116,6 +119,7 @@ impl ProblemKind {
             Self::RequestTimeout => "Request timeout",
             Self::HeadersTooLarge => "Request headers too large",
             Self::RateLimited => "Too many requests",
+            Self::QuotaExhausted => "Quota exhausted",
             Self::BadRequest => "Malformed request",
             Self::PathTraversal => "Path not allowed",
             Self::UpstreamUnavailable => "Service unavailable",
@@ -141,6 +145,7 @@ impl ProblemKind {
         Self::RequestTimeout,
         Self::HeadersTooLarge,
         Self::RateLimited,
+        Self::QuotaExhausted,
         Self::BadRequest,
         Self::PathTraversal,
         Self::UpstreamUnavailable,

@@ -281,6 +281,14 @@ impl ProxyHttp for Gateway {
             respond::problem(session, ctx.trace.as_ref(), &p, close).await?;
             return Ok(true);
         }
+        if let (Some(t), Some(r)) = (ctx.tenant, ctx.route) {
+            for q in &rt.tenants[t].routes[r].quotas {
+                if let Err(p) = q.take(&session.req_header().headers, ctx.state.client_ip).await {
+                    respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
+                    return Ok(true);
+                }
+            }
+        }
         self.call_adapter(session, ctx, &rt).await
     }
 

@@ -10,6 +10,7 @@ mod gateway;
 mod health;
 mod limits;
 mod metrics;
+mod quotas;
 mod reload;
 mod respond;
 mod router;
@@ -25,6 +26,7 @@ pub use runtime::{BuildError, Runtime};
 pub use server::{run, StartError};
 
 use arc_swap::ArcSwap;
+use std::sync::Arc;
 
 /// State shared by every phase, listener and background task.
 pub struct Shared {
@@ -36,6 +38,9 @@ pub struct Shared {
     pub access_log: access_log::AccessLog,
     /// Rate limiters, kept across reloads.
     pub limiters: limits::Registry,
+    /// Quotas, kept across reloads, and their Redis store.
+    pub quotas: quotas::QuotaRegistry,
+    pub redis: Option<Arc<quotas::RedisQuotaStore>>,
 }
 
 /// Counts a request as in flight for as long as it lives.

@@ -248,6 +248,10 @@ impl pingora_core::services::background::BackgroundService for LimitsGc {
                 _ = shutdown.changed() => return,
             }
             self.0.limiters.retain_used();
+            self.0.quotas.retain_used_and_evict();
+            if let Some(r) = &self.0.redis {
+                self.0.metrics.quota_redis_up.set(i64::from(r.up.load(std::sync::atomic::Ordering::Relaxed)));
+            }
             let (_, keys) = self.0.limiters.evict_idle();
             self.0.metrics.ratelimit_keys.set(keys as i64);
         }

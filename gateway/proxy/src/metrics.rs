@@ -18,6 +18,7 @@ pub struct Metrics {
     pub ratelimit_keys: IntGauge,
     pub circuit_state: IntGaugeVec,
     pub circuit_opened: IntCounterVec,
+    pub quota_redis_up: IntGauge,
 }
 
 impl Metrics {
@@ -61,8 +62,13 @@ impl Metrics {
             Opts::new("upstream_circuit_opened_total", "Times a pool's circuit breaker opened."),
             &["tenant", "upstream"],
         )?;
+        let quota_redis_up = IntGauge::new(
+            "quota_redis_up",
+            "1 while quotas are counted cluster-wide in Redis, 0 while each instance counts alone.",
+        )?;
         for c in [
-            Box::new(ratelimit_keys.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(quota_redis_up.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ratelimit_keys.clone()),
             Box::new(circuit_state.clone()),
             Box::new(circuit_opened.clone()),
             Box::new(requests.clone()),
@@ -87,6 +93,7 @@ impl Metrics {
             ratelimit_keys,
             circuit_state,
             circuit_opened,
+            quota_redis_up,
         })
     }
 

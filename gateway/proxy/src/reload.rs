@@ -16,7 +16,7 @@ pub enum ReloadError {
     Invalid(Vec<ConfigIssue>),
     #[error("{0}")]
     Build(String),
-    #[error("listeners or the admin listener changed; restart varco to apply that")]
+    #[error("listeners, the admin listener or redis changed; restart varco to apply that")]
     ListenersChanged,
 }
 
@@ -66,20 +66,27 @@ impl Reloader {
         };
         let cfg = varco_config::load_str(&text).map_err(ReloadError::Invalid)?;
         let old = self.shared.current.load_full();
-        if cfg.listeners != old.config.listeners || cfg.admin != old.config.admin {
+        if cfg.listeners != old.config.listeners || cfg.admin != old.config.admin || cfg.redis != old.config.redis {
             return Err(ReloadError::ListenersChanged);
         }
         let generation = old.generation + 1;
         let shared = self.shared.clone();
         // Building resolves names and reads secrets: keep it off the async workers.
         let rt = tokio::task::spawn_blocking(move || {
-            Runtime::build(cfg, generation, &shared.metrics, &shared.limiters, Some(&old))
+            let deps = crate::runtime::BuildDeps {
+                metrics: &shared.metrics,
+                limiters: &shared.limiters,
+                quotas: &shared.quotas,
+                redis: shared.redis.as_ref(),
+            };
+            Runtime::build(cfg, generation, &deps, Some(&old))
         })
         .await
         .map_err(|e| ReloadError::Build(e.to_string()))?
         .map_err(|e| ReloadError::Build(e.to_string()))?;
         self.shared.current.store(Arc::new(rt));
         self.shared.limiters.retain_used();
+        self.shared.quotas.retain_used_and_evict();
         self.shared.metrics.generation.set(generation as i64);
         Ok(generation)
     }

@@ -45,6 +45,8 @@ pub struct Route {
     pub filters: Vec<Arc<dyn Filter>>,
     pub latency: Histogram,
     pub requests: crate::metrics::StatusCounters,
+    /// Daily/monthly quotas of the tenant and the route (async: may lease from Redis).
+    pub quotas: Vec<Arc<crate::quotas::Quota>>,
 }
 
 /// A built tenant.
@@ -70,6 +72,14 @@ impl HealthView for TenantHealth {
     }
 }
 
+/// The long-lived things a runtime is built with (they outlive configuration generations).
+pub struct BuildDeps<'a> {
+    pub metrics: &'a Metrics,
+    pub limiters: &'a crate::limits::Registry,
+    pub quotas: &'a crate::quotas::QuotaRegistry,
+    pub redis: Option<&'a Arc<crate::quotas::RedisQuotaStore>>,
+}
+
 /// Everything a request needs, built once per configuration.
 #[derive(Debug)]
 pub struct Runtime {
@@ -82,7 +92,7 @@ pub struct Runtime {
     pub client_body_timeout: std::time::Duration,
 }
 
-fn read_secret(path: &str, s: &SecretRef) -> Result<String, BuildError> {
+pub(crate) fn read_secret(path: &str, s: &SecretRef) -> Result<String, BuildError> {
     match s {
         SecretRef::Env(v) => {
             std::env::var(v).map_err(|_| build_err(path, format!("environment variable `{v}` is not set")))
@@ -104,15 +114,14 @@ impl Runtime {
     pub fn build(
         cfg: Config,
         generation: u64,
-        metrics: &Metrics,
-        limiters: &crate::limits::Registry,
+        deps: &BuildDeps<'_>,
         previous: Option<&Runtime>,
     ) -> Result<Self, BuildError> {
         let mut index = TenantIndex::default();
         let mut tenants = Vec::with_capacity(cfg.tenants.len());
         for (ti, t) in cfg.tenants.iter().enumerate() {
             let old = previous.and_then(|p| p.tenants.iter().find(|o| o.id == t.id));
-            let tenant = build_tenant(t, &format!("tenants[{ti}]"), &cfg, metrics, limiters, old)?;
+            let tenant = build_tenant(t, &format!("tenants[{ti}]"), &cfg, deps, old)?;
             if let Some(old) = old {
                 for p in &tenant.pools {
                     if let Some(op) = old.pools.iter().find(|op| op.name == p.name) {
@@ -144,10 +153,11 @@ fn build_tenant(
     t: &TenantConfig,
     p: &str,
     cfg: &Config,
-    metrics: &Metrics,
-    limiters: &crate::limits::Registry,
+    deps: &BuildDeps<'_>,
     previous: Option<&Tenant>,
 ) -> Result<Tenant, BuildError> {
+    let (metrics, limiters) = (deps.metrics, deps.limiters);
+    let tenant_quotas: Vec<_> = t.quotas.iter().map(|q| deps.quotas.get(&t.id, "ente", q, deps.redis)).collect();
     let mut tenant_limits = Vec::new();
     for (i, l) in t.rate_limits.iter().enumerate() {
         tenant_limits.push(
@@ -200,6 +210,7 @@ fn build_tenant(
             strip_prefix: None,
             request_headers: None,
             rate_limits: Vec::new(),
+            quotas: Vec::new(),
         });
     }
     for (ri, r) in route_cfgs.iter().enumerate() {
@@ -258,6 +269,12 @@ fn build_tenant(
             filters,
             latency: metrics.route_latency(&t.id, &r.name),
             requests: metrics.route_requests(&t.id, &r.name),
+            quotas: {
+                let scope = format!("route `{}`", r.name);
+                let mut q = tenant_quotas.clone();
+                q.extend(r.quotas.iter().map(|c| deps.quotas.get(&t.id, &scope, c, deps.redis)));
+                q
+            },
         });
     }
     Ok(Tenant {

@@ -26,6 +26,8 @@ pub enum StartError {
     Build(#[from] crate::runtime::BuildError),
     #[error("cannot listen on {addr} ({what}): {err}")]
     Bind { addr: String, what: String, err: std::io::Error },
+    #[error("redis: {0}")]
+    Redis(String),
     #[error("metrics: {0}")]
     Metrics(String),
     #[error("listener `{listener}`: {message}")]
@@ -47,7 +49,18 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     let metrics = Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?;
     let token = admin_token(&cfg)?;
     let limiters = crate::limits::Registry::default();
-    let runtime = Runtime::build(cfg.clone(), 1, &metrics, &limiters, None)?;
+    let quotas = crate::quotas::QuotaRegistry::default();
+    let redis = match &cfg.redis {
+        Some(r) => {
+            let password = r.password.as_ref().map(|p| crate::runtime::read_secret("redis.password", p)).transpose()?;
+            let store = crate::quotas::RedisQuotaStore::new(r, password).map_err(StartError::Redis)?;
+            Some(Arc::new(store))
+        }
+        None => None,
+    };
+    let deps =
+        crate::runtime::BuildDeps { metrics: &metrics, limiters: &limiters, quotas: &quotas, redis: redis.as_ref() };
+    let runtime = Runtime::build(cfg.clone(), 1, &deps, None)?;
     metrics.generation.set(1);
     let shared = Arc::new(Shared {
         current: ArcSwap::from_pointee(runtime),
@@ -55,6 +68,8 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
         in_flight: Default::default(),
         access_log: Default::default(),
         limiters,
+        quotas,
+        redis,
     });
     let reloader = Arc::new(Reloader::new(path, shared.clone()));
 
