@@ -32,6 +32,8 @@ pub struct State {
     pub hits: AtomicUsize,
     pub health_hits: AtomicUsize,
     pub last: Mutex<Option<serde_json::Value>>,
+    /// Fixed documents by path (e.g. a JWKS), served with 200 regardless of the mode.
+    pub statics: Mutex<std::collections::HashMap<String, Vec<u8>>>,
 }
 
 /// A running backend.
@@ -52,6 +54,7 @@ impl Backend {
             hits: AtomicUsize::new(0),
             health_hits: AtomicUsize::new(0),
             last: Mutex::new(None),
+            statics: Mutex::new(Default::default()),
         });
         let (st, nm) = (state.clone(), name.to_owned());
         let task = tokio::spawn(async move {
@@ -80,6 +83,15 @@ impl Backend {
         self.state.hits.load(Ordering::SeqCst)
     }
 
+    /// Serves `body` as JSON at `path` (or stops serving it with `None`).
+    pub fn serve_static(&self, path: &str, body: Option<Vec<u8>>) {
+        let mut m = self.state.statics.lock().unwrap();
+        match body {
+            Some(b) => m.insert(path.to_owned(), b),
+            None => m.remove(path),
+        };
+    }
+
     /// The last request the backend saw (method, path, headers, body length).
     pub fn last(&self) -> serde_json::Value {
         self.state.last.lock().unwrap().clone().unwrap_or_default()
@@ -93,6 +105,12 @@ impl Drop for Backend {
 }
 
 async fn handle(req: Request<Incoming>, st: Arc<State>, name: String) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    if let Some(body) = st.statics.lock().unwrap().get(req.uri().path()).cloned() {
+        return Ok(Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap());
+    }
     if req.uri().path() == "/health" {
         st.health_hits.fetch_add(1, Ordering::SeqCst);
         let code = if *st.healthy.lock().unwrap() { 200 } else { 503 };

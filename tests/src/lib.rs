@@ -12,10 +12,12 @@
 
 mod backend;
 mod client;
+mod jose;
 mod process;
 mod redis;
 
 pub use backend::{Backend, Mode};
 pub use client::{raw_http, Client, Resp};
+pub use jose::Jose;
 pub use process::{free_port, Varco};
 pub use redis::Redis;

@@ -223,6 +223,9 @@ fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
     if t.max_concurrent == Some(0) {
         is.add(format!("{p}.max_concurrent"), "must be at least 1");
     }
+    for (name, iss) in &t.issuers {
+        validate_issuer(iss, &format!("{p}.issuers.{name}"), is);
+    }
     for (name, u) in &t.upstreams {
         validate_upstream(u, &format!("{p}.upstreams.{name}"), name, is);
     }
@@ -250,6 +253,19 @@ fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
         }
         if r.methods.is_empty() {
             is.add(format!("{rp}.methods"), "list the admitted methods (deny by default)");
+        }
+        if let Access::Jwt(j) = &r.access {
+            if j.issuers.is_empty() {
+                is.add(format!("{rp}.access.jwt.issuers"), "name at least one of the tenant's issuers");
+            }
+            for (i, name) in j.issuers.iter().enumerate() {
+                if !t.issuers.contains_key(name) {
+                    is.add(
+                        format!("{rp}.access.jwt.issuers[{i}]"),
+                        format!("tenant `{}` has no issuer `{name}`", t.id),
+                    );
+                }
+            }
         }
         for (mi, m) in r.methods.iter().enumerate() {
             if !METHODS.contains(&m.as_str()) {
@@ -334,6 +350,41 @@ fn validate_limit(l: &RateLimitConfig, p: &str, is: &mut Issues) {
         }
         (k, Some(_)) if k != LimitKey::Header => is.add(format!("{p}.header"), "only with `per: header`"),
         _ => {}
+    }
+}
+
+const ALGS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+
+fn validate_issuer(i: &IssuerConfig, p: &str, is: &mut Issues) {
+    if i.issuer.is_empty() {
+        is.add(format!("{p}.issuer"), "must not be empty");
+    }
+    if i.audiences.is_empty() {
+        is.add(format!("{p}.audiences"), "list at least one audience: tokens for other services must not pass");
+    }
+    match (&i.jwks_url, &i.jwks_file) {
+        (None, None) | (Some(_), Some(_)) => is.add(p.to_owned(), "set exactly one of jwks_url and jwks_file"),
+        (Some(u), None) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+            is.add(format!("{p}.jwks_url"), "must be an http(s) URL")
+        }
+        _ => {}
+    }
+    if i.algorithms.is_empty() {
+        is.add(format!("{p}.algorithms"), "list at least one algorithm");
+    }
+    for (n, a) in i.algorithms.iter().enumerate() {
+        if !ALGS.contains(&a.as_str()) {
+            is.add(
+                format!("{p}.algorithms[{n}]"),
+                format!("`{a}` is not one of {} (never none or HS*)", ALGS.join(", ")),
+            );
+        }
+    }
+    if i.max_token_bytes < 256 || i.max_token_bytes > 65_536 {
+        is.add(format!("{p}.max_token_bytes"), "must be between 256 and 65536");
+    }
+    if i.refresh.0.as_secs() < 10 {
+        is.add(format!("{p}.refresh"), "at least 10s");
     }
 }
 

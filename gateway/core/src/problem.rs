@@ -49,6 +49,12 @@ pub enum ProblemKind {
     Internal,
     /// The admin API needs a valid admin token.
     Unauthorized,
+    /// The route needs a bearer token and none was sent.
+    TokenMissing,
+    /// The bearer token failed a check (`detail` says which).
+    TokenInvalid,
+    /// The caller is known but a condition of the route (scope, issuer) is not met.
+    Forbidden,
     /// A new configuration was rejected (reload).
     InvalidConfig,
     /// Not found on the admin listener.
@@ -78,6 +84,9 @@ impl ProblemKind {
             Self::AdapterError => "adapter-error",
             Self::Internal => "internal",
             Self::Unauthorized => "unauthorized",
+            Self::TokenMissing => "token-missing",
+            Self::TokenInvalid => "token-invalid",
+            Self::Forbidden => "forbidden",
             Self::InvalidConfig => "invalid-config",
             Self::NotFound => "not-found",
         }
@@ -103,7 +112,8 @@ impl ProblemKind {
             Self::BadGateway => 502,
             Self::GatewayTimeout => 504,
             Self::AdapterError | Self::Internal => 500,
-            Self::Unauthorized => 401,
+            Self::Unauthorized | Self::TokenMissing | Self::TokenInvalid => 401,
+            Self::Forbidden => 403,
             Self::InvalidConfig => 422,
         }
     }
@@ -130,6 +140,9 @@ impl ProblemKind {
             Self::AdapterError => "Adapter error",
             Self::Internal => "Internal error",
             Self::Unauthorized => "Unauthorized",
+            Self::TokenMissing => "Bearer token required",
+            Self::TokenInvalid => "Invalid token",
+            Self::Forbidden => "Forbidden",
             Self::InvalidConfig => "Invalid configuration",
             Self::NotFound => "Not found",
         }
@@ -156,6 +169,9 @@ impl ProblemKind {
         Self::AdapterError,
         Self::Internal,
         Self::Unauthorized,
+        Self::TokenMissing,
+        Self::TokenInvalid,
+        Self::Forbidden,
         Self::InvalidConfig,
         Self::NotFound,
     ];

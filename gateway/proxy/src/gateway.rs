@@ -3,7 +3,7 @@
 //! Per-request state lives in [`RequestCtx`].
 
 use crate::respond;
-use crate::runtime::{Runtime, Target};
+use crate::runtime::{RouteAccess, Runtime, Target};
 use crate::upstream::{hash_bytes, Pool, Slot, Tried};
 use crate::Shared;
 use async_trait::async_trait;
@@ -166,6 +166,82 @@ impl Gateway {
         Ok(true)
     }
 
+    /// Verifies the bearer token against the route's issuers and checks its scopes; on
+    /// success the verified identity replaces whatever identity headers the caller sent.
+    async fn authenticate(
+        &self,
+        session: &mut Session,
+        issuers: &[Arc<crate::auth::Issuer>],
+        scopes: &[String],
+        forward_token: bool,
+        tenant: &str,
+    ) -> Result<(), Problem> {
+        let challenge = |p: Problem| {
+            let mut p = p;
+            if p.headers.is_empty() {
+                if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"{tenant}\"")) {
+                    p.headers.push((http::header::WWW_AUTHENTICATE, v));
+                }
+            }
+            p
+        };
+        let auth = session.req_header().headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
+            challenge(Problem::new(ProblemKind::TokenMissing, "this route needs `Authorization: Bearer <token>`"))
+        })?;
+        let raw = auth
+            .to_str()
+            .map_err(|_| challenge(Problem::new(ProblemKind::TokenInvalid, "the Authorization header is not text")))?;
+        let token = match raw.split_once(' ') {
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
+            _ => {
+                return Err(challenge(Problem::new(ProblemKind::TokenInvalid, "the credential is not a Bearer token")))
+            }
+        };
+        let max = issuers.iter().map(|i| i.cfg.max_token_bytes).max().unwrap_or(8192);
+        if token.len() > max {
+            return Err(challenge(Problem::new(
+                ProblemKind::TokenInvalid,
+                format!("the token is longer than {max} bytes"),
+            )));
+        }
+        // Pick the issuer by the (not yet trusted) `iss`; the signature check decides.
+        let issuer = if issuers.len() == 1 {
+            &issuers[0]
+        } else {
+            let iss = crate::auth::peek_iss(token);
+            issuers.iter().find(|i| iss.as_deref() == Some(i.cfg.issuer.as_str())).ok_or_else(|| {
+                challenge(Problem::new(
+                    ProblemKind::TokenInvalid,
+                    "the token comes from an issuer this route does not accept",
+                ))
+            })?
+        };
+        let id = issuer.verify(token, &self.shared.connector, tenant).await?;
+        if let Some(missing) = scopes.iter().find(|s| !id.scopes.contains(s)) {
+            return Err(Problem::new(
+                ProblemKind::Forbidden,
+                format!("the token lacks the scope `{missing}` this route requires"),
+            ));
+        }
+        let req = session.req_header_mut();
+        if !forward_token {
+            req.remove_header(&http::header::AUTHORIZATION);
+        }
+        let mut set = |name: &'static str, v: Option<&str>| {
+            if let Some(v) = v.and_then(|v| HeaderValue::from_str(v).ok()) {
+                let _ = req.insert_header(name, v);
+            }
+        };
+        set("x-varco-tenant", Some(tenant));
+        set("x-varco-issuer", Some(&id.issuer));
+        set("x-varco-subject", Some(&id.subject));
+        set("x-varco-client-id", id.client_id.as_deref());
+        set("x-varco-fiscal-code", id.fiscal_code.as_deref());
+        set("x-varco-acr", id.acr.as_deref());
+        set("x-varco-scopes", Some(&id.scopes.join(" ")));
+        Ok(())
+    }
+
     fn retry_possible(&self, ctx: &RequestCtx, pool: &Pool) -> bool {
         (ctx.tried.count() as u32) <= pool.retries
             && (0..pool.servers.len()).any(|i| !ctx.tried.as_slice().contains(&i) && pool.is_available(i))
@@ -282,6 +358,13 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         if let (Some(t), Some(r)) = (ctx.tenant, ctx.route) {
+            let tenant = &rt.tenants[t];
+            if let RouteAccess::Jwt { issuers, scopes, forward_token } = &tenant.routes[r].access {
+                if let Err(p) = self.authenticate(session, issuers, scopes, *forward_token, &tenant.id).await {
+                    respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
+                    return Ok(true);
+                }
+            }
             for q in &rt.tenants[t].routes[r].quotas {
                 if let Err(p) = q.take(&session.req_header().headers, ctx.state.client_ip).await {
                     respond::problem(session, ctx.trace.as_ref(), &p, false).await?;

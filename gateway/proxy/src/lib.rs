@@ -4,7 +4,9 @@
 
 mod access_log;
 mod admin;
+mod auth;
 mod breaker;
+mod fetch;
 mod filters;
 mod gateway;
 mod health;
@@ -41,6 +43,10 @@ pub struct Shared {
     /// Quotas, kept across reloads, and their Redis store.
     pub quotas: quotas::QuotaRegistry,
     pub redis: Option<Arc<quotas::RedisQuotaStore>>,
+    /// Token issuers (with their cached keys), kept across reloads.
+    pub issuers: auth::IssuerRegistry,
+    /// HTTP client for documents varco fetches (JWKS).
+    pub connector: pingora_core::connectors::http::Connector,
 }
 
 /// Counts a request as in flight for as long as it lives.

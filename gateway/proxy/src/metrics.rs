@@ -19,6 +19,7 @@ pub struct Metrics {
     pub circuit_state: IntGaugeVec,
     pub circuit_opened: IntCounterVec,
     pub quota_redis_up: IntGauge,
+    pub jwks_up: IntGaugeVec,
 }
 
 impl Metrics {
@@ -66,8 +67,13 @@ impl Metrics {
             "quota_redis_up",
             "1 while quotas are counted cluster-wide in Redis, 0 while each instance counts alone.",
         )?;
+        let jwks_up = IntGaugeVec::new(
+            Opts::new("jwks_up", "1 when the issuer's keys were fetched (or are static), 0 while serving from cache."),
+            &["tenant", "issuer"],
+        )?;
         for c in [
             Box::new(quota_redis_up.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(jwks_up.clone()),
             Box::new(ratelimit_keys.clone()),
             Box::new(circuit_state.clone()),
             Box::new(circuit_opened.clone()),
@@ -94,6 +100,7 @@ impl Metrics {
             circuit_state,
             circuit_opened,
             quota_redis_up,
+            jwks_up,
         })
     }
 

@@ -78,6 +78,7 @@ impl Reloader {
                 limiters: &shared.limiters,
                 quotas: &shared.quotas,
                 redis: shared.redis.as_ref(),
+                issuers: &shared.issuers,
             };
             Runtime::build(cfg, generation, &deps, Some(&old))
         })

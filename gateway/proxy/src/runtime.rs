@@ -47,6 +47,7 @@ pub struct Route {
     pub requests: crate::metrics::StatusCounters,
     /// Daily/monthly quotas of the tenant and the route (async: may lease from Redis).
     pub quotas: Vec<Arc<crate::quotas::Quota>>,
+    pub access: RouteAccess,
 }
 
 /// A built tenant.
@@ -78,6 +79,14 @@ pub struct BuildDeps<'a> {
     pub limiters: &'a crate::limits::Registry,
     pub quotas: &'a crate::quotas::QuotaRegistry,
     pub redis: Option<&'a Arc<crate::quotas::RedisQuotaStore>>,
+    pub issuers: &'a crate::auth::IssuerRegistry,
+}
+
+/// Who may call a route, built.
+#[derive(Debug)]
+pub enum RouteAccess {
+    Public,
+    Jwt { issuers: Vec<Arc<crate::auth::Issuer>>, scopes: Vec<String>, forward_token: bool },
 }
 
 /// Everything a request needs, built once per configuration.
@@ -269,6 +278,18 @@ fn build_tenant(
             filters,
             latency: metrics.route_latency(&t.id, &r.name),
             requests: metrics.route_requests(&t.id, &r.name),
+            access: match &r.access {
+                varco_config::Access::Public => RouteAccess::Public,
+                varco_config::Access::Jwt(j) => {
+                    let mut issuers = Vec::new();
+                    for (i, name) in j.issuers.iter().enumerate() {
+                        let ip = format!("{rp}.access.jwt.issuers[{i}]");
+                        let cfg = t.issuers.get(name).ok_or_else(|| build_err(&ip, "unknown issuer"))?;
+                        issuers.push(deps.issuers.get(&t.id, name, cfg).map_err(|m| build_err(&ip, m))?);
+                    }
+                    RouteAccess::Jwt { issuers, scopes: j.scopes.clone(), forward_token: j.forward_token }
+                }
+            },
             quotas: {
                 let scope = format!("route `{}`", r.name);
                 let mut q = tenant_quotas.clone();

@@ -58,8 +58,14 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
         }
         None => None,
     };
-    let deps =
-        crate::runtime::BuildDeps { metrics: &metrics, limiters: &limiters, quotas: &quotas, redis: redis.as_ref() };
+    let issuers = crate::auth::IssuerRegistry::default();
+    let deps = crate::runtime::BuildDeps {
+        metrics: &metrics,
+        limiters: &limiters,
+        quotas: &quotas,
+        redis: redis.as_ref(),
+        issuers: &issuers,
+    };
     let runtime = Runtime::build(cfg.clone(), 1, &deps, None)?;
     metrics.generation.set(1);
     let shared = Arc::new(Shared {
@@ -70,6 +76,8 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
         limiters,
         quotas,
         redis,
+        issuers,
+        connector: pingora_core::connectors::http::Connector::new(None),
     });
     let reloader = Arc::new(Reloader::new(path, shared.clone()));
 
@@ -112,6 +120,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     server.add_service(admin_svc);
     server.add_service(background_service("health checks", HealthService { shared: shared.clone() }));
     server.add_service(background_service("sighup reload", SighupService(reloader)));
+    server.add_service(background_service("jwks refresh", crate::auth::JwksRefresher(shared.clone())));
     server.add_service(background_service("rate-limit gc", crate::limits::LimitsGc(shared.clone())));
     server.add_service(background_service("access log", crate::access_log::AccessLogFlusher(shared.clone())));
     server.add_service(background_service("drain", Drain { shared: shared.clone(), grace: cfg.server.grace_period.0 }));

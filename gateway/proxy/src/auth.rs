@@ -1,0 +1,292 @@
+//! Bearer JWT verification (RFC 8725 hardening) with keys from the issuer's JWKS, and the
+//! verified identity varco forwards to back-offices.
+//!
+//! - The algorithm comes from the issuer's allow-list, never from the token alone: `none`,
+//!   HS* and a token algorithm outside the list are refused; the key must match it.
+//! - Keys are looked up by `kid` in the configured JWKS only: `jku`, `x5u` or `jwk` in the
+//!   token header are never followed.
+//! - `iss`, `aud`, `exp`, `nbf` are checked with a small leeway; `typ` when configured.
+//! - Verified tokens are cached by SHA-256 until they expire.
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use varco_config::IssuerConfig;
+use varco_core::{Problem, ProblemKind};
+
+const CACHE_MAX: usize = 50_000;
+const UNKNOWN_KID_REFRESH_MS: u64 = 10_000;
+
+/// What varco knows about the caller after verification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub issuer: String,
+    pub subject: String,
+    pub client_id: Option<String>,
+    pub scopes: Vec<String>,
+    pub acr: Option<String>,
+    /// Codice fiscale without the `TINIT-` prefix.
+    pub fiscal_code: Option<String>,
+    pub exp: u64,
+}
+
+fn now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+/// A token issuer with its cached keys.
+pub struct Issuer {
+    pub name: String,
+    pub cfg: IssuerConfig,
+    tenant: String,
+    algorithms: Vec<Algorithm>,
+    keys: ArcSwap<JwkSet>,
+    last_fetch_ms: AtomicU64,
+    pub up: AtomicBool,
+    verified: DashMap<[u8; 32], Arc<Identity>>,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer").field("name", &self.name).field("issuer", &self.cfg.issuer).finish()
+    }
+}
+
+fn invalid(detail: impl Into<String>, realm: &str) -> Problem {
+    let detail = detail.into();
+    let mut p = Problem::new(ProblemKind::TokenInvalid, detail.clone());
+    let safe: String = detail.chars().filter(|c| *c != '"' && *c != '\\').collect();
+    if let Ok(v) = http::HeaderValue::from_str(&format!(
+        "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{safe}\""
+    )) {
+        p.headers.push((http::header::WWW_AUTHENTICATE, v));
+    }
+    p
+}
+
+impl Issuer {
+    /// Builds the issuer; a `jwks_file` is read now (I/O at build time, not per request).
+    pub fn new(tenant: &str, name: &str, cfg: &IssuerConfig) -> Result<Self, String> {
+        let algorithms = cfg.algorithms.iter().filter_map(|a| a.parse::<Algorithm>().ok()).collect();
+        let keys = match &cfg.jwks_file {
+            Some(f) => {
+                let text = std::fs::read(f).map_err(|e| format!("cannot read `{}`: {e}", f.display()))?;
+                serde_json::from_slice(&text).map_err(|e| format!("`{}` is not a JWKS: {e}", f.display()))?
+            }
+            None => JwkSet { keys: Vec::new() },
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            cfg: cfg.clone(),
+            tenant: tenant.to_owned(),
+            algorithms,
+            keys: ArcSwap::from_pointee(keys),
+            last_fetch_ms: AtomicU64::new(0),
+            up: AtomicBool::new(cfg.jwks_file.is_some()),
+            verified: DashMap::new(),
+        })
+    }
+
+    /// Fetches the JWKS again (no-op for static keys). Keeps the old keys on failure.
+    pub async fn refresh(&self, connector: &pingora_core::connectors::http::Connector) {
+        let Some(url) = &self.cfg.jwks_url else { return };
+        self.last_fetch_ms.store(now_ms(), Relaxed);
+        let res = crate::fetch::get(connector, url, Duration::from_secs(3))
+            .await
+            .and_then(|body| serde_json::from_slice::<JwkSet>(&body).map_err(|e| format!("not a JWKS: {e}")));
+        match res {
+            Ok(set) => {
+                self.keys.store(Arc::new(set));
+                if !self.up.swap(true, Relaxed) {
+                    tracing::info!(tenant = %self.tenant, issuer = %self.name, "JWKS fetched");
+                }
+            }
+            Err(e) => {
+                if self.up.swap(false, Relaxed) || self.keys.load().keys.is_empty() {
+                    tracing::warn!(tenant = %self.tenant, issuer = %self.name, error = %e, "JWKS unreachable; keeping the cached keys");
+                }
+            }
+        }
+    }
+
+    pub fn refresh_due(&self) -> bool {
+        self.cfg.jwks_url.is_some()
+            && now_ms().saturating_sub(self.last_fetch_ms.load(Relaxed)) >= self.cfg.refresh.0.as_millis() as u64
+    }
+
+    fn key_for(&self, kid: Option<&str>) -> Option<DecodingKey> {
+        let keys = self.keys.load();
+        let jwk = match kid {
+            Some(k) => keys.find(k),
+            // Without a kid only an unambiguous single key may be used.
+            None if keys.keys.len() == 1 => keys.keys.first(),
+            None => None,
+        }?;
+        DecodingKey::from_jwk(jwk).ok()
+    }
+
+    /// Verifies a compact JWS; the identity or a 401 problem saying which check failed.
+    pub async fn verify(
+        &self,
+        token: &str,
+        connector: &pingora_core::connectors::http::Connector,
+        realm: &str,
+    ) -> Result<Arc<Identity>, Problem> {
+        let digest: [u8; 32] =
+            ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref().try_into().unwrap_or([0; 32]);
+        if let Some(id) = self.verified.get(&digest) {
+            if id.exp > now_s() {
+                return Ok(id.clone());
+            }
+        }
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("malformed token header: {e}"), realm))?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(invalid(
+                format!("algorithm {:?} is not accepted for issuer `{}`", header.alg, self.name),
+                realm,
+            ));
+        }
+        if let Some(want) = &self.cfg.typ {
+            if !header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(want)) {
+                return Err(invalid(format!("token typ must be `{want}`"), realm));
+            }
+        }
+        let kid = header.kid.as_deref();
+        if kid.is_some_and(|k| k.len() > 256) {
+            return Err(invalid("kid too long", realm));
+        }
+        let mut key = self.key_for(kid);
+        if key.is_none() && self.cfg.jwks_url.is_some() {
+            // An unknown kid may be a rotated key: fetch again, at most every 10 s.
+            if now_ms().saturating_sub(self.last_fetch_ms.load(Relaxed)) >= UNKNOWN_KID_REFRESH_MS {
+                self.refresh(connector).await;
+                key = self.key_for(kid);
+            }
+        }
+        let key =
+            key.ok_or_else(|| invalid(format!("no key of issuer `{}` matches the token's kid", self.name), realm))?;
+        let mut v = Validation::new(header.alg);
+        v.algorithms = vec![header.alg];
+        v.leeway = self.cfg.leeway.0.as_secs();
+        v.validate_nbf = true;
+        v.set_issuer(&[self.cfg.issuer.as_str()]);
+        v.set_audience(&self.cfg.audiences);
+        v.required_spec_claims =
+            HashSet::from(["exp".to_owned(), "iss".to_owned(), "aud".to_owned(), "sub".to_owned()]);
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            let why = match e.kind() {
+                K::ExpiredSignature => "the token has expired".to_owned(),
+                K::ImmatureSignature => "the token is not valid yet (nbf)".to_owned(),
+                K::InvalidAudience => "the token is not meant for this service (aud)".to_owned(),
+                K::InvalidIssuer => "the token comes from another issuer (iss)".to_owned(),
+                K::InvalidSignature => "the signature does not verify".to_owned(),
+                K::InvalidAlgorithm => "the key does not fit the token's algorithm".to_owned(),
+                K::MissingRequiredClaim(c) => format!("the token lacks the `{c}` claim"),
+                other => format!("invalid token: {other:?}"),
+            };
+            invalid(why, realm)
+        })?;
+        let c = &data.claims;
+        let s = |k: &str| c.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let scopes = match (c.get("scope"), c.get("scp")) {
+            (Some(serde_json::Value::String(s)), _) => s.split_whitespace().map(str::to_owned).collect(),
+            (_, Some(serde_json::Value::Array(a))) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            _ => Vec::new(),
+        };
+        let fiscal_code = [
+            "https://attributes.eid.gov.it/fiscal_number",
+            "https://attributes.spid.gov.it/fiscal_number",
+            "fiscal_number",
+        ]
+        .iter()
+        .find_map(|k| s(k))
+        .map(|v| v.strip_prefix("TINIT-").unwrap_or(&v).to_ascii_uppercase());
+        let id = Arc::new(Identity {
+            issuer: self.name.clone(),
+            subject: s("sub").unwrap_or_default(),
+            client_id: s("client_id").or_else(|| s("azp")),
+            scopes,
+            acr: s("acr"),
+            fiscal_code,
+            exp: c.get("exp").and_then(|v| v.as_u64()).unwrap_or(0),
+        });
+        if self.verified.len() >= CACHE_MAX {
+            self.verified.clear();
+        }
+        self.verified.insert(digest, id.clone());
+        Ok(id)
+    }
+
+    pub fn evict_expired(&self) {
+        let now = now_s();
+        self.verified.retain(|_, id| id.exp > now);
+    }
+}
+
+/// The `iss` of a token, read without verifying it (only to choose which issuer verifies).
+pub fn peek_iss(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
+}
+
+/// Issuers by (tenant, name, definition), shared across reloads so cached keys survive.
+#[derive(Debug, Default)]
+pub struct IssuerRegistry {
+    map: parking_lot::Mutex<std::collections::HashMap<(String, String, IssuerConfig), Arc<Issuer>>>,
+}
+
+impl IssuerRegistry {
+    pub fn get(&self, tenant: &str, name: &str, cfg: &IssuerConfig) -> Result<Arc<Issuer>, String> {
+        let mut map = self.map.lock();
+        let key = (tenant.to_owned(), name.to_owned(), cfg.clone());
+        if let Some(i) = map.get(&key) {
+            return Ok(i.clone());
+        }
+        let i = Arc::new(Issuer::new(tenant, name, cfg)?);
+        map.insert(key, i.clone());
+        Ok(i)
+    }
+
+    pub fn all(&self) -> Vec<Arc<Issuer>> {
+        let mut map = self.map.lock();
+        map.retain(|_, i| Arc::strong_count(i) > 1);
+        map.values().cloned().collect()
+    }
+}
+
+/// Refreshes JWKS on schedule and evicts expired verified tokens.
+pub struct JwksRefresher(pub Arc<crate::Shared>);
+
+#[async_trait::async_trait]
+impl pingora_core::services::background::BackgroundService for JwksRefresher {
+    async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            for i in self.0.issuers.all() {
+                if i.refresh_due() {
+                    i.refresh(&self.0.connector).await;
+                }
+                i.evict_expired();
+                self.0.metrics.jwks_up.with_label_values(&[&i.tenant, &i.name]).set(i64::from(i.up.load(Relaxed)));
+            }
+        }
+    }
+}

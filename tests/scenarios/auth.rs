@@ -1,0 +1,230 @@
+//! Bearer JWT routes against tokens minted by an independent implementation (PyJWT) and keys
+//! served as a JWKS by a real HTTP server: the identity reaches the back-office, and the JWT
+//! attack suite is refused 100 %.
+
+use serde_json::json;
+use std::time::Duration;
+use varco_tests::{Backend, Jose, Varco};
+
+const MC: &str = "macerata.example.it";
+const BA: &str = "bari.example.it";
+const ISS: &str = "https://login.example.it";
+
+fn config(be: &Backend) -> String {
+    let jwks = format!("http://{}/jwks.json", be.addr);
+    format!(
+        r#"
+listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
+admin: {{address: "127.0.0.1:{{ADMIN}}"}}
+tenants:
+  - id: c_e783
+    name: Macerata
+    hosts: [{MC}]
+    issuers:
+      login: {{issuer: "{ISS}", audiences: [varco-c_e783], jwks_url: "{jwks}", algorithms: [RS256, ES256], leeway: 5s, max_token_bytes: 4096}}
+    upstreams: {{bo: {{servers: ["{be}"]}}}}
+    routes:
+      - {{name: anagrafe, path: "/anagrafe/{{*rest}}", methods: [GET], access: {{jwt: {{issuers: [login], scopes: [anagrafe.read]}}}}, to: {{upstream: bo}}}}
+      - {{name: open, path: "/open", methods: [GET], access: public, to: {{upstream: bo}}}}
+  - id: c_a662
+    name: Bari
+    hosts: [{BA}]
+    issuers:
+      login: {{issuer: "{ISS}", audiences: [varco-c_a662], jwks_url: "{jwks}"}}
+    upstreams: {{bo: {{servers: ["{be}"]}}}}
+    routes:
+      - {{name: anagrafe, path: "/anagrafe/{{*rest}}", methods: [GET], access: {{jwt: {{issuers: [login]}}}}, to: {{upstream: bo}}}}
+"#,
+        be = be.addr
+    )
+}
+
+fn claims() -> serde_json::Value {
+    json!({
+        "iss": ISS, "aud": "varco-c_e783", "sub": "citizen-42", "exp": "+300", "iat": "+0",
+        "scope": "anagrafe.read profile", "acr": "https://www.spid.gov.it/SpidL2",
+        "https://attributes.eid.gov.it/fiscal_number": "TINIT-RSSMRA80A01H501U", "client_id": "app-comune"
+    })
+}
+
+async fn setup() -> (Backend, Jose, Varco) {
+    let be = Backend::start("bo").await;
+    let jose = Jose::new();
+    jose.keygen("k-rsa", "RS256").await;
+    jose.keygen("k-ec", "ES256").await;
+    be.serve_static("/jwks.json", Some(jose.jwks()));
+    let v = Varco::start(&config(&be)).await;
+    (be, jose, v)
+}
+
+async fn get(v: &Varco, host: &str, token: &str) -> varco_tests::Resp {
+    v.send(
+        "GET",
+        host,
+        "/anagrafe/v1/x",
+        &[("authorization", &format!("Bearer {token}")), ("x-varco-subject", "spoofed")],
+        b"",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_valid_token_passes_and_the_back_office_gets_the_identity() {
+    let (be, jose, v) = setup().await;
+    for (kid, alg) in [("k-rsa", "RS256"), ("k-ec", "ES256")] {
+        let token = jose.mint(kid, alg, &claims(), None).await;
+        let r = get(&v, MC, &token).await;
+        assert_eq!(r.status, 200, "{alg}: {r:?}");
+        let h = &be.last()["headers"];
+        assert_eq!(h["x-varco-subject"], "citizen-42", "{h}");
+        assert_eq!(h["x-varco-fiscal-code"], "RSSMRA80A01H501U");
+        assert_eq!(h["x-varco-acr"], "https://www.spid.gov.it/SpidL2");
+        assert_eq!(h["x-varco-client-id"], "app-comune");
+        assert_eq!(h["x-varco-tenant"], "c_e783");
+        assert_eq!(h["x-varco-issuer"], "login");
+        assert!(h.get("authorization").is_none(), "the caller's token reached the back-office");
+    }
+    // The public route stays public and carries no identity.
+    assert_eq!(v.get(MC, "/open").await.status, 200);
+    assert!(be.last()["headers"].get("x-varco-subject").is_none());
+}
+
+#[tokio::test]
+async fn missing_token_and_missing_scope() {
+    let (_be, jose, v) = setup().await;
+    let r = v.get(MC, "/anagrafe/v1/x").await;
+    r.assert_problem(401, "token-missing");
+    assert!(r.header("www-authenticate").unwrap().starts_with("Bearer realm=\"c_e783\""));
+    let mut c = claims();
+    c["scope"] = json!("profile");
+    let r = get(&v, MC, &jose.mint("k-rsa", "RS256", &c, None).await).await;
+    r.assert_problem(403, "forbidden");
+    assert!(r.json["detail"].as_str().unwrap().contains("anagrafe.read"));
+    let r = v.send("GET", MC, "/anagrafe/v1/x", &[("authorization", "Basic dXNlcjpwYXNz")], b"").await;
+    r.assert_problem(401, "token-invalid");
+}
+
+#[tokio::test]
+async fn the_jwt_attack_suite_is_refused() {
+    let (be, jose, v) = setup().await;
+    let other = Jose::new();
+    other.keygen("k-rsa", "RS256").await; // the attacker's key, same kid
+    let with = |k: &str, val: serde_json::Value| {
+        let mut c = claims();
+        c[k] = val;
+        c
+    };
+    let mut attacks: Vec<(&str, String)> = vec![
+        ("alg none", jose.unsigned(&claims()).await),
+        ("RS256 -> HS256 confusion", jose.hs_confusion("k-rsa", &claims()).await),
+        (
+            "kid path injection",
+            jose.mint("k-rsa", "RS256", &claims(), Some(&json!({"kid": "../../../../dev/null"}))).await,
+        ),
+        ("kid SQL injection", jose.mint("k-rsa", "RS256", &claims(), Some(&json!({"kid": "x' OR '1'='1"}))).await),
+        ("signed by another key, same kid", other.mint("k-rsa", "RS256", &claims(), None).await),
+        (
+            "jku pointing elsewhere",
+            other
+                .mint("k-rsa", "RS256", &claims(), Some(&json!({"jku": "http://127.0.0.1:1/evil.json", "kid": "evil"})))
+                .await,
+        ),
+        (
+            "x5u pointing elsewhere",
+            other.mint("k-rsa", "RS256", &claims(), Some(&json!({"x5u": "http://127.0.0.1:1/evil.pem"}))).await,
+        ),
+        ("expired", jose.mint("k-rsa", "RS256", &with("exp", json!("-120")), None).await),
+        ("not yet valid", jose.mint("k-rsa", "RS256", &with("nbf", json!("+600")), None).await),
+        ("wrong aud", jose.mint("k-rsa", "RS256", &with("aud", json!("another-service")), None).await),
+        ("wrong iss", jose.mint("k-rsa", "RS256", &with("iss", json!("https://evil.example")), None).await),
+        ("no exp", {
+            let mut c = claims();
+            c.as_object_mut().unwrap().remove("exp");
+            jose.mint("k-rsa", "RS256", &c, None).await
+        }),
+        ("oversize", jose.mint("k-rsa", "RS256", &with("pad", json!("x".repeat(5000))), None).await),
+        ("garbage", "not.a.token".to_owned()),
+        ("empty", String::new()),
+    ];
+    // Body altered after signing.
+    let good = jose.mint("k-rsa", "RS256", &claims(), None).await;
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut payload = String::from_utf8(base64_url_decode(parts[1])).unwrap();
+    payload = payload.replace("citizen-42", "citizen-43");
+    attacks.push((
+        "payload altered after signing",
+        format!("{}.{}.{}", parts[0], base64_url_encode(payload.as_bytes()), parts[2]),
+    ));
+
+    let hits = be.hits();
+    for (what, token) in &attacks {
+        let r = get(&v, MC, token).await;
+        assert_eq!(r.status, 401, "{what}: {r:?}");
+        r.assert_problem(401, "token-invalid");
+        if token.len() > 20 {
+            assert!(!String::from_utf8_lossy(&r.body).contains(token.as_str()), "{what}: the token was echoed");
+        }
+    }
+    assert_eq!(be.hits(), hits, "an attack reached the back-office");
+    // A valid token of tenant A on tenant B's route (B's audience differs).
+    get(&v, BA, &good).await.assert_problem(401, "token-invalid");
+    // No token in the logs.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!v.log_text().contains(&good[good.len() - 20..]));
+}
+
+#[tokio::test]
+async fn key_rotation_and_an_unreachable_jwks() {
+    let (be, jose, v) = setup().await;
+    assert_eq!(get(&v, MC, &jose.mint("k-rsa", "RS256", &claims(), None).await).await.status, 200);
+    // The issuer rotates: a new kid appears in its JWKS; varco fetches it on first sight.
+    jose.keygen("k-new", "RS256").await;
+    be.serve_static("/jwks.json", Some(jose.jwks()));
+    tokio::time::sleep(Duration::from_millis(10_100)).await; // unknown-kid refreshes are rate-limited to 10 s
+    assert_eq!(get(&v, MC, &jose.mint("k-new", "RS256", &claims(), None).await).await.status, 200);
+    // The JWKS goes away: cached keys keep working, /metrics says the issuer is down.
+    be.serve_static("/jwks.json", None);
+    tokio::time::sleep(Duration::from_millis(10_100)).await;
+    let mut c = claims();
+    c["sub"] = json!("another");
+    // An unknown kid makes varco try the JWKS again, which fails.
+    let r = get(&v, MC, &jose.mint("k-rsa", "RS256", &c, Some(&json!({"kid": "k-unknown"}))).await).await;
+    r.assert_problem(401, "token-invalid");
+    assert_eq!(
+        get(&v, MC, &jose.mint("k-rsa", "RS256", &c, None).await).await.status,
+        200,
+        "cached keys stopped working"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let m = v.metrics().await;
+    assert!(m.contains("varco_jwks_up{issuer=\"login\",tenant=\"c_e783\"} 0"), "{m}");
+}
+
+fn base64_url_decode(s: &str) -> Vec<u8> {
+    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u32, 0);
+    for c in s.bytes() {
+        let v = table.iter().position(|&t| t == c).unwrap() as u32;
+        buf = (buf << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+            buf &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn base64_url_encode(b: &[u8]) -> String {
+    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk.iter().fold(0u32, |a, &x| (a << 8) | u32::from(x)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(table[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}

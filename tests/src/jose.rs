@@ -1,0 +1,76 @@
+//! Tokens from an independent JOSE implementation: `tests/tools/jwt_tool.py` (PyJWT), run as a
+//! process. Keys live in a temp folder whose `jwks.json` a test serves to varco.
+
+use std::path::PathBuf;
+
+pub struct Jose {
+    pub dir: PathBuf,
+}
+
+fn tool() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/jwt_tool.py"))
+}
+
+impl Jose {
+    pub fn new() -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("varco-jose-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    async fn run(&self, args: &[&str]) -> String {
+        let out = tokio::process::Command::new("python3").arg(tool()).args(args).output().await.expect("python3");
+        assert!(out.status.success(), "jwt_tool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A new key pair; its public JWK is appended to `jwks.json`.
+    pub async fn keygen(&self, kid: &str, alg: &str) {
+        let dir = self.dir.display().to_string();
+        self.run(&["keygen", &dir, kid, alg]).await;
+    }
+
+    pub fn jwks(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("jwks.json")).unwrap()
+    }
+
+    /// A signed token; `exp`/`nbf`/`iat` may be relative (`"+60"`).
+    pub async fn mint(
+        &self,
+        kid: &str,
+        alg: &str,
+        claims: &serde_json::Value,
+        header: Option<&serde_json::Value>,
+    ) -> String {
+        let dir = self.dir.display().to_string();
+        let c = claims.to_string();
+        match header {
+            Some(h) => self.run(&["mint", &dir, kid, alg, &c, &h.to_string()]).await,
+            None => self.run(&["mint", &dir, kid, alg, &c]).await,
+        }
+    }
+
+    pub async fn unsigned(&self, claims: &serde_json::Value) -> String {
+        self.run(&["none", &claims.to_string()]).await
+    }
+
+    pub async fn hs_confusion(&self, kid: &str, claims: &serde_json::Value) -> String {
+        let dir = self.dir.display().to_string();
+        self.run(&["hs-confusion", &dir, kid, &claims.to_string()]).await
+    }
+}
+
+impl Default for Jose {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Jose {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
