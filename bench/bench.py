@@ -20,7 +20,7 @@ import socket
 import sys
 
 # Rows in this order first (any other target follows in the order it was measured).
-ORDER = ["direct", "nginx", "pingora-minimal", "pingora-minimal+headers", "varco", "varco+log", "varco+ratelimit"]
+ORDER = ["direct", "nginx", "pingora-minimal", "pingora-minimal+headers", "varco", "varco+log", "varco+ratelimit", "varco+jwt"]
 
 # (label, numerator target, denominator target, metric). A ratio whose targets are missing from
 # a run is skipped, so runs that bench only a subset still print what they can.
@@ -34,6 +34,8 @@ RATIOS = [
     ("varco+log/varco req/s", "varco+log", "varco", "rps"),
     ("varco+ratelimit/varco req/s", "varco+ratelimit", "varco", "rps"),
     ("varco+ratelimit/varco CPU µs/req", "varco+ratelimit", "varco", "cpu_us_per_req"),
+    ("varco+jwt/varco req/s", "varco+jwt", "varco", "rps"),
+    ("varco+jwt/varco CPU µs/req", "varco+jwt", "varco", "cpu_us_per_req"),
 ]
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}

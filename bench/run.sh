@@ -7,7 +7,7 @@
 #
 # Knobs (environment): BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (64),
 # BENCH_WRK_THREADS (1), BENCH_RUNS (2), BENCH_TARGETS ("direct nginx pingora-minimal
-# pingora-minimal+headers varco varco+log varco+ratelimit"), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_PIN (1), BENCH_BUILD (1),
+# pingora-minimal+headers varco varco+log varco+ratelimit varco+jwt"), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_PIN (1), BENCH_BUILD (1),
 # CARGO_TARGET_DIR, NGINX, WRK.
 set -euo pipefail
 
@@ -19,7 +19,7 @@ WARMUP=${BENCH_WARMUP:-2s}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 WRK_THREADS=${BENCH_WRK_THREADS:-1}
 RUNS=${BENCH_RUNS:-2}
-TARGETS=${BENCH_TARGETS:-direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit}
+TARGETS=${BENCH_TARGETS:-direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit varco+jwt}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 PIN=${BENCH_PIN:-1}
@@ -276,6 +276,44 @@ start_nginx_proxy() {
     }" "$SRV_URL"
 }
 
+# start_varco_jwt NAME: varco with a bearer-JWT route (/jwt/...) whose issuer's keys come from
+# a JWKS file made by tests/tools/jwt_tool.py; sets JWT_TOKEN to a valid token.
+start_varco_jwt() {
+    local name=$1 port admin cfg=$TMP/$1.yaml logf=$TMP/$1.log keys=$TMP/jose
+    read -r port admin < <(python3 "$BENCH_DIR/bench.py" ports 2)
+    mkdir -p "$keys"
+    [[ -f $keys/jwks.json ]] || python3 "$ROOT/tests/tools/jwt_tool.py" keygen "$keys" bench RS256
+    JWT_TOKEN=$(python3 "$ROOT/tests/tools/jwt_tool.py" mint "$keys" bench RS256 \
+        '{"iss": "https://login.bench", "aud": "varco-bench", "sub": "citizen", "exp": "+3600", "scope": "bench"}')
+    SRV_URL=http://127.0.0.1:$port$URL_PATH
+    cat >"$cfg" <<EOF
+server: {threads: 1, access_log: false}
+listeners: [{name: public, address: "127.0.0.1:$port"}]
+admin: {address: "127.0.0.1:$admin"}
+tenants:
+  - id: bench
+    name: Bench
+    issuers:
+      login: {issuer: "https://login.bench", audiences: [varco-bench], jwks_file: "$keys/jwks.json", algorithms: [RS256]}
+    upstreams:
+      backend: {servers: ["127.0.0.1:$BACKEND_PORT"]}
+    routes:
+      - {name: plain, path: "/bench/{*rest}", methods: [GET], access: public, to: {upstream: backend}}
+      - {name: jwt, path: "/jwt/{*rest}", methods: [GET], access: {jwt: {issuers: [login], scopes: [bench]}}, to: {upstream: backend}, strip_prefix: /jwt}
+EOF
+    "$VARCO" check --config "$cfg" >"$TMP/$name.check" 2>&1 ||
+        die "$name: varco check rejects the bench config: $(cat "$TMP/$name.check")"
+    "${PROXY_PIN[@]}" "$VARCO" serve --config "$cfg" </dev/null >/dev/null 2>"$logf" &
+    SRV_PID=$!
+    SRV_PIDS=$SRV_PID
+    track "$SRV_PID" INT
+    wait_http "$name" "$SRV_PID" "$SRV_URL" "$logf"
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $JWT_TOKEN" "http://127.0.0.1:$port/jwt$URL_PATH")
+    [[ $code == 200 ]] || die "$name: the JWT route answered $code to a valid token"
+    SRV_URL=http://127.0.0.1:$port/jwt$URL_PATH
+}
+
 # start_pingora_minimal [--headers]: --headers does varco's header work (see its main.rs).
 start_pingora_minimal() {
     local port logf=$TMP/pingora-minimal.log
@@ -394,7 +432,16 @@ run_target() {
     varco+ratelimit)
         start_varco varco+ratelimit false ", rate_limits: [{per: client_ip, requests: 1000000000, period: 1s}, {per: route, requests: 1000000000, period: 1s}]"
         bench_target varco+ratelimit "$SRV_PIDS" "$SRV_URL"; stop_server ;;
-    *) die "unknown target '$1' (known: direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit)" ;;
+    # A bearer-JWT route with one valid token: after the first request it is served from the
+    # verified-token cache.
+    varco+jwt)
+        if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
+            log "varco+jwt: skipped (pip install pyjwt cryptography)"
+        else
+            start_varco_jwt varco+jwt
+            bench_target varco+jwt "$SRV_PIDS" "$SRV_URL" -H "Authorization: Bearer $JWT_TOKEN"; stop_server
+        fi ;;
+    *) die "unknown target '$1' (known: direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit varco+jwt)" ;;
     esac
 }
 
@@ -432,3 +479,19 @@ done
 mkdir -p "$BENCH_DIR/out"
 echo
 python3 "$BENCH_DIR/bench.py" report "$RESULTS" "$BENCH_DIR/out/results-$STAMP.json" "$TMP/meta.json"
+
+# JWT verification itself (the varco+jwt row is served from the verified-token cache): fresh
+# verifications per second on one core, RS256 and ES256, from an ignored test of varco-proxy.
+if [[ ${BENCH_JWT_VERIFY:-1} == 1 ]] && python3 -c 'import jwt, cryptography' 2>/dev/null; then
+    keys=$TMP/jose-verify
+    mkdir -p "$keys"
+    python3 "$ROOT/tests/tools/jwt_tool.py" keygen "$keys" rs RS256
+    python3 "$ROOT/tests/tools/jwt_tool.py" keygen "$keys" ec ES256
+    claims='{"iss": "https://login.bench", "aud": "varco-bench", "sub": "citizen", "exp": "+3600"}'
+    python3 "$ROOT/tests/tools/jwt_tool.py" mint "$keys" rs RS256 "$claims" >"$keys/token-rs256"
+    python3 "$ROOT/tests/tools/jwt_tool.py" mint "$keys" ec ES256 "$claims" >"$keys/token-es256"
+    echo
+    log "measuring JWT verification (builds varco-proxy's tests in release mode)"
+    (cd "$ROOT" && JWT_BENCH_DIR=$keys "${PROXY_PIN[@]}" "${CARGO:-cargo}" test --release -q -p varco-proxy --lib \
+        -- --ignored --nocapture jwt_verify_throughput 2>/dev/null | grep '^jwt-verify') || log "JWT verification measurement failed"
+fi

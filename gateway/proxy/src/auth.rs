@@ -148,6 +148,25 @@ impl Issuer {
                 return Ok(id.clone());
             }
         }
+        if self.cfg.jwks_url.is_some() {
+            // An unknown kid may be a rotated key: fetch again, at most every 10 s.
+            let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
+            if self.key_for(kid.as_deref()).is_none()
+                && now_ms().saturating_sub(self.last_fetch_ms.load(Relaxed)) >= UNKNOWN_KID_REFRESH_MS
+            {
+                self.refresh(connector).await;
+            }
+        }
+        let id = Arc::new(self.verify_uncached(token, realm)?);
+        if self.verified.len() >= CACHE_MAX {
+            self.verified.clear();
+        }
+        self.verified.insert(digest, id.clone());
+        Ok(id)
+    }
+
+    /// Every check on one token with the keys at hand: no cache, no fetching.
+    pub fn verify_uncached(&self, token: &str, realm: &str) -> Result<Identity, Problem> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("malformed token header: {e}"), realm))?;
         if !self.algorithms.contains(&header.alg) {
@@ -165,16 +184,9 @@ impl Issuer {
         if kid.is_some_and(|k| k.len() > 256) {
             return Err(invalid("kid too long", realm));
         }
-        let mut key = self.key_for(kid);
-        if key.is_none() && self.cfg.jwks_url.is_some() {
-            // An unknown kid may be a rotated key: fetch again, at most every 10 s.
-            if now_ms().saturating_sub(self.last_fetch_ms.load(Relaxed)) >= UNKNOWN_KID_REFRESH_MS {
-                self.refresh(connector).await;
-                key = self.key_for(kid);
-            }
-        }
-        let key =
-            key.ok_or_else(|| invalid(format!("no key of issuer `{}` matches the token's kid", self.name), realm))?;
+        let key = self
+            .key_for(kid)
+            .ok_or_else(|| invalid(format!("no key of issuer `{}` matches the token's kid", self.name), realm))?;
         let mut v = Validation::new(header.alg);
         v.algorithms = vec![header.alg];
         v.leeway = self.cfg.leeway.0.as_secs();
@@ -212,7 +224,7 @@ impl Issuer {
         .iter()
         .find_map(|k| s(k))
         .map(|v| v.strip_prefix("TINIT-").unwrap_or(&v).to_ascii_uppercase());
-        let id = Arc::new(Identity {
+        Ok(Identity {
             issuer: self.name.clone(),
             subject: s("sub").unwrap_or_default(),
             client_id: s("client_id").or_else(|| s("azp")),
@@ -220,12 +232,7 @@ impl Issuer {
             acr: s("acr"),
             fiscal_code,
             exp: c.get("exp").and_then(|v| v.as_u64()).unwrap_or(0),
-        });
-        if self.verified.len() >= CACHE_MAX {
-            self.verified.clear();
-        }
-        self.verified.insert(digest, id.clone());
-        Ok(id)
+        })
     }
 
     pub fn evict_expired(&self) {
@@ -287,6 +294,39 @@ impl pingora_core::services::background::BackgroundService for JwksRefresher {
                 i.evict_expired();
                 self.0.metrics.jwks_up.with_label_values(&[&i.tenant, &i.name]).set(i64::from(i.up.load(Relaxed)));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Verifications per second on one core, for `bench/run.sh`: run with
+    /// `JWT_BENCH_DIR=<dir with jwks.json and token> cargo test --release -p varco-proxy --lib
+    /// -- --ignored --nocapture jwt_verify_throughput`.
+    #[test]
+    #[ignore = "a measurement, run by bench/run.sh"]
+    fn jwt_verify_throughput() {
+        let Ok(dir) = std::env::var("JWT_BENCH_DIR") else { return };
+        let dir = std::path::PathBuf::from(dir);
+        let cfg: varco_config::IssuerConfig = serde_yaml_ng::from_str(&format!(
+            "{{issuer: \"https://login.bench\", audiences: [varco-bench], jwks_file: \"{}\", algorithms: [RS256, ES256]}}",
+            dir.join("jwks.json").display()
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let issuer = super::Issuer::new("bench", "login", &cfg).unwrap_or_else(|e| panic!("{e}"));
+        for alg in ["rs256", "es256"] {
+            let Ok(token) = std::fs::read_to_string(dir.join(format!("token-{alg}"))) else { continue };
+            let token = token.trim();
+            issuer.verify_uncached(token, "bench").unwrap_or_else(|p| panic!("{p}"));
+            let start = std::time::Instant::now();
+            let mut n = 0u64;
+            while start.elapsed() < std::time::Duration::from_secs(2) {
+                for _ in 0..100 {
+                    let _ = issuer.verify_uncached(token, "bench");
+                }
+                n += 100;
+            }
+            println!("jwt-verify {alg}: {:.0} verifications/s on one core", n as f64 / start.elapsed().as_secs_f64());
         }
     }
 }
