@@ -26,6 +26,7 @@ tenants:
     routes:
       - {{name: anagrafe, path: "/anagrafe/{{*rest}}", methods: [GET], access: {{jwt: {{issuers: [login], scopes: [anagrafe.read]}}}}, to: {{upstream: bo}}}}
       - {{name: open, path: "/open", methods: [GET], access: public, to: {{upstream: bo}}}}
+      - {{name: limited, path: "/limited", methods: [GET], access: {{jwt: {{issuers: [login]}}}}, to: {{upstream: bo}}, rate_limits: [{{per: subject, requests: 1, period: 1h}}], quotas: [{{per: client_id, requests: 3, window: day, lease: 1}}]}}
   - id: c_a662
     name: Bari
     hosts: [{BA}]
@@ -198,6 +199,29 @@ async fn key_rotation_and_an_unreachable_jwks() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let m = v.metrics().await;
     assert!(m.contains("varco_jwks_up{issuer=\"login\",tenant=\"c_e783\"} 0"), "{m}");
+}
+
+#[tokio::test]
+async fn limits_and_quotas_count_per_verified_caller() {
+    let (_be, jose, v) = setup().await;
+    let token = |sub: &'static str, client: &'static str| {
+        let mut c = claims();
+        c["sub"] = json!(sub);
+        c["client_id"] = json!(client);
+        c
+    };
+    let call = |t: String| {
+        let v = &v;
+        async move { v.send("GET", MC, "/limited", &[("authorization", &format!("Bearer {t}"))], b"").await }
+    };
+    // One request per subject per hour: each citizen has their own bucket.
+    assert_eq!(call(jose.mint("k-rsa", "RS256", &token("alice", "app-1"), None).await).await.status, 200);
+    call(jose.mint("k-rsa", "RS256", &token("alice", "app-1"), None).await).await.assert_problem(429, "rate-limited");
+    assert_eq!(call(jose.mint("k-rsa", "RS256", &token("bob", "app-1"), None).await).await.status, 200);
+    // Three requests per client app per day, whatever the subject.
+    assert_eq!(call(jose.mint("k-rsa", "RS256", &token("carol", "app-1"), None).await).await.status, 200);
+    call(jose.mint("k-rsa", "RS256", &token("dave", "app-1"), None).await).await.assert_problem(429, "quota-exhausted");
+    assert_eq!(call(jose.mint("k-rsa", "RS256", &token("erin", "app-2"), None).await).await.status, 200);
 }
 
 fn base64_url_decode(s: &str) -> Vec<u8> {

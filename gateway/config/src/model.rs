@@ -291,7 +291,7 @@ pub struct TenantConfig {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// What one bucket counts: `client_ip`, `header` (the value of `header`, e.g. an API key),
-    /// `route` or `tenant` (everybody together).
+    /// `subject` or `client_id` (of the verified token), `route` or `tenant` (everybody).
     pub per: LimitKey,
     /// The header whose value is the key, with `per: header`.
     #[serde(default)]
@@ -313,6 +313,12 @@ pub enum LimitKey {
     Header,
     Route,
     Tenant,
+    /// The verified token's `sub` (a citizen, an app); the client address where the route
+    /// has no token.
+    Subject,
+    /// The verified token's `client_id`/`azp` (an app, a PDND consumer); the client address
+    /// where there is none.
+    ClientId,
 }
 
 /// A pool of back-office servers.

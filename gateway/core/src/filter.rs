@@ -20,6 +20,9 @@ pub struct FilterState {
     pub max_body_bytes: Option<u64>,
     /// The tightest rate limit that applied, for the `X-RateLimit-*` response headers.
     pub rate_limit: Option<RateLimitStatus>,
+    /// The verified caller (bearer-token routes): subject and OAuth client.
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
 }
 
 /// What the `X-RateLimit-*` headers say (ModI): the limit per window, what is left of it, and

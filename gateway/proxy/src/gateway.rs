@@ -105,14 +105,22 @@ impl Gateway {
         let route = t.table.lookup(&req.method, if sub.is_empty() { "/" } else { sub }).map_err(|p| (p, false))?;
         ctx.route = Some(route);
         ctx.prefix_len = prefix_len;
-        let r = &t.routes[route];
+        hygiene::strip_identity_headers(session.req_header_mut());
+        Ok(())
+    }
+
+    /// The route's filter chain (rate limits, body limit, header rewrite), after the caller is
+    /// known so that limits can count per subject or client.
+    fn run_chain(&self, session: &mut Session, ctx: &mut RequestCtx, rt: &Runtime) -> Result<(), Problem> {
+        let (Some(t), Some(r)) = (ctx.tenant, ctx.route) else { return Ok(()) };
+        let tenant = &rt.tenants[t];
+        let r = &tenant.routes[r];
         let req = session.req_header_mut();
-        hygiene::strip_identity_headers(req);
         for f in &r.filters {
-            f.on_request(req, &mut ctx.state).map_err(|p| (p, false))?;
+            f.on_request(req, &mut ctx.state)?;
         }
         if let Target::Upstream(p) = r.target {
-            if let Some(h) = &t.pools[p].hash_header {
+            if let Some(h) = &tenant.pools[p].hash_header {
                 ctx.hash = req.headers.get(h).map(|v| hash_bytes(v.as_bytes()));
             }
         }
@@ -175,7 +183,7 @@ impl Gateway {
         scopes: &[String],
         forward_token: bool,
         tenant: &str,
-    ) -> Result<(), Problem> {
+    ) -> Result<Arc<crate::auth::Identity>, Problem> {
         let challenge = |p: Problem| {
             let mut p = p;
             if p.headers.is_empty() {
@@ -239,7 +247,7 @@ impl Gateway {
         set("x-varco-fiscal-code", id.fiscal_code.as_deref());
         set("x-varco-acr", id.acr.as_deref());
         set("x-varco-scopes", Some(&id.scopes.join(" ")));
-        Ok(())
+        Ok(id)
     }
 
     fn retry_possible(&self, ctx: &RequestCtx, pool: &Pool) -> bool {
@@ -360,13 +368,23 @@ impl ProxyHttp for Gateway {
         if let (Some(t), Some(r)) = (ctx.tenant, ctx.route) {
             let tenant = &rt.tenants[t];
             if let RouteAccess::Jwt { issuers, scopes, forward_token } = &tenant.routes[r].access {
-                if let Err(p) = self.authenticate(session, issuers, scopes, *forward_token, &tenant.id).await {
-                    respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
-                    return Ok(true);
+                match self.authenticate(session, issuers, scopes, *forward_token, &tenant.id).await {
+                    Ok(id) => {
+                        ctx.state.subject = Some(id.subject.clone());
+                        ctx.state.client_id = id.client_id.clone();
+                    }
+                    Err(p) => {
+                        respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
+                        return Ok(true);
+                    }
                 }
             }
+            if let Err(p) = self.run_chain(session, ctx, &rt) {
+                respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
+                return Ok(true);
+            }
             for q in &rt.tenants[t].routes[r].quotas {
-                if let Err(p) = q.take(&session.req_header().headers, ctx.state.client_ip).await {
+                if let Err(p) = q.take(&session.req_header().headers, &ctx.state).await {
                     respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
                     return Ok(true);
                 }

@@ -60,7 +60,7 @@ impl Limiter {
                 LimitKey::Route | LimitKey::Tenant => {
                     Buckets::Direct(RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>())
                 }
-                LimitKey::ClientIp | LimitKey::Header => {
+                LimitKey::ClientIp | LimitKey::Header | LimitKey::Subject | LimitKey::ClientId => {
                     Buckets::Keyed(RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>())
                 }
             },
@@ -86,10 +86,16 @@ impl Limiter {
     fn key(&self, req: &RequestHeader, state: &FilterState) -> Option<u64> {
         match self.cfg.per {
             LimitKey::Route | LimitKey::Tenant => Some(0),
-            LimitKey::ClientIp => state.client_ip.map(|ip| match ip {
-                std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
-                std::net::IpAddr::V6(v6) => crate::upstream::hash_bytes(&v6.octets()),
-            }),
+            LimitKey::ClientIp => state.client_ip.map(ip_key),
+            // Identities and addresses are hashed in different spaces (the leading byte).
+            LimitKey::Subject => match &state.subject {
+                Some(s) => Some(crate::upstream::hash_bytes(&[b"s\0", s.as_bytes()].concat())),
+                None => state.client_ip.map(ip_key),
+            },
+            LimitKey::ClientId => match &state.client_id {
+                Some(c) => Some(crate::upstream::hash_bytes(&[b"c\0", c.as_bytes()].concat())),
+                None => state.client_ip.map(ip_key),
+            },
             // A request without the header shares one bucket with all others without it.
             LimitKey::Header => Some(
                 self.header
@@ -138,6 +144,13 @@ impl Limiter {
     }
 }
 
+fn ip_key(ip: std::net::IpAddr) -> u64 {
+    match ip {
+        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => crate::upstream::hash_bytes(&v6.octets()),
+    }
+}
+
 /// The filter: every limit of the tenant and the route.
 #[derive(Debug)]
 pub struct RateLimit {
@@ -174,6 +187,8 @@ impl Filter for RateLimit {
                 LimitKey::Header => format!("`{}` value", l.cfg.header.as_deref().unwrap_or("")),
                 LimitKey::Route => "route".to_owned(),
                 LimitKey::Tenant => "ente".to_owned(),
+                LimitKey::Subject => "caller".to_owned(),
+                LimitKey::ClientId => "client".to_owned(),
             };
             let mut p = Problem::new(
                 ProblemKind::RateLimited,

@@ -150,10 +150,19 @@ impl Quota {
         }
     }
 
-    fn key(&self, headers: &http::HeaderMap, client: Option<std::net::IpAddr>) -> u64 {
+    fn key(&self, headers: &http::HeaderMap, state: &varco_core::FilterState) -> u64 {
+        let ip = || state.client_ip.map_or(1, |ip| crate::upstream::hash_bytes(ip.to_string().as_bytes()));
         match self.cfg.per {
             LimitKey::Route | LimitKey::Tenant => 0,
-            LimitKey::ClientIp => client.map_or(1, |ip| crate::upstream::hash_bytes(ip.to_string().as_bytes())),
+            LimitKey::ClientIp => ip(),
+            LimitKey::Subject => state
+                .subject
+                .as_ref()
+                .map_or_else(ip, |s| crate::upstream::hash_bytes(&[b"s\0", s.as_bytes()].concat())),
+            LimitKey::ClientId => state
+                .client_id
+                .as_ref()
+                .map_or_else(ip, |c| crate::upstream::hash_bytes(&[b"c\0", c.as_bytes()].concat())),
             LimitKey::Header => self
                 .header
                 .as_ref()
@@ -175,10 +184,10 @@ impl Quota {
     }
 
     /// Takes one request from the quota of this caller.
-    pub async fn take(&self, headers: &http::HeaderMap, client: Option<std::net::IpAddr>) -> Result<(), Problem> {
+    pub async fn take(&self, headers: &http::HeaderMap, state: &varco_core::FilterState) -> Result<(), Problem> {
         let now = now_unix();
         let (win, end, left) = window(self.cfg.window, now);
-        let key = self.key(headers, client);
+        let key = self.key(headers, state);
         match self.spend(key, win) {
             Some(true) => return Ok(()),
             Some(false) => return Err(self.problem(left)),
@@ -301,12 +310,12 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert("x-api-key", http::HeaderValue::from_static("a"));
         for _ in 0..5 {
-            q.take(&h, None).await.unwrap_or_else(|p| panic!("{p}"));
+            q.take(&h, &Default::default()).await.unwrap_or_else(|p| panic!("{p}"));
         }
-        let p = q.take(&h, None).await.unwrap_err();
+        let p = q.take(&h, &Default::default()).await.unwrap_err();
         assert_eq!(p.kind, ProblemKind::QuotaExhausted);
         assert!(p.retry_after.is_some_and(|s| s > 0 && s <= 86_400));
         h.insert("x-api-key", http::HeaderValue::from_static("b"));
-        q.take(&h, None).await.unwrap_or_else(|p| panic!("{p}"));
+        q.take(&h, &Default::default()).await.unwrap_or_else(|p| panic!("{p}"));
     }
 }
