@@ -8,6 +8,8 @@
 
 mod duration;
 mod model;
+mod model_auth;
+mod model_traffic;
 mod positions;
 mod validate;
 

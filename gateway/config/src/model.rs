@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use crate::model_auth::*;
+pub use crate::model_traffic::*;
 pub use varco_adapter_status::StatusConfig;
 
 /// The whole configuration file.
@@ -28,67 +30,6 @@ pub struct Config {
     /// it, quotas are counted per instance.
     #[serde(default)]
     pub redis: Option<RedisConfig>,
-}
-
-/// Where the shared quota counters live.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RedisConfig {
-    /// `redis://host:port/db` without credentials (they go in `password`).
-    pub url: String,
-    /// Redis password (AUTH), from the environment or a file.
-    #[serde(default)]
-    pub password: Option<SecretRef>,
-    /// Prefix of every key varco writes. Default `varco`.
-    #[serde(default = "d_prefix")]
-    pub key_prefix: String,
-    /// Longest wait for one Redis call before falling back to per-instance counting.
-    /// Default 200ms.
-    #[serde(default = "d_redis_timeout")]
-    pub timeout: Dur,
-}
-
-fn d_prefix() -> String {
-    "varco".into()
-}
-fn d_redis_timeout() -> Dur {
-    Dur::millis(200)
-}
-
-/// A quota: at most `requests` per calendar `window` (UTC) for each key, counted across every
-/// instance through Redis. Each instance leases `lease` requests at a time, so the hot path
-/// calls Redis once per lease, not per request.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct QuotaConfig {
-    /// What one counter counts (as for rate limits).
-    pub per: LimitKey,
-    /// The header whose value is the key, with `per: header`.
-    #[serde(default)]
-    pub header: Option<String>,
-    /// Requests allowed per window.
-    pub requests: u64,
-    /// `day` or `month` (UTC calendar).
-    pub window: QuotaWindow,
-    /// Requests leased from Redis at a time. Default 100.
-    #[serde(default = "d_lease")]
-    pub lease: u32,
-    /// While Redis is unreachable, what each instance allows on its own per window.
-    /// Default: `requests`.
-    #[serde(default)]
-    pub fallback_requests: Option<u64>,
-}
-
-fn d_lease() -> u32 {
-    100
-}
-
-/// A quota window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum QuotaWindow {
-    Day,
-    Month,
 }
 
 /// Process-wide settings.
@@ -285,42 +226,6 @@ pub struct TenantConfig {
     pub issuers: BTreeMap<String, IssuerConfig>,
 }
 
-/// One rate limit: at most `requests` per `period` for each key, with bursts up to `burst`
-/// (GCRA: tokens come back one every `period / requests`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitConfig {
-    /// What one bucket counts: `client_ip`, `header` (the value of `header`, e.g. an API key),
-    /// `subject` or `client_id` (of the verified token), `route` or `tenant` (everybody).
-    pub per: LimitKey,
-    /// The header whose value is the key, with `per: header`.
-    #[serde(default)]
-    pub header: Option<String>,
-    /// Requests allowed per period.
-    pub requests: u32,
-    /// The window, e.g. `1s`, `1m`, `1h`.
-    pub period: Dur,
-    /// Largest burst. Default: `requests`.
-    #[serde(default)]
-    pub burst: Option<u32>,
-}
-
-/// The key of a rate limit bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LimitKey {
-    ClientIp,
-    Header,
-    Route,
-    Tenant,
-    /// The verified token's `sub` (a citizen, an app); the client address where the route
-    /// has no token.
-    Subject,
-    /// The verified token's `client_id`/`azp` (an app, a PDND consumer); the client address
-    /// where there is none.
-    ClientId,
-}
-
 /// A pool of back-office servers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -353,52 +258,6 @@ pub struct UpstreamConfig {
     /// unlimited.
     #[serde(default)]
     pub max_concurrent: Option<u32>,
-}
-
-/// Circuit breaker of an upstream pool: closed (normal) → open (every request answered 503
-/// without calling the pool) → half-open (a few probes decide) → closed or open again.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CircuitBreakerConfig {
-    /// Open after this many failures in a row (connection errors, timeouts, 5xx). Default 5.
-    #[serde(default = "d_cb_consecutive")]
-    pub consecutive_failures: u32,
-    /// Also open when at least this share of the requests in a window failed (0 disables).
-    /// Default 0.5.
-    #[serde(default = "d_cb_ratio")]
-    pub failure_ratio: f64,
-    /// Requests a window needs before the ratio counts. Default 20.
-    #[serde(default = "d_cb_min")]
-    pub min_requests: u32,
-    /// Length of the ratio window. Default 10s.
-    #[serde(default = "d_cb_window")]
-    pub window: Dur,
-    /// How long the circuit stays open before probing. Default 30s.
-    #[serde(default = "d_cb_open")]
-    pub open_for: Dur,
-    /// Requests let through while half-open; all must succeed to close. Default 1.
-    #[serde(default = "d_one")]
-    pub half_open_probes: u32,
-}
-
-fn d_cb_consecutive() -> u32 {
-    5
-}
-fn d_cb_ratio() -> f64 {
-    0.5
-}
-fn d_cb_min() -> u32 {
-    20
-}
-fn d_cb_window() -> Dur {
-    Dur::secs(10)
-}
-fn d_cb_open() -> Dur {
-    Dur::secs(30)
-}
-
-fn d_retries() -> u32 {
-    1
 }
 
 /// Load-balancing policy.
@@ -484,13 +343,17 @@ pub struct HealthCheckConfig {
     pub unhealthy_threshold: u32,
 }
 
+fn d_retries() -> u32 {
+    1
+}
+
 fn d_hc_path() -> String {
     "/".into()
 }
 fn d_hc_interval() -> Dur {
     Dur::secs(5)
 }
-fn d_one() -> u32 {
+pub(crate) fn d_one() -> u32 {
     1
 }
 fn d_two() -> u32 {
@@ -563,66 +426,6 @@ pub enum Access {
     Public,
     /// A bearer JWT from one of the tenant's issuers, with the listed scopes.
     Jwt(JwtAccess),
-}
-
-/// Conditions on a bearer JWT.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JwtAccess {
-    /// Names of the tenant's `issuers` whose tokens the route admits.
-    pub issuers: Vec<String>,
-    /// Scopes the token must all carry (`scope`, space-separated, or `scp`). Default none.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    /// Pass the caller's `Authorization` header on to the back-office. Default false: the
-    /// back-office gets the verified identity in `X-Varco-*` headers instead.
-    #[serde(default)]
-    pub forward_token: bool,
-}
-
-/// A token issuer the tenant trusts.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
-    /// The `iss` its tokens carry.
-    pub issuer: String,
-    /// Accepted `aud` values; the token's `aud` must contain one.
-    pub audiences: Vec<String>,
-    /// Where its public keys are published (JWKS); refreshed every `refresh` and on an
-    /// unknown `kid` (at most every 10 s).
-    #[serde(default)]
-    pub jwks_url: Option<String>,
-    /// Or a JWKS file (static keys).
-    #[serde(default)]
-    pub jwks_file: Option<PathBuf>,
-    /// Accepted signature algorithms. Default `[RS256, ES256]`. Never `none` or HS*.
-    #[serde(default = "d_algs")]
-    pub algorithms: Vec<String>,
-    /// Clock skew allowed on `exp`, `nbf`, `iat`. Default 30s.
-    #[serde(default = "d_leeway")]
-    pub leeway: Dur,
-    /// Required JOSE `typ` (e.g. `at+jwt`). Default: not checked.
-    #[serde(default)]
-    pub typ: Option<String>,
-    /// Longest token accepted, in bytes. Default 8192.
-    #[serde(default = "d_token_bytes")]
-    pub max_token_bytes: usize,
-    /// JWKS refresh interval. Default 5m.
-    #[serde(default = "d_refresh")]
-    pub refresh: Dur,
-}
-
-fn d_algs() -> Vec<String> {
-    vec!["RS256".into(), "ES256".into()]
-}
-fn d_leeway() -> Dur {
-    Dur::secs(30)
-}
-fn d_token_bytes() -> usize {
-    8192
-}
-fn d_refresh() -> Dur {
-    Dur::secs(300)
 }
 
 /// A route's target.

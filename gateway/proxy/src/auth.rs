@@ -241,6 +241,80 @@ impl Issuer {
     }
 }
 
+/// Verifies the bearer token against the route's issuers and checks its scopes; on
+/// success the verified identity replaces whatever identity headers the caller sent.
+pub async fn authenticate(
+    connector: &pingora_core::connectors::http::Connector,
+    session: &mut pingora_proxy::Session,
+    issuers: &[Arc<Issuer>],
+    scopes: &[String],
+    forward_token: bool,
+    tenant: &str,
+) -> Result<Arc<Identity>, Problem> {
+    let challenge = |p: Problem| {
+        let mut p = p;
+        if p.headers.is_empty() {
+            if let Ok(v) = http::HeaderValue::from_str(&format!("Bearer realm=\"{tenant}\"")) {
+                p.headers.push((http::header::WWW_AUTHENTICATE, v));
+            }
+        }
+        p
+    };
+    let auth = session.req_header().headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
+        challenge(Problem::new(ProblemKind::TokenMissing, "this route needs `Authorization: Bearer <token>`"))
+    })?;
+    let raw = auth
+        .to_str()
+        .map_err(|_| challenge(Problem::new(ProblemKind::TokenInvalid, "the Authorization header is not text")))?;
+    let token = match raw.split_once(' ') {
+        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
+        _ => return Err(challenge(Problem::new(ProblemKind::TokenInvalid, "the credential is not a Bearer token"))),
+    };
+    let max = issuers.iter().map(|i| i.cfg.max_token_bytes).max().unwrap_or(8192);
+    if token.len() > max {
+        return Err(challenge(Problem::new(
+            ProblemKind::TokenInvalid,
+            format!("the token is longer than {max} bytes"),
+        )));
+    }
+    // Pick the issuer by the (not yet trusted) `iss`; the signature check decides.
+    let issuer = if issuers.len() == 1 {
+        &issuers[0]
+    } else {
+        let iss = peek_iss(token);
+        issuers.iter().find(|i| iss.as_deref() == Some(i.cfg.issuer.as_str())).ok_or_else(|| {
+            challenge(Problem::new(
+                ProblemKind::TokenInvalid,
+                "the token comes from an issuer this route does not accept",
+            ))
+        })?
+    };
+    let id = issuer.verify(token, connector, tenant).await?;
+    if let Some(missing) = scopes.iter().find(|s| !id.scopes.contains(s)) {
+        return Err(Problem::new(
+            ProblemKind::Forbidden,
+            format!("the token lacks the scope `{missing}` this route requires"),
+        ));
+    }
+    let req = session.req_header_mut();
+    if !forward_token {
+        req.remove_header(&http::header::AUTHORIZATION);
+    }
+    let mut set = |name: &'static str, v: Option<&str>| {
+        if let Some(v) = v.and_then(|v| http::HeaderValue::from_str(v).ok()) {
+            let _ = req.insert_header(name, v);
+        }
+    };
+    set("x-varco-tenant", Some(tenant));
+    set("x-varco-issuer", Some(&id.issuer));
+    set("x-varco-subject", Some(&id.subject));
+    set("x-varco-client-id", id.client_id.as_deref());
+    set("x-varco-fiscal-code", id.fiscal_code.as_deref());
+    set("x-varco-acr", id.acr.as_deref());
+    set("x-varco-scopes", Some(&id.scopes.join(" ")));
+    Ok(id)
+}
+
 /// The `iss` of a token, read without verifying it (only to choose which issuer verifies).
 pub fn peek_iss(token: &str) -> Option<String> {
     use base64::Engine;

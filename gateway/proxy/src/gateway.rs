@@ -4,6 +4,7 @@
 
 use crate::respond;
 use crate::runtime::{RouteAccess, Runtime, Target};
+use crate::text::{fmt_ip, fmt_status};
 use crate::upstream::{hash_bytes, Pool, Slot, Tried};
 use crate::Shared;
 use async_trait::async_trait;
@@ -174,82 +175,6 @@ impl Gateway {
         Ok(true)
     }
 
-    /// Verifies the bearer token against the route's issuers and checks its scopes; on
-    /// success the verified identity replaces whatever identity headers the caller sent.
-    async fn authenticate(
-        &self,
-        session: &mut Session,
-        issuers: &[Arc<crate::auth::Issuer>],
-        scopes: &[String],
-        forward_token: bool,
-        tenant: &str,
-    ) -> Result<Arc<crate::auth::Identity>, Problem> {
-        let challenge = |p: Problem| {
-            let mut p = p;
-            if p.headers.is_empty() {
-                if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"{tenant}\"")) {
-                    p.headers.push((http::header::WWW_AUTHENTICATE, v));
-                }
-            }
-            p
-        };
-        let auth = session.req_header().headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
-            challenge(Problem::new(ProblemKind::TokenMissing, "this route needs `Authorization: Bearer <token>`"))
-        })?;
-        let raw = auth
-            .to_str()
-            .map_err(|_| challenge(Problem::new(ProblemKind::TokenInvalid, "the Authorization header is not text")))?;
-        let token = match raw.split_once(' ') {
-            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
-            _ => {
-                return Err(challenge(Problem::new(ProblemKind::TokenInvalid, "the credential is not a Bearer token")))
-            }
-        };
-        let max = issuers.iter().map(|i| i.cfg.max_token_bytes).max().unwrap_or(8192);
-        if token.len() > max {
-            return Err(challenge(Problem::new(
-                ProblemKind::TokenInvalid,
-                format!("the token is longer than {max} bytes"),
-            )));
-        }
-        // Pick the issuer by the (not yet trusted) `iss`; the signature check decides.
-        let issuer = if issuers.len() == 1 {
-            &issuers[0]
-        } else {
-            let iss = crate::auth::peek_iss(token);
-            issuers.iter().find(|i| iss.as_deref() == Some(i.cfg.issuer.as_str())).ok_or_else(|| {
-                challenge(Problem::new(
-                    ProblemKind::TokenInvalid,
-                    "the token comes from an issuer this route does not accept",
-                ))
-            })?
-        };
-        let id = issuer.verify(token, &self.shared.connector, tenant).await?;
-        if let Some(missing) = scopes.iter().find(|s| !id.scopes.contains(s)) {
-            return Err(Problem::new(
-                ProblemKind::Forbidden,
-                format!("the token lacks the scope `{missing}` this route requires"),
-            ));
-        }
-        let req = session.req_header_mut();
-        if !forward_token {
-            req.remove_header(&http::header::AUTHORIZATION);
-        }
-        let mut set = |name: &'static str, v: Option<&str>| {
-            if let Some(v) = v.and_then(|v| HeaderValue::from_str(v).ok()) {
-                let _ = req.insert_header(name, v);
-            }
-        };
-        set("x-varco-tenant", Some(tenant));
-        set("x-varco-issuer", Some(&id.issuer));
-        set("x-varco-subject", Some(&id.subject));
-        set("x-varco-client-id", id.client_id.as_deref());
-        set("x-varco-fiscal-code", id.fiscal_code.as_deref());
-        set("x-varco-acr", id.acr.as_deref());
-        set("x-varco-scopes", Some(&id.scopes.join(" ")));
-        Ok(id)
-    }
-
     fn retry_possible(&self, ctx: &RequestCtx, pool: &Pool) -> bool {
         (ctx.tried.count() as u32) <= pool.retries
             && (0..pool.servers.len()).any(|i| !ctx.tried.as_slice().contains(&i) && pool.is_available(i))
@@ -274,43 +199,6 @@ impl Gateway {
             tracing::warn!(tenant = %tenant, upstream = %pool.name, server = %pool.servers[i].name, "server ejected after consecutive failures");
         }
     }
-}
-
-fn problem_for(e: &Error, ctx: &RequestCtx) -> Option<Problem> {
-    use ErrorType::*;
-    let upstream = ctx
-        .rt
-        .as_ref()
-        .and_then(|rt| ctx.pool(rt).map(|p| (p, ctx.server)))
-        .map(|(p, s)| match s {
-            Some(i) => format!("upstream `{}` server {}", p.name, p.servers[i].name),
-            None => format!("upstream `{}`", p.name),
-        })
-        .unwrap_or_else(|| "the upstream".into());
-    let p = match (e.etype(), e.esource()) {
-        (ConnectTimedout, _) => {
-            Problem::new(ProblemKind::GatewayTimeout, format!("connecting to {upstream} timed out"))
-        }
-        (ReadTimedout | WriteTimedout, ErrorSource::Upstream) => {
-            Problem::new(ProblemKind::GatewayTimeout, format!("{upstream} did not answer in time"))
-        }
-        (ReadTimedout, ErrorSource::Downstream) => {
-            Problem::new(ProblemKind::RequestTimeout, "the request body stalled; send it without long pauses")
-        }
-        (ReadError | WriteError | ConnectionClosed | WriteTimedout, ErrorSource::Downstream) => return None,
-        (HTTPStatus(413), _) => Problem::new(ProblemKind::BodyTooLarge, "the request body is too large"),
-        (HTTPStatus(c), ErrorSource::Downstream) if *c < 500 => {
-            Problem::new(ProblemKind::BadRequest, format!("malformed request: {e}"))
-        }
-        (_, ErrorSource::Upstream) => {
-            Problem::new(ProblemKind::BadGateway, format!("{upstream} failed: {}", e.etype().as_str())).retry_after(1)
-        }
-        (_, ErrorSource::Downstream) => {
-            Problem::new(ProblemKind::BadRequest, format!("malformed request: {}", e.etype().as_str()))
-        }
-        _ => Problem::new(ProblemKind::Internal, "internal error; the trace id finds it in the logs"),
-    };
-    Some(p)
 }
 
 #[async_trait]
@@ -368,7 +256,16 @@ impl ProxyHttp for Gateway {
         if let (Some(t), Some(r)) = (ctx.tenant, ctx.route) {
             let tenant = &rt.tenants[t];
             if let RouteAccess::Jwt { issuers, scopes, forward_token } = &tenant.routes[r].access {
-                match self.authenticate(session, issuers, scopes, *forward_token, &tenant.id).await {
+                match crate::auth::authenticate(
+                    &self.shared.connector,
+                    session,
+                    issuers,
+                    scopes,
+                    *forward_token,
+                    &tenant.id,
+                )
+                .await
+                {
                     Ok(id) => {
                         ctx.state.subject = Some(id.subject.clone());
                         ctx.state.client_id = id.client_id.clone();
@@ -598,7 +495,7 @@ impl ProxyHttp for Gateway {
 
     /// Runs when the request failed for good: answers problem+json if nothing was sent yet.
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        let p = ctx.problem.take().or_else(|| problem_for(e, ctx));
+        let p = ctx.problem.take().or_else(|| respond::problem_for(e, &upstream_name(ctx)));
         let code = match p {
             Some(p) if session.response_written().is_none() => {
                 // pingora does not reuse a connection after a failed proxy attempt: say so.
@@ -658,66 +555,22 @@ impl ProxyHttp for Gateway {
     }
 }
 
+/// "upstream `pool` server host:port" for problem details.
+fn upstream_name(ctx: &RequestCtx) -> String {
+    ctx.rt
+        .as_ref()
+        .and_then(|rt| ctx.pool(rt).map(|p| (p, ctx.server)))
+        .map(|(p, s)| match s {
+            Some(i) => format!("upstream `{}` server {}", p.name, p.servers[i].name),
+            None => format!("upstream `{}`", p.name),
+        })
+        .unwrap_or_else(|| "the upstream".into())
+}
+
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn formats_addresses() {
-        let mut buf = [0u8; 48];
-        for ip in ["127.0.0.1", "10.0.100.255", "0.0.0.0", "::1", "2001:db8::8a2e:370:7334"] {
-            assert_eq!(super::fmt_ip(ip.parse().unwrap(), &mut buf), ip);
-        }
-        let mut code = [0u8; 3];
-        assert_eq!(super::fmt_status(&mut code, 404), "404");
-        assert_eq!(super::fmt_status(&mut code, 0), "000");
-    }
-}
 
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-
-/// Formats an address without `fmt` machinery (IPv4, the common case) into `buf`.
-fn fmt_ip(ip: std::net::IpAddr, buf: &mut [u8; 48]) -> &str {
-    use std::io::Write;
-    let len = match ip {
-        std::net::IpAddr::V4(v4) => {
-            let mut n = 0;
-            for (i, octet) in v4.octets().iter().enumerate() {
-                if i > 0 {
-                    buf[n] = b'.';
-                    n += 1;
-                }
-                let o = *octet;
-                if o >= 100 {
-                    buf[n] = b'0' + o / 100;
-                    n += 1;
-                }
-                if o >= 10 {
-                    buf[n] = b'0' + o / 10 % 10;
-                    n += 1;
-                }
-                buf[n] = b'0' + o % 10;
-                n += 1;
-            }
-            n
-        }
-        std::net::IpAddr::V6(v6) => {
-            let mut cur = std::io::Cursor::new(&mut buf[..]);
-            let _ = write!(cur, "{v6}");
-            cur.position() as usize
-        }
-    };
-    std::str::from_utf8(&buf[..len]).unwrap_or("")
-}
-
-/// Three-digit status without allocating.
-fn fmt_status(buf: &mut [u8; 3], status: u16) -> &str {
-    let s = status.min(999);
-    buf[0] = b'0' + (s / 100) as u8;
-    buf[1] = b'0' + (s / 10 % 10) as u8;
-    buf[2] = b'0' + (s % 10) as u8;
-    std::str::from_utf8(buf).unwrap_or("000")
-}

@@ -18,6 +18,7 @@ mod respond;
 mod router;
 mod runtime;
 mod server;
+mod text;
 mod tls;
 mod upstream;
 

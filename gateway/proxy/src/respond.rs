@@ -1,10 +1,11 @@
 //! Writing varco's own answers (problems and adapter responses) to a downstream session.
 
 use bytes::Bytes;
+use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use varco_core::problem::PROBLEM_JSON;
-use varco_core::{AdapterResponse, Problem, TraceContext};
+use varco_core::{AdapterResponse, Problem, ProblemKind, TraceContext};
 
 fn ids(trace: Option<&TraceContext>) -> (&str, &str) {
     trace.map(|t| (t.request_id(), t.trace_id.as_str())).unwrap_or(("", ""))
@@ -64,4 +65,34 @@ async fn write(session: &mut Session, h: ResponseHeader, body: Bytes) -> pingora
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
+}
+
+/// The problem a pingora error becomes; `None` when the caller is gone (nothing to answer).
+/// `upstream` names the pool and server for the detail.
+pub fn problem_for(e: &Error, upstream: &str) -> Option<Problem> {
+    use ErrorType::*;
+    let p = match (e.etype(), e.esource()) {
+        (ConnectTimedout, _) => {
+            Problem::new(ProblemKind::GatewayTimeout, format!("connecting to {upstream} timed out"))
+        }
+        (ReadTimedout | WriteTimedout, ErrorSource::Upstream) => {
+            Problem::new(ProblemKind::GatewayTimeout, format!("{upstream} did not answer in time"))
+        }
+        (ReadTimedout, ErrorSource::Downstream) => {
+            Problem::new(ProblemKind::RequestTimeout, "the request body stalled; send it without long pauses")
+        }
+        (ReadError | WriteError | ConnectionClosed | WriteTimedout, ErrorSource::Downstream) => return None,
+        (HTTPStatus(413), _) => Problem::new(ProblemKind::BodyTooLarge, "the request body is too large"),
+        (HTTPStatus(c), ErrorSource::Downstream) if *c < 500 => {
+            Problem::new(ProblemKind::BadRequest, format!("malformed request: {e}"))
+        }
+        (_, ErrorSource::Upstream) => {
+            Problem::new(ProblemKind::BadGateway, format!("{upstream} failed: {}", e.etype().as_str())).retry_after(1)
+        }
+        (_, ErrorSource::Downstream) => {
+            Problem::new(ProblemKind::BadRequest, format!("malformed request: {}", e.etype().as_str()))
+        }
+        _ => Problem::new(ProblemKind::Internal, "internal error; the trace id finds it in the logs"),
+    };
+    Some(p)
 }

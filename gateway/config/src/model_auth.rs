@@ -1,0 +1,66 @@
+//! Caller-authentication configuration: bearer-JWT access and token issuers.
+
+use crate::Dur;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Conditions on a bearer JWT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtAccess {
+    /// Names of the tenant's `issuers` whose tokens the route admits.
+    pub issuers: Vec<String>,
+    /// Scopes the token must all carry (`scope`, space-separated, or `scp`). Default none.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Pass the caller's `Authorization` header on to the back-office. Default false: the
+    /// back-office gets the verified identity in `X-Varco-*` headers instead.
+    #[serde(default)]
+    pub forward_token: bool,
+}
+
+/// A token issuer the tenant trusts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The `iss` its tokens carry.
+    pub issuer: String,
+    /// Accepted `aud` values; the token's `aud` must contain one.
+    pub audiences: Vec<String>,
+    /// Where its public keys are published (JWKS); refreshed every `refresh` and on an
+    /// unknown `kid` (at most every 10 s).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Or a JWKS file (static keys).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Accepted signature algorithms. Default `[RS256, ES256]`. Never `none` or HS*.
+    #[serde(default = "d_algs")]
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp`, `nbf`, `iat`. Default 30s.
+    #[serde(default = "d_leeway")]
+    pub leeway: Dur,
+    /// Required JOSE `typ` (e.g. `at+jwt`). Default: not checked.
+    #[serde(default)]
+    pub typ: Option<String>,
+    /// Longest token accepted, in bytes. Default 8192.
+    #[serde(default = "d_token_bytes")]
+    pub max_token_bytes: usize,
+    /// JWKS refresh interval. Default 5m.
+    #[serde(default = "d_refresh")]
+    pub refresh: Dur,
+}
+
+fn d_algs() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into()]
+}
+fn d_leeway() -> Dur {
+    Dur::secs(30)
+}
+fn d_token_bytes() -> usize {
+    8192
+}
+fn d_refresh() -> Dur {
+    Dur::secs(300)
+}
