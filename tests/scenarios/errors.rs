@@ -7,7 +7,7 @@ use varco_tests::{raw_http, Backend, Mode, Varco};
 fn config(be: &Backend, dead: u16, extra_upstream: &str) -> String {
     format!(
         r#"
-server: {{max_body_bytes: 1024, client_body_timeout: 300ms}}
+server: {{max_body_bytes: 1024, client_body_timeout: 100ms}}  # below the 300 ms upstream read timeout
 listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
 admin: {{address: "127.0.0.1:{{ADMIN}}"}}
 tenants:
