@@ -224,6 +224,9 @@ pub struct TenantConfig {
     /// Token issuers the tenant trusts, by name (used by `access: {jwt: ...}`).
     #[serde(default)]
     pub issuers: BTreeMap<String, IssuerConfig>,
+    /// API keys the tenant issued (used by `access: {api_key: ...}`).
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
 }
 
 /// A pool of back-office servers.
@@ -426,6 +429,8 @@ pub enum Access {
     Public,
     /// A bearer JWT from one of the tenant's issuers, with the listed scopes.
     Jwt(JwtAccess),
+    /// One of the tenant's `api_keys`.
+    ApiKey(ApiKeyAccess),
 }
 
 /// A route's target.

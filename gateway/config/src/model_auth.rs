@@ -64,3 +64,30 @@ fn d_token_bytes() -> usize {
 fn d_refresh() -> Dur {
     Dur::secs(300)
 }
+
+/// Conditions on an API key (for app developers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyAccess {
+    /// The header carrying the key. Default `X-Api-Key`.
+    #[serde(default = "d_api_key_header")]
+    pub header: String,
+}
+
+fn d_api_key_header() -> String {
+    "X-Api-Key".into()
+}
+
+/// An API key the tenant issued (made with `varco apikey`): only its SHA-256 is stored, so the
+/// configuration holds no secret. Removing it (and reloading) revokes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who holds it (an app, a developer); forwarded as `X-Varco-Client-Id`.
+    pub name: String,
+    /// `sha256:<64 hex>` of the key.
+    pub hash: String,
+    /// Route names it may call. Empty: every route that admits API keys.
+    #[serde(default)]
+    pub routes: Vec<String>,
+}

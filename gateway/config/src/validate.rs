@@ -223,6 +223,22 @@ fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
     if t.max_concurrent == Some(0) {
         is.add(format!("{p}.max_concurrent"), "must be at least 1");
     }
+    let mut key_names = HashSet::new();
+    for (i, k) in t.api_keys.iter().enumerate() {
+        let kp = format!("{p}.api_keys[{i}]");
+        if !is_name(&k.name) || !key_names.insert(k.name.as_str()) {
+            is.add(format!("{kp}.name"), "must be a unique name of letters, digits, `-` or `_`");
+        }
+        let hex = k.hash.strip_prefix("sha256:").unwrap_or("");
+        if hex.len() != 64 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            is.add(format!("{kp}.hash"), "must be `sha256:` and 64 hex digits (made by `varco apikey`)");
+        }
+        for (ri, r) in k.routes.iter().enumerate() {
+            if !t.routes.iter().any(|x| &x.name == r) {
+                is.add(format!("{kp}.routes[{ri}]"), format!("tenant `{}` has no route `{r}`", t.id));
+            }
+        }
+    }
     for (name, iss) in &t.issuers {
         validate_issuer(iss, &format!("{p}.issuers.{name}"), is);
     }
@@ -253,6 +269,11 @@ fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
         }
         if r.methods.is_empty() {
             is.add(format!("{rp}.methods"), "list the admitted methods (deny by default)");
+        }
+        if let Access::ApiKey(k) = &r.access {
+            if http::HeaderName::from_bytes(k.header.as_bytes()).is_err() {
+                is.add(format!("{rp}.access.api_key.header"), "not a header name");
+            }
         }
         if let Access::Jwt(j) = &r.access {
             if j.issuers.is_empty() {

@@ -404,3 +404,52 @@ mod tests {
         }
     }
 }
+
+/// `sha256:<hex>` of an API key, as stored in the configuration.
+pub fn api_key_hash(key: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    let mut out = String::from("sha256:");
+    for b in d.as_ref() {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Checks the route's API-key header against the tenant's issued keys.
+pub fn check_api_key(
+    req: &mut pingora_http::RequestHeader,
+    header: &http::HeaderName,
+    tenant: &crate::runtime::Tenant,
+    route: usize,
+) -> Result<String, Problem> {
+    let challenge = |kind, detail: String| {
+        let mut p = Problem::new(kind, detail);
+        if let Ok(v) = http::HeaderValue::from_str(&format!("ApiKey realm=\"{}\", header=\"{header}\"", tenant.id)) {
+            p.headers.push((http::header::WWW_AUTHENTICATE, v));
+        }
+        p
+    };
+    let key = req
+        .headers
+        .get(header)
+        .ok_or_else(|| challenge(ProblemKind::TokenMissing, format!("this route needs an API key in `{header}`")))?;
+    let d = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    let digest: [u8; 32] = d.as_ref().try_into().unwrap_or([0; 32]);
+    let found = tenant
+        .api_keys
+        .get(&digest)
+        .ok_or_else(|| challenge(ProblemKind::TokenInvalid, "the API key is unknown or revoked".to_owned()))?;
+    if found.routes.as_ref().is_some_and(|r| !r.contains(&route)) {
+        return Err(Problem::new(
+            ProblemKind::Forbidden,
+            format!("the API key `{}` may not call this route", found.name),
+        ));
+    }
+    // The back-office gets who called, never the key.
+    req.remove_header(header);
+    let _ = req.insert_header("x-varco-tenant", tenant.id.as_str());
+    if let Ok(v) = http::HeaderValue::from_str(&found.name) {
+        let _ = req.insert_header("x-varco-client-id", v);
+    }
+    Ok(found.name.clone())
+}

@@ -276,6 +276,15 @@ impl ProxyHttp for Gateway {
                     }
                 }
             }
+            if let RouteAccess::ApiKey { header } = &tenant.routes[r].access {
+                match crate::auth::check_api_key(session.req_header_mut(), header, tenant, r) {
+                    Ok(name) => ctx.state.client_id = Some(name),
+                    Err(p) => {
+                        respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
+                        return Ok(true);
+                    }
+                }
+            }
             if let Err(p) = self.run_chain(session, ctx, &rt) {
                 respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
                 return Ok(true);

@@ -22,6 +22,7 @@ mod text;
 mod tls;
 mod upstream;
 
+pub use auth::api_key_hash;
 pub use gateway::Gateway;
 pub use metrics::Metrics;
 pub use reload::{ReloadError, Reloader};

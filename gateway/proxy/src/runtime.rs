@@ -59,6 +59,7 @@ pub struct Tenant {
     pub table: RouteTable,
     pub pools: Vec<Arc<Pool>>,
     pub max_concurrent: Option<u32>,
+    pub api_keys: std::collections::HashMap<[u8; 32], ApiKey>,
     /// Requests of the tenant in flight (shared with the previous generation's tenant).
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -87,6 +88,15 @@ pub struct BuildDeps<'a> {
 pub enum RouteAccess {
     Public,
     Jwt { issuers: Vec<Arc<crate::auth::Issuer>>, scopes: Vec<String>, forward_token: bool },
+    ApiKey { header: http::HeaderName },
+}
+
+/// An issued API key, by the SHA-256 of the key.
+#[derive(Debug)]
+pub struct ApiKey {
+    pub name: String,
+    /// Route indexes it may call (`None`: all API-key routes).
+    pub routes: Option<Vec<usize>>,
 }
 
 /// Everything a request needs, built once per configuration.
@@ -289,6 +299,10 @@ fn build_tenant(
                     }
                     RouteAccess::Jwt { issuers, scopes: j.scopes.clone(), forward_token: j.forward_token }
                 }
+                varco_config::Access::ApiKey(k) => RouteAccess::ApiKey {
+                    header: HeaderName::from_bytes(k.header.as_bytes())
+                        .map_err(|_| build_err(format!("{rp}.access.api_key.header"), "not a header name"))?,
+                },
             },
             quotas: {
                 let scope = format!("route `{}`", r.name);
@@ -305,6 +319,20 @@ fn build_tenant(
         table,
         pools,
         max_concurrent: t.max_concurrent,
+        api_keys: t
+            .api_keys
+            .iter()
+            .filter_map(|k| {
+                let hex = k.hash.strip_prefix("sha256:")?;
+                let mut digest = [0u8; 32];
+                for (i, b) in digest.iter_mut().enumerate() {
+                    *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+                }
+                let routes = (!k.routes.is_empty())
+                    .then(|| k.routes.iter().filter_map(|r| route_cfgs.iter().position(|x| &x.name == r)).collect());
+                Some((digest, ApiKey { name: k.name.clone(), routes }))
+            })
+            .collect(),
         in_flight: previous.map_or_else(Default::default, |o| o.in_flight.clone()),
     })
 }

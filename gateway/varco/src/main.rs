@@ -30,6 +30,13 @@ enum Command {
     },
     /// Print the JSON Schema of the configuration file.
     Schema,
+    /// Make a new API key: prints the key (give it to the app, once) and the line for the
+    /// tenant's `api_keys` (only the hash is stored).
+    Apikey {
+        /// Who will hold it (an app, a developer).
+        #[arg(long)]
+        name: String,
+    },
     /// Print the version.
     Version,
 }
@@ -63,6 +70,15 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Version => println!("varco {}", env!("CARGO_PKG_VERSION")),
         Command::Schema => println!("{}", serde_json::to_string_pretty(&varco_config::json_schema())?),
+        Command::Apikey { name } => {
+            use std::io::Read;
+            let mut raw = [0u8; 32];
+            std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut raw)).context("no randomness")?;
+            let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            let key = format!("vk_{key}");
+            println!("key: {key}");
+            println!("api_keys entry: {{name: {name}, hash: \"{}\"}}", varco_proxy::api_key_hash(&key));
+        }
         Command::Check { config } => match load(Some(&config)) {
             Ok(cfg) => println!(
                 "{}: ok ({} tenant(s), {} listener(s))",
