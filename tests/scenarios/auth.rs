@@ -22,10 +22,13 @@ tenants:
     hosts: [{MC}]
     issuers:
       login: {{issuer: "{ISS}", audiences: [varco-c_e783], jwks_url: "{jwks}", algorithms: [RS256, ES256], leeway: 5s, max_token_bytes: 4096}}
+      pdnd: {{issuer: "https://auth.interop.pagopa.it", audiences: [eservice-anagrafe], jwks_url: "{jwks}", algorithms: [RS256], typ: at+jwt}}
     upstreams: {{bo: {{servers: ["{be}"]}}}}
     routes:
       - {{name: anagrafe, path: "/anagrafe/{{*rest}}", methods: [GET], access: {{jwt: {{issuers: [login], scopes: [anagrafe.read]}}}}, to: {{upstream: bo}}}}
       - {{name: open, path: "/open", methods: [GET], access: public, to: {{upstream: bo}}}}
+      - {{name: eservice, path: "/eservice", methods: [GET], access: {{jwt: {{issuers: [pdnd], purposes: [purpose-1], clients: [consumer-1]}}}}, to: {{upstream: bo}}}}
+      - {{name: l3, path: "/l3", methods: [GET], access: {{jwt: {{issuers: [login], acr_min: 3}}}}, to: {{upstream: bo}}}}
       - {{name: limited, path: "/limited", methods: [GET], access: {{jwt: {{issuers: [login]}}}}, to: {{upstream: bo}}, rate_limits: [{{per: subject, requests: 1, period: 1h}}], quotas: [{{per: client_id, requests: 3, window: day, lease: 1}}]}}
   - id: c_a662
     name: Bari
@@ -222,6 +225,41 @@ async fn limits_and_quotas_count_per_verified_caller() {
     assert_eq!(call(jose.mint("k-rsa", "RS256", &token("carol", "app-1"), None).await).await.status, 200);
     call(jose.mint("k-rsa", "RS256", &token("dave", "app-1"), None).await).await.assert_problem(429, "quota-exhausted");
     assert_eq!(call(jose.mint("k-rsa", "RS256", &token("erin", "app-2"), None).await).await.status, 200);
+}
+
+#[tokio::test]
+async fn pdnd_voucher_purposes_clients_and_spid_level() {
+    let (be, jose, v) = setup().await;
+    let voucher = |purpose: &str, client: &str| {
+        json!({
+            "iss": "https://auth.interop.pagopa.it", "aud": "eservice-anagrafe", "sub": client, "client_id": client,
+            "purposeId": purpose, "exp": "+300", "nbf": "-5", "iat": "-5", "jti": "v-1"
+        })
+    };
+    let at = json!({"typ": "at+jwt"});
+    let call = |t: String, path: &'static str| {
+        let v = &v;
+        async move { v.send("GET", MC, path, &[("authorization", &format!("Bearer {t}"))], b"").await }
+    };
+    let r = call(jose.mint("k-rsa", "RS256", &voucher("purpose-1", "consumer-1"), Some(&at)).await, "/eservice").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(be.last()["headers"]["x-varco-purpose-id"], "purpose-1");
+    assert_eq!(be.last()["headers"]["x-varco-client-id"], "consumer-1");
+    call(jose.mint("k-rsa", "RS256", &voucher("purpose-2", "consumer-1"), Some(&at)).await, "/eservice")
+        .await
+        .assert_problem(403, "forbidden");
+    call(jose.mint("k-rsa", "RS256", &voucher("purpose-1", "consumer-2"), Some(&at)).await, "/eservice")
+        .await
+        .assert_problem(403, "forbidden");
+    // A voucher must be typ at+jwt.
+    let r = call(jose.mint("k-rsa", "RS256", &voucher("purpose-1", "consumer-1"), None).await, "/eservice").await;
+    r.assert_problem(401, "token-invalid");
+    assert!(r.json["detail"].as_str().unwrap().contains("typ"), "{r:?}");
+    // SPID level: the L2 citizen token does not open an L3 route; an L3 one does.
+    call(jose.mint("k-rsa", "RS256", &claims(), None).await, "/l3").await.assert_problem(403, "forbidden");
+    let mut l3 = claims();
+    l3["acr"] = json!("https://www.spid.gov.it/SpidL3");
+    assert_eq!(call(jose.mint("k-rsa", "RS256", &l3, None).await, "/l3").await.status, 200);
 }
 
 fn base64_url_decode(s: &str) -> Vec<u8> {

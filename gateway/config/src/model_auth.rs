@@ -14,6 +14,15 @@ pub struct JwtAccess {
     /// Scopes the token must all carry (`scope`, space-separated, or `scp`). Default none.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// PDND: `purposeId`s admitted (allow-list). Default: any.
+    #[serde(default)]
+    pub purposes: Vec<String>,
+    /// `client_id`s admitted (PDND consumers, OAuth clients). Default: any.
+    #[serde(default)]
+    pub clients: Vec<String>,
+    /// Least SPID/CIE level of assurance (`acr` …/SpidL1, L2, L3): 1, 2 or 3. Default: none.
+    #[serde(default)]
+    pub acr_min: Option<u8>,
     /// Pass the caller's `Authorization` header on to the back-office. Default false: the
     /// back-office gets the verified identity in `X-Varco-*` headers instead.
     #[serde(default)]

@@ -276,6 +276,9 @@ fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
             }
         }
         if let Access::Jwt(j) = &r.access {
+            if j.acr_min.is_some_and(|l| !(1..=3).contains(&l)) {
+                is.add(format!("{rp}.access.jwt.acr_min"), "SPID/CIE levels are 1, 2 or 3");
+            }
             if j.issuers.is_empty() {
                 is.add(format!("{rp}.access.jwt.issuers"), "name at least one of the tenant's issuers");
             }

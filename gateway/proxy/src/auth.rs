@@ -32,6 +32,8 @@ pub struct Identity {
     pub acr: Option<String>,
     /// Codice fiscale without the `TINIT-` prefix.
     pub fiscal_code: Option<String>,
+    /// PDND `purposeId`.
+    pub purpose_id: Option<String>,
     pub exp: u64,
 }
 
@@ -231,6 +233,7 @@ impl Issuer {
             scopes,
             acr: s("acr"),
             fiscal_code,
+            purpose_id: s("purposeId"),
             exp: c.get("exp").and_then(|v| v.as_u64()).unwrap_or(0),
         })
     }
@@ -247,8 +250,7 @@ pub async fn authenticate(
     connector: &pingora_core::connectors::http::Connector,
     session: &mut pingora_proxy::Session,
     issuers: &[Arc<Issuer>],
-    scopes: &[String],
-    forward_token: bool,
+    policy: &varco_config::JwtAccess,
     tenant: &str,
 ) -> Result<Arc<Identity>, Problem> {
     let challenge = |p: Problem| {
@@ -290,7 +292,9 @@ pub async fn authenticate(
         })?
     };
     let id = issuer.verify(token, connector, tenant).await?;
-    if let Some(missing) = scopes.iter().find(|s| !id.scopes.contains(s)) {
+    check_policy(&id, policy)?;
+    let forward_token = policy.forward_token;
+    if let Some(missing) = policy.scopes.iter().find(|s| !id.scopes.contains(s)) {
         return Err(Problem::new(
             ProblemKind::Forbidden,
             format!("the token lacks the scope `{missing}` this route requires"),
@@ -312,7 +316,33 @@ pub async fn authenticate(
     set("x-varco-fiscal-code", id.fiscal_code.as_deref());
     set("x-varco-acr", id.acr.as_deref());
     set("x-varco-scopes", Some(&id.scopes.join(" ")));
+    set("x-varco-purpose-id", id.purpose_id.as_deref());
     Ok(id)
+}
+
+/// The route's conditions beyond the signature: PDND purposes, clients, SPID/CIE level.
+pub fn check_policy(id: &Identity, policy: &varco_config::JwtAccess) -> Result<(), Problem> {
+    let deny = |d: String| Err(Problem::new(ProblemKind::Forbidden, d));
+    if !policy.purposes.is_empty() && !id.purpose_id.as_ref().is_some_and(|p| policy.purposes.contains(p)) {
+        return deny("the token's purposeId is not admitted on this e-service".to_owned());
+    }
+    if !policy.clients.is_empty() && !id.client_id.as_ref().is_some_and(|c| policy.clients.contains(c)) {
+        return deny("the token's client_id is not admitted on this route".to_owned());
+    }
+    if let Some(min) = policy.acr_min {
+        if acr_level(id.acr.as_deref()) < min {
+            return deny(format!("this route needs SPID/CIE level {min} or higher (acr)"));
+        }
+    }
+    Ok(())
+}
+
+/// SPID/CIE level of an `acr` value (`https://www.spid.gov.it/SpidL2` → 2); 0 when unknown.
+pub fn acr_level(acr: Option<&str>) -> u8 {
+    acr.and_then(|a| a.rsplit_once("SpidL"))
+        .and_then(|(_, l)| l.parse::<u8>().ok())
+        .filter(|l| (1..=3).contains(l))
+        .unwrap_or(0)
 }
 
 /// The `iss` of a token, read without verifying it (only to choose which issuer verifies).
@@ -374,6 +404,15 @@ impl pingora_core::services::background::BackgroundService for JwksRefresher {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn acr_levels() {
+        assert_eq!(super::acr_level(Some("https://www.spid.gov.it/SpidL2")), 2);
+        assert_eq!(super::acr_level(Some("https://www.spid.gov.it/SpidL3")), 3);
+        assert_eq!(super::acr_level(Some("https://www.spid.gov.it/SpidL9")), 0);
+        assert_eq!(super::acr_level(Some("urn:other")), 0);
+        assert_eq!(super::acr_level(None), 0);
+    }
+
     /// Verifications per second on one core, for `bench/run.sh`: run with
     /// `JWT_BENCH_DIR=<dir with jwks.json and token> cargo test --release -p varco-proxy --lib
     /// -- --ignored --nocapture jwt_verify_throughput`.

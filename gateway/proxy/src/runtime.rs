@@ -87,7 +87,7 @@ pub struct BuildDeps<'a> {
 #[derive(Debug)]
 pub enum RouteAccess {
     Public,
-    Jwt { issuers: Vec<Arc<crate::auth::Issuer>>, scopes: Vec<String>, forward_token: bool },
+    Jwt { issuers: Vec<Arc<crate::auth::Issuer>>, policy: varco_config::JwtAccess },
     ApiKey { header: http::HeaderName },
 }
 
@@ -297,7 +297,7 @@ fn build_tenant(
                         let cfg = t.issuers.get(name).ok_or_else(|| build_err(&ip, "unknown issuer"))?;
                         issuers.push(deps.issuers.get(&t.id, name, cfg).map_err(|m| build_err(&ip, m))?);
                     }
-                    RouteAccess::Jwt { issuers, scopes: j.scopes.clone(), forward_token: j.forward_token }
+                    RouteAccess::Jwt { issuers, policy: j.clone() }
                 }
                 varco_config::Access::ApiKey(k) => RouteAccess::ApiKey {
                     header: HeaderName::from_bytes(k.header.as_bytes())
