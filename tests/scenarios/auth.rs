@@ -202,6 +202,10 @@ async fn key_rotation_and_an_unreachable_jwks() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let m = v.metrics().await;
     assert!(m.contains("varco_jwks_up{issuer=\"login\",tenant=\"c_e783\"} 0"), "{m}");
+    let status = v.get(MC, "/status").await;
+    assert_eq!(status.status, 200, "cached keys still verify: the ente is available");
+    let issuers = status.json["issuers"].as_array().unwrap();
+    assert!(issuers.iter().any(|i| i["name"] == "login" && i["keys_fresh"] == false), "{status:?}");
 }
 
 #[tokio::test]

@@ -78,6 +78,11 @@ impl Adapter for StatusAdapter {
             "upstreams": pools.iter().map(|u| serde_json::json!({
                 "name": u.name, "healthy_servers": u.healthy_servers, "servers": u.servers,
             })).collect::<Vec<_>>(),
+            // Stale keys do not make the ente unavailable (cached keys still verify), but
+            // operators see it here and in varco_jwks_up.
+            "issuers": self.health.issuers().iter().map(|(name, fresh)| serde_json::json!({
+                "name": name, "keys_fresh": fresh,
+            })).collect::<Vec<_>>(),
         });
         let mut resp = AdapterResponse::json(status, PROBLEM_JSON, serde_json::to_vec(&body).unwrap_or_default());
         if status == 503 {

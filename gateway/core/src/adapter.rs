@@ -63,4 +63,10 @@ pub struct UpstreamHealth {
 /// A read-only view of a tenant's upstream health, given to adapters that report it.
 pub trait HealthView: Send + Sync + std::fmt::Debug {
     fn upstreams(&self) -> Vec<UpstreamHealth>;
+
+    /// Token issuers and whether their keys are fresh (false: serving cached keys because the
+    /// JWKS is unreachable). Default: none.
+    fn issuers(&self) -> Vec<(String, bool)> {
+        Vec::new()
+    }
 }

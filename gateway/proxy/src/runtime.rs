@@ -66,11 +66,15 @@ pub struct Tenant {
 
 /// The tenant's pools as the status adapter sees them.
 #[derive(Debug)]
-struct TenantHealth(Vec<Arc<Pool>>);
+struct TenantHealth(Vec<Arc<Pool>>, Vec<Arc<crate::auth::Issuer>>);
 
 impl HealthView for TenantHealth {
     fn upstreams(&self) -> Vec<UpstreamHealth> {
         self.0.iter().map(|p| p.health()).collect()
+    }
+
+    fn issuers(&self) -> Vec<(String, bool)> {
+        self.1.iter().map(|i| (i.name.clone(), i.up.load(std::sync::atomic::Ordering::Relaxed))).collect()
     }
 }
 
@@ -214,7 +218,12 @@ fn build_tenant(
         pools.push(Arc::new(Pool::new(name, u, servers, old_pool.map(|p| p.as_ref()))));
         pool_names.push(name.as_str());
     }
-    let health: Arc<dyn HealthView> = Arc::new(TenantHealth(pools.clone()));
+    let mut tenant_issuers = Vec::new();
+    for (name, cfg) in &t.issuers {
+        tenant_issuers
+            .push(deps.issuers.get(&t.id, name, cfg).map_err(|m| build_err(format!("{p}.issuers.{name}"), m))?);
+    }
+    let health: Arc<dyn HealthView> = Arc::new(TenantHealth(pools.clone(), tenant_issuers));
     let mut routes = Vec::new();
     let mut table = RouteTable::default();
     let mut route_cfgs = t.routes.clone();
