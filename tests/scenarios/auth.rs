@@ -266,6 +266,52 @@ async fn pdnd_voucher_purposes_clients_and_spid_level() {
     assert_eq!(call(jose.mint("k-rsa", "RS256", &l3, None).await, "/l3").await.status, 200);
 }
 
+#[tokio::test]
+async fn the_back_office_can_verify_varcos_identity_token() {
+    let be = Backend::start("bo").await;
+    let jose = Jose::new();
+    jose.keygen("k-rsa", "RS256").await;
+    jose.keygen("varco-key", "ES256").await; // varco's own signing key (PKCS#8 P-256)
+    be.serve_static("/jwks.json", Some(jose.jwks()));
+    let key = jose.dir.join("varco-key.pem").display().to_string();
+    let cfg = config(&be).replacen(
+        "listeners:",
+        &format!("server: {{identity_token: {{key_file: \"{key}\", kid: v1, ttl: 30s}}}}\nlisteners:"),
+        1,
+    );
+    let v = Varco::start(&cfg).await;
+    let r = v
+        .send(
+            "GET",
+            MC,
+            "/anagrafe/v1/x",
+            &[
+                ("authorization", &format!("Bearer {}", jose.mint("k-rsa", "RS256", &claims(), None).await)),
+                ("x-varco-identity", "forged"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let token = be.last()["headers"]["x-varco-identity"].as_str().unwrap().to_owned();
+    assert_ne!(token, "forged");
+    // The back-office takes varco's keys from the ente's well-known URL...
+    let jwks = v.get(MC, "/.well-known/jwks.json").await;
+    assert_eq!(jwks.status, 200);
+    assert_eq!(jwks.header("content-type"), Some("application/jwk-set+json"));
+    assert!(!String::from_utf8_lossy(&jwks.body).contains("\"d\""), "the private key was published");
+    // ...and an independent implementation verifies the token with them.
+    let c = jose.verify(&jwks.body, &token, "c_e783").await;
+    assert_eq!(c["sub"], "citizen-42");
+    assert_eq!(c["fiscal_code"], "RSSMRA80A01H501U");
+    assert_eq!(c["iss"], "varco");
+    let ttl = c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap();
+    assert_eq!(ttl, 30);
+    // A caller cannot forge it on a public route either.
+    assert_eq!(v.send("GET", MC, "/open", &[("x-varco-identity", "forged")], b"").await.status, 200);
+    assert!(be.last()["headers"].get("x-varco-identity").is_none());
+}
+
 fn base64_url_decode(s: &str) -> Vec<u8> {
     let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = Vec::new();

@@ -57,6 +57,14 @@ impl Jose {
         self.run(&["none", &claims.to_string()]).await
     }
 
+    /// Verifies `token` against a JWKS document (independently of varco); its claims.
+    pub async fn verify(&self, jwks: &[u8], token: &str, aud: &str) -> serde_json::Value {
+        let path = self.dir.join("verify-jwks.json");
+        std::fs::write(&path, jwks).unwrap();
+        let out = self.run(&["verify", &path.display().to_string(), token, aud]).await;
+        serde_json::from_str(&out).unwrap()
+    }
+
     pub async fn hs_confusion(&self, kid: &str, claims: &serde_json::Value) -> String {
         let dir = self.dir.display().to_string();
         self.run(&["hs-confusion", &dir, kid, &claims.to_string()]).await

@@ -5,6 +5,7 @@
   mint DIR KID ALG CLAIMS [HEADER]   a signed compact JWS (CLAIMS/HEADER are JSON; "exp": "+60" = now+60)
   none CLAIMS                        an unsigned token (alg: none)
   hs-confusion DIR KID CLAIMS        HS256 signed with the RSA *public* key PEM as the secret
+  verify JWKS_FILE TOKEN AUD         verify a token with a JWKS (ES256/RS256); prints its claims
 """
 import base64
 import hashlib
@@ -81,6 +82,12 @@ def main(argv):
         print(mint(argv[2], argv[3], argv[4], argv[5], argv[6] if len(argv) > 6 else None))
     elif cmd == "none":
         print(none(argv[2]))
+    elif cmd == "verify":
+        jwks = json.load(open(argv[2]))
+        kid = jwt.get_unverified_header(argv[3]).get("kid")
+        jwk = next(k for k in jwks["keys"] if k.get("kid") == kid)
+        key = jwt.PyJWK(jwk).key
+        print(json.dumps(jwt.decode(argv[3], key=key, algorithms=["ES256", "RS256"], audience=argv[4])))
     elif cmd == "hs-confusion":
         print(hs_confusion(argv[2], argv[3], argv[4]))
     else:

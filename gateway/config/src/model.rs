@@ -60,6 +60,9 @@ pub struct ServerConfig {
     /// must arrive within pingora's 60 s.) Default 30s.
     #[serde(default = "d_body_timeout")]
     pub client_body_timeout: Dur,
+    /// Sign the verified identity as a short-lived JWT for back-offices. Default: off.
+    #[serde(default)]
+    pub identity_token: Option<IdentityTokenConfig>,
     /// Also send the RFC 7239 `Forwarded` header upstream (`X-Forwarded-For/-Proto/-Host` are
     /// always sent). Default false.
     #[serde(default)]
@@ -77,6 +80,7 @@ impl Default for ServerConfig {
             upstream_keepalive_pool: d_pool(),
             forwarded_header: false,
             client_body_timeout: d_body_timeout(),
+            identity_token: None,
         }
     }
 }
@@ -449,7 +453,14 @@ pub enum RouteTarget {
 pub enum AdapterConfig {
     /// ModI `GET /status` from the tenant's upstream health.
     Status(StatusConfig),
+    /// varco's identity-token key set (needs `server.identity_token`).
+    Jwks(JwksConfig),
 }
+
+/// Configuration of the `jwks` adapter (nothing to set).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwksConfig {}
 
 /// Header changes towards the upstream.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -100,3 +100,31 @@ pub struct ApiKeyConfig {
     #[serde(default)]
     pub routes: Vec<String>,
 }
+
+/// A short-lived JWT varco signs for the back-office, carrying the verified identity; the
+/// back-office checks it with the keys at `/.well-known/jwks.json` of its ente.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityTokenConfig {
+    /// PKCS#8 PEM file of varco's P-256 signing key (ES256). A secret: readable by varco only.
+    pub key_file: PathBuf,
+    /// The `kid` published with the key. Default `varco-1`.
+    #[serde(default = "d_kid")]
+    pub kid: String,
+    /// Lifetime of each token. Default 60s.
+    #[serde(default = "d_id_ttl")]
+    pub ttl: Dur,
+    /// Header carrying it. Default `X-Varco-Identity`.
+    #[serde(default = "d_id_header")]
+    pub header: String,
+}
+
+fn d_kid() -> String {
+    "varco-1".into()
+}
+fn d_id_ttl() -> Dur {
+    Dur::secs(60)
+}
+fn d_id_header() -> String {
+    "X-Varco-Identity".into()
+}

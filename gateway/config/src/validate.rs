@@ -92,7 +92,7 @@ impl Config {
             if !seen_tenants.insert(t.id.as_str()) {
                 is.add(format!("{p}.id"), format!("tenant id `{}` is used twice", t.id));
             }
-            validate_tenant(t, &p, &mut is);
+            validate_tenant(t, &p, self.server.identity_token.as_ref(), &mut is);
             let hosts: Vec<&str> =
                 if t.hosts.is_empty() { vec!["*"] } else { t.hosts.iter().map(String::as_str).collect() };
             for h in hosts {
@@ -119,6 +119,19 @@ impl Config {
         }
         if s.max_body_bytes == 0 || s.max_body_bytes > MAX_BODY_LIMIT {
             is.add("server.max_body_bytes", "must be between 1 and 1 GiB");
+        }
+        if let Some(it) = &s.identity_token {
+            if http::HeaderName::from_bytes(it.header.as_bytes()).is_err() {
+                is.add("server.identity_token.header", "not a header name");
+            } else if !it.header.to_ascii_lowercase().starts_with("x-varco-") {
+                is.add(
+                    "server.identity_token.header",
+                    "must start with `X-Varco-`: varco strips those from callers, so they cannot forge it",
+                );
+            }
+            if it.ttl.0.as_secs() == 0 || it.ttl.0.as_secs() > 3600 {
+                is.add("server.identity_token.ttl", "between 1s and 1h");
+            }
         }
         if s.client_body_timeout.0.is_zero() {
             is.add("server.client_body_timeout", "must be more than zero");
@@ -192,7 +205,7 @@ impl Config {
     }
 }
 
-fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
+fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityTokenConfig>, is: &mut Issues) {
     if !is_ipa_code(&t.id) {
         is.add(format!("{p}.id"), format!("`{}` is not a codice IPA (2-32 of a-z, 0-9, _)", t.id));
     }
@@ -319,6 +332,11 @@ fn validate_tenant(t: &TenantConfig, p: &str, is: &mut Issues) {
                     AdapterConfig::Status(s) => {
                         for (f, m) in s.validate() {
                             is.add(format!("{ap}.{f}"), m);
+                        }
+                    }
+                    AdapterConfig::Jwks(_) => {
+                        if server_identity.is_none() {
+                            is.add(ap.clone(), "the jwks adapter needs server.identity_token");
                         }
                     }
                 }

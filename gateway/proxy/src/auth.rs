@@ -252,6 +252,7 @@ pub async fn authenticate(
     issuers: &[Arc<Issuer>],
     policy: &varco_config::JwtAccess,
     tenant: &str,
+    signer: Option<&crate::identity::IdentitySigner>,
 ) -> Result<Arc<Identity>, Problem> {
     let challenge = |p: Problem| {
         let mut p = p;
@@ -317,6 +318,11 @@ pub async fn authenticate(
     set("x-varco-acr", id.acr.as_deref());
     set("x-varco-scopes", Some(&id.scopes.join(" ")));
     set("x-varco-purpose-id", id.purpose_id.as_deref());
+    if let Some(signer) = signer {
+        if let Some(v) = signer.sign(tenant, &id).and_then(|t| http::HeaderValue::from_str(&t).ok()) {
+            let _ = req.insert_header(signer.header.clone(), v);
+        }
+    }
     Ok(id)
 }
 

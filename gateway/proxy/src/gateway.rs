@@ -256,7 +256,16 @@ impl ProxyHttp for Gateway {
         if let (Some(t), Some(r)) = (ctx.tenant, ctx.route) {
             let tenant = &rt.tenants[t];
             if let RouteAccess::Jwt { issuers, policy } = &tenant.routes[r].access {
-                match crate::auth::authenticate(&self.shared.connector, session, issuers, policy, &tenant.id).await {
+                match crate::auth::authenticate(
+                    &self.shared.connector,
+                    session,
+                    issuers,
+                    policy,
+                    &tenant.id,
+                    rt.identity.as_deref(),
+                )
+                .await
+                {
                     Ok(id) => {
                         ctx.state.subject = Some(id.subject.clone());
                         ctx.state.client_id = id.client_id.clone();

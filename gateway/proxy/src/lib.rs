@@ -10,6 +10,7 @@ mod fetch;
 mod filters;
 mod gateway;
 mod health;
+mod identity;
 mod limits;
 mod metrics;
 mod quotas;

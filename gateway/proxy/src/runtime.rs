@@ -113,6 +113,8 @@ pub struct Runtime {
     pub access_log: bool,
     pub forwarded_header: bool,
     pub client_body_timeout: std::time::Duration,
+    /// Signs the identity token for back-offices, when configured.
+    pub identity: Option<Arc<crate::identity::IdentitySigner>>,
 }
 
 pub(crate) fn read_secret(path: &str, s: &SecretRef) -> Result<String, BuildError> {
@@ -140,11 +142,19 @@ impl Runtime {
         deps: &BuildDeps<'_>,
         previous: Option<&Runtime>,
     ) -> Result<Self, BuildError> {
+        let identity = cfg
+            .server
+            .identity_token
+            .as_ref()
+            .map(crate::identity::IdentitySigner::load)
+            .transpose()
+            .map_err(|m| build_err("server.identity_token", m))?
+            .map(Arc::new);
         let mut index = TenantIndex::default();
         let mut tenants = Vec::with_capacity(cfg.tenants.len());
         for (ti, t) in cfg.tenants.iter().enumerate() {
             let old = previous.and_then(|p| p.tenants.iter().find(|o| o.id == t.id));
-            let tenant = build_tenant(t, &format!("tenants[{ti}]"), &cfg, deps, old)?;
+            let tenant = build_tenant(t, &format!("tenants[{ti}]"), &cfg, deps, old, identity.as_ref())?;
             if let Some(old) = old {
                 for p in &tenant.pools {
                     if let Some(op) = old.pools.iter().find(|op| op.name == p.name) {
@@ -165,6 +175,7 @@ impl Runtime {
             access_log: cfg.server.access_log,
             forwarded_header: cfg.server.forwarded_header,
             client_body_timeout: cfg.server.client_body_timeout.0,
+            identity,
             config: cfg,
             tenants,
             index,
@@ -178,6 +189,7 @@ fn build_tenant(
     cfg: &Config,
     deps: &BuildDeps<'_>,
     previous: Option<&Tenant>,
+    identity: Option<&Arc<crate::identity::IdentitySigner>>,
 ) -> Result<Tenant, BuildError> {
     let (metrics, limiters) = (deps.metrics, deps.limiters);
     let tenant_quotas: Vec<_> = t.quotas.iter().map(|q| deps.quotas.get(&t.id, "ente", q, deps.redis)).collect();
@@ -241,6 +253,20 @@ fn build_tenant(
             quotas: Vec::new(),
         });
     }
+    if identity.is_some() && !route_cfgs.iter().any(|r| r.path == "/.well-known/jwks.json") {
+        route_cfgs.push(varco_config::RouteConfig {
+            name: "jwks".into(),
+            path: "/.well-known/jwks.json".into(),
+            methods: vec!["GET".into(), "HEAD".into()],
+            access: varco_config::Access::Public,
+            to: RouteTarget::Adapter(AdapterConfig::Jwks(Default::default())),
+            max_body_bytes: None,
+            strip_prefix: None,
+            request_headers: None,
+            rate_limits: Vec::new(),
+            quotas: Vec::new(),
+        });
+    }
     for (ri, r) in route_cfgs.iter().enumerate() {
         let rp = format!("{p}.routes[{ri}]");
         let max_body_bytes = r.max_body_bytes.unwrap_or(cfg.server.max_body_bytes);
@@ -266,6 +292,11 @@ fn build_tenant(
                     .position(|n| n == u)
                     .ok_or_else(|| build_err(format!("{rp}.to.upstream"), "unknown upstream"))?,
             ),
+            RouteTarget::Adapter(AdapterConfig::Jwks(_)) => Target::Adapter(Arc::new(crate::identity::JwksAdapter(
+                identity
+                    .map(|i| i.jwks.clone())
+                    .ok_or_else(|| build_err(format!("{rp}.to.adapter"), "needs server.identity_token"))?,
+            ))),
             RouteTarget::Adapter(AdapterConfig::Status(s)) => {
                 Target::Adapter(Arc::new(StatusAdapter::build(s, health.clone())))
             }
