@@ -12,6 +12,7 @@ mod model_auth;
 mod model_traffic;
 mod positions;
 mod validate;
+mod validate_rules;
 
 pub use duration::Dur;
 pub use model::*;

@@ -68,12 +68,10 @@ pub struct AccessLogFlusher(pub std::sync::Arc<crate::Shared>);
 impl pingora_core::services::background::BackgroundService for AccessLogFlusher {
     async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => self.0.access_log.flush(),
-                _ = shutdown.changed() => { self.0.access_log.flush(); return; }
-            }
+        while crate::tick_or_shutdown(&mut tick, &mut shutdown).await {
+            self.0.access_log.flush();
         }
+        self.0.access_log.flush();
     }
 }
 

@@ -392,11 +392,7 @@ pub struct JwksRefresher(pub Arc<crate::Shared>);
 impl pingora_core::services::background::BackgroundService for JwksRefresher {
     async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
-            }
+        while crate::tick_or_shutdown(&mut tick, &mut shutdown).await {
             for i in self.0.issuers.all() {
                 if i.refresh_due() {
                     i.refresh(&self.0.connector).await;

@@ -40,11 +40,7 @@ impl pingora_core::services::background::BackgroundService for HealthService {
     async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
         let connector = Arc::new(Connector::new(None));
         let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
-            }
+        while crate::tick_or_shutdown(&mut tick, &mut shutdown).await {
             let rt = self.shared.current.load_full();
             for t in &rt.tenants {
                 for pool in &t.pools {

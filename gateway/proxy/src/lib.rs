@@ -67,3 +67,14 @@ impl Drop for InFlight {
         self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// Waits for the next tick of a background loop; false once the server shuts down.
+pub(crate) async fn tick_or_shutdown(
+    tick: &mut tokio::time::Interval,
+    shutdown: &mut pingora_core::server::ShutdownWatch,
+) -> bool {
+    tokio::select! {
+        _ = tick.tick() => true,
+        _ = shutdown.changed() => false,
+    }
+}

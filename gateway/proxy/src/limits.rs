@@ -257,11 +257,7 @@ pub struct LimitsGc(pub Arc<crate::Shared>);
 impl pingora_core::services::background::BackgroundService for LimitsGc {
     async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
-            }
+        while crate::tick_or_shutdown(&mut tick, &mut shutdown).await {
             self.0.limiters.retain_used();
             self.0.quotas.retain_used_and_evict();
             if let Some(r) = &self.0.redis {
