@@ -301,13 +301,7 @@ tenants:
       - {name: plain, path: "/bench/{*rest}", methods: [GET], access: public, to: {upstream: backend}}
       - {name: jwt, path: "/jwt/{*rest}", methods: [GET], access: {jwt: {issuers: [login], scopes: [bench]}}, to: {upstream: backend}, strip_prefix: /jwt}
 EOF
-    "$VARCO" check --config "$cfg" >"$TMP/$name.check" 2>&1 ||
-        die "$name: varco check rejects the bench config: $(cat "$TMP/$name.check")"
-    "${PROXY_PIN[@]}" "$VARCO" serve --config "$cfg" </dev/null >/dev/null 2>"$logf" &
-    SRV_PID=$!
-    SRV_PIDS=$SRV_PID
-    track "$SRV_PID" INT
-    wait_http "$name" "$SRV_PID" "$SRV_URL" "$logf"
+    serve_varco "$name" "$cfg" "$logf"
     local code
     code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $JWT_TOKEN" "http://127.0.0.1:$port/jwt$URL_PATH")
     [[ $code == 200 ]] || die "$name: the JWT route answered $code to a valid token"
@@ -325,6 +319,19 @@ start_pingora_minimal() {
     SRV_PIDS=$SRV_PID
     track "$SRV_PID" INT  # pingora: SIGINT = fast shutdown, SIGTERM = graceful (slow)
     wait_http pingora-minimal "$SRV_PID" "$SRV_URL" "$logf"
+}
+
+# serve_varco NAME CFG LOGF: checks the config, starts varco pinned, waits until it answers.
+serve_varco() {
+    local name=$1 cfg=$2 logf=$3
+    "$VARCO" check --config "$cfg" >"$TMP/$name.check" 2>&1 ||
+        die "$name: varco check rejects the bench config: $(cat "$TMP/$name.check")"
+    # stdout carries the access log: discarded, so only the cost of producing it is measured.
+    "${PROXY_PIN[@]}" "$VARCO" serve --config "$cfg" </dev/null >/dev/null 2>"$logf" &
+    SRV_PID=$!
+    SRV_PIDS=$SRV_PID
+    track "$SRV_PID" INT
+    wait_http "$name" "$SRV_PID" "$SRV_URL" "$logf"
 }
 
 # start_varco NAME ACCESS_LOG(true|false) [ROUTE_EXTRA]: ROUTE_EXTRA is YAML added to the route
@@ -345,14 +352,7 @@ tenants:
     routes:
       - {name: plain, path: "/{*rest}", methods: [GET], access: public, to: {upstream: backend}$extra}
 EOF
-    "$VARCO" check --config "$cfg" >"$TMP/$name.check" 2>&1 ||
-        die "$name: varco check rejects the bench config:$(printf '\n')$(cat "$TMP/$name.check")"
-    # stdout carries the access log: discarded, so only the cost of producing it is measured.
-    "${PROXY_PIN[@]}" "$VARCO" serve --config "$cfg" </dev/null >/dev/null 2>"$logf" &
-    SRV_PID=$!
-    SRV_PIDS=$SRV_PID
-    track "$SRV_PID" INT
-    wait_http "$name" "$SRV_PID" "$SRV_URL" "$logf"
+    serve_varco "$name" "$cfg" "$logf"
 }
 
 stop_server() {

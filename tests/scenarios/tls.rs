@@ -11,6 +11,18 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A self-signed CA (`ca.crt`, `ca.key`) in `dir`.
+fn make_ca(dir: &Path, cn: &str) {
+    let subj = format!("/CN={cn}");
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", &subj,
+        ],
+    );
+}
+
 /// A CA, then a certificate signed by it for `cn` (with `cn` as DNS SAN), as `<name>.crt/.key`.
 fn issue(dir: &Path, name: &str, cn: &str, client: bool) {
     openssl(
@@ -61,24 +73,7 @@ fn pki() -> std::path::PathBuf {
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("varco-pki-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=varco test CA",
-        ],
-    );
+    make_ca(&dir, "varco test CA");
     issue(&dir, "macerata", "macerata.example.it", false);
     issue(&dir, "bari", "bari.example.it", false);
     issue(&dir, "client", "pdnd-client", true);
@@ -151,24 +146,7 @@ async fn required_client_certificate_is_enforced() {
     // A certificate from another CA is refused.
     let other = std::env::temp_dir().join(format!("varco-pki-other-{}", std::process::id()));
     std::fs::create_dir_all(&other).unwrap();
-    openssl(
-        &other,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=rogue CA",
-        ],
-    );
+    make_ca(&other, "rogue CA");
     issue(&other, "client", "rogue", true);
     let (cert, key) = (other.join("client.crt").display().to_string(), other.join("client.key").display().to_string());
     let (err, body) = curl(v.port, "macerata.example.it", &pki, &["--cert", &cert, "--key", &key]);
