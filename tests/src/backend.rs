@@ -126,6 +126,7 @@ async fn handle(req: Request<Incoming>, st: Arc<State>, name: String) -> Result<
         "path": parts.uri.to_string(),
         "headers": headers,
         "body_len": body.len(),
+        "body": String::from_utf8_lossy(&body),
     });
     *st.last.lock().unwrap() = Some(echo.clone());
     st.hits.fetch_add(1, Ordering::SeqCst);

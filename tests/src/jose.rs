@@ -71,6 +71,78 @@ impl Jose {
     }
 }
 
+impl Jose {
+    /// Has the test CA (`ca.pem` in the folder) certify `kid`'s key; the base64 DER for `x5c`.
+    pub async fn cert(&self, kid: &str) -> String {
+        self.run(&["cert", &self.dir.display().to_string(), kid]).await
+    }
+
+    /// ModI INTEGRITY_REST headers for `body`: (`Digest`, `Agid-JWT-Signature`). `header` and
+    /// `claims` add to or replace the JOSE header and the default claims.
+    #[allow(clippy::too_many_arguments)] // mirrors the tool's command line
+    pub async fn modi(
+        &self,
+        kid: &str,
+        alg: &str,
+        aud: &str,
+        content_type: &str,
+        body: &[u8],
+        header: &serde_json::Value,
+        claims: &serde_json::Value,
+    ) -> (String, String) {
+        let f = self.dir.join(format!("body-{}", fastrand_name()));
+        std::fs::write(&f, body).unwrap();
+        let dir = self.dir.display().to_string();
+        let out = self
+            .run(&[
+                "modi",
+                &dir,
+                kid,
+                alg,
+                aud,
+                content_type,
+                &f.display().to_string(),
+                &header.to_string(),
+                &claims.to_string(),
+            ])
+            .await;
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (v["digest"].as_str().unwrap().to_owned(), v["signature"].as_str().unwrap().to_owned())
+    }
+
+    /// An AUDIT_REST tracking evidence and the SHA-256 (hex) a voucher's `digest` binds it with.
+    pub async fn audit(&self, kid: &str, alg: &str, aud: &str, claims: &serde_json::Value) -> (String, String) {
+        let dir = self.dir.display().to_string();
+        let out = self.run(&["audit", &dir, kid, alg, aud, &claims.to_string()]).await;
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (v["evidence"].as_str().unwrap().to_owned(), v["digest"].as_str().unwrap().to_owned())
+    }
+
+    /// Checks a ModI response signature independently; its claims (panics when invalid).
+    pub async fn verify_modi(
+        &self,
+        jwks: &[u8],
+        digest: &str,
+        signature: &str,
+        aud: &str,
+        body: &[u8],
+        content_type: &str,
+    ) -> serde_json::Value {
+        let j = self.dir.join("verify-modi-jwks.json");
+        std::fs::write(&j, jwks).unwrap();
+        let f = self.dir.join(format!("resp-{}", fastrand_name()));
+        std::fs::write(&f, body).unwrap();
+        let args =
+            ["verify-modi", &j.display().to_string(), digest, signature, aud, &f.display().to_string(), content_type];
+        serde_json::from_str(&self.run(&args).await).unwrap()
+    }
+}
+
+fn fastrand_name() -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::SeqCst).to_string()
+}
+
 impl Default for Jose {
     fn default() -> Self {
         Self::new()

@@ -432,7 +432,7 @@ pub enum Access {
     /// Anyone; stated explicitly so that forgetting it is an error, not an open door.
     Public,
     /// A bearer JWT from one of the tenant's issuers, with the listed scopes.
-    Jwt(JwtAccess),
+    Jwt(Box<JwtAccess>),
     /// One of the tenant's `api_keys`.
     ApiKey(ApiKeyAccess),
 }

@@ -27,6 +27,77 @@ pub struct JwtAccess {
     /// back-office gets the verified identity in `X-Varco-*` headers instead.
     #[serde(default)]
     pub forward_token: bool,
+    /// PDND: the voucher's `eserviceId` must be this one. Default: not checked.
+    #[serde(default)]
+    pub eservice_id: Option<String>,
+    /// PDND: the voucher's `producerId` must be this one. Default: not checked.
+    #[serde(default)]
+    pub producer_id: Option<String>,
+    /// Refuse a second use of the same bearer token `jti` while it is valid (tokens without
+    /// `jti` are refused). Default false: PDND vouchers are meant to be reused until they expire.
+    #[serde(default)]
+    pub unique_jti: bool,
+    /// ModI message-level patterns on top of the bearer token. Default: none.
+    #[serde(default)]
+    pub modi: Option<ModiAccess>,
+}
+
+/// ModI INTEGRITY_REST and AUDIT_REST patterns of a route (AgID guidelines). A route with
+/// `modi` is store-and-forward: varco reads the whole body (up to `max_body_bytes`), checks
+/// it, then calls the back-office.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModiAccess {
+    /// `INTEGRITY_REST_01` (signing key in the `x5c` chain, anchored in `trust_anchors`) or
+    /// `INTEGRITY_REST_02` (signing key by `kid` from the JWKS of `keys_issuer`): requires
+    /// `Digest` and `Agid-JWT-Signature` on every request. Default: none.
+    #[serde(default)]
+    pub integrity: Option<IntegrityPattern>,
+    /// `AUDIT_REST_01` or `AUDIT_REST_02` (bound to the voucher's `digest` claim): requires
+    /// `Agid-JWT-TrackingEvidence`, whose user data is recorded in the audit trail. Default: none.
+    #[serde(default)]
+    pub audit: Option<AuditPattern>,
+    /// The `aud` the ModI JWTs must carry (the e-service's URL as registered on PDND).
+    pub audience: String,
+    /// For `*_02` patterns: the tenant issuer whose JWKS holds the consumers' keys (by `kid`).
+    #[serde(default)]
+    pub keys_issuer: Option<String>,
+    /// For `INTEGRITY_REST_01`: PEM file of the CA certificates that may issue signing
+    /// certificates.
+    #[serde(default)]
+    pub trust_anchors: Option<PathBuf>,
+    /// Accepted signature algorithms of the ModI JWTs. Default `[RS256, ES256]`.
+    #[serde(default = "d_modi_algs")]
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp`, `nbf`, `iat`. Default 30s.
+    #[serde(default = "d_leeway")]
+    pub leeway: Dur,
+    /// Sign every response with `Digest` and `Agid-JWT-Signature` (varco's key from
+    /// `server.identity_token`, published at the ente's `/.well-known/jwks.json`). Default false.
+    #[serde(default)]
+    pub sign_responses: bool,
+}
+
+fn d_modi_algs() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into()]
+}
+
+/// The ModI integrity pattern of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum IntegrityPattern {
+    #[serde(rename = "INTEGRITY_REST_01")]
+    Rest01,
+    #[serde(rename = "INTEGRITY_REST_02")]
+    Rest02,
+}
+
+/// The ModI audit pattern of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AuditPattern {
+    #[serde(rename = "AUDIT_REST_01")]
+    Rest01,
+    #[serde(rename = "AUDIT_REST_02")]
+    Rest02,
 }
 
 /// A token issuer the tenant trusts.

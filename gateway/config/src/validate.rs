@@ -304,6 +304,15 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
                     );
                 }
             }
+            if let Some(m) = &j.modi {
+                crate::validate_rules::validate_modi(
+                    m,
+                    &format!("{rp}.access.jwt.modi"),
+                    t,
+                    server_identity.is_some(),
+                    is,
+                );
+            }
         }
         for (mi, m) in r.methods.iter().enumerate() {
             if !METHODS.contains(&m.as_str()) {

@@ -74,3 +74,34 @@ pub(crate) fn validate_quota(q: &QuotaConfig, p: &str, is: &mut Issues) {
         _ => {}
     }
 }
+
+pub(crate) fn validate_modi(m: &ModiAccess, p: &str, t: &TenantConfig, has_signer: bool, is: &mut Issues) {
+    if m.integrity.is_none() && m.audit.is_none() && !m.sign_responses {
+        is.add(p.to_owned(), "name an `integrity` or `audit` pattern, or `sign_responses`");
+    }
+    if m.audience.is_empty() {
+        is.add(format!("{p}.audience"), "must not be empty: it is the e-service's URL the ModI JWTs are meant for");
+    }
+    let needs_kid = m.integrity == Some(IntegrityPattern::Rest02) || m.audit.is_some();
+    match &m.keys_issuer {
+        None if needs_kid => is.add(
+            format!("{p}.keys_issuer"),
+            "INTEGRITY_REST_02 and AUDIT_REST_* resolve the signer's key by `kid`: name the tenant issuer whose JWKS holds it",
+        ),
+        Some(k) if !t.issuers.contains_key(k) => {
+            is.add(format!("{p}.keys_issuer"), format!("tenant `{}` has no issuer `{k}`", t.id))
+        }
+        _ => {}
+    }
+    if m.integrity == Some(IntegrityPattern::Rest01) && m.trust_anchors.is_none() {
+        is.add(format!("{p}.trust_anchors"), "INTEGRITY_REST_01 needs the CA certificates that anchor the x5c chain");
+    }
+    for (n, a) in m.algorithms.iter().enumerate() {
+        if !ALGS.contains(&a.as_str()) {
+            is.add(format!("{p}.algorithms[{n}]"), format!("`{a}` is not one of {}", ALGS.join(", ")));
+        }
+    }
+    if m.sign_responses && !has_signer {
+        is.add(format!("{p}.sign_responses"), "needs `server.identity_token` (varco's signing key)");
+    }
+}

@@ -59,6 +59,16 @@ pub enum ProblemKind {
     InvalidConfig,
     /// Not found on the admin listener.
     NotFound,
+    /// The ModI `Digest` header is missing or not `SHA-256=<base64>` (e.g. hex).
+    ModiDigestMalformed,
+    /// The body does not hash to the ModI `Digest`.
+    ModiDigestMismatch,
+    /// `Agid-JWT-Signature` is missing or fails a check (`detail` says which).
+    ModiSignatureInvalid,
+    /// `Agid-JWT-TrackingEvidence` is missing, fails a check, or is not bound to the voucher.
+    ModiAuditInvalid,
+    /// A token whose `jti` was already used where the profile forbids replay.
+    TokenReplayed,
 }
 
 impl ProblemKind {
@@ -89,6 +99,11 @@ impl ProblemKind {
             Self::Forbidden => "forbidden",
             Self::InvalidConfig => "invalid-config",
             Self::NotFound => "not-found",
+            Self::ModiDigestMalformed => "modi-digest-malformed",
+            Self::ModiDigestMismatch => "modi-digest-mismatch",
+            Self::ModiSignatureInvalid => "modi-signature-invalid",
+            Self::ModiAuditInvalid => "modi-audit-invalid",
+            Self::TokenReplayed => "token-replayed",
         }
     }
 
@@ -107,12 +122,17 @@ impl ProblemKind {
             Self::RequestTimeout => 408,
             Self::HeadersTooLarge => 431,
             Self::RateLimited | Self::QuotaExhausted => 429,
-            Self::BadRequest | Self::PathTraversal => 400,
+            Self::BadRequest
+            | Self::PathTraversal
+            | Self::ModiDigestMalformed
+            | Self::ModiDigestMismatch
+            | Self::ModiSignatureInvalid
+            | Self::ModiAuditInvalid => 400,
             Self::UpstreamUnavailable | Self::CircuitOpen | Self::Overloaded => 503,
             Self::BadGateway => 502,
             Self::GatewayTimeout => 504,
             Self::AdapterError | Self::Internal => 500,
-            Self::Unauthorized | Self::TokenMissing | Self::TokenInvalid => 401,
+            Self::Unauthorized | Self::TokenMissing | Self::TokenInvalid | Self::TokenReplayed => 401,
             Self::Forbidden => 403,
             Self::InvalidConfig => 422,
         }
@@ -145,6 +165,11 @@ impl ProblemKind {
             Self::Forbidden => "Forbidden",
             Self::InvalidConfig => "Invalid configuration",
             Self::NotFound => "Not found",
+            Self::ModiDigestMalformed => "Malformed ModI Digest",
+            Self::ModiDigestMismatch => "Body does not match its Digest",
+            Self::ModiSignatureInvalid => "Invalid ModI signature",
+            Self::ModiAuditInvalid => "Invalid ModI tracking evidence",
+            Self::TokenReplayed => "Token replayed",
         }
     }
 
@@ -173,6 +198,11 @@ impl ProblemKind {
         Self::TokenInvalid,
         Self::Forbidden,
         Self::InvalidConfig,
+        Self::ModiDigestMalformed,
+        Self::ModiDigestMismatch,
+        Self::ModiSignatureInvalid,
+        Self::ModiAuditInvalid,
+        Self::TokenReplayed,
         Self::NotFound,
     ];
 }

@@ -34,6 +34,12 @@ pub struct Identity {
     pub fiscal_code: Option<String>,
     /// PDND `purposeId`.
     pub purpose_id: Option<String>,
+    /// PDND `eserviceId` and `producerId`.
+    pub eservice_id: Option<String>,
+    pub producer_id: Option<String>,
+    /// PDND `digest.value` (hex SHA-256 of the AUDIT_REST_02 tracking evidence).
+    pub voucher_digest: Option<String>,
+    pub jti: Option<String>,
     pub exp: u64,
 }
 
@@ -136,6 +142,23 @@ impl Issuer {
         DecodingKey::from_jwk(jwk).ok()
     }
 
+    /// The key of `kid`; an unknown `kid` fetches the JWKS again (at most every 10 s), as keys rotate.
+    pub async fn key_refreshing(
+        &self,
+        kid: Option<&str>,
+        connector: &pingora_core::connectors::http::Connector,
+    ) -> Option<DecodingKey> {
+        if let Some(k) = self.key_for(kid) {
+            return Some(k);
+        }
+        if self.cfg.jwks_url.is_some()
+            && now_ms().saturating_sub(self.last_fetch_ms.load(Relaxed)) >= UNKNOWN_KID_REFRESH_MS
+        {
+            self.refresh(connector).await;
+        }
+        self.key_for(kid)
+    }
+
     /// Verifies a compact JWS; the identity or a 401 problem saying which check failed.
     pub async fn verify(
         &self,
@@ -234,6 +257,15 @@ impl Issuer {
             acr: s("acr"),
             fiscal_code,
             purpose_id: s("purposeId"),
+            eservice_id: s("eserviceId"),
+            producer_id: s("producerId"),
+            voucher_digest: c
+                .get("digest")
+                .filter(|d| d.get("alg").and_then(|a| a.as_str()).is_some_and(|a| a.eq_ignore_ascii_case("SHA256")))
+                .and_then(|d| d.get("value"))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            jti: s("jti"),
             exp: c.get("exp").and_then(|v| v.as_u64()).unwrap_or(0),
         })
     }
@@ -253,6 +285,7 @@ pub async fn authenticate(
     policy: &varco_config::JwtAccess,
     tenant: &str,
     signer: Option<&crate::identity::IdentitySigner>,
+    replay: &crate::modi::ReplayGuard,
 ) -> Result<Arc<Identity>, Problem> {
     let challenge = |p: Problem| {
         let mut p = p;
@@ -294,6 +327,14 @@ pub async fn authenticate(
     };
     let id = issuer.verify(token, connector, tenant).await?;
     check_policy(&id, policy)?;
+    if policy.unique_jti {
+        let jti = id.jti.as_deref().ok_or_else(|| {
+            challenge(Problem::new(ProblemKind::TokenInvalid, "this route needs single-use tokens with a `jti`"))
+        })?;
+        if !replay.first_use(&format!("{tenant}/bearer/{}", id.issuer), jti, id.exp) {
+            return Err(Problem::new(ProblemKind::TokenReplayed, "this token (`jti`) was already used on this ente"));
+        }
+    }
     let forward_token = policy.forward_token;
     if let Some(missing) = policy.scopes.iter().find(|s| !id.scopes.contains(s)) {
         return Err(Problem::new(
@@ -334,6 +375,12 @@ pub fn check_policy(id: &Identity, policy: &varco_config::JwtAccess) -> Result<(
     }
     if !policy.clients.is_empty() && !id.client_id.as_ref().is_some_and(|c| policy.clients.contains(c)) {
         return deny("the token's client_id is not admitted on this route".to_owned());
+    }
+    if policy.eservice_id.as_ref().is_some_and(|e| id.eservice_id.as_ref() != Some(e)) {
+        return deny("the voucher is for another e-service (eserviceId)".to_owned());
+    }
+    if policy.producer_id.as_ref().is_some_and(|e| id.producer_id.as_ref() != Some(e)) {
+        return deny("the voucher names another producer (producerId)".to_owned());
     }
     if let Some(min) = policy.acr_min {
         if acr_level(id.acr.as_deref()) < min {
@@ -393,6 +440,7 @@ impl pingora_core::services::background::BackgroundService for JwksRefresher {
     async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         while crate::tick_or_shutdown(&mut tick, &mut shutdown).await {
+            self.0.replay.evict_expired();
             for i in self.0.issuers.all() {
                 if i.refresh_due() {
                     i.refresh(&self.0.connector).await;
@@ -400,48 +448,6 @@ impl pingora_core::services::background::BackgroundService for JwksRefresher {
                 i.evict_expired();
                 self.0.metrics.jwks_up.with_label_values(&[&i.tenant, &i.name]).set(i64::from(i.up.load(Relaxed)));
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn acr_levels() {
-        assert_eq!(super::acr_level(Some("https://www.spid.gov.it/SpidL2")), 2);
-        assert_eq!(super::acr_level(Some("https://www.spid.gov.it/SpidL3")), 3);
-        assert_eq!(super::acr_level(Some("https://www.spid.gov.it/SpidL9")), 0);
-        assert_eq!(super::acr_level(Some("urn:other")), 0);
-        assert_eq!(super::acr_level(None), 0);
-    }
-
-    /// Verifications per second on one core, for `bench/run.sh`: run with
-    /// `JWT_BENCH_DIR=<dir with jwks.json and token> cargo test --release -p varco-proxy --lib
-    /// -- --ignored --nocapture jwt_verify_throughput`.
-    #[test]
-    #[ignore = "a measurement, run by bench/run.sh"]
-    fn jwt_verify_throughput() {
-        let Ok(dir) = std::env::var("JWT_BENCH_DIR") else { return };
-        let dir = std::path::PathBuf::from(dir);
-        let cfg: varco_config::IssuerConfig = serde_yaml_ng::from_str(&format!(
-            "{{issuer: \"https://login.bench\", audiences: [varco-bench], jwks_file: \"{}\", algorithms: [RS256, ES256]}}",
-            dir.join("jwks.json").display()
-        ))
-        .unwrap_or_else(|e| panic!("{e}"));
-        let issuer = super::Issuer::new("bench", "login", &cfg).unwrap_or_else(|e| panic!("{e}"));
-        for alg in ["rs256", "es256"] {
-            let Ok(token) = std::fs::read_to_string(dir.join(format!("token-{alg}"))) else { continue };
-            let token = token.trim();
-            issuer.verify_uncached(token, "bench").unwrap_or_else(|p| panic!("{p}"));
-            let start = std::time::Instant::now();
-            let mut n = 0u64;
-            while start.elapsed() < std::time::Duration::from_secs(2) {
-                for _ in 0..100 {
-                    let _ = issuer.verify_uncached(token, "bench");
-                }
-                n += 100;
-            }
-            println!("jwt-verify {alg}: {:.0} verifications/s on one core", n as f64 / start.elapsed().as_secs_f64());
         }
     }
 }
@@ -493,4 +499,46 @@ pub fn check_api_key(
         let _ = req.insert_header("x-varco-client-id", v);
     }
     Ok(found.name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn acr_levels() {
+        assert_eq!(super::acr_level(Some("https://www.spid.gov.it/SpidL2")), 2);
+        assert_eq!(super::acr_level(Some("https://www.spid.gov.it/SpidL3")), 3);
+        assert_eq!(super::acr_level(Some("https://www.spid.gov.it/SpidL9")), 0);
+        assert_eq!(super::acr_level(Some("urn:other")), 0);
+        assert_eq!(super::acr_level(None), 0);
+    }
+
+    /// Verifications per second on one core, for `bench/run.sh`: run with
+    /// `JWT_BENCH_DIR=<dir with jwks.json and token> cargo test --release -p varco-proxy --lib
+    /// -- --ignored --nocapture jwt_verify_throughput`.
+    #[test]
+    #[ignore = "a measurement, run by bench/run.sh"]
+    fn jwt_verify_throughput() {
+        let Ok(dir) = std::env::var("JWT_BENCH_DIR") else { return };
+        let dir = std::path::PathBuf::from(dir);
+        let cfg: varco_config::IssuerConfig = serde_yaml_ng::from_str(&format!(
+            "{{issuer: \"https://login.bench\", audiences: [varco-bench], jwks_file: \"{}\", algorithms: [RS256, ES256]}}",
+            dir.join("jwks.json").display()
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let issuer = super::Issuer::new("bench", "login", &cfg).unwrap_or_else(|e| panic!("{e}"));
+        for alg in ["rs256", "es256"] {
+            let Ok(token) = std::fs::read_to_string(dir.join(format!("token-{alg}"))) else { continue };
+            let token = token.trim();
+            issuer.verify_uncached(token, "bench").unwrap_or_else(|p| panic!("{p}"));
+            let start = std::time::Instant::now();
+            let mut n = 0u64;
+            while start.elapsed() < std::time::Duration::from_secs(2) {
+                for _ in 0..100 {
+                    let _ = issuer.verify_uncached(token, "bench");
+                }
+                n += 100;
+            }
+            println!("jwt-verify {alg}: {:.0} verifications/s on one core", n as f64 / start.elapsed().as_secs_f64());
+        }
+    }
 }

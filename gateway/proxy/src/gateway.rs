@@ -51,6 +51,8 @@ pub struct RequestCtx {
     /// Concurrency units held for the tenant and the pool (given back on drop).
     tenant_slot: Option<Slot>,
     pool_slot: Option<Slot>,
+    /// The verified caller (JWT routes).
+    identity: Option<Arc<crate::auth::Identity>>,
 }
 
 impl RequestCtx {
@@ -71,6 +73,7 @@ fn fail(p: Problem, ctx: &mut RequestCtx) -> Box<Error> {
 
 impl Gateway {
     /// Hygiene, tenant, route and filter chain. `Err(problem)` is answered by the caller.
+    #[allow(clippy::result_large_err)] // the error path answers once per request; no need to box
     fn route(&self, session: &mut Session, ctx: &mut RequestCtx, rt: &Runtime) -> Result<(), (Problem, bool)> {
         let req = session.req_header();
         hygiene::check_framing(&req.headers).map_err(|p| (p, true))?;
@@ -126,6 +129,203 @@ impl Gateway {
             }
         }
         Ok(())
+    }
+
+    /// A ModI route, store-and-forward: reads the whole body, checks `Digest`, the signature and
+    /// the tracking evidence against it, calls the target with the body and, when the route
+    /// asks, signs the answer. False when the route has no ModI patterns.
+    async fn modi_route(&self, session: &mut Session, ctx: &mut RequestCtx, rt: &Arc<Runtime>) -> Result<bool> {
+        let (Some(t), Some(r)) = (ctx.tenant, ctx.route) else { return Ok(false) };
+        let tenant = &rt.tenants[t];
+        let route = &tenant.routes[r];
+        let RouteAccess::Jwt { modi: Some(modi), .. } = &route.access else { return Ok(false) };
+        let Some(id) = ctx.identity.clone() else { return Ok(false) };
+        let body = match read_body(session, route.max_body_bytes).await? {
+            Ok(b) => b,
+            Err(p) => {
+                respond::problem(session, ctx.trace.as_ref(), &p, true).await?;
+                return Ok(true);
+            }
+        };
+        let checked = modi
+            .check_request(&session.req_header().headers, &body, &id, &self.shared.connector, &self.shared.replay)
+            .await;
+        let audit = match checked {
+            Ok(a) => a,
+            Err(p) => {
+                respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
+                return Ok(true);
+            }
+        };
+        if let Some(a) = &audit {
+            // The audit trail of the interop call: who, where, at which level, under which purpose.
+            tracing::info!(
+                target: "varco::audit",
+                tenant = %tenant.id, route = %route.name,
+                request_id = %ctx.trace.as_ref().map_or("", |t| t.request_id()),
+                client_id = %id.client_id.as_deref().unwrap_or(""),
+                purpose_id = %id.purpose_id.as_deref().unwrap_or(""),
+                user_id = %a.user_id, user_location = %a.user_location, loa = %a.loa, jti = %a.jti,
+                "ModI tracking evidence verified"
+            );
+            let req = session.req_header_mut();
+            for (name, v) in [
+                ("x-varco-audit-user-id", &a.user_id),
+                ("x-varco-audit-user-location", &a.user_location),
+                ("x-varco-audit-loa", &a.loa),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(v) {
+                    let _ = req.insert_header(name, v);
+                }
+            }
+        }
+        let result = match &route.target {
+            Target::Adapter(adapter) => {
+                let req = session.req_header();
+                let full = std::str::from_utf8(req.raw_path()).unwrap_or("/");
+                let (path, query) = match full[ctx.prefix_len..].split_once('?') {
+                    Some((p, q)) => (p, Some(q)),
+                    None => (&full[ctx.prefix_len..], None),
+                };
+                adapter
+                    .call(AdapterRequest {
+                        method: &req.method,
+                        path: if path.is_empty() { "/" } else { path },
+                        query,
+                        headers: &req.headers,
+                        body,
+                        tenant_id: &tenant.id,
+                        request_id: ctx.trace.as_ref().map_or("", |t| t.request_id()),
+                    })
+                    .await
+            }
+            Target::Upstream(_) => self.forward_buffered(session, ctx, rt, body).await,
+        };
+        match result {
+            Ok(mut resp) => {
+                if modi.signs_responses() {
+                    let ct = resp.headers.iter().find(|(k, _)| k == http::header::CONTENT_TYPE).map(|(_, v)| v.clone());
+                    let signed = modi.sign_response(ct.as_ref(), &resp.body, &id);
+                    resp.headers.retain(|(k, _)| !signed.iter().any(|(s, _)| s == k));
+                    resp.headers.extend(signed);
+                }
+                if let Some(s) = ctx.state.rate_limit {
+                    resp.headers.extend(s.headers());
+                }
+                respond::adapter(session, ctx.trace.as_ref(), resp).await?;
+            }
+            Err(p) => respond::problem(session, ctx.trace.as_ref(), &p, false).await?,
+        }
+        Ok(true)
+    }
+
+    /// Sends a fully read request to the route's pool and reads the whole answer; a failed
+    /// connection is tried on another server (nothing was sent yet).
+    async fn forward_buffered(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        rt: &Arc<Runtime>,
+        body: Bytes,
+    ) -> std::result::Result<varco_core::AdapterResponse, Problem> {
+        let Some(pool) = ctx.pool(rt).cloned() else {
+            return Err(Problem::new(ProblemKind::Internal, "the route has no upstream"));
+        };
+        let Some(slot) = Slot::acquire(&pool.in_flight, pool.max_concurrent) else {
+            let p = Problem::new(
+                ProblemKind::Overloaded,
+                format!("upstream `{}` has its maximum of requests in flight", pool.name),
+            );
+            return Err(p.retry_after(1));
+        };
+        ctx.pool_slot = Some(slot);
+        loop {
+            if let Some(b) = &pool.breaker {
+                if let Err(wait) = b.allow() {
+                    let p = Problem::new(
+                        ProblemKind::CircuitOpen,
+                        format!("upstream `{}` failed repeatedly; varco stops calling it for a while", pool.name),
+                    );
+                    return Err(p.retry_after(wait.min(u64::from(u32::MAX)) as u32));
+                }
+            }
+            let left = pool.total_timeout.saturating_sub(ctx.start.elapsed());
+            let Some(i) = pool.select(ctx.hash, ctx.tried.as_slice()).filter(|_| !left.is_zero()) else {
+                let p = Problem::new(
+                    ProblemKind::UpstreamUnavailable,
+                    format!("no healthy server in upstream `{}`", pool.name),
+                );
+                return Err(p.retry_after(5));
+            };
+            ctx.tried.push(i);
+            ctx.server = Some(i);
+            let mut up = session.req_header().clone();
+            up.remove_header(&http::header::TRANSFER_ENCODING);
+            let framed = if body.is_empty() && !up.method.as_str().starts_with('P') {
+                up.remove_header(&http::header::CONTENT_LENGTH);
+                Ok(())
+            } else {
+                up.insert_header(http::header::CONTENT_LENGTH, body.len())
+            };
+            let prepared = match framed {
+                Ok(()) => self.upstream_request_filter(session, &mut up, ctx).await,
+                Err(e) => Err(e),
+            };
+            if prepared.is_err() {
+                return Err(Problem::new(ProblemKind::Internal, "could not prepare the upstream request"));
+            }
+            let mut peer = pool.servers[i].peer.clone();
+            let clip = |d: Option<Duration>| Some(d.map_or(left, |d| d.min(left)));
+            peer.options.connection_timeout = clip(peer.options.connection_timeout);
+            peer.options.read_timeout = clip(peer.options.read_timeout);
+            let max = usize::try_from(ctx_max_response(rt, ctx)).unwrap_or(usize::MAX);
+            let res = tokio::time::timeout(
+                left,
+                crate::fetch::exchange(&self.shared.connector, &peer, up, body.clone(), max),
+            )
+            .await;
+            let name = format!("upstream `{}` server {}", pool.name, pool.servers[i].name);
+            match res {
+                Ok(Ok((h, b))) => {
+                    pool.record_success(i);
+                    if pool.breaker.as_ref().is_some_and(|br| br.record(h.status.as_u16() < 500)) {
+                        self.circuit_opened(ctx, &pool);
+                    }
+                    let headers = h
+                        .headers
+                        .iter()
+                        .filter(|(k, _)| !HOP_BY_HOP.contains(k) && *k != http::header::CONTENT_LENGTH)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    return Ok(varco_core::AdapterResponse { status: h.status.as_u16(), headers, body: b });
+                }
+                Ok(Err(e)) => {
+                    self.note_failure(ctx);
+                    let connect = matches!(
+                        e.etype(),
+                        ErrorType::ConnectTimedout | ErrorType::ConnectRefused | ErrorType::ConnectError
+                    );
+                    if connect && self.retry_possible(ctx, &pool) {
+                        continue;
+                    }
+                    let p = match e.etype() {
+                        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                            Problem::new(ProblemKind::GatewayTimeout, format!("{name} did not answer in time"))
+                        }
+                        _ => Problem::new(ProblemKind::BadGateway, format!("{name} failed: {}", e.etype().as_str()))
+                            .retry_after(1),
+                    };
+                    return Err(p);
+                }
+                Err(_) => {
+                    self.note_failure(ctx);
+                    return Err(Problem::new(
+                        ProblemKind::GatewayTimeout,
+                        format!("{name} did not answer within the total budget"),
+                    ));
+                }
+            }
+        }
     }
 
     async fn call_adapter(&self, session: &mut Session, ctx: &mut RequestCtx, rt: &Runtime) -> Result<bool> {
@@ -225,6 +425,7 @@ impl ProxyHttp for Gateway {
             _in_flight: crate::InFlight::new(&self.shared),
             tenant_slot: None,
             pool_slot: None,
+            identity: None,
         }
     }
 
@@ -255,7 +456,7 @@ impl ProxyHttp for Gateway {
         }
         if let (Some(t), Some(r)) = (ctx.tenant, ctx.route) {
             let tenant = &rt.tenants[t];
-            if let RouteAccess::Jwt { issuers, policy } = &tenant.routes[r].access {
+            if let RouteAccess::Jwt { issuers, policy, .. } = &tenant.routes[r].access {
                 match crate::auth::authenticate(
                     &self.shared.connector,
                     session,
@@ -263,12 +464,14 @@ impl ProxyHttp for Gateway {
                     policy,
                     &tenant.id,
                     rt.identity.as_deref(),
+                    &self.shared.replay,
                 )
                 .await
                 {
                     Ok(id) => {
                         ctx.state.subject = Some(id.subject.clone());
                         ctx.state.client_id = id.client_id.clone();
+                        ctx.identity = Some(id);
                     }
                     Err(p) => {
                         respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
@@ -295,6 +498,9 @@ impl ProxyHttp for Gateway {
                     return Ok(true);
                 }
             }
+        }
+        if self.modi_route(session, ctx, &rt).await? {
+            return Ok(true);
         }
         self.call_adapter(session, ctx, &rt).await
     }
@@ -563,6 +769,32 @@ impl ProxyHttp for Gateway {
         }
     }
 }
+
+/// The largest answer a store-and-forward route buffers: 16 MiB, or the route's body limit if larger.
+fn ctx_max_response(rt: &Runtime, ctx: &RequestCtx) -> u64 {
+    let route = ctx.tenant.zip(ctx.route).map(|(t, r)| &rt.tenants[t].routes[r]);
+    route.map_or(16 << 20, |r| r.max_body_bytes.max(16 << 20))
+}
+
+/// Reads the whole request body, up to `max` bytes.
+async fn read_body(session: &mut Session, max: u64) -> Result<std::result::Result<Bytes, Problem>> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Ok(Err(Problem::new(ProblemKind::BodyTooLarge, format!("this route accepts at most {max} bytes"))));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Ok(body.freeze()))
+}
+
+static HOP_BY_HOP: [HeaderName; 5] = [
+    http::header::CONNECTION,
+    http::header::TRANSFER_ENCODING,
+    HeaderName::from_static("keep-alive"),
+    http::header::UPGRADE,
+    http::header::TE,
+];
 
 /// "upstream `pool` server host:port" for problem details.
 fn upstream_name(ctx: &RequestCtx) -> String {

@@ -52,6 +52,14 @@ impl IdentitySigner {
         })
     }
 
+    /// Any claims signed with varco's key (ModI response signatures), `typ: JWT`.
+    pub fn sign_claims(&self, claims: &serde_json::Value) -> Option<String> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("JWT".into());
+        jsonwebtoken::encode(&header, claims, &self.key).ok()
+    }
+
     /// The token for one request: audience is the ente, lifetime `ttl`.
     pub fn sign(&self, tenant: &str, id: &Identity) -> Option<String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();

@@ -13,6 +13,7 @@ mod health;
 mod identity;
 mod limits;
 mod metrics;
+mod modi;
 mod quotas;
 mod reload;
 mod respond;
@@ -48,6 +49,8 @@ pub struct Shared {
     pub redis: Option<Arc<quotas::RedisQuotaStore>>,
     /// Token issuers (with their cached keys), kept across reloads.
     pub issuers: auth::IssuerRegistry,
+    /// `jti`s already used (ModI JWTs, single-use bearer tokens), kept across reloads.
+    pub replay: modi::ReplayGuard,
     /// HTTP client for documents varco fetches (JWKS).
     pub connector: pingora_core::connectors::http::Connector,
 }

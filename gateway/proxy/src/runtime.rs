@@ -91,8 +91,15 @@ pub struct BuildDeps<'a> {
 #[derive(Debug)]
 pub enum RouteAccess {
     Public,
-    Jwt { issuers: Vec<Arc<crate::auth::Issuer>>, policy: varco_config::JwtAccess },
-    ApiKey { header: http::HeaderName },
+    Jwt {
+        issuers: Vec<Arc<crate::auth::Issuer>>,
+        policy: Box<varco_config::JwtAccess>,
+        /// ModI patterns: the route is store-and-forward.
+        modi: Option<Arc<crate::modi::ModiVerifier>>,
+    },
+    ApiKey {
+        header: http::HeaderName,
+    },
 }
 
 /// An issued API key, by the SHA-256 of the key.
@@ -337,7 +344,30 @@ fn build_tenant(
                         let cfg = t.issuers.get(name).ok_or_else(|| build_err(&ip, "unknown issuer"))?;
                         issuers.push(deps.issuers.get(&t.id, name, cfg).map_err(|m| build_err(&ip, m))?);
                     }
-                    RouteAccess::Jwt { issuers, policy: j.clone() }
+                    let modi = match &j.modi {
+                        None => None,
+                        Some(m) => {
+                            let mp = format!("{rp}.access.jwt.modi");
+                            let keys = match &m.keys_issuer {
+                                Some(name) => {
+                                    let cfg = t
+                                        .issuers
+                                        .get(name)
+                                        .ok_or_else(|| build_err(format!("{mp}.keys_issuer"), "unknown issuer"))?;
+                                    Some(
+                                        deps.issuers
+                                            .get(&t.id, name, cfg)
+                                            .map_err(|e| build_err(format!("{mp}.keys_issuer"), e))?,
+                                    )
+                                }
+                                None => None,
+                            };
+                            let v = crate::modi::ModiVerifier::build(&t.id, m, keys, identity.cloned())
+                                .map_err(|e| build_err(&mp, e))?;
+                            Some(Arc::new(v))
+                        }
+                    };
+                    RouteAccess::Jwt { issuers, policy: j.clone(), modi }
                 }
                 varco_config::Access::ApiKey(k) => RouteAccess::ApiKey {
                     header: HeaderName::from_bytes(k.header.as_bytes())

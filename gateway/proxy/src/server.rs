@@ -77,6 +77,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
         quotas,
         redis,
         issuers,
+        replay: Default::default(),
         connector: pingora_core::connectors::http::Connector::new(None),
     });
     let reloader = Arc::new(Reloader::new(path, shared.clone()));

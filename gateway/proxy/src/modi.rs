@@ -1,0 +1,450 @@
+//! ModI message-level patterns (AgID interoperability guidelines) on top of the bearer token:
+//! INTEGRITY_REST_01/02 (`Digest` + `Agid-JWT-Signature`), AUDIT_REST_01/02
+//! (`Agid-JWT-TrackingEvidence`, bound to the PDND voucher in 02), response signing, and the
+//! `jti` replay guard they share.
+//!
+//! Every failure names the check that failed: the field's pain is opaque "invalid request"
+//! errors when a digest is hex, a header is missing or clocks are skewed.
+
+use crate::auth::{Identity, Issuer};
+use crate::identity::IdentitySigner;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use dashmap::DashMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use varco_config::{AuditPattern, IntegrityPattern, ModiAccess};
+use varco_core::{Problem, ProblemKind};
+
+pub static AGID_JWT_SIGNATURE: HeaderName = HeaderName::from_static("agid-jwt-signature");
+pub static AGID_JWT_TRACKING_EVIDENCE: HeaderName = HeaderName::from_static("agid-jwt-trackingevidence");
+pub static DIGEST: HeaderName = HeaderName::from_static("digest");
+
+const MAX_JWS_BYTES: usize = 16 * 1024;
+const REPLAY_MAX: usize = 500_000;
+/// id-kp-clientAuth (1.3.6.1.5.5.7.3.2), required only when the certificate lists EKUs.
+const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+
+fn now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+/// `jti`s seen while their token is valid. Shared by every route and kept across reloads;
+/// local to one varco process (several replicas each keep their own).
+#[derive(Debug, Default)]
+pub struct ReplayGuard {
+    seen: DashMap<String, u64>,
+}
+
+impl ReplayGuard {
+    /// True the first time `scope`+`jti` is offered before `exp`.
+    pub fn first_use(&self, scope: &str, jti: &str, exp: u64) -> bool {
+        if self.seen.len() >= REPLAY_MAX {
+            self.evict_expired();
+        }
+        let key = format!("{scope}\u{0}{jti}");
+        match self.seen.entry(key) {
+            dashmap::Entry::Occupied(mut e) if *e.get() < now_s() => {
+                e.insert(exp);
+                true
+            }
+            dashmap::Entry::Occupied(_) => false,
+            dashmap::Entry::Vacant(e) => {
+                e.insert(exp);
+                true
+            }
+        }
+    }
+
+    pub fn evict_expired(&self) {
+        let now = now_s();
+        self.seen.retain(|_, exp| *exp >= now);
+    }
+}
+
+/// What AUDIT_REST_* tells about the end user, for the audit trail and the back-office.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub user_id: String,
+    pub user_location: String,
+    pub loa: String,
+    pub jti: String,
+}
+
+/// A route's ModI checks, built once per configuration.
+pub struct ModiVerifier {
+    cfg: ModiAccess,
+    algorithms: Vec<Algorithm>,
+    anchors: Vec<TrustAnchor<'static>>,
+    keys: Option<Arc<Issuer>>,
+    signer: Option<Arc<IdentitySigner>>,
+    tenant: String,
+}
+
+impl std::fmt::Debug for ModiVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModiVerifier").field("cfg", &self.cfg).finish()
+    }
+}
+
+fn bad(kind: ProblemKind, detail: impl Into<String>) -> Problem {
+    Problem::new(kind, detail)
+}
+
+impl ModiVerifier {
+    /// Reads the trust anchors (I/O at build time).
+    pub fn build(
+        tenant: &str,
+        cfg: &ModiAccess,
+        keys: Option<Arc<Issuer>>,
+        signer: Option<Arc<IdentitySigner>>,
+    ) -> Result<Self, String> {
+        let mut anchors = Vec::new();
+        if let Some(path) = &cfg.trust_anchors {
+            let pem = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.map_err(|e| format!("`{}`: {e}", path.display()))?;
+                let anchor = webpki::anchor_from_trusted_cert(&cert)
+                    .map_err(|e| format!("`{}`: not a CA certificate: {e:?}", path.display()))?;
+                anchors.push(anchor.to_owned());
+            }
+            if anchors.is_empty() {
+                return Err(format!("`{}` holds no certificate", path.display()));
+            }
+        }
+        Ok(Self {
+            cfg: cfg.clone(),
+            algorithms: cfg.algorithms.iter().filter_map(|a| a.parse().ok()).collect(),
+            anchors,
+            keys,
+            signer,
+            tenant: tenant.to_owned(),
+        })
+    }
+
+    pub fn signs_responses(&self) -> bool {
+        self.cfg.sign_responses
+    }
+
+    /// Checks a request's integrity and audit headers against its exact body bytes.
+    pub async fn check_request(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        id: &Identity,
+        connector: &pingora_core::connectors::http::Connector,
+        replay: &ReplayGuard,
+    ) -> Result<Option<AuditRecord>, Problem> {
+        if let Some(pattern) = self.cfg.integrity {
+            self.check_integrity(pattern, headers, body, connector, replay).await?;
+        }
+        match self.cfg.audit {
+            Some(pattern) => self.check_audit(pattern, headers, id, connector, replay).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn check_integrity(
+        &self,
+        pattern: IntegrityPattern,
+        headers: &HeaderMap,
+        body: &[u8],
+        connector: &pingora_core::connectors::http::Connector,
+        replay: &ReplayGuard,
+    ) -> Result<(), Problem> {
+        let digest = headers
+            .get(&DIGEST)
+            .ok_or_else(|| bad(ProblemKind::ModiDigestMalformed, "INTEGRITY_REST needs a `Digest` header"))?;
+        let digest_text =
+            digest.to_str().map_err(|_| bad(ProblemKind::ModiDigestMalformed, "the `Digest` header is not text"))?;
+        let want = parse_digest(digest_text)?;
+        let got = ring::digest::digest(&ring::digest::SHA256, body);
+        if got.as_ref() != want.as_slice() {
+            return Err(bad(
+                ProblemKind::ModiDigestMismatch,
+                format!(
+                    "the body ({} bytes) hashes to SHA-256={}, not to the `Digest` sent: altered after signing?",
+                    body.len(),
+                    STANDARD.encode(got.as_ref())
+                ),
+            ));
+        }
+        let token = header_text(headers, &AGID_JWT_SIGNATURE, ProblemKind::ModiSignatureInvalid)?;
+        let kind = ProblemKind::ModiSignatureInvalid;
+        let claims =
+            self.verify_jws(token, kind, "Agid-JWT-Signature", pattern == IntegrityPattern::Rest01, connector).await?;
+        let signed = claims
+            .get("signed_headers")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad(kind, "Agid-JWT-Signature has no `signed_headers` array"))?;
+        let signed_value = |name: &str| {
+            signed
+                .iter()
+                .filter_map(Value::as_object)
+                .find_map(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+        };
+        match signed_value("digest") {
+            None => return Err(bad(kind, "`signed_headers` does not cover `digest`")),
+            Some(v) if v.as_str() != Some(digest_text) => {
+                return Err(bad(kind, "the `digest` in `signed_headers` differs from the `Digest` header"))
+            }
+            _ => {}
+        }
+        let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        match (signed_value("content-type"), content_type) {
+            (None, _) => return Err(bad(kind, "`signed_headers` does not cover `content-type`")),
+            (Some(v), Some(ct)) if v.as_str() == Some(ct) => {}
+            (Some(_), None) => return Err(bad(kind, "`content-type` is signed but the request has none")),
+            (Some(_), Some(_)) => {
+                return Err(bad(kind, "the `content-type` in `signed_headers` differs from the `Content-Type` header"))
+            }
+        }
+        self.once(&claims, kind, "Agid-JWT-Signature", replay)
+    }
+
+    async fn check_audit(
+        &self,
+        pattern: AuditPattern,
+        headers: &HeaderMap,
+        id: &Identity,
+        connector: &pingora_core::connectors::http::Connector,
+        replay: &ReplayGuard,
+    ) -> Result<AuditRecord, Problem> {
+        let kind = ProblemKind::ModiAuditInvalid;
+        let token = header_text(headers, &AGID_JWT_TRACKING_EVIDENCE, kind)?;
+        let claims = self.verify_jws(token, kind, "Agid-JWT-TrackingEvidence", false, connector).await?;
+        let field = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| bad(kind, format!("Agid-JWT-TrackingEvidence lacks the `{k}` claim")))
+        };
+        let record = AuditRecord {
+            user_id: field("userID")?,
+            user_location: field("userLocation")?,
+            loa: field("LoA")?,
+            jti: field("jti")?,
+        };
+        if pattern == AuditPattern::Rest02 {
+            // The voucher binds the evidence: its `digest.value` is the SHA-256 (hex) of the JWS.
+            let bound = id.voucher_digest.as_deref().ok_or_else(|| {
+                bad(kind, "AUDIT_REST_02: the voucher has no `digest` claim binding the tracking evidence")
+            })?;
+            let h = hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
+            if !bound.eq_ignore_ascii_case(&h) {
+                return Err(bad(
+                    kind,
+                    "AUDIT_REST_02: the tracking evidence's SHA-256 differs from the voucher's `digest`",
+                ));
+            }
+        }
+        self.once(&claims, kind, "Agid-JWT-TrackingEvidence", replay)?;
+        Ok(record)
+    }
+
+    /// ModI JWTs are single-use: each `jti` once while valid.
+    fn once(&self, claims: &Value, kind: ProblemKind, what: &str, replay: &ReplayGuard) -> Result<(), Problem> {
+        let Some(jti) = claims.get("jti").and_then(Value::as_str) else {
+            return Err(bad(kind, format!("{what} lacks the `jti` claim (needed against replay)")));
+        };
+        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let scope = format!("{}/{what}/{}", self.tenant, claims.get("iss").and_then(Value::as_str).unwrap_or(""));
+        if !replay.first_use(&scope, jti, exp) {
+            return Err(bad(ProblemKind::TokenReplayed, format!("this {what} (`jti`) was already used")));
+        }
+        Ok(())
+    }
+
+    /// Verifies a ModI JWS: algorithm allow-list, key by `x5c` chain (`require_x5c`) or by `kid`
+    /// in the keys issuer's JWKS, signature, `aud`, `exp`, `nbf`, `iat`. Returns the claims.
+    async fn verify_jws(
+        &self,
+        token: &str,
+        kind: ProblemKind,
+        what: &str,
+        require_x5c: bool,
+        connector: &pingora_core::connectors::http::Connector,
+    ) -> Result<Value, Problem> {
+        if token.len() > MAX_JWS_BYTES {
+            return Err(bad(kind, format!("{what} is longer than {MAX_JWS_BYTES} bytes")));
+        }
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| bad(kind, format!("{what}: malformed header: {e}")))?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(bad(kind, format!("{what}: algorithm {:?} is not accepted", header.alg)));
+        }
+        if header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
+            return Err(bad(kind, format!("{what}: `typ` must be JWT")));
+        }
+        let key = if require_x5c {
+            let chain = header.x5c.as_ref().filter(|c| !c.is_empty()).ok_or_else(|| {
+                bad(kind, format!("{what}: INTEGRITY_REST_01 needs the signing certificate in `x5c`"))
+            })?;
+            self.key_from_chain(chain).map_err(|e| bad(kind, format!("{what}: {e}")))?
+        } else {
+            let kid = header.kid.as_deref().filter(|k| k.len() <= 256).ok_or_else(|| {
+                bad(kind, format!("{what}: the JOSE header needs a `kid` (its key is resolved through PDND)"))
+            })?;
+            let issuer = self.keys.as_ref().ok_or_else(|| bad(kind, format!("{what}: no keys issuer configured")))?;
+            issuer
+                .key_refreshing(Some(kid), connector)
+                .await
+                .ok_or_else(|| bad(kind, format!("{what}: no key with this `kid` is known")))?
+        };
+        let mut v = Validation::new(header.alg);
+        v.algorithms = vec![header.alg];
+        v.leeway = self.cfg.leeway.0.as_secs();
+        v.validate_nbf = true;
+        v.set_audience(&[self.cfg.audience.as_str()]);
+        v.required_spec_claims = HashSet::from(["exp".to_owned(), "aud".to_owned()]);
+        let data = jsonwebtoken::decode::<Value>(token, &key, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            let why = match e.kind() {
+                K::ExpiredSignature => "has expired (exp)".to_owned(),
+                K::ImmatureSignature => "is not valid yet (nbf)".to_owned(),
+                K::InvalidAudience => format!("is not meant for this e-service (aud must be `{}`)", self.cfg.audience),
+                K::InvalidSignature => "signature does not verify".to_owned(),
+                K::InvalidAlgorithm => "key does not fit the algorithm".to_owned(),
+                K::MissingRequiredClaim(c) => format!("lacks the `{c}` claim"),
+                other => format!("is invalid: {other:?}"),
+            };
+            bad(kind, format!("{what} {why}"))
+        })?;
+        let iat = data
+            .claims
+            .get("iat")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad(kind, format!("{what} lacks the `iat` claim")))?;
+        if iat > now_s() + self.cfg.leeway.0.as_secs() {
+            return Err(bad(kind, format!("{what} was issued in the future (iat): check the signer's clock")));
+        }
+        Ok(data.claims)
+    }
+
+    /// The public key of `x5c[0]`, after checking the chain up to a trust anchor.
+    fn key_from_chain(&self, chain: &[String]) -> Result<DecodingKey, String> {
+        let ders: Vec<CertificateDer<'static>> = chain
+            .iter()
+            .map(|c| STANDARD.decode(c).map(CertificateDer::from).map_err(|_| "`x5c` is not base64 DER".to_owned()))
+            .collect::<Result<_, _>>()?;
+        let ee =
+            webpki::EndEntityCert::try_from(&ders[0]).map_err(|e| format!("`x5c[0]` is not a certificate: {e:?}"))?;
+        ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &self.anchors,
+            &ders[1..],
+            UnixTime::now(),
+            webpki::KeyUsage::required_if_present(EKU_CLIENT_AUTH),
+            None,
+            None,
+        )
+        .map_err(|e| format!("the `x5c` certificate is not trusted: {e:?}"))?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(&ders[0]).map_err(|e| format!("`x5c[0]` cannot be read: {e}"))?;
+        let spki = cert.public_key();
+        let raw = spki.subject_public_key.data.as_ref();
+        match spki.algorithm.algorithm.to_id_string().as_str() {
+            "1.2.840.113549.1.1.1" => Ok(DecodingKey::from_rsa_der(raw)),
+            "1.2.840.10045.2.1" => Ok(DecodingKey::from_ec_der(raw)),
+            other => Err(format!("the certificate's key type ({other}) is not RSA or EC")),
+        }
+    }
+
+    /// `Digest` and `Agid-JWT-Signature` for a response body, signed with varco's key.
+    pub fn sign_response(
+        &self,
+        content_type: Option<&HeaderValue>,
+        body: &[u8],
+        id: &Identity,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        let Some(signer) = &self.signer else { return Vec::new() };
+        let digest = format!("SHA-256={}", STANDARD.encode(ring::digest::digest(&ring::digest::SHA256, body)));
+        let mut signed = vec![serde_json::json!({ "digest": digest })];
+        if let Some(ct) = content_type.and_then(|v| v.to_str().ok()) {
+            signed.push(serde_json::json!({ "content-type": ct }));
+        }
+        let now = now_s();
+        let claims = serde_json::json!({
+            "iss": self.cfg.audience,
+            "aud": id.client_id.as_deref().unwrap_or(&id.subject),
+            "iat": now, "nbf": now, "exp": now + 300,
+            "jti": format!("{:032x}", fastrand::u128(..)),
+            "signed_headers": signed,
+        });
+        let mut out = Vec::new();
+        if let (Ok(d), Some(Ok(s))) =
+            (HeaderValue::from_str(&digest), signer.sign_claims(&claims).map(|t| HeaderValue::from_str(&t)))
+        {
+            out.push((DIGEST.clone(), d));
+            out.push((AGID_JWT_SIGNATURE.clone(), s));
+        }
+        out
+    }
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &HeaderName, kind: ProblemKind) -> Result<&'a str, Problem> {
+    headers
+        .get(name)
+        .ok_or_else(|| bad(kind, format!("this e-service needs the `{name}` header")))?
+        .to_str()
+        .map_err(|_| bad(kind, format!("the `{name}` header is not text")))
+}
+
+/// `SHA-256=<base64 of 32 bytes>` (RFC 3230); hex and other algorithms are named as such.
+pub fn parse_digest(v: &str) -> Result<Vec<u8>, Problem> {
+    let kind = ProblemKind::ModiDigestMalformed;
+    let (alg, value) = v.split_once('=').ok_or_else(|| bad(kind, "`Digest` must be `SHA-256=<base64>`"))?;
+    if !alg.trim().eq_ignore_ascii_case("SHA-256") {
+        return Err(bad(kind, format!("`Digest` uses `{}`; ModI requires SHA-256", alg.trim())));
+    }
+    let value = value.trim();
+    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad(kind, "`Digest` is hex; RFC 3230 and ModI require base64 (`SHA-256=<base64>`)"));
+    }
+    match STANDARD.decode(value) {
+        Ok(b) if b.len() == 32 => Ok(b),
+        Ok(b) => Err(bad(kind, format!("`Digest` decodes to {} bytes, a SHA-256 has 32", b.len()))),
+        Err(_) => Err(bad(kind, "`Digest` value is not base64")),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_forms() {
+        let body = b"{\"a\":1}";
+        let d = ring::digest::digest(&ring::digest::SHA256, body);
+        let good = format!("SHA-256={}", STANDARD.encode(d.as_ref()));
+        assert_eq!(parse_digest(&good).ok(), Some(d.as_ref().to_vec()));
+        let hexed = format!("SHA-256={}", hex(d.as_ref()));
+        let e = parse_digest(&hexed).err().map(|p| (p.kind, p.detail));
+        assert!(matches!(e, Some((ProblemKind::ModiDigestMalformed, ref d)) if d.contains("hex")), "{e:?}");
+        assert!(parse_digest("MD5=abc").is_err());
+        assert!(parse_digest("SHA-256=AAAA").is_err());
+        assert!(parse_digest("nonsense").is_err());
+    }
+
+    #[test]
+    fn replay_guard_refuses_second_use_until_expiry() {
+        let g = ReplayGuard::default();
+        let exp = now_s() + 60;
+        assert!(g.first_use("t", "a", exp));
+        assert!(!g.first_use("t", "a", exp));
+        assert!(g.first_use("u", "a", exp), "scopes are separate");
+        assert!(g.first_use("t", "old", now_s() - 10));
+        assert!(g.first_use("t", "old", exp), "an expired entry no longer blocks");
+    }
+}
