@@ -9,6 +9,7 @@
 mod duration;
 mod model;
 mod model_auth;
+mod model_events;
 mod model_traffic;
 mod positions;
 mod validate;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use crate::model_auth::*;
+pub use crate::model_events::*;
 pub use crate::model_traffic::*;
 pub use varco_adapter_status::StatusConfig;
 
@@ -67,6 +68,10 @@ pub struct ServerConfig {
     /// always sent). Default false.
     #[serde(default)]
     pub forwarded_header: bool,
+    /// The event bus: durable outbox, optional Kafka. Default: an outbox in
+    /// `varco-data/events`, no Kafka.
+    #[serde(default)]
+    pub events: EventsConfig,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +86,7 @@ impl Default for ServerConfig {
             forwarded_header: false,
             client_body_timeout: d_body_timeout(),
             identity_token: None,
+            events: EventsConfig::default(),
         }
     }
 }
@@ -231,6 +237,9 @@ pub struct TenantConfig {
     /// API keys the tenant issued (used by `access: {api_key: ...}`).
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
+    /// Read grants and subscriptions on the event bus.
+    #[serde(default)]
+    pub events: TenantEventsConfig,
 }
 
 /// A pool of back-office servers.
@@ -455,7 +464,15 @@ pub enum AdapterConfig {
     Status(StatusConfig),
     /// varco's identity-token key set (needs `server.identity_token`).
     Jwks(JwksConfig),
+    /// `POST` CloudEvents (structured, batch or binary) into the durable outbox.
+    Events(EventsAdapterConfig),
 }
+
+/// Configuration of the `events` publish adapter (nothing to set: the ente publishes with
+/// `source` under `/enti/<its id>/`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventsAdapterConfig {}
 
 /// Configuration of the `jwks` adapter (nothing to set).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

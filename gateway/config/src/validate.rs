@@ -83,6 +83,7 @@ impl Config {
     pub fn validate(&self) -> Vec<ConfigIssue> {
         let mut is = Issues::default();
         self.validate_server(&mut is);
+        crate::validate_rules::validate_events(self, &mut is);
         let mut seen_tenants = HashSet::new();
         let mut seen_keys = HashSet::new();
         if self.tenants.is_empty() {
@@ -349,6 +350,7 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
                             is.add(ap.clone(), "the jwks adapter needs server.identity_token");
                         }
                     }
+                    AdapterConfig::Events(_) => {}
                 }
                 if r.strip_prefix.is_some() || r.request_headers.is_some() {
                     is.add(rp.clone(), "strip_prefix and request_headers apply to upstream targets only");

@@ -105,3 +105,96 @@ pub(crate) fn validate_modi(m: &ModiAccess, p: &str, t: &TenantConfig, has_signe
         is.add(format!("{p}.sign_responses"), "needs `server.identity_token` (varco's signing key)");
     }
 }
+
+/// Event types are reverse-DNS names ending in a version: `it.varco.anagrafe.residenza.cambiata.v1`.
+pub fn is_event_type(t: &str) -> bool {
+    let parts: Vec<&str> = t.split('.').collect();
+    parts.len() >= 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+        && parts.last().is_some_and(|v| v.len() > 1 && v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit()))
+}
+
+pub(crate) fn validate_events(cfg: &Config, is: &mut Issues) {
+    let e = &cfg.server.events;
+    if e.max_bytes < 1 << 20 {
+        is.add("server.events.max_bytes", "at least 1 MiB");
+    }
+    if e.segment_bytes < 1 << 16 || e.segment_bytes > e.max_bytes {
+        is.add("server.events.segment_bytes", "at least 64 KiB and at most max_bytes");
+    }
+    if let Some(k) = &e.kafka {
+        if k.brokers.trim().is_empty() {
+            is.add("server.events.kafka.brokers", "list at least one `host:port`");
+        }
+        if k.topic.is_empty() || !k.topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            is.add("server.events.kafka.topic", "letters, digits, `.`, `_` and `-` only");
+        }
+        if k.create_partitions < 0 {
+            is.add("server.events.kafka.create_partitions", "0 (never create) or more");
+        }
+    }
+    for (ti, t) in cfg.tenants.iter().enumerate() {
+        let p = format!("tenants[{ti}].events");
+        for (gi, g) in t.events.readers.iter().enumerate() {
+            if !cfg.tenants.iter().any(|o| o.id == g.tenant) {
+                is.add(format!("{p}.readers[{gi}].tenant"), format!("no tenant `{}`", g.tenant));
+            }
+            for (i, ty) in g.types.iter().enumerate() {
+                if !is_event_type(ty) {
+                    is.add(
+                        format!("{p}.readers[{gi}].types[{i}]"),
+                        format!("`{ty}` is not a versioned reverse-DNS event type"),
+                    );
+                }
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (si, sub) in t.events.subscriptions.iter().enumerate() {
+            let sp = format!("{p}.subscriptions[{si}]");
+            if sub.name.is_empty()
+                || !sub.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                || !names.insert(sub.name.as_str())
+            {
+                is.add(format!("{sp}.name"), "must be a unique name of letters, digits, `-` or `_`");
+            }
+            if sub.types.is_empty() {
+                is.add(format!("{sp}.types"), "list at least one event type");
+            }
+            if sub.sources.is_empty() {
+                is.add(format!("{sp}.sources"), "list at least one ente");
+            }
+            for (i, src) in sub.sources.iter().enumerate() {
+                let Some(owner) = cfg.tenants.iter().find(|o| &o.id == src) else {
+                    is.add(format!("{sp}.sources[{i}]"), format!("no tenant `{src}`"));
+                    continue;
+                };
+                for ty in &sub.types {
+                    let granted = owner.events.readers.iter().any(|g| g.tenant == t.id && g.types.contains(ty));
+                    if !granted && owner.id != t.id {
+                        is.add(
+                            format!("{sp}.sources[{i}]"),
+                            format!("ente `{src}` does not let `{}` read `{ty}` (its events.readers)", t.id),
+                        );
+                    }
+                }
+            }
+            for (i, ty) in sub.types.iter().enumerate() {
+                if !is_event_type(ty) {
+                    is.add(format!("{sp}.types[{i}]"), format!("`{ty}` is not a versioned reverse-DNS event type"));
+                }
+            }
+            let u = &sub.webhook.url;
+            if !(u.starts_with("http://") || u.starts_with("https://")) || u.parse::<http::Uri>().is_err() {
+                is.add(format!("{sp}.webhook.url"), "must be an http(s) URL");
+            }
+            if sub.max_attempts == 0 {
+                is.add(format!("{sp}.max_attempts"), "at least 1");
+            }
+            if sub.backoff.0 > sub.max_backoff.0 || sub.backoff.0.is_zero() {
+                is.add(format!("{sp}.backoff"), "more than 0 and at most max_backoff");
+            }
+        }
+    }
+}

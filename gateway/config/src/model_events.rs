@@ -1,0 +1,145 @@
+//! Event-bus configuration: the durable outbox, the optional Kafka cluster, and per-ente
+//! read grants and subscriptions.
+
+use crate::{Dur, SecretRef};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The event bus (`server.events`). Changing it needs a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Folder of the durable outbox (segment files and cursors). Default `varco-data/events`.
+    #[serde(default = "d_dir")]
+    pub dir: PathBuf,
+    /// Disk budget of the outbox: when it is full of events not yet relayed (or, without Kafka,
+    /// not yet delivered), publishing answers 503 with `Retry-After`. Default 1 GiB.
+    #[serde(default = "d_max_bytes")]
+    pub max_bytes: u64,
+    /// Size at which a segment file is closed and a new one started. Default 64 MiB.
+    #[serde(default = "d_segment_bytes")]
+    pub segment_bytes: u64,
+    /// The Kafka cluster the outbox relays to. Default: none, the outbox is the bus
+    /// (single-node mode: subscriptions read it directly).
+    #[serde(default)]
+    pub kafka: Option<KafkaConfig>,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self { dir: d_dir(), max_bytes: d_max_bytes(), segment_bytes: d_segment_bytes(), kafka: None }
+    }
+}
+
+fn d_dir() -> PathBuf {
+    PathBuf::from("varco-data/events")
+}
+fn d_max_bytes() -> u64 {
+    1 << 30
+}
+fn d_segment_bytes() -> u64 {
+    64 << 20
+}
+
+/// A Kafka cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port,host:port` bootstrap servers.
+    pub brokers: String,
+    /// The topic every event goes to, keyed by `subject` (order holds per subject).
+    /// Default `varco.events`.
+    #[serde(default = "d_topic")]
+    pub topic: String,
+    /// Create the topic at start when missing, with this many partitions. Default 6; 0: never
+    /// create.
+    #[serde(default = "d_partitions")]
+    pub create_partitions: i32,
+    /// Extra librdkafka properties (e.g. `security.protocol`, `sasl.*`). Default none.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn d_topic() -> String {
+    "varco.events".into()
+}
+fn d_partitions() -> i32 {
+    6
+}
+
+/// An ente's side of the bus (`tenants[].events`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantEventsConfig {
+    /// Who may read this ente's events (deny by default): other enti by id, with the event
+    /// types each may read.
+    #[serde(default)]
+    pub readers: Vec<EventGrant>,
+    /// What this ente receives, and where.
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionConfig>,
+}
+
+/// A read grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventGrant {
+    /// The reading ente's id.
+    pub tenant: String,
+    /// Event types it may read.
+    pub types: Vec<String>,
+}
+
+/// A subscription: events of some types from some enti, delivered to a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionConfig {
+    /// Unique within the ente; names the consumer group (`varco.<ente>.<name>`).
+    pub name: String,
+    /// Event types delivered.
+    pub types: Vec<String>,
+    /// Enti whose events are delivered (each must grant this ente the types in `readers`).
+    pub sources: Vec<String>,
+    /// The back-office endpoint.
+    pub webhook: WebhookConfig,
+    /// Attempts before an event goes to the dead-letter store. Default 8.
+    #[serde(default = "d_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay, doubled each attempt with jitter. Default 1s.
+    #[serde(default = "d_backoff")]
+    pub backoff: Dur,
+    /// Longest retry delay. Default 5m.
+    #[serde(default = "d_max_backoff")]
+    pub max_backoff: Dur,
+}
+
+fn d_attempts() -> u32 {
+    8
+}
+fn d_backoff() -> Dur {
+    Dur::secs(1)
+}
+fn d_max_backoff() -> Dur {
+    Dur::secs(300)
+}
+
+/// Where and how events are delivered: `POST` of the structured CloudEvent
+/// (`application/cloudevents+json`), `Idempotency-Key: <event id>`, and
+/// `X-Varco-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// The HMAC key shared with the receiver.
+    pub secret: SecretRef,
+    /// Per attempt. Default 10s.
+    #[serde(default = "d_timeout")]
+    pub timeout: Dur,
+}
+
+fn d_timeout() -> Dur {
+    Dur::secs(10)
+}
