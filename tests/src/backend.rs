@@ -32,6 +32,8 @@ pub struct State {
     pub hits: AtomicUsize,
     pub health_hits: AtomicUsize,
     pub last: Mutex<Option<serde_json::Value>>,
+    /// Every request answered with 2xx, in order (webhook deliveries).
+    pub log: Mutex<Vec<serde_json::Value>>,
     /// Fixed documents by path (e.g. a JWKS), served with 200 regardless of the mode.
     pub statics: Mutex<std::collections::HashMap<String, Vec<u8>>>,
 }
@@ -54,6 +56,7 @@ impl Backend {
             hits: AtomicUsize::new(0),
             health_hits: AtomicUsize::new(0),
             last: Mutex::new(None),
+            log: Mutex::new(Vec::new()),
             statics: Mutex::new(Default::default()),
         });
         let (st, nm) = (state.clone(), name.to_owned());
@@ -90,6 +93,11 @@ impl Backend {
             Some(b) => m.insert(path.to_owned(), b),
             None => m.remove(path),
         };
+    }
+
+    /// Every request answered with 2xx so far (method, path, headers, body).
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.state.log.lock().unwrap().clone()
     }
 
     /// The last request the backend saw (method, path, headers, body length).
@@ -140,6 +148,9 @@ async fn handle(req: Request<Incoming>, st: Arc<State>, name: String) -> Result<
         }
         Mode::Close => return Err(std::io::Error::other("closing without an answer")),
     };
+    if (200..300).contains(&status) {
+        st.log.lock().unwrap().push(echo.clone());
+    }
     Ok(Response::builder()
         .status(status)
         .header("content-type", "application/json")

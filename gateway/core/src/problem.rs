@@ -69,6 +69,14 @@ pub enum ProblemKind {
     ModiAuditInvalid,
     /// A token whose `jti` was already used where the profile forbids replay.
     TokenReplayed,
+    /// A CloudEvent is malformed or misses a required attribute.
+    EventInvalid,
+    /// An event's `data` does not match the schema of its type.
+    EventSchemaViolation,
+    /// The request's Content-Type is not one the route accepts.
+    UnsupportedMediaType,
+    /// The outbox's disk budget is full; events are refused until it drains.
+    OutboxFull,
 }
 
 impl ProblemKind {
@@ -104,6 +112,10 @@ impl ProblemKind {
             Self::ModiSignatureInvalid => "modi-signature-invalid",
             Self::ModiAuditInvalid => "modi-audit-invalid",
             Self::TokenReplayed => "token-replayed",
+            Self::EventInvalid => "event-invalid",
+            Self::EventSchemaViolation => "event-schema-violation",
+            Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::OutboxFull => "outbox-full",
         }
     }
 
@@ -127,7 +139,11 @@ impl ProblemKind {
             | Self::ModiDigestMalformed
             | Self::ModiDigestMismatch
             | Self::ModiSignatureInvalid
-            | Self::ModiAuditInvalid => 400,
+            | Self::ModiAuditInvalid
+            | Self::EventInvalid => 400,
+            Self::EventSchemaViolation => 422,
+            Self::UnsupportedMediaType => 415,
+            Self::OutboxFull => 503,
             Self::UpstreamUnavailable | Self::CircuitOpen | Self::Overloaded => 503,
             Self::BadGateway => 502,
             Self::GatewayTimeout => 504,
@@ -170,6 +186,10 @@ impl ProblemKind {
             Self::ModiSignatureInvalid => "Invalid ModI signature",
             Self::ModiAuditInvalid => "Invalid ModI tracking evidence",
             Self::TokenReplayed => "Token replayed",
+            Self::EventInvalid => "Invalid CloudEvent",
+            Self::EventSchemaViolation => "Event data does not match its schema",
+            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::OutboxFull => "Event outbox full",
         }
     }
 
@@ -203,6 +223,10 @@ impl ProblemKind {
         Self::ModiSignatureInvalid,
         Self::ModiAuditInvalid,
         Self::TokenReplayed,
+        Self::EventInvalid,
+        Self::EventSchemaViolation,
+        Self::UnsupportedMediaType,
+        Self::OutboxFull,
         Self::NotFound,
     ];
 }

@@ -2,4 +2,12 @@
 //! delivery to back-office webhooks.
 #![forbid(unsafe_code)]
 
+pub mod bus;
+pub mod contract;
 pub mod outbox;
+pub mod publish;
+
+pub use bus::EventBus;
+pub use publish::EventsAdapter;
+pub mod delivery;
+pub mod relay;

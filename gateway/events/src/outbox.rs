@@ -61,6 +61,8 @@ pub struct Outbox {
     disk_bytes: Arc<AtomicU64>,
     max_bytes: u64,
     cursors: Arc<Mutex<BTreeMap<String, Arc<AtomicU64>>>>,
+    /// Held for the life of the outbox: two processes must never share a folder.
+    _lock: File,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -118,6 +120,9 @@ impl Outbox {
     pub fn open(dir: &Path, segment_bytes: u64, max_bytes: u64) -> Result<Arc<Self>, OutboxError> {
         std::fs::create_dir_all(dir).map_err(io)?;
         std::fs::create_dir_all(dir.join("cursors")).map_err(io)?;
+        let lock = File::create(dir.join("LOCK")).map_err(io)?;
+        lock.try_lock()
+            .map_err(|_| OutboxError::Io(format!("`{}` is in use by another varco process", dir.display())))?;
         let mut segments = Segments::default();
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let entry = entry.map_err(io)?;
@@ -171,6 +176,7 @@ impl Outbox {
             disk_bytes: Arc::new(AtomicU64::new(disk)),
             max_bytes,
             cursors: Default::default(),
+            _lock: lock,
         });
         let writer = Writer {
             dir: dir.to_owned(),
@@ -501,6 +507,9 @@ mod tests {
         let (seq, p) = r.next().await.unwrap();
         assert_eq!(seq, 1500);
         assert!(p.starts_with(b"event-1499-"));
+        drop(r);
+        // A second process may not open the same folder.
+        assert!(Outbox::open(&d, 1 << 16, 1 << 30).is_err());
         drop(ob);
         let ob = Outbox::open(&d, 1 << 16, 1 << 30).unwrap();
         assert_eq!(ob.committed(), 2000);

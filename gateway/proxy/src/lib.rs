@@ -6,6 +6,7 @@ mod access_log;
 mod admin;
 mod auth;
 mod breaker;
+mod events;
 mod fetch;
 mod filters;
 mod gateway;
@@ -51,6 +52,8 @@ pub struct Shared {
     pub issuers: auth::IssuerRegistry,
     /// `jti`s already used (ModI JWTs, single-use bearer tokens), kept across reloads.
     pub replay: modi::ReplayGuard,
+    /// The event bus, opened when the configuration first uses it.
+    pub events: events::EventsSlot,
     /// HTTP client for documents varco fetches (JWKS).
     pub connector: pingora_core::connectors::http::Connector,
 }

@@ -23,6 +23,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The registry, for metrics of other crates (the event bus).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Fails only if a metric definition is invalid (a programming error caught by tests).
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("varco".into()), None)?;

@@ -79,6 +79,7 @@ impl Reloader {
                 quotas: &shared.quotas,
                 redis: shared.redis.as_ref(),
                 issuers: &shared.issuers,
+                events: &shared.events,
             };
             Runtime::build(cfg, generation, &deps, Some(&old))
         })

@@ -85,6 +85,7 @@ pub struct BuildDeps<'a> {
     pub quotas: &'a crate::quotas::QuotaRegistry,
     pub redis: Option<&'a Arc<crate::quotas::RedisQuotaStore>>,
     pub issuers: &'a crate::auth::IssuerRegistry,
+    pub events: &'a crate::events::EventsSlot,
 }
 
 /// Who may call a route, built.
@@ -304,6 +305,9 @@ fn build_tenant(
                     .map(|i| i.jwks.clone())
                     .ok_or_else(|| build_err(format!("{rp}.to.adapter"), "needs server.identity_token"))?,
             ))),
+            RouteTarget::Adapter(AdapterConfig::Events(_)) => Target::Adapter(Arc::new(varco_events::EventsAdapter {
+                bus: deps.events.open(&cfg.server.events).map_err(|m| build_err(format!("{rp}.to.adapter"), m))?,
+            })),
             RouteTarget::Adapter(AdapterConfig::Status(s)) => {
                 Target::Adapter(Arc::new(StatusAdapter::build(s, health.clone())))
             }

@@ -30,6 +30,8 @@ pub enum StartError {
     Redis(String),
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error("events: {0}")]
+    Events(String),
     #[error("listener `{listener}`: {message}")]
     Tls { listener: String, message: String },
 }
@@ -59,14 +61,20 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
         None => None,
     };
     let issuers = crate::auth::IssuerRegistry::default();
+    let deps_events = crate::events::EventsSlot::new(metrics.registry().clone());
+    if crate::events::uses_events(&cfg) {
+        deps_events.open(&cfg.server.events).map_err(StartError::Events)?;
+    }
     let deps = crate::runtime::BuildDeps {
         metrics: &metrics,
         limiters: &limiters,
         quotas: &quotas,
         redis: redis.as_ref(),
         issuers: &issuers,
+        events: &deps_events,
     };
     let runtime = Runtime::build(cfg.clone(), 1, &deps, None)?;
+    let events = deps_events;
     metrics.generation.set(1);
     let shared = Arc::new(Shared {
         current: ArcSwap::from_pointee(runtime),
@@ -78,6 +86,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
         redis,
         issuers,
         replay: Default::default(),
+        events,
         connector: pingora_core::connectors::http::Connector::new(None),
     });
     let reloader = Arc::new(Reloader::new(path, shared.clone()));
@@ -124,6 +133,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     server.add_service(background_service("jwks refresh", crate::auth::JwksRefresher(shared.clone())));
     server.add_service(background_service("rate-limit gc", crate::limits::LimitsGc(shared.clone())));
     server.add_service(background_service("access log", crate::access_log::AccessLogFlusher(shared.clone())));
+    server.add_service(background_service("events", crate::events::EventsService(shared.clone())));
     server.add_service(background_service("drain", Drain { shared: shared.clone(), grace: cfg.server.grace_period.0 }));
     tracing::info!(listeners = ?cfg.listeners.iter().map(|l| &l.address).collect::<Vec<_>>(), admin = %cfg.admin.address, tenants = cfg.tenants.len(), "varco starting");
     server.run_forever()

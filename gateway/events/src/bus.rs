@@ -1,0 +1,139 @@
+//! The event bus as the rest of varco sees it: `publish` (checked events → durable receipt),
+//! the outbox behind it, and its metrics.
+
+use crate::contract::Registry;
+use crate::outbox::{Outbox, OutboxError};
+use bytes::Bytes;
+use cloudevents::Event;
+use std::sync::Arc;
+use varco_config::EventsConfig;
+use varco_core::{Problem, ProblemKind};
+
+/// Gauges and counters of the bus (registered in varco's Prometheus registry).
+#[derive(Debug, Clone)]
+pub struct EventMetrics {
+    pub published: prometheus::IntCounterVec,
+    pub outbox_committed: prometheus::IntGauge,
+    pub outbox_bytes: prometheus::IntGauge,
+    pub relay_pending: prometheus::IntGauge,
+    pub relayed: prometheus::IntCounter,
+    pub kafka_up: prometheus::IntGauge,
+    pub delivered: prometheus::IntCounterVec,
+    pub delivery_failures: prometheus::IntCounterVec,
+    pub dead_lettered: prometheus::IntCounterVec,
+    pub subscription_lag: prometheus::IntGaugeVec,
+}
+
+impl EventMetrics {
+    pub fn new(r: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+        use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+        let m = Self {
+            published: IntCounterVec::new(
+                Opts::new("events_published_total", "Events accepted into the outbox, by ente."),
+                &["tenant"],
+            )?,
+            outbox_committed: IntGauge::new("outbox_committed_sequence", "Sequence number of the last durable event.")?,
+            outbox_bytes: IntGauge::new("outbox_disk_bytes", "Bytes of outbox segments on disk.")?,
+            relay_pending: IntGauge::new(
+                "outbox_relay_pending",
+                "Durable events not yet acknowledged by Kafka (outbox depth).",
+            )?,
+            relayed: IntCounter::new("events_relayed_total", "Events acknowledged by Kafka.")?,
+            kafka_up: IntGauge::new("kafka_up", "1 when the last produce to Kafka succeeded.")?,
+            delivered: IntCounterVec::new(
+                Opts::new("events_delivered_total", "Events a webhook accepted, by ente and subscription."),
+                &["tenant", "subscription"],
+            )?,
+            delivery_failures: IntCounterVec::new(
+                Opts::new("event_delivery_failures_total", "Failed webhook attempts."),
+                &["tenant", "subscription"],
+            )?,
+            dead_lettered: IntCounterVec::new(
+                Opts::new("events_dead_lettered_total", "Events moved to the dead-letter store after max_attempts."),
+                &["tenant", "subscription"],
+            )?,
+            subscription_lag: IntGaugeVec::new(
+                Opts::new(
+                    "subscription_lag_events",
+                    "Events waiting for a subscription (single-node mode: outbox positions).",
+                ),
+                &["tenant", "subscription"],
+            )?,
+        };
+        r.register(Box::new(m.published.clone()))?;
+        r.register(Box::new(m.outbox_committed.clone()))?;
+        r.register(Box::new(m.outbox_bytes.clone()))?;
+        r.register(Box::new(m.relay_pending.clone()))?;
+        r.register(Box::new(m.relayed.clone()))?;
+        r.register(Box::new(m.kafka_up.clone()))?;
+        r.register(Box::new(m.delivered.clone()))?;
+        r.register(Box::new(m.delivery_failures.clone()))?;
+        r.register(Box::new(m.dead_lettered.clone()))?;
+        r.register(Box::new(m.subscription_lag.clone()))?;
+        Ok(m)
+    }
+}
+
+/// The bus: contracts, outbox and metrics. One per process; outlives configuration reloads.
+#[derive(Debug)]
+pub struct EventBus {
+    pub registry: Registry,
+    pub outbox: Arc<Outbox>,
+    pub metrics: EventMetrics,
+    pub config: EventsConfig,
+}
+
+impl EventBus {
+    /// Opens the outbox (recovering after a crash) and loads the contracts.
+    pub fn open(cfg: &EventsConfig, metrics: &prometheus::Registry) -> Result<Arc<Self>, String> {
+        let registry = Registry::load()?;
+        let outbox = Outbox::open(&cfg.dir, cfg.segment_bytes, cfg.max_bytes)
+            .map_err(|e| format!("outbox `{}`: {e}", cfg.dir.display()))?;
+        let metrics = EventMetrics::new(metrics).map_err(|e| e.to_string())?;
+        Ok(Arc::new(Self { registry, outbox, metrics, config: cfg.clone() }))
+    }
+
+    /// The internal publish interface for adapters: checks the events for ente `tenant` and
+    /// makes them durable; the sequence number of the last one.
+    pub async fn publish(
+        &self,
+        tenant: &str,
+        mut events: Vec<Event>,
+        traceparent: Option<&str>,
+    ) -> Result<u64, Problem> {
+        for (i, e) in events.iter_mut().enumerate() {
+            crate::publish::check_event(self, tenant, i, e, traceparent)?;
+        }
+        let n = events.len() as u64;
+        let seq = self.append(events).await?;
+        self.metrics.published.with_label_values(&[tenant]).inc_by(n);
+        Ok(seq)
+    }
+
+    /// Appends checked events; nothing is accepted unless all are durable.
+    pub(crate) async fn append(&self, events: Vec<Event>) -> Result<u64, Problem> {
+        let mut records = Vec::with_capacity(events.len());
+        for e in &events {
+            let bytes = serde_json::to_vec(e)
+                .map_err(|e| Problem::new(ProblemKind::Internal, format!("cannot encode an event: {e}")))?;
+            if bytes.len() > crate::outbox::MAX_RECORD {
+                return Err(Problem::new(
+                    ProblemKind::EventInvalid,
+                    format!("event `{}` is larger than 1 MiB", cloudevents::AttributesReader::id(e)),
+                ));
+            }
+            records.push(Bytes::from(bytes));
+        }
+        let seq = self.outbox.append(records).await.map_err(|e| match e {
+            OutboxError::Full(_) => Problem::new(ProblemKind::OutboxFull, e.to_string()).retry_after(5),
+            other => {
+                tracing::error!(error = %other, "outbox append failed");
+                Problem::new(ProblemKind::Internal, "the event could not be stored; nothing was accepted")
+                    .retry_after(1)
+            }
+        })?;
+        self.metrics.outbox_committed.set(seq as i64);
+        self.metrics.outbox_bytes.set(self.outbox.disk_bytes() as i64);
+        Ok(seq)
+    }
+}

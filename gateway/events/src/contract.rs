@@ -1,0 +1,121 @@
+//! The event contracts (`contracts/events/*.json`): which types exist and what their `data`
+//! must look like. Compiled once; validating an event is a lookup and a schema walk.
+
+use std::collections::HashMap;
+
+/// One event type: its JSON Schema (`$id` is the `dataschema` URI) and its validator.
+pub struct EventType {
+    pub name: &'static str,
+    pub dataschema: String,
+    validator: jsonschema::Validator,
+}
+
+impl std::fmt::Debug for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventType").field("name", &self.name).finish()
+    }
+}
+
+/// The contract files, embedded at build time.
+const SCHEMAS: &[(&str, &str)] = &[
+    (
+        "it.varco.anagrafe.residenza.cambiata.v1",
+        include_str!("../../../contracts/events/it.varco.anagrafe.residenza.cambiata.v1.json"),
+    ),
+    (
+        "it.varco.tributi.pagamento.ricevuto.v1",
+        include_str!("../../../contracts/events/it.varco.tributi.pagamento.ricevuto.v1.json"),
+    ),
+    (
+        "it.varco.sociale.prestazione.erogata.v1",
+        include_str!("../../../contracts/events/it.varco.sociale.prestazione.erogata.v1.json"),
+    ),
+    (
+        "it.varco.siuss.esito.ricevuto.v1",
+        include_str!("../../../contracts/events/it.varco.siuss.esito.ricevuto.v1.json"),
+    ),
+    (
+        "it.varco.pratica.stato.cambiato.v1",
+        include_str!("../../../contracts/events/it.varco.pratica.stato.cambiato.v1.json"),
+    ),
+];
+
+/// Every known event type.
+#[derive(Debug)]
+pub struct Registry {
+    types: HashMap<&'static str, EventType>,
+}
+
+impl Registry {
+    /// Compiles the embedded schemas; an error is a defect of a contract file (tests catch it).
+    pub fn load() -> Result<Self, String> {
+        let mut types = HashMap::new();
+        for (name, text) in SCHEMAS {
+            let schema: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| format!("contract {name} is not JSON: {e}"))?;
+            let dataschema = schema
+                .get("$id")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| format!("contract {name} has no $id"))?
+                .to_owned();
+            let validator = jsonschema::options()
+                .should_validate_formats(true)
+                .build(&schema)
+                .map_err(|e| format!("contract {name} is not a valid schema: {e}"))?;
+            types.insert(*name, EventType { name, dataschema, validator });
+        }
+        Ok(Self { types })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&EventType> {
+        self.types.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.types.keys().copied()
+    }
+}
+
+impl EventType {
+    /// The first few problems of `data`, each as `<json pointer>: <what is wrong>` (values are
+    /// not echoed: they may be personal data).
+    pub fn check(&self, data: &serde_json::Value) -> Result<(), Vec<String>> {
+        let errors: Vec<String> = self
+            .validator
+            .iter_errors(data)
+            .take(5)
+            .map(|e| {
+                let path = e.instance_path().to_string();
+                format!("{}: {}", if path.is_empty() { "/" } else { &path }, e.masked())
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn every_contract_compiles_and_checks_its_data() {
+        let r = super::Registry::load().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.names().count(), 5);
+        let t = r.get("it.varco.anagrafe.residenza.cambiata.v1").unwrap();
+        assert_eq!(t.dataschema, "urn:varco:events:it.varco.anagrafe.residenza.cambiata.v1");
+        let good =
+            json!({"codiceFiscale": "RSSMRA80A01H501U", "comuneDestinazione": "E783", "dataDecorrenza": "2026-11-20"});
+        assert!(t.check(&good).is_ok());
+        let bad =
+            json!({"codiceFiscale": "rossi", "comuneDestinazione": "E783", "dataDecorrenza": "20/11/2026", "extra": 1});
+        let errs = t.check(&bad).unwrap_err();
+        let all = errs.join("\n");
+        assert!(all.contains("/codiceFiscale"), "{all}");
+        assert!(all.contains("/dataDecorrenza"), "{all}");
+        assert!(!all.contains("rossi"), "a value was echoed: {all}");
+    }
+}

@@ -1,0 +1,238 @@
+//! Publishing: CloudEvents over HTTP (structured, batch, binary) are checked against the
+//! contracts and the publishing ente, then made durable in the outbox before the 202.
+
+use crate::bus::EventBus;
+use async_trait::async_trait;
+use cloudevents::{AttributesReader, AttributesWriter, Data, Event, EventBuilder, EventBuilderV10};
+use http::HeaderMap;
+use std::sync::Arc;
+use varco_core::{Adapter, AdapterRequest, AdapterResponse, Problem, ProblemKind};
+
+/// Most events in one batch request.
+pub const MAX_BATCH: usize = 1000;
+
+fn invalid(detail: impl Into<String>) -> Problem {
+    Problem::new(ProblemKind::EventInvalid, detail)
+}
+
+/// Reads the events of an HTTP request: `application/cloudevents+json` (one),
+/// `application/cloudevents-batch+json` (an array) or binary mode (`ce-*` headers, the body is
+/// `data`).
+pub fn parse_http(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Event>, Problem> {
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match ct.as_str() {
+        "application/cloudevents+json" => serde_json::from_slice::<Event>(body)
+            .map(|e| vec![e])
+            .map_err(|e| invalid(format!("not a CloudEvent 1.0 in structured mode: {e}"))),
+        "application/cloudevents-batch+json" => {
+            let items: Vec<serde_json::Value> = serde_json::from_slice(body)
+                .map_err(|e| invalid(format!("a batch is a JSON array of CloudEvents: {e}")))?;
+            if items.is_empty() || items.len() > MAX_BATCH {
+                return Err(invalid(format!("a batch holds 1 to {MAX_BATCH} events, not {}", items.len())));
+            }
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| serde_json::from_value::<Event>(v).map_err(|e| invalid(format!("event [{i}]: {e}"))))
+                .collect()
+        }
+        _ if headers.contains_key("ce-specversion") => parse_binary(headers, body, &ct).map(|e| vec![e]),
+        _ => Err(Problem::new(
+            ProblemKind::UnsupportedMediaType,
+            format!(
+                "Content-Type `{ct}`: send application/cloudevents+json, application/cloudevents-batch+json, or binary mode (ce-* headers)"
+            ),
+        )),
+    }
+}
+
+fn parse_binary(headers: &HeaderMap, body: &[u8], ct: &str) -> Result<Event, Problem> {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if h("ce-specversion") != Some("1.0") {
+        return Err(invalid("binary mode: `ce-specversion` must be 1.0"));
+    }
+    let mut b = EventBuilderV10::new();
+    for name in ["ce-id", "ce-source", "ce-type"] {
+        if h(name).is_none() {
+            return Err(invalid(format!("binary mode: the `{name}` header is missing")));
+        }
+    }
+    b = b
+        .id(h("ce-id").unwrap_or_default())
+        .source(h("ce-source").unwrap_or_default())
+        .ty(h("ce-type").unwrap_or_default());
+    if let Some(s) = h("ce-subject") {
+        b = b.subject(s);
+    }
+    if let Some(t) = h("ce-time") {
+        b = b.time(t.to_owned());
+    }
+    for (name, value) in headers {
+        let Some(ext) = name.as_str().strip_prefix("ce-") else { continue };
+        if matches!(ext, "specversion" | "id" | "source" | "type" | "subject" | "time" | "dataschema") {
+            continue;
+        }
+        let v = value.to_str().map_err(|_| invalid(format!("binary mode: `{name}` is not text")))?;
+        b = b.extension(ext, v.to_owned());
+    }
+    if !body.is_empty() {
+        b = b.data(if ct.is_empty() { "application/json" } else { ct }, body.to_vec());
+    }
+    let mut e = b.build().map_err(|e| invalid(format!("binary mode: {e}")))?;
+    if let Some(ds) = h("ce-dataschema") {
+        let url = url::Url::parse(ds).map_err(|_| invalid("binary mode: `ce-dataschema` is not a URI"))?;
+        e.set_dataschema(Some(url));
+    }
+    Ok(e)
+}
+
+/// Checks one event for ente `tenant` and completes it: `source` under `/enti/<tenant>`, a
+/// known `type`, JSON `data` valid against the type's schema; `dataschema`, `time` and the
+/// publisher's `traceparent` are filled in when absent.
+pub fn check_event(
+    bus: &EventBus,
+    tenant: &str,
+    i: usize,
+    e: &mut Event,
+    traceparent: Option<&str>,
+) -> Result<(), Problem> {
+    let id = e.id().to_owned();
+    let at = |what: String| format!("event [{i}] (id `{id}`): {what}");
+    if e.id().is_empty() || e.id().len() > 256 {
+        return Err(invalid(at("`id` must be 1 to 256 characters".into())));
+    }
+    let source = e.source().as_str();
+    let own = format!("/enti/{tenant}");
+    if !(source == own || source.starts_with(&format!("{own}/"))) {
+        return Err(Problem::new(
+            ProblemKind::Forbidden,
+            at(format!("`source` must be `{own}` or below it, not `{source}`")),
+        ));
+    }
+    let Some(ty) = bus.registry.get(e.ty()) else {
+        return Err(invalid(at(format!("unknown `type` `{}` (see contracts/events/)", e.ty()))));
+    };
+    match e.dataschema().map(|u| u.as_str().to_owned()) {
+        Some(ds) if ds != ty.dataschema => {
+            return Err(invalid(at(format!("`dataschema` of `{}` is `{}`", ty.name, ty.dataschema))))
+        }
+        Some(_) => {}
+        None => {
+            if let Ok(u) = url::Url::parse(&ty.dataschema) {
+                e.set_dataschema(Some(u));
+            }
+        }
+    }
+    if let Some(ct) = e.datacontenttype() {
+        if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
+            return Err(invalid(at(format!("`datacontenttype` must be application/json, not `{ct}`"))));
+        }
+    }
+    let data = match e.data() {
+        Some(Data::Json(v)) => v.clone(),
+        Some(Data::Binary(b)) => {
+            serde_json::from_slice(b).map_err(|err| invalid(at(format!("`data` is not JSON: {err}"))))?
+        }
+        Some(Data::String(s)) => {
+            serde_json::from_str(s).map_err(|err| invalid(at(format!("`data` is not JSON: {err}"))))?
+        }
+        None => return Err(invalid(at("`data` is missing".into()))),
+    };
+    if let Err(errors) = ty.check(&data) {
+        return Err(Problem::new(
+            ProblemKind::EventSchemaViolation,
+            at(format!("`data` of `{}`: {}", ty.name, errors.join("; "))),
+        ));
+    }
+    e.set_data("application/json", data);
+    if e.time().is_none() {
+        e.set_time(Some(chrono::Utc::now()));
+    }
+    if e.extension("traceparent").is_none() {
+        if let Some(tp) = traceparent {
+            e.set_extension("traceparent", tp.to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// `POST /events` of an ente: the `events` adapter.
+#[derive(Debug)]
+pub struct EventsAdapter {
+    pub bus: Arc<EventBus>,
+}
+
+#[async_trait]
+impl Adapter for EventsAdapter {
+    fn kind(&self) -> &'static str {
+        "events"
+    }
+
+    async fn call(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
+        let mut events = parse_http(req.headers, &req.body)?;
+        let tp = req.headers.get("traceparent").and_then(|v| v.to_str().ok());
+        for (i, e) in events.iter_mut().enumerate() {
+            check_event(&self.bus, req.tenant_id, i, e, tp)?;
+        }
+        let ids: Vec<String> = events.iter().map(|e| e.id().to_owned()).collect();
+        let n = events.len() as u64;
+        let last = self.bus.append(events).await?;
+        self.bus.metrics.published.with_label_values(&[req.tenant_id]).inc_by(n);
+        let body = serde_json::json!({ "accepted": ids.len(), "ids": ids, "sequence": last });
+        Ok(AdapterResponse::json(202, "application/json", serde_json::to_vec(&body).unwrap_or_default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_three_http_modes_parse() {
+        let one = br#"{"specversion":"1.0","id":"e1","source":"/enti/c_e783/anagrafe","type":"t.x.v1","data":{"a":1}}"#;
+        let e = parse_http(&headers(&[("content-type", "application/cloudevents+json; charset=utf-8")]), one).unwrap();
+        assert_eq!(e[0].id(), "e1");
+        let batch = format!("[{},{}]", std::str::from_utf8(one).unwrap(), std::str::from_utf8(one).unwrap());
+        assert_eq!(
+            parse_http(&headers(&[("content-type", "application/cloudevents-batch+json")]), batch.as_bytes())
+                .unwrap()
+                .len(),
+            2
+        );
+        let bin = headers(&[
+            ("content-type", "application/json"),
+            ("ce-specversion", "1.0"),
+            ("ce-id", "b1"),
+            ("ce-source", "/enti/c_e783"),
+            ("ce-type", "t.x.v1"),
+            ("ce-subject", "RSSMRA80A01H501U"),
+            ("ce-traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        ]);
+        let e = parse_http(&bin, br#"{"a":1}"#).unwrap();
+        assert_eq!(e[0].subject(), Some("RSSMRA80A01H501U"));
+        assert!(e[0].extension("traceparent").is_some());
+        let p = parse_http(&headers(&[("content-type", "text/plain")]), b"x").unwrap_err();
+        assert_eq!(p.kind, ProblemKind::UnsupportedMediaType);
+        let p =
+            parse_http(&headers(&[("content-type", "application/cloudevents+json")]), br#"{"id":"x"}"#).unwrap_err();
+        assert_eq!(p.kind, ProblemKind::EventInvalid);
+        let p = parse_http(&headers(&[("content-type", "application/cloudevents-batch+json")]), b"[]").unwrap_err();
+        assert_eq!(p.kind, ProblemKind::EventInvalid);
+    }
+}
