@@ -48,6 +48,18 @@ impl Client {
     }
 
     pub async fn send(&self, method: &str, host: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        self.try_send(method, host, path, headers, body).await.expect("request failed")
+    }
+
+    /// Like `send`, but a failed connection (a killed server) is `Err` instead of a panic.
+    pub async fn try_send(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Resp, String> {
         let mut b = http::Request::builder().method(method).uri(format!("{}{path}", self.base)).header("host", host);
         for (k, v) in headers {
             b = b.header(*k, *v);
@@ -55,12 +67,12 @@ impl Client {
         let req = b.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
         let resp = tokio::time::timeout(Duration::from_secs(30), self.inner.request(req))
             .await
-            .expect("request timed out")
-            .expect("request failed");
+            .map_err(|_| "request timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body.collect().await.map(|b| b.to_bytes()).map_err(|e| e.to_string())?;
         let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-        Resp { status: parts.status.as_u16(), headers: parts.headers, body, json }
+        Ok(Resp { status: parts.status.as_u16(), headers: parts.headers, body, json })
     }
 
     pub async fn get(&self, host: &str, path: &str) -> Resp {

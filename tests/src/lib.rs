@@ -13,11 +13,13 @@
 mod backend;
 mod client;
 mod jose;
+mod kafka;
 mod process;
 mod redis;
 
 pub use backend::{Backend, Mode};
 pub use client::{raw_http, Client, Resp};
 pub use jose::Jose;
+pub use kafka::Broker;
 pub use process::{free_port, Varco};
 pub use redis::Redis;

@@ -33,6 +33,7 @@ pub struct Varco {
     pub log: PathBuf,
     pub client: Client,
     pub admin_client: Client,
+    env: Vec<(String, String)>,
 }
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -73,13 +74,14 @@ impl Varco {
             dir,
             client: Client::new(port),
             admin_client: Client::new(admin),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
-        v.spawn(env);
+        v.spawn();
         v.wait_ready().await;
         v
     }
 
-    fn spawn(&mut self, env: &[(&str, &str)]) {
+    fn spawn(&mut self) {
         let log = std::fs::File::create(&self.log).unwrap();
         let mut cmd = Command::new(varco_bin());
         cmd.args(["serve", "--config"])
@@ -87,7 +89,7 @@ impl Varco {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null());
-        for (k, v) in env {
+        for (k, v) in &self.env {
             cmd.env(k, v);
         }
         self.child = Some(cmd.spawn().unwrap());
@@ -130,6 +132,19 @@ impl Varco {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Starts the process again on the same config, ports and folder (after a kill).
+    pub async fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Keep the previous run's log for the report.
+        let old = std::fs::read_to_string(&self.log).unwrap_or_default();
+        std::fs::write(self.dir.join("varco.previous.log"), old).unwrap();
+        self.spawn();
+        self.wait_ready().await;
     }
 
     pub fn log_text(&self) -> String {

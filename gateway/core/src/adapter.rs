@@ -21,6 +21,8 @@ pub struct AdapterRequest<'a> {
     /// The tenant's codice IPA.
     pub tenant_id: &'a str,
     pub request_id: &'a str,
+    /// The request's W3C trace context as varco continues it (for events it publishes).
+    pub traceparent: &'a str,
 }
 
 /// An adapter's answer.

@@ -178,7 +178,7 @@ impl Adapter for EventsAdapter {
 
     async fn call(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
         let mut events = parse_http(req.headers, &req.body)?;
-        let tp = req.headers.get("traceparent").and_then(|v| v.to_str().ok());
+        let tp = Some(req.traceparent).filter(|t| !t.is_empty());
         for (i, e) in events.iter_mut().enumerate() {
             check_event(&self.bus, req.tenant_id, i, e, tp)?;
         }

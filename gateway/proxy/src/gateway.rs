@@ -181,6 +181,7 @@ impl Gateway {
         }
         let result = match &route.target {
             Target::Adapter(adapter) => {
+                let tp = ctx.trace.as_ref().map_or([b'0'; 55], |t| t.traceparent());
                 let req = session.req_header();
                 let full = std::str::from_utf8(req.raw_path()).unwrap_or("/");
                 let (path, query) = match full[ctx.prefix_len..].split_once('?') {
@@ -196,6 +197,7 @@ impl Gateway {
                         body,
                         tenant_id: &tenant.id,
                         request_id: ctx.trace.as_ref().map_or("", |t| t.request_id()),
+                        traceparent: std::str::from_utf8(&tp).unwrap_or(""),
                     })
                     .await
             }
@@ -352,6 +354,7 @@ impl Gateway {
             None => (&full[ctx.prefix_len..], None),
         };
         let request_id = ctx.trace.as_ref().map(|t| t.request_id()).unwrap_or("");
+        let tp = ctx.trace.as_ref().map_or([b'0'; 55], |t| t.traceparent());
         let result = adapter
             .call(AdapterRequest {
                 method: &req.method,
@@ -361,6 +364,7 @@ impl Gateway {
                 body: body.freeze(),
                 tenant_id: &tenant.id,
                 request_id,
+                traceparent: std::str::from_utf8(&tp).unwrap_or(""),
             })
             .await;
         match result {

@@ -150,6 +150,9 @@ impl Runtime {
         deps: &BuildDeps<'_>,
         previous: Option<&Runtime>,
     ) -> Result<Self, BuildError> {
+        // Subscriptions read their webhook secrets now, so that a missing one fails the start
+        // or the reload instead of a background task.
+        varco_events::delivery::Subscription::all(&cfg).map_err(|m| build_err("tenants[].events.subscriptions", m))?;
         let identity = cfg
             .server
             .identity_token

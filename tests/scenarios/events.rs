@@ -1,0 +1,378 @@
+//! Events between enti, end to end through the real gateway: publish (structured, batch,
+//! binary) → durable outbox → (Kafka: a real tansu broker) → the other ente's webhook. The
+//! broker's records are read back with an independent client (Python confluent-kafka), the
+//! webhook signature is checked with Python's hmac, and varco and the broker are SIGKILLed
+//! mid-stream: every event that got a 202 arrives, none that got an error does.
+
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use varco_tests::{Backend, Broker, Varco};
+
+const MC: &str = "macerata.example.it";
+const BA: &str = "bari.example.it";
+const TOPIC: &str = "varco.events";
+const RESIDENZA: &str = "it.varco.anagrafe.residenza.cambiata.v1";
+const PRATICA: &str = "it.varco.pratica.stato.cambiato.v1";
+const SECRET: &str = "webhook-secret-bari-0123456789";
+
+/// Macerata publishes; Bari may read Macerata's residence changes (not its cases) and
+/// subscribes to both types: only the granted one may arrive.
+fn config(hook: &Backend, kafka: Option<&str>) -> String {
+    let kafka = kafka.map_or(String::new(), |b| format!(", kafka: {{brokers: \"{b}\", create_partitions: 0}}"));
+    format!(
+        r#"
+server: {{events: {{dir: "{{DIR}}/events"{kafka}}}}}
+listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
+admin: {{address: "127.0.0.1:{{ADMIN}}"}}
+tenants:
+  - id: c_e783
+    name: Macerata
+    hosts: [{MC}]
+    routes:
+      - {{name: events, path: /events, methods: [POST], access: public, to: {{adapter: {{kind: events}}}}}}
+    events:
+      readers: [{{tenant: c_a662, types: [{RESIDENZA}]}}]
+  - id: c_a662
+    name: Bari
+    hosts: [{BA}]
+    routes:
+      - {{name: events, path: /events, methods: [POST], access: public, to: {{adapter: {{kind: events}}}}}}
+    events:
+      subscriptions:
+        - name: anagrafe
+          types: [{RESIDENZA}]
+          sources: [c_e783]
+          webhook: {{url: "http://{hook}/hook", secret: {{env: BARI_HOOK_SECRET}}, timeout: 2s}}
+          backoff: 100ms
+          max_backoff: 1s
+          max_attempts: 100
+"#,
+        hook = hook.addr
+    )
+}
+
+async fn start(hook: &Backend, kafka: Option<&str>) -> Varco {
+    Varco::start_with_env(&config(hook, kafka), &[("BARI_HOOK_SECRET", SECRET)]).await
+}
+
+fn residenza(id: &str, cf: &str) -> Value {
+    json!({
+        "specversion": "1.0", "id": id, "source": "/enti/c_e783/anagrafe", "type": RESIDENZA,
+        "subject": cf,
+        "data": {"codiceFiscale": cf, "comuneProvenienza": "E783", "comuneDestinazione": "A662", "dataDecorrenza": "2026-11-20"}
+    })
+}
+
+async fn publish(v: &Varco, host: &str, ct: &str, body: &Value) -> varco_tests::Resp {
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    v.send("POST", host, "/events", &[("content-type", ct), ("traceparent", tp)], body.to_string().as_bytes()).await
+}
+
+/// Waits until the webhook got at least `n` deliveries; their bodies (structured events).
+async fn deliveries(hook: &Backend, n: usize, within: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = hook.requests();
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn body_of(req: &Value) -> Value {
+    serde_json::from_str(req["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+/// Python's hmac checks the signature header over "<t>.<body>".
+fn signature_ok(req: &Value) -> bool {
+    let sig = req["headers"]["x-varco-signature"].as_str().unwrap_or("");
+    let body = req["body"].as_str().unwrap_or("");
+    let script = "import hmac,hashlib,sys\nsig,secret,body=sys.argv[1],sys.argv[2],sys.stdin.read()\n\
+                  t=sig.split(',')[0][2:]; v=sig.split('v1=')[1]\n\
+                  print(hmac.compare_digest(v, hmac.new(secret.encode(), (t+'.'+body).encode(), hashlib.sha256).hexdigest()))";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script, sig, SECRET])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim() == "True"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_publish_checks_and_delivery() {
+    let hook = Backend::start("bari-hook").await;
+    let v = start(&hook, None).await;
+    // Structured, batch and binary.
+    let r = publish(&v, MC, "application/cloudevents+json", &residenza("ev-1", "RSSMRA80A01H501U")).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    assert_eq!(r.json["ids"], json!(["ev-1"]));
+    let batch = json!([residenza("ev-2", "VRDLGU75B02E783X"), residenza("ev-3", "RSSMRA80A01H501U")]);
+    assert_eq!(publish(&v, MC, "application/cloudevents-batch+json", &batch).await.status, 202);
+    let data =
+        json!({"codiceFiscale": "BNCGNN90C03A662Y", "comuneDestinazione": "A662", "dataDecorrenza": "2026-11-21"});
+    let bin = v
+        .send(
+            "POST",
+            MC,
+            "/events",
+            &[
+                ("content-type", "application/json"),
+                ("ce-specversion", "1.0"),
+                ("ce-id", "ev-4"),
+                ("ce-source", "/enti/c_e783/anagrafe"),
+                ("ce-type", RESIDENZA),
+                ("ce-subject", "BNCGNN90C03A662Y"),
+            ],
+            data.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(bin.status, 202, "{bin:?}");
+    // A type Bari may not read: accepted from Macerata, never delivered to Bari.
+    let pratica = json!({"specversion": "1.0", "id": "ev-p", "source": "/enti/c_e783/suap", "type": PRATICA, "subject": "P-1",
+        "data": {"idPratica": "P-1", "procedimento": "SCIA", "stato": "chiusa", "dataCambio": "2026-11-20T10:00:00Z"}});
+    assert_eq!(publish(&v, MC, "application/cloudevents+json", &pratica).await.status, 202);
+
+    // Refused, and never delivered: bad data (field named), foreign source, unknown type, media type.
+    let mut bad = residenza("bad-1", "RSSMRA80A01H501U");
+    bad["data"]["dataDecorrenza"] = json!("20/11/2026");
+    let r = publish(&v, MC, "application/cloudevents+json", &bad).await;
+    r.assert_problem(422, "event-schema-violation");
+    assert!(r.json["detail"].as_str().unwrap().contains("/dataDecorrenza"), "{r:?}");
+    let mut half = json!([residenza("bad-2", "RSSMRA80A01H501U"), residenza("bad-3", "RSSMRA80A01H501U")]);
+    half[1]["data"]["codiceFiscale"] = json!("nope");
+    let r = publish(&v, MC, "application/cloudevents-batch+json", &half).await;
+    r.assert_problem(422, "event-schema-violation");
+    assert!(r.json["detail"].as_str().unwrap().contains("event [1]"), "{r:?}");
+    let r = publish(&v, BA, "application/cloudevents+json", &residenza("bad-4", "RSSMRA80A01H501U")).await;
+    r.assert_problem(403, "forbidden");
+    let mut unknown = residenza("bad-5", "RSSMRA80A01H501U");
+    unknown["type"] = json!("it.varco.nonexistent.v1");
+    publish(&v, MC, "application/cloudevents+json", &unknown).await.assert_problem(400, "event-invalid");
+    v.send("POST", MC, "/events", &[("content-type", "text/plain")], b"hello")
+        .await
+        .assert_problem(415, "unsupported-media-type");
+    publish(&v, MC, "application/cloudevents+json", &json!({"id": "x"})).await.assert_problem(400, "event-invalid");
+
+    let got = deliveries(&hook, 4, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // anything else would arrive now
+    let got_all = hook.requests();
+    assert_eq!(got_all.len(), 4, "{got:?}");
+    let ids: Vec<Value> = got_all.iter().map(|r| body_of(r)["id"].clone()).collect();
+    assert_eq!(ids, vec![json!("ev-1"), json!("ev-2"), json!("ev-3"), json!("ev-4")], "order or ACL broken");
+    for (i, req) in got_all.iter().enumerate() {
+        assert!(signature_ok(req), "bad signature: {req}");
+        assert_eq!(req["headers"]["content-type"], "application/cloudevents+json");
+        let e = body_of(req);
+        assert_eq!(req["headers"]["idempotency-key"], e["id"]);
+        assert_eq!(e["dataschema"], format!("urn:varco:events:{RESIDENZA}"));
+        assert!(e["time"].is_string());
+        // varco continues the caller's trace (same trace id, its own span); the binary event
+        // came without one and carries varco's new trace.
+        let tp = e["traceparent"].as_str().unwrap_or("");
+        assert_eq!(tp.len(), 55, "{e}");
+        assert_eq!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), i < 3, "{e}");
+    }
+    assert_eq!(body_of(&got_all[3])["data"], data, "binary data changed on the way");
+    let m = v.metrics().await;
+    assert!(m.contains("varco_events_delivered_total{subscription=\"anagrafe\",tenant=\"c_a662\"} 4"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_webhook_is_retried_then_dead_lettered() {
+    let hook = Backend::start("bari-hook").await;
+    hook.set_mode(varco_tests::Mode::Status(503));
+    let cfg = config(&hook, None).replace("max_attempts: 100", "max_attempts: 3");
+    let v = Varco::start_with_env(&cfg, &[("BARI_HOOK_SECRET", SECRET)]).await;
+    assert_eq!(
+        publish(&v, MC, "application/cloudevents+json", &residenza("dl-1", "RSSMRA80A01H501U")).await.status,
+        202
+    );
+    let dead = v.dir.join("events/dead-letter/c_a662.anagrafe.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dead.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = std::fs::read_to_string(&dead).unwrap_or_default();
+    let line: Value = serde_json::from_str(text.lines().next().unwrap_or("null")).unwrap();
+    assert_eq!(line["event"]["id"], "dl-1");
+    assert_eq!(line["attempts"], 3);
+    assert!(line["error"].as_str().unwrap().contains("503"));
+    assert_eq!(hook.hits(), 3, "attempts");
+    // The next event is delivered once the back-office is back.
+    hook.set_mode(varco_tests::Mode::Echo);
+    assert_eq!(
+        publish(&v, MC, "application/cloudevents+json", &residenza("dl-2", "RSSMRA80A01H501U")).await.status,
+        202
+    );
+    let got = deliveries(&hook, 1, Duration::from_secs(10)).await;
+    assert_eq!(body_of(&got[0])["id"], "dl-2");
+}
+
+/// Publishes `n` events from 8 concurrent clients while `kill` runs after `after`; returns
+/// the ids that got a 202. Connection failures (the killed process) are neither.
+async fn publish_through_a_kill<F, Fut>(v: &Varco, prefix: &str, n: usize, after: usize, kill: F) -> Vec<String>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let client = v.client.clone();
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (client, accepted, sent) = (client.clone(), accepted.clone(), sent.clone());
+        let prefix = prefix.to_owned();
+        tasks.push(tokio::spawn(async move {
+            for i in (w..n).step_by(8) {
+                let id = format!("{prefix}-{i}");
+                let body = residenza(&id, if i % 2 == 0 { "RSSMRA80A01H501U" } else { "VRDLGU75B02E783X" }).to_string();
+                let r = client
+                    .try_send(
+                        "POST",
+                        MC,
+                        "/events",
+                        &[("content-type", "application/cloudevents+json")],
+                        body.as_bytes(),
+                    )
+                    .await;
+                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                match r {
+                    Ok(r) if r.status == 202 => accepted.lock().unwrap().push(id),
+                    Ok(r) => panic!("unexpected answer {r:?}"),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        }));
+    }
+    while sent.load(std::sync::atomic::Ordering::SeqCst) < after {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    kill().await;
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ids = accepted.lock().unwrap().clone();
+    ids
+}
+
+/// Every accepted id arrived at the webhook (duplicates allowed), and per subject in order.
+fn assert_all_delivered(accepted: &[String], got: &[Value]) {
+    let delivered: HashSet<String> = got.iter().map(|r| body_of(r)["id"].as_str().unwrap_or("").to_owned()).collect();
+    let missing: Vec<&String> = accepted.iter().filter(|id| !delivered.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} accepted events never delivered: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_sigkill_loses_nothing_accepted() {
+    let hook = Backend::start("bari-hook").await;
+    let mut v = start(&hook, None).await;
+    let pid = v.pid();
+    let accepted = publish_through_a_kill(&v, "k", 600, 200, || async move {
+        let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+    })
+    .await;
+    assert!(accepted.len() >= 150, "only {} accepted before the kill", accepted.len());
+    v.restart().await;
+    // Events sent after the restart are accepted and delivered too.
+    assert_eq!(
+        publish(&v, MC, "application/cloudevents+json", &residenza("after", "RSSMRA80A01H501U")).await.status,
+        202
+    );
+    let mut want = accepted.clone();
+    want.push("after".into());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = hook.requests();
+        let ids: HashSet<String> = got.iter().map(|r| body_of(r)["id"].as_str().unwrap_or("").to_owned()).collect();
+        if want.iter().all(|i| ids.contains(i)) || Instant::now() > deadline {
+            if !want.iter().all(|i| ids.contains(i)) {
+                eprintln!("varco log:\n{}", v.log_text());
+            }
+            assert_all_delivered(&want, &got);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_relay_binary_mode_and_delivery_through_the_broker() {
+    let broker = Broker::start(TOPIC, 3).await;
+    let hook = Backend::start("bari-hook").await;
+    let v = start(&hook, Some(&broker.bootstrap())).await;
+    for (i, cf) in ["RSSMRA80A01H501U", "VRDLGU75B02E783X", "RSSMRA80A01H501U"].iter().enumerate() {
+        let r = publish(&v, MC, "application/cloudevents+json", &residenza(&format!("kf-{i}"), cf)).await;
+        assert_eq!(r.status, 202, "{r:?}");
+    }
+    // The independent client sees binary content mode.
+    let records = broker.consume(TOPIC, 3).await;
+    assert_eq!(records.len(), 3, "{records:?}");
+    let mut by_id: Vec<&Value> = records.iter().collect();
+    by_id.sort_by_key(|r| r["headers"]["ce_id"].as_str().unwrap_or("").to_owned());
+    for (i, r) in by_id.iter().enumerate() {
+        let h = &r["headers"];
+        assert_eq!(h["ce_specversion"], "1.0", "{r}");
+        assert_eq!(h["ce_id"], format!("kf-{i}"));
+        assert_eq!(h["ce_source"], "/enti/c_e783/anagrafe");
+        assert_eq!(h["ce_type"], RESIDENZA);
+        assert_eq!(h["ce_dataschema"], format!("urn:varco:events:{RESIDENZA}"));
+        assert!(h["ce_traceparent"].as_str().unwrap().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{r}");
+        assert!(h["ce_time"].is_string());
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(r["key"], h["ce_subject"], "the key is the subject");
+        let data: Value = serde_json::from_str(r["value"].as_str().unwrap()).unwrap();
+        assert_eq!(data["codiceFiscale"], h["ce_subject"]);
+    }
+    // Same subject, same partition (order per subject).
+    let parts: HashSet<i64> =
+        records.iter().filter(|r| r["key"] == "RSSMRA80A01H501U").map(|r| r["partition"].as_i64().unwrap()).collect();
+    assert_eq!(parts.len(), 1);
+    // Bari's subscription consumes from Kafka and delivers.
+    let got = deliveries(&hook, 3, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 3, "{}", v.log_text());
+    assert!(got.iter().all(signature_ok));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_mode_survives_a_broker_kill_and_a_varco_kill() {
+    let mut broker = Broker::start(TOPIC, 3).await;
+    let hook = Backend::start("bari-hook").await;
+    let mut v = start(&hook, Some(&broker.bootstrap())).await;
+    // The broker dies mid-stream: publishing goes on (the outbox holds the events).
+    let first = publish_through_a_kill(&v, "a", 300, 100, || {
+        broker.kill();
+        async {}
+    })
+    .await;
+    assert_eq!(first.len(), 300, "publishing must not depend on the broker");
+    broker.restart().await;
+    // Then varco itself is killed mid-stream and restarted.
+    let pid = v.pid();
+    let second = publish_through_a_kill(&v, "b", 300, 100, || async move {
+        let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+    })
+    .await;
+    v.restart().await;
+    let mut want = first.clone();
+    want.extend(second);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = hook.requests();
+        let ids: HashSet<String> = got.iter().map(|r| body_of(r)["id"].as_str().unwrap_or("").to_owned()).collect();
+        if want.iter().all(|i| ids.contains(i)) || Instant::now() > deadline {
+            assert_all_delivered(&want, &got);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

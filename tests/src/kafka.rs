@@ -1,0 +1,105 @@
+//! A real Kafka-protocol broker (`tansu`, sqlite storage) on an ephemeral port, and an
+//! independent Kafka client (`tests/tools/kafka_tool.py`, Python confluent-kafka).
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+fn tool() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/kafka_tool.py"))
+}
+
+impl Broker {
+    /// Starts tansu and creates `topic` with `partitions`.
+    pub async fn start(topic: &str, partitions: u32) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("varco-tansu-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = Self { child: None, port: crate::free_port(), dir };
+        b.spawn().await;
+        let out = Command::new("tansu")
+            .args(["topic", "create", topic, "--broker", &b.url(), "--partitions", &partitions.to_string()])
+            .output()
+            .expect("tansu");
+        assert!(out.status.success(), "tansu topic create: {}", String::from_utf8_lossy(&out.stderr));
+        b
+    }
+
+    fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// `host:port` for librdkafka.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("tansu.log")).unwrap();
+        let child = Command::new("tansu")
+            .args([
+                "broker",
+                "--listener-url",
+                &self.url(),
+                "--advertised-listener-url",
+                &self.url(),
+                "--storage-engine",
+                // tansu resolves the path against its working directory.
+                "sqlite://tansu.db",
+            ])
+            .current_dir(&self.dir)
+            .env("RUST_LOG", "warn")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("tansu (cargo install tansu --version 0.6.0 --locked --no-default-features --features libsql)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL (the data stays in sqlite).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port and storage.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    /// Reads `n` records of `topic` from the beginning with the independent client: each as
+    /// `{"key", "value", "headers": {name: value}}`.
+    pub async fn consume(&self, topic: &str, n: usize) -> Vec<serde_json::Value> {
+        let out = tokio::process::Command::new("python3")
+            .arg(tool())
+            .args(["consume", &self.bootstrap(), topic, &n.to_string(), "30"])
+            .output()
+            .await
+            .expect("python3");
+        assert!(out.status.success(), "kafka_tool consume: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
