@@ -102,7 +102,23 @@ pub fn signature(secret: &[u8], t: u64, body: &[u8]) -> String {
 pub struct Deliveries {
     bus: Arc<EventBus>,
     client: HttpClient,
-    workers: Mutex<HashMap<String, (Subscription, watch::Sender<bool>)>>,
+    workers: Mutex<HashMap<String, Worker>>,
+}
+
+#[derive(Debug)]
+struct Worker {
+    sub: Subscription,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Where a replay starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReplayFrom {
+    /// An outbox sequence number (single-node mode).
+    Sequence(u64),
+    /// The first event at or after this time.
+    Time(chrono::DateTime<chrono::Utc>),
 }
 
 impl Deliveries {
@@ -121,34 +137,129 @@ impl Deliveries {
     pub fn sync(self: &Arc<Self>, subs: Vec<Subscription>) {
         let mut workers = self.workers.lock();
         let wanted: HashSet<String> = subs.iter().map(Subscription::key).collect();
-        workers.retain(|k, (_, stop)| {
+        workers.retain(|k, w| {
             let keep = wanted.contains(k);
             if !keep {
-                let _ = stop.send(true);
+                let _ = w.stop.send(true);
             }
             keep
         });
         for s in subs {
             let key = s.key();
-            if workers.get(&key).is_some_and(|(old, _)| old == &s) {
+            if workers.get(&key).is_some_and(|w| w.sub == s) {
                 continue;
             }
-            if let Some((_, stop)) = workers.remove(&key) {
-                let _ = stop.send(true);
+            if let Some(w) = workers.remove(&key) {
+                let _ = w.stop.send(true);
             }
-            let (tx, rx) = watch::channel(false);
-            let this = self.clone();
-            let sub = s.clone();
-            tokio::spawn(async move { this.run(sub, rx).await });
-            workers.insert(key, (s, tx));
+            workers.insert(key, self.spawn(s));
         }
+    }
+
+    fn spawn(self: &Arc<Self>, sub: Subscription) -> Worker {
+        let (stop, rx) = watch::channel(false);
+        let this = self.clone();
+        let s = sub.clone();
+        let task = tokio::spawn(async move { this.run(s, rx).await });
+        Worker { sub, stop, task }
     }
 
     /// Stops every worker.
     pub fn stop_all(&self) {
-        for (_, (_, stop)) in self.workers.lock().drain() {
-            let _ = stop.send(true);
+        for (_, w) in self.workers.lock().drain() {
+            let _ = w.stop.send(true);
         }
+    }
+
+    /// Delivers again from `from`: stops the subscription's worker, moves its position, starts
+    /// it again. Receivers see the events a second time with the same `Idempotency-Key`.
+    pub async fn replay(self: &Arc<Self>, tenant: &str, name: &str, from: ReplayFrom) -> Result<String, String> {
+        let key = format!("{tenant}.{name}");
+        let w =
+            self.workers.lock().remove(&key).ok_or_else(|| format!("ente `{tenant}` has no subscription `{name}`"))?;
+        let _ = w.stop.send(true);
+        let _ = w.task.await;
+        let moved = match self.bus.config.kafka.clone() {
+            None => self.rewind_local(&w.sub, from),
+            Some(k) => self.rewind_kafka(&w.sub, &k, from).await,
+        };
+        let again = self.spawn(w.sub);
+        self.workers.lock().insert(key, again);
+        moved
+    }
+
+    fn rewind_local(&self, sub: &Subscription, from: ReplayFrom) -> Result<String, String> {
+        let outbox = &self.bus.outbox;
+        let seq = match from {
+            ReplayFrom::Sequence(n) => n.max(outbox.first_available()),
+            ReplayFrom::Time(t) => {
+                let mut r = outbox.reader(outbox.first_available());
+                let mut found = outbox.committed() + 1;
+                while let Some((seq, bytes)) = r.try_next().map_err(|e| e.to_string())? {
+                    let at = serde_json::from_slice::<Event>(&bytes).ok().and_then(|e| e.time().copied());
+                    if at.is_some_and(|at| at >= t) {
+                        found = seq;
+                        break;
+                    }
+                }
+                found
+            }
+        };
+        let mut cursor = outbox.cursor(&format!("sub.{}", sub.key()));
+        cursor.advance(seq);
+        cursor.save().map_err(|e| e.to_string())?;
+        Ok(format!("outbox sequence {seq}"))
+    }
+
+    async fn rewind_kafka(
+        &self,
+        sub: &Subscription,
+        k: &varco_config::KafkaConfig,
+        from: ReplayFrom,
+    ) -> Result<String, String> {
+        use rdkafka::consumer::BaseConsumer;
+        use rdkafka::{Offset, TopicPartitionList};
+        let ReplayFrom::Time(t) = from else {
+            return Err("with Kafka, replay from a time (`from_time`); sequence numbers are outbox positions".into());
+        };
+        let mut c = crate::relay::client_config(k);
+        c.set("group.id", format!("varco.{}", sub.key())).set("enable.auto.commit", "false");
+        let topic = k.topic.clone();
+        let ms = t.timestamp_millis();
+        // librdkafka's admin calls block: keep them off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = c.create().map_err(|e| e.to_string())?;
+            let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).map_err(|e| e.to_string())?;
+            let parts = md.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..parts as i32 {
+                tpl.add_partition_offset(&topic, p, Offset::Offset(ms)).map_err(|e| e.to_string())?;
+            }
+            let found = consumer.offsets_for_times(tpl, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+            let mut commit = TopicPartitionList::new();
+            for e in found.elements() {
+                let offset = match e.offset() {
+                    Offset::Offset(o) => o,
+                    // No record at or after the time: start at the end of the partition.
+                    _ => {
+                        consumer
+                            .fetch_watermarks(&topic, e.partition(), Duration::from_secs(10))
+                            .map_err(|e| e.to_string())?
+                            .1
+                    }
+                };
+                commit
+                    .add_partition_offset(&topic, e.partition(), Offset::Offset(offset))
+                    .map_err(|e| e.to_string())?;
+            }
+            consumer.commit(&commit, CommitMode::Sync).map_err(|e| e.to_string())?;
+            Ok(format!(
+                "Kafka offsets {:?}",
+                commit.elements().iter().map(|e| (e.partition(), e.offset())).collect::<Vec<_>>()
+            ))
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     async fn run(self: Arc<Self>, sub: Subscription, mut stop: watch::Receiver<bool>) {

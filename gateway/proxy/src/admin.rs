@@ -57,6 +57,44 @@ impl AdminApp {
             .is_some_and(|v| same(v.as_bytes(), token.as_bytes()))
     }
 
+    /// `POST /admin/events/replay?tenant=&subscription=&from_sequence=N` (or `from_time=RFC 3339`).
+    async fn replay(&self, s: &ServerSession, path: &str) -> Response<Vec<u8>> {
+        use varco_events::delivery::ReplayFrom;
+        let raw = String::from_utf8_lossy(s.req_header().raw_path()).into_owned();
+        let query = raw.split_once('?').map_or("", |(_, q)| q);
+        let arg = |k: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.split_once('=').filter(|(a, _)| *a == k).map(|(_, v)| v.replace("%3A", ":")))
+        };
+        let bad = |d: &str| problem(&Problem::new(ProblemKind::BadRequest, d.to_owned()), path);
+        let (Some(tenant), Some(sub)) = (arg("tenant"), arg("subscription")) else {
+            return bad("name the `tenant` and the `subscription`");
+        };
+        let from = match (arg("from_sequence"), arg("from_time")) {
+            (Some(n), None) => match n.parse() {
+                Ok(n) => ReplayFrom::Sequence(n),
+                Err(_) => return bad("`from_sequence` is a number"),
+            },
+            (None, Some(t)) => match chrono::DateTime::parse_from_rfc3339(&t) {
+                Ok(t) => ReplayFrom::Time(t.with_timezone(&chrono::Utc)),
+                Err(_) => return bad("`from_time` is an RFC 3339 time (e.g. 2026-11-20T00:00:00Z)"),
+            },
+            _ => return bad("give one of `from_sequence` and `from_time`"),
+        };
+        let Some(d) = self.shared.events.deliveries.get() else {
+            return problem(&Problem::new(ProblemKind::NotFound, "no subscription is running"), path);
+        };
+        match d.replay(&tenant, &sub, from).await {
+            Ok(at) => reply(
+                200,
+                "application/json",
+                serde_json::to_vec(&serde_json::json!({"replaying_from": at})).unwrap_or_default(),
+            ),
+            Err(e) => problem(&Problem::new(ProblemKind::NotFound, e), path),
+        }
+    }
+
     fn metrics(&self) -> Vec<u8> {
         let rt = self.shared.current.load();
         for t in &rt.tenants {
@@ -116,7 +154,8 @@ impl ServeHttp for AdminApp {
                     problem(&p, &path)
                 }
             },
-            (_, "/healthz" | "/readyz" | "/metrics" | "/admin/config" | "/admin/reload") => {
+            (Method::POST, "/admin/events/replay") => self.replay(s, &path).await,
+            (_, "/healthz" | "/readyz" | "/metrics" | "/admin/config" | "/admin/reload" | "/admin/events/replay") => {
                 problem(&Problem::new(ProblemKind::MethodNotAllowed, "wrong method for this admin endpoint"), &path)
             }
             _ => problem(&Problem::new(ProblemKind::NotFound, format!("no admin endpoint {path}")), &path),

@@ -14,11 +14,13 @@ pub struct EventsSlot {
     bus: OnceLock<Arc<EventBus>>,
     open_lock: parking_lot::Mutex<()>,
     metrics: prometheus::Registry,
+    /// The subscription workers, once started (the admin API replays through them).
+    pub deliveries: OnceLock<Arc<Deliveries>>,
 }
 
 impl EventsSlot {
     pub fn new(metrics: prometheus::Registry) -> Self {
-        Self { bus: OnceLock::new(), open_lock: parking_lot::Mutex::new(()), metrics }
+        Self { bus: OnceLock::new(), open_lock: parking_lot::Mutex::new(()), metrics, deliveries: OnceLock::new() }
     }
 
     /// The bus, opening it with `cfg` the first time. Later changes of `server.events` need a
@@ -88,7 +90,10 @@ impl pingora_core::services::background::BackgroundService for EventsService {
             }
             if deliveries.is_none() {
                 match Deliveries::new(bus.clone()) {
-                    Ok(d) => deliveries = Some(d),
+                    Ok(d) => {
+                        let _ = self.0.events.deliveries.set(d.clone());
+                        deliveries = Some(d);
+                    }
                     Err(e) => tracing::error!(error = %e, "cannot start event delivery"),
                 }
             }
