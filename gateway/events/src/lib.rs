@@ -9,5 +9,6 @@ pub mod publish;
 
 pub use bus::EventBus;
 pub use publish::EventsAdapter;
+mod bench;
 pub mod delivery;
 pub mod relay;
