@@ -54,6 +54,27 @@ tenants:
 YML
 }
 
+# A bearer-JWT route (RS256, JWKS file) and one valid token, minted by tests/tools/jwt_tool.py.
+JWT_TOKEN=""
+if python3 -c 'import jwt, cryptography' 2>/dev/null; then
+    python3 "$ROOT/tests/tools/jwt_tool.py" keygen "$WORK" bench RS256
+    JWT_TOKEN=$(python3 "$ROOT/tests/tools/jwt_tool.py" mint "$WORK" bench RS256 \
+        '{"iss": "https://login.bench", "aud": "varco-bench", "sub": "citizen-1", "scope": "bench", "exp": "+3600", "iat": "+0"}')
+fi
+jwt_conf() { # $1 port
+    cat <<YML
+server: {threads: 1, access_log: false}
+listeners: [{name: public, address: "127.0.0.1:$1"}]
+admin: {address: "127.0.0.1:$(port)"}
+tenants:
+  - id: bench
+    name: Bench
+    issuers: {login: {issuer: "https://login.bench", audiences: [varco-bench], jwks_file: "$WORK/jwks.json", algorithms: [RS256]}}
+    upstreams: {backend: {servers: ["127.0.0.1:$BACKEND"]}}
+    routes: [{name: jwt, path: "/{*rest}", methods: [GET], access: {jwt: {issuers: [login], scopes: [bench]}}, to: {upstream: backend}}]
+YML
+}
+
 # measure NAME DURATION -> prints "Ir requests"
 measure() {
     local name=$1 dur=$2 p out pid
@@ -61,6 +82,7 @@ measure() {
     case $name in
         varco) varco_conf "$p" false >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         varco+ratelimit) varco_conf "$p" false ", rate_limits: [{per: client_ip, requests: 1000000000, period: 1s}, {per: route, requests: 1000000000, period: 1s}]" >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
+        varco+jwt) jwt_conf "$p" >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         varco+log) varco_conf "$p" true >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         pingora-minimal+headers) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 --headers >/dev/null 2>&1 & ;;
         pingora-minimal) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 >/dev/null 2>&1 & ;;
@@ -68,7 +90,9 @@ measure() {
     pid=$!; pids+=($pid)
     wait_up "http://127.0.0.1:$p/bench/item"
     local reqs
-    reqs=$(wrk -t1 -c16 -d"$dur" "http://127.0.0.1:$p/bench/item" | awk '/requests in/ {print $1}')
+    local auth=()
+    [[ $name == varco+jwt ]] && auth=(-H "Authorization: Bearer $JWT_TOKEN")
+    reqs=$(wrk -t1 -c16 -d"$dur" "${auth[@]}" "http://127.0.0.1:$p/bench/item" | awk '/requests in/ {print $1}')
     kill -INT "$pid"; wait "$pid" 2>/dev/null || true
     local ir
     ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$out"*)
@@ -77,7 +101,8 @@ measure() {
 
 printf '%-24s %12s %12s %16s\n' target "Ir/request" "vs minimal" "vs min+headers"
 declare -A per
-for name in pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit; do
+for name in ${INSTR_TARGETS:-pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit varco+jwt}; do
+    [[ $name == varco+jwt && -z $JWT_TOKEN ]] && { echo "varco+jwt: skipped (pip install pyjwt cryptography)"; continue; }
     read -r ir1 r1 < <(measure "$name" "$SHORT")
     read -r ir2 r2 < <(measure "$name" "$LONG")
     per[$name]=$(python3 -c "print(round(($ir2-$ir1)/($r2-$r1)))")

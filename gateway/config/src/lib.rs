@@ -10,6 +10,7 @@ mod duration;
 mod model;
 mod model_auth;
 mod model_events;
+mod model_pagopa;
 mod model_traffic;
 mod positions;
 mod validate;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 pub use crate::model_auth::*;
 pub use crate::model_events::*;
+pub use crate::model_pagopa::*;
 pub use crate::model_traffic::*;
 pub use varco_adapter_status::StatusConfig;
 
@@ -466,6 +467,8 @@ pub enum AdapterConfig {
     Jwks(JwksConfig),
     /// `POST` CloudEvents (structured, batch or binary) into the durable outbox.
     Events(EventsAdapterConfig),
+    /// The ente's pagoPA station: paForNode SOAP backed by the back-office.
+    Pagopa(PagopaConfig),
 }
 
 /// Configuration of the `events` publish adapter (nothing to set: the ente publishes with

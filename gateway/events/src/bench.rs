@@ -50,7 +50,6 @@ mod tests {
         use rdkafka::producer::FutureRecord;
         let (Some(brokers), Some(topic)) = (env("BENCH_KAFKA"), env("BENCH_TOPIC")) else { return };
         let n: usize = env("BENCH_RECORDS").and_then(|s| s.parse().ok()).unwrap_or(100_000);
-        let size: usize = env("BENCH_EVENT_BYTES").and_then(|s| s.parse().ok()).unwrap_or(600);
         let event: cloudevents::Event =
             serde_json::from_str(&std::fs::read_to_string(env("BENCH_EVENT_FILE").unwrap()).unwrap()).unwrap();
         let key = crate::relay::key_of(&event);

@@ -49,7 +49,9 @@ pub fn uses_events(cfg: &Config) -> bool {
     cfg.server.events.kafka.is_some()
         || cfg.tenants.iter().any(|t| {
             !t.events.subscriptions.is_empty()
-                || t.routes.iter().any(|r| matches!(r.to, RouteTarget::Adapter(AdapterConfig::Events(_))))
+                || t.routes
+                    .iter()
+                    .any(|r| matches!(r.to, RouteTarget::Adapter(AdapterConfig::Events(_) | AdapterConfig::Pagopa(_))))
         })
 }
 

@@ -311,6 +311,13 @@ fn build_tenant(
             RouteTarget::Adapter(AdapterConfig::Events(_)) => Target::Adapter(Arc::new(varco_events::EventsAdapter {
                 bus: deps.events.open(&cfg.server.events).map_err(|m| build_err(format!("{rp}.to.adapter"), m))?,
             })),
+            RouteTarget::Adapter(AdapterConfig::Pagopa(c)) => {
+                let ap = format!("{rp}.to.adapter");
+                let bus = deps.events.open(&cfg.server.events).map_err(|m| build_err(&ap, m))?;
+                Target::Adapter(Arc::new(
+                    varco_adapter_pagopa::PagopaAdapter::build(&t.id, c, bus).map_err(|m| build_err(&ap, m))?,
+                ))
+            }
             RouteTarget::Adapter(AdapterConfig::Status(s)) => {
                 Target::Adapter(Arc::new(StatusAdapter::build(s, health.clone())))
             }

@@ -1,0 +1,463 @@
+//! The ente as a pagoPA station: the creditor's SOAP interface `paForNode`, answered from the
+//! ente's back-office, with receipts made durable (and published as events) before OK.
+//!
+//! - Requests are parsed by a strict XML reader (no DTD, bounded depth) and checked against
+//!   the XSD's types (`schema`); anything else is `PAA_SINTASSI_XSD` naming the element.
+//! - `idPA`, `idBrokerPA`, `idStation` and the notice number (aux digit, segregation code,
+//!   mod-93 check digits) are checked against the station's configuration.
+//! - Faults are `ctFaultBean`s in an `outcome: KO` answer of the operation, as the node expects;
+//!   only a message whose operation cannot be told gets a SOAP 1.1 Fault.
+#![forbid(unsafe_code)]
+
+pub mod backoffice;
+pub mod notice;
+pub mod receipts;
+pub mod schema;
+pub mod xml;
+
+use async_trait::async_trait;
+use backoffice::{Backoffice, Position, PositionStatus};
+use bytes::Bytes;
+use cloudevents::EventBuilder as _;
+use std::sync::Arc;
+use varco_config::PagopaConfig;
+use varco_core::{Adapter, AdapterRequest, AdapterResponse, Problem};
+use varco_events::EventBus;
+use xml::{esc, Element, PAFN, SOAP_ENV};
+
+/// The six operations, by request element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Verify,
+    GetPayment,
+    GetPaymentV2,
+    SendRt,
+    SendRtV2,
+    Demand,
+}
+
+impl Op {
+    fn from_request(name: &str) -> Option<Self> {
+        Some(match name {
+            "paVerifyPaymentNoticeReq" => Self::Verify,
+            "paGetPaymentReq" => Self::GetPayment,
+            "paGetPaymentV2Request" => Self::GetPaymentV2,
+            "paSendRTReq" => Self::SendRt,
+            "paSendRTV2Request" => Self::SendRtV2,
+            "paDemandPaymentNoticeRequest" => Self::Demand,
+            _ => return None,
+        })
+    }
+
+    fn from_action(action: &str) -> Option<Self> {
+        Some(match action {
+            "paVerifyPaymentNotice" => Self::Verify,
+            "paGetPayment" => Self::GetPayment,
+            "paGetPaymentV2" => Self::GetPaymentV2,
+            "paSendRT" => Self::SendRt,
+            "paSendRTV2" => Self::SendRtV2,
+            "paDemandPaymentNotice" => Self::Demand,
+            _ => return None,
+        })
+    }
+
+    /// The answer's element name.
+    pub fn response(self) -> &'static str {
+        match self {
+            Self::Verify => "paVerifyPaymentNoticeRes",
+            Self::GetPayment => "paGetPaymentRes",
+            Self::GetPaymentV2 => "paGetPaymentV2Response",
+            Self::SendRt => "paSendRTRes",
+            Self::SendRtV2 => "paSendRTV2Response",
+            Self::Demand => "paDemandPaymentNoticeResponse",
+        }
+    }
+
+    fn schema(self) -> &'static schema::Ty {
+        match self {
+            Self::Verify => &schema::VERIFY_REQ,
+            Self::GetPayment | Self::GetPaymentV2 => &schema::GET_PAYMENT_REQ,
+            Self::SendRt => &schema::SEND_RT_REQ,
+            Self::SendRtV2 => &schema::SEND_RT_V2_REQ,
+            Self::Demand => &schema::DEMAND_REQ,
+        }
+    }
+}
+
+/// A fault the node understands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub code: &'static str,
+    pub string: String,
+    pub description: String,
+}
+
+fn fault(code: &'static str, string: &str, description: impl Into<String>) -> Fault {
+    Fault { code, string: string.to_owned(), description: description.into() }
+}
+
+/// The station of one ente.
+#[derive(Debug)]
+pub struct PagopaAdapter {
+    cfg: PagopaConfig,
+    tenant: String,
+    backoffice: Backoffice,
+    receipts: Arc<receipts::ReceiptStore>,
+    bus: Arc<EventBus>,
+}
+
+impl PagopaAdapter {
+    /// Opens the receipt store (I/O at build time).
+    pub fn build(tenant: &str, cfg: &PagopaConfig, bus: Arc<EventBus>) -> Result<Self, String> {
+        Ok(Self {
+            cfg: cfg.clone(),
+            tenant: tenant.to_owned(),
+            backoffice: Backoffice::new(&cfg.backoffice_url, cfg.backoffice_timeout.0)?,
+            receipts: receipts::ReceiptStore::open(&cfg.receipts_dir, tenant)?,
+            bus,
+        })
+    }
+
+    /// Answers one SOAP message.
+    pub async fn handle(&self, headers: &http::HeaderMap, body: &[u8], traceparent: &str) -> (u16, String) {
+        let action = headers
+            .get("soapaction")
+            .and_then(|v| v.to_str().ok())
+            .map(|a| a.trim().trim_matches('"').rsplit('/').next().unwrap_or("").to_owned());
+        let action_op = action.as_deref().and_then(Op::from_action);
+        let doc = match xml::parse(body) {
+            Ok(d) => d,
+            Err(why) => return self.unreadable(action_op, &why),
+        };
+        let req = match request_element(&doc) {
+            Ok(r) => r,
+            Err(why) => return self.unreadable(action_op, &why),
+        };
+        let op = match Op::from_request(&req.name) {
+            Some(op) => op,
+            None => return self.unreadable(action_op, &format!("`{}` is not a paForNode request", req.name)),
+        };
+        if action_op.is_some_and(|a| a != op) {
+            let f = fault(
+                "PAA_SINTASSI_XSD",
+                "Errore di sintassi XSD",
+                format!("SOAPAction `{}` does not match <{}>", action.unwrap_or_default(), req.name),
+            );
+            return (200, self.envelope(op, &self.ko(&f)));
+        }
+        let result = match schema::check(req, op.schema(), &req.name) {
+            Err(why) => Err(fault("PAA_SINTASSI_XSD", "Errore di sintassi XSD", why)),
+            Ok(()) => match self.check_station(req) {
+                Err(f) => Err(f),
+                Ok(()) => self.operation(op, req, traceparent).await,
+            },
+        };
+        let inner = match result {
+            Ok(xml) => xml,
+            Err(f) => {
+                tracing::info!(tenant = %self.tenant, operation = op.response(), fault = f.code, detail = %f.description, "pagoPA request refused");
+                self.ko(&f)
+            }
+        };
+        (200, self.envelope(op, &inner))
+    }
+
+    /// A message that cannot be read: the operation's KO when SOAPAction tells it, else a SOAP Fault.
+    fn unreadable(&self, op: Option<Op>, why: &str) -> (u16, String) {
+        match op {
+            Some(op) => (200, self.envelope(op, &self.ko(&fault("PAA_SINTASSI_XSD", "Errore di sintassi XSD", why)))),
+            None => (
+                500,
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"{SOAP_ENV}\"><soapenv:Body><soapenv:Fault><faultcode>soapenv:Client</faultcode><faultstring>PAA_SINTASSI_XSD: {}</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>",
+                    esc(why)
+                ),
+            ),
+        }
+    }
+
+    fn check_station(&self, req: &Element) -> Result<(), Fault> {
+        let id = |n| req.text_of(n).unwrap_or("");
+        if id("idPA") != self.cfg.id_pa {
+            return Err(fault(
+                "PAA_ID_DOMINIO_ERRATO",
+                "Identificativo dominio sconosciuto",
+                format!("idPA `{}` is not this station's ente", id("idPA")),
+            ));
+        }
+        if id("idBrokerPA") != self.cfg.id_broker_pa {
+            return Err(fault(
+                "PAA_ID_INTERMEDIARIO_ERRATO",
+                "Identificativo intermediario errato",
+                "idBrokerPA is not this station's intermediary",
+            ));
+        }
+        if id("idStation") != self.cfg.id_station {
+            return Err(fault(
+                "PAA_STAZIONE_INT_ERRATA",
+                "Stazione intermediario errata",
+                "idStation is not this station",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The IUV of a request's notice number (qrCode or receipt), checked against the ente.
+    fn iuv(&self, fiscal_code: &str, notice: &str) -> Result<String, Fault> {
+        if fiscal_code != self.cfg.id_pa {
+            return Err(fault(
+                "PAA_ID_DOMINIO_ERRATO",
+                "Identificativo dominio sconosciuto",
+                "the notice's fiscalCode is not this ente",
+            ));
+        }
+        notice::iuv_of(notice, &self.cfg.segregation_code).map_err(|e| {
+            let why = match e {
+                notice::NoticeError::AuxDigit => "the notice number's aux digit is not 3",
+                notice::NoticeError::Segregation => "the notice number's segregation code is not this ente's",
+                notice::NoticeError::CheckDigits => "the notice number's check digits (mod 93) are wrong",
+            };
+            fault("PAA_SEMANTICA", "Errore semantico", why)
+        })
+    }
+
+    async fn operation(&self, op: Op, req: &Element, traceparent: &str) -> Result<String, Fault> {
+        match op {
+            Op::Verify | Op::GetPayment | Op::GetPaymentV2 => {
+                let qr =
+                    req.child("qrCode").ok_or_else(|| fault("PAA_SINTASSI_XSD", "Errore di sintassi XSD", "qrCode"))?;
+                let iuv = self.iuv(qr.text_of("fiscalCode").unwrap_or(""), qr.text_of("noticeNumber").unwrap_or(""))?;
+                let pos = self.payable(&iuv).await?;
+                Ok(match op {
+                    Op::Verify => self.verify_ok(&pos),
+                    _ => self.payment_ok(&pos, &iuv, op == Op::GetPaymentV2),
+                })
+            }
+            Op::SendRt | Op::SendRtV2 => {
+                let r = req
+                    .child("receipt")
+                    .ok_or_else(|| fault("PAA_SINTASSI_XSD", "Errore di sintassi XSD", "receipt"))?;
+                let iuv = self.iuv(r.text_of("fiscalCode").unwrap_or(""), r.text_of("noticeNumber").unwrap_or(""))?;
+                self.receipt(r, &iuv, traceparent).await?;
+                Ok("<outcome>OK</outcome>".to_owned())
+            }
+            Op::Demand => {
+                let pos = self
+                    .backoffice
+                    .demand(
+                        req.text_of("idServizio").unwrap_or(""),
+                        req.text_of("idSoggettoServizio").unwrap_or(""),
+                        req.text_of("datiSpecificiServizioRequest").unwrap_or(""),
+                    )
+                    .await
+                    .map_err(|e| self.backoffice_fault(e))?;
+                let notice = pos
+                    .notice_number
+                    .clone()
+                    .filter(|n| notice::iuv_of(n, &self.cfg.segregation_code).is_ok())
+                    .ok_or_else(|| {
+                        fault("PAA_SYSTEM_ERROR", "Errore generico", "the back-office returned no valid notice number")
+                    })?;
+                let verify = self.verify_ok(&pos);
+                let body = verify.strip_prefix("<outcome>OK</outcome>").unwrap_or(&verify);
+                Ok(format!(
+                    "<outcome>OK</outcome><qrCode><fiscalCode>{}</fiscalCode><noticeNumber>{}</noticeNumber></qrCode>{body}",
+                    esc(&self.cfg.id_pa),
+                    esc(&notice)
+                ))
+            }
+        }
+    }
+
+    /// The position of an IUV, if it can still be paid.
+    async fn payable(&self, iuv: &str) -> Result<Position, Fault> {
+        let pos = self.backoffice.position(iuv).await.map_err(|e| self.backoffice_fault(e))?;
+        match pos.status {
+            PositionStatus::Payable => Ok(pos),
+            PositionStatus::Paid => {
+                Err(fault("PAA_PAGAMENTO_DUPLICATO", "Pagamento duplicato", "this notice is already paid"))
+            }
+            PositionStatus::Expired => {
+                Err(fault("PAA_PAGAMENTO_SCADUTO", "Pagamento scaduto", "this notice has expired"))
+            }
+            PositionStatus::Cancelled => {
+                Err(fault("PAA_PAGAMENTO_ANNULLATO", "Pagamento annullato", "this notice was cancelled"))
+            }
+        }
+    }
+
+    fn backoffice_fault(&self, e: backoffice::Error) -> Fault {
+        match e {
+            backoffice::Error::NotFound => {
+                fault("PAA_PAGAMENTO_SCONOSCIUTO", "Pagamento sconosciuto", "the back-office does not know this notice")
+            }
+            backoffice::Error::Other(why) => {
+                tracing::warn!(tenant = %self.tenant, error = %why, "pagoPA: back-office call failed");
+                fault("PAA_SYSTEM_ERROR", "Errore generico", "the back-office could not answer; retry later")
+            }
+        }
+    }
+
+    fn verify_ok(&self, p: &Position) -> String {
+        let all_ccp = !p.transfers.is_empty() && p.transfers.iter().all(|t| backoffice::is_postal(&t.iban));
+        format!(
+            "<outcome>OK</outcome><paymentList><paymentOptionDescription><amount>{}</amount><options>EQ</options><dueDate>{}</dueDate><detailDescription>{}</detailDescription><allCCP>{all_ccp}</allCCP></paymentOptionDescription></paymentList><paymentDescription>{}</paymentDescription><fiscalCodePA>{}</fiscalCodePA><companyName>{}</companyName>",
+            backoffice::amount(p.amount_cents),
+            esc(&p.due_date),
+            esc(&p.description),
+            esc(&p.description),
+            esc(&self.cfg.id_pa),
+            esc(&self.cfg.company_name),
+        )
+    }
+
+    fn payment_ok(&self, p: &Position, iuv: &str, v2: bool) -> String {
+        let d = &p.debtor;
+        let mut debtor = format!(
+            "<debtor><uniqueIdentifier><entityUniqueIdentifierType>{}</entityUniqueIdentifierType><entityUniqueIdentifierValue>{}</entityUniqueIdentifierValue></uniqueIdentifier><fullName>{}</fullName>",
+            esc(&d.kind), esc(&d.fiscal_code), esc(&d.full_name)
+        );
+        for (tag, v) in [
+            ("streetName", &d.street_name),
+            ("civicNumber", &d.civic_number),
+            ("postalCode", &d.postal_code),
+            ("city", &d.city),
+            ("stateProvinceRegion", &d.province),
+            ("country", &d.country),
+            ("e-mail", &d.email),
+        ] {
+            if let Some(v) = v {
+                debtor.push_str(&format!("<{tag}>{}</{tag}>", esc(v)));
+            }
+        }
+        debtor.push_str("</debtor>");
+        let mut transfers = String::new();
+        for t in &p.transfers {
+            let company =
+                if v2 { format!("<companyName>{}</companyName>", esc(&self.cfg.company_name)) } else { String::new() };
+            transfers.push_str(&format!(
+                "<transfer><idTransfer>{}</idTransfer><transferAmount>{}</transferAmount><fiscalCodePA>{}</fiscalCodePA>{company}<IBAN>{}</IBAN><remittanceInformation>{}</remittanceInformation><transferCategory>{}</transferCategory></transfer>",
+                t.id, backoffice::amount(t.amount_cents), esc(&t.fiscal_code_pa), esc(&t.iban), esc(&t.remittance_information), esc(&t.category)
+            ));
+        }
+        format!(
+            "<outcome>OK</outcome><data><creditorReferenceId>{}</creditorReferenceId><paymentAmount>{}</paymentAmount><dueDate>{}</dueDate><description>{}</description><companyName>{}</companyName>{debtor}<transferList>{transfers}</transferList></data>",
+            esc(iuv),
+            backoffice::amount(p.amount_cents),
+            esc(&p.due_date),
+            esc(&p.description),
+            esc(&self.cfg.company_name),
+        )
+    }
+
+    /// Stores a receipt durably (as a `it.varco.tributi.pagamento.ricevuto.v1` event in the
+    /// outbox) exactly once per `receiptId`.
+    async fn receipt(&self, r: &Element, iuv: &str, traceparent: &str) -> Result<(), Fault> {
+        let receipt_id = r.text_of("receiptId").unwrap_or("").to_owned();
+        if receipt_id.is_empty() || receipt_id.len() > 64 {
+            return Err(fault("PAA_SEMANTICA", "Errore semantico", "receiptId must be 1 to 64 characters"));
+        }
+        let cents = backoffice::cents(r.text_of("paymentAmount").unwrap_or(""))
+            .ok_or_else(|| fault("PAA_SEMANTICA", "Errore semantico", "paymentAmount"))?;
+        let mut data = serde_json::json!({
+            "idPA": self.cfg.id_pa,
+            "iuv": iuv,
+            "noticeNumber": r.text_of("noticeNumber"),
+            "receiptId": receipt_id,
+            "importoCentesimi": cents,
+            "dataPagamento": r.text_of("paymentDateTime").map(str::to_owned).unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            "causale": r.text_of("description"),
+        });
+        if let Some(cf) = r
+            .child("payer")
+            .and_then(|p| p.child("uniqueIdentifier"))
+            .and_then(|u| u.text_of("entityUniqueIdentifierValue"))
+        {
+            data["pagatore"] = serde_json::json!({ "codiceFiscale": cf });
+        }
+        let event = cloudevents::EventBuilderV10::new()
+            .id(format!("pagopa-rt-{receipt_id}"))
+            .source(format!("/enti/{}/pagopa", self.tenant))
+            .ty("it.varco.tributi.pagamento.ricevuto.v1")
+            .subject(iuv)
+            .data("application/json", data);
+        let event = event.build().map_err(|e| fault("PAA_SYSTEM_ERROR", "Errore generico", e.to_string()))?;
+        let bus = self.bus.clone();
+        let tenant = self.tenant.clone();
+        let tp = traceparent.to_owned();
+        let stored = self
+            .receipts
+            .record_once(&receipt_id, || async move {
+                bus.publish(&tenant, vec![event], Some(&tp).filter(|t| !t.is_empty()).map(String::as_str))
+                    .await
+                    .map_err(|p| p.detail)
+            })
+            .await;
+        match stored {
+            Ok(true) => {
+                tracing::info!(tenant = %self.tenant, iuv, "pagoPA receipt stored");
+                Ok(())
+            }
+            Ok(false) => {
+                Err(fault("PAA_RECEIPT_DUPLICATA", "Receipt duplicata", "this receiptId was already received"))
+            }
+            Err(why) => {
+                tracing::error!(tenant = %self.tenant, error = %why, "pagoPA receipt could not be stored");
+                Err(fault("PAA_SYSTEM_ERROR", "Errore generico", "the receipt could not be stored; send it again"))
+            }
+        }
+    }
+
+    fn ko(&self, f: &Fault) -> String {
+        format!(
+            "<outcome>KO</outcome><fault><faultCode>{}</faultCode><faultString>{}</faultString><id>{}</id><description>{}</description></fault>",
+            f.code,
+            esc(&f.string),
+            esc(&self.cfg.id_pa),
+            esc(&f.description)
+        )
+    }
+
+    fn envelope(&self, op: Op, inner: &str) -> String {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"{SOAP_ENV}\"><soapenv:Body><pafn:{r} xmlns:pafn=\"{PAFN}\">{inner}</pafn:{r}></soapenv:Body></soapenv:Envelope>",
+            r = op.response()
+        )
+    }
+}
+
+/// The request element inside `Envelope/Body`.
+fn request_element(doc: &Element) -> Result<&Element, String> {
+    if doc.ns.as_deref() != Some(SOAP_ENV) || doc.name != "Envelope" {
+        return Err("the root must be a SOAP 1.1 Envelope".into());
+    }
+    let body = doc
+        .children
+        .iter()
+        .find(|c| c.name == "Body" && c.ns.as_deref() == Some(SOAP_ENV))
+        .ok_or("the Envelope has no Body")?;
+    let req = match body.children.as_slice() {
+        [one] => one,
+        _ => return Err("the Body must hold exactly one request element".into()),
+    };
+    if req.ns.as_deref() != Some(PAFN) {
+        return Err(format!("<{}> must be in namespace {PAFN}", req.name));
+    }
+    Ok(req)
+}
+
+#[async_trait]
+impl Adapter for PagopaAdapter {
+    fn kind(&self) -> &'static str {
+        "pagopa"
+    }
+
+    async fn call(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
+        let (status, xml) = self.handle(req.headers, &req.body, req.traceparent).await;
+        Ok(AdapterResponse {
+            status,
+            headers: vec![(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/xml; charset=utf-8"))],
+            body: Bytes::from(xml),
+        })
+    }
+}

@@ -1,0 +1,358 @@
+//! The ente as a pagoPA station, against an independent node: a SOAP client built from the
+//! official WSDL (Python zeep) calls varco, and every answer is validated against the official
+//! XSD (Python xmlschema). The back-office is a real HTTP server holding debt positions.
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use varco_tests::{Backend, Mode, Varco};
+
+const MC: &str = "macerata.example.it";
+const ID_PA: &str = "00093120434";
+const BROKER: &str = "00093120434";
+const STATION: &str = "00093120434_01";
+const SEG: &str = "12";
+
+fn specs() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/specs/pagopa/wsdl").to_owned()
+}
+
+fn tool() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/tools/pagopa_tool.py").to_owned()
+}
+
+/// A notice number of the ente (aux digit 3) from a 13-digit base, check digits mod 93.
+fn notice(base: &str) -> String {
+    let first = format!("3{SEG}{base}");
+    format!("{first}{:02}", first.parse::<u64>().unwrap() % 93)
+}
+
+fn position(status: &str, iuv_cents: u64) -> Vec<u8> {
+    json!({
+        "status": status, "amount_cents": iuv_cents, "due_date": "2026-12-31", "description": "TARI 2026 - rata unica",
+        "debtor": {"kind": "F", "fiscal_code": "RSSMRA80A01H501U", "full_name": "Mario Rossi", "city": "Macerata", "country": "IT", "email": "mario.rossi@example.it"},
+        "transfers": [
+            {"id": 1, "amount_cents": iuv_cents - 1000, "fiscal_code_pa": ID_PA, "iban": "IT60X0542811101000000123456", "remittance_information": "TARI 2026", "category": "9/0101100IM/"},
+            {"id": 2, "amount_cents": 1000, "fiscal_code_pa": ID_PA, "iban": "IT60X0760111101000000123456", "remittance_information": "TEFA 2026", "category": "9/0201133IM/"}
+        ],
+        "notice_number": notice("0000000000999"),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+struct Env {
+    v: Varco,
+    bo: Backend,
+    hook: Backend,
+}
+
+async fn setup() -> Env {
+    let bo = Backend::start("backoffice").await;
+    bo.set_mode(Mode::Status(404)); // unknown positions
+    for (base, status) in [
+        ("0000000000001", "payable"),
+        ("0000000000002", "paid"),
+        ("0000000000003", "expired"),
+        ("0000000000004", "cancelled"),
+    ] {
+        bo.serve_static(&format!("/debt-positions/{}", &notice(base)[1..]), Some(position(status, 12000)));
+    }
+    bo.serve_static("/payment-notices", Some(position("payable", 5000)));
+    let hook = Backend::start("receipts-hook").await;
+    let cfg = format!(
+        r#"
+server: {{events: {{dir: "{{DIR}}/events"}}}}
+listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
+admin: {{address: "127.0.0.1:{{ADMIN}}"}}
+tenants:
+  - id: c_e783
+    name: Macerata
+    routes:
+      - name: pagopa
+        path: /pagopa/paForNode
+        methods: [POST]
+        access: public
+        to: {{adapter: {{kind: pagopa, id_pa: "{ID_PA}", id_broker_pa: "{BROKER}", id_station: "{STATION}", segregation_code: "{SEG}", company_name: "Comune di Macerata", backoffice_url: "http://{bo}", receipts_dir: "{{DIR}}/pagopa"}}}}
+    events:
+      subscriptions:
+        - name: ricevute
+          types: [it.varco.tributi.pagamento.ricevuto.v1]
+          sources: [c_e783]
+          webhook: {{url: "http://{hook}/receipts", secret: {{env: HOOK_SECRET}}}}
+"#,
+        bo = bo.addr,
+        hook = hook.addr
+    );
+    let v = Varco::start_with_env(&cfg, &[("HOOK_SECRET", "s3cret-for-receipts")]).await;
+    Env { v, bo, hook }
+}
+
+/// The node calls `op` with zeep; the answer (zeep's reading) after checking it against the XSD.
+async fn node(env: &Env, op: &str, kwargs: Value) -> Value {
+    // The only ente answers on any host.
+    let url = format!("http://127.0.0.1:{}/pagopa/paForNode", env.v.port);
+    let out = tokio::process::Command::new("python3")
+        .args([tool(), "call".into(), format!("{}/paForNode.wsdl", specs()), url, op.into(), kwargs.to_string()])
+        .env("no_proxy", "*")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "zeep {op}: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true, "{op}: the answer is not valid against paForNode.xsd: {}\n{}", v["errors"], v["xml"]);
+    v["result"].clone()
+}
+
+fn ids() -> Value {
+    json!({"idPA": ID_PA, "idBrokerPA": BROKER, "idStation": STATION})
+}
+
+fn with(base: Value, extra: Value) -> Value {
+    let mut b = base;
+    for (k, v) in extra.as_object().unwrap() {
+        b[k] = v.clone();
+    }
+    b
+}
+
+fn qr(base: &str) -> Value {
+    json!({"qrCode": {"fiscalCode": ID_PA, "noticeNumber": notice(base)}})
+}
+
+fn receipt(id: &str, base: &str) -> Value {
+    json!({"receipt": {
+        "receiptId": id, "noticeNumber": notice(base), "fiscalCode": ID_PA, "outcome": "OK",
+        "creditorReferenceId": &notice(base)[1..], "paymentAmount": "120.00", "description": "TARI 2026 - rata unica",
+        "companyName": "Comune di Macerata",
+        "debtor": {"uniqueIdentifier": {"entityUniqueIdentifierType": "F", "entityUniqueIdentifierValue": "RSSMRA80A01H501U"}, "fullName": "Mario Rossi"},
+        "transferList": {"transfer": [{"idTransfer": "1", "transferAmount": "120.00", "fiscalCodePA": ID_PA, "IBAN": "IT60X0542811101000000123456", "remittanceInformation": "TARI 2026", "transferCategory": "9/0101100IM/"}]},
+        "idPSP": "BCITITMM", "PSPCompanyName": "Intesa Sanpaolo", "idChannel": "BCITITMM_01", "channelDescription": "app",
+        "payer": {"uniqueIdentifier": {"entityUniqueIdentifierType": "F", "entityUniqueIdentifierValue": "RSSMRA80A01H501U"}, "fullName": "Mario Rossi"},
+        "paymentDateTime": "2026-11-24T10:15:00", "applicationDate": "2026-11-24", "transferDate": "2026-11-25"
+    }})
+}
+
+fn fault_code(r: &Value) -> &str {
+    r["fault"]["faultCode"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_get_payment_answer_from_the_back_office() {
+    let env = setup().await;
+    let r = node(&env, "paVerifyPaymentNotice", with(ids(), qr("0000000000001"))).await;
+    assert_eq!(r["outcome"], "OK", "{r}");
+    let opt = &r["paymentList"]["paymentOptionDescription"];
+    assert_eq!(opt["amount"], "120.00");
+    assert_eq!(opt["options"], "EQ");
+    assert_eq!(opt["allCCP"], false, "one transfer is not to a postal account");
+    assert_eq!(r["fiscalCodePA"], ID_PA);
+    for op in ["paGetPayment", "paGetPaymentV2"] {
+        let r = node(&env, op, with(ids(), qr("0000000000001"))).await;
+        assert_eq!(r["outcome"], "OK", "{op}: {r}");
+        let d = &r["data"];
+        assert_eq!(d["creditorReferenceId"], &notice("0000000000001")[1..]);
+        assert_eq!(d["paymentAmount"], "120.00");
+        assert_eq!(d["debtor"]["uniqueIdentifier"]["entityUniqueIdentifierValue"], "RSSMRA80A01H501U");
+        let t = d["transferList"]["transfer"].as_array().unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0]["transferAmount"], "110.00");
+        assert_eq!(t[1]["IBAN"], "IT60X0760111101000000123456");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_is_a_valid_ct_fault_bean() {
+    let env = setup().await;
+    let mut bad_check = notice("0000000000001");
+    let last = if bad_check.ends_with("00") { "01" } else { "00" };
+    bad_check.replace_range(16.., last);
+    let cases = [
+        ("idPA", with(ids(), with(qr("0000000000001"), json!({"idPA": "00000000000"}))), "PAA_ID_DOMINIO_ERRATO"),
+        (
+            "broker",
+            with(ids(), with(qr("0000000000001"), json!({"idBrokerPA": "99999999999"}))),
+            "PAA_ID_INTERMEDIARIO_ERRATO",
+        ),
+        (
+            "station",
+            with(ids(), with(qr("0000000000001"), json!({"idStation": "other_01"}))),
+            "PAA_STAZIONE_INT_ERRATA",
+        ),
+        ("unknown", with(ids(), qr("0000000000042")), "PAA_PAGAMENTO_SCONOSCIUTO"),
+        ("paid", with(ids(), qr("0000000000002")), "PAA_PAGAMENTO_DUPLICATO"),
+        ("expired", with(ids(), qr("0000000000003")), "PAA_PAGAMENTO_SCADUTO"),
+        ("cancelled", with(ids(), qr("0000000000004")), "PAA_PAGAMENTO_ANNULLATO"),
+        (
+            "check digits",
+            with(ids(), json!({"qrCode": {"fiscalCode": ID_PA, "noticeNumber": bad_check}})),
+            "PAA_SEMANTICA",
+        ),
+        (
+            "segregation",
+            with(
+                ids(),
+                json!({"qrCode": {"fiscalCode": ID_PA, "noticeNumber": format!("399{}", &notice("0000000000001")[3..])}}),
+            ),
+            "PAA_SEMANTICA",
+        ),
+        (
+            "other ente's notice",
+            with(ids(), json!({"qrCode": {"fiscalCode": "80012345678", "noticeNumber": notice("0000000000001")}})),
+            "PAA_ID_DOMINIO_ERRATO",
+        ),
+    ];
+    for (case, args, code) in cases {
+        for op in ["paVerifyPaymentNotice", "paGetPayment"] {
+            let r = node(&env, op, args.clone()).await;
+            assert_eq!(r["outcome"], "KO", "{case} {op}: {r}");
+            assert_eq!(fault_code(&r), code, "{case} {op}: {r}");
+            assert_eq!(r["fault"]["id"], ID_PA);
+        }
+    }
+    // The back-office down: a system error, not a crash.
+    env.bo.set_mode(Mode::Status(503));
+    let r = node(&env, "paVerifyPaymentNotice", with(ids(), qr("0000000000042"))).await;
+    assert_eq!(fault_code(&r), "PAA_SYSTEM_ERROR", "{r}");
+}
+
+async fn wait_hook(hook: &Backend, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hook.requests().len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    hook.requests()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_are_stored_once_and_published() {
+    let env = setup().await;
+    let r = node(&env, "paSendRT", with(ids(), receipt("rt-0001", "0000000000001"))).await;
+    assert_eq!(r["outcome"], "OK", "{r}");
+    let again = node(&env, "paSendRT", with(ids(), receipt("rt-0001", "0000000000001"))).await;
+    assert_eq!(fault_code(&again), "PAA_RECEIPT_DUPLICATA", "{again}");
+    let v2 = node(&env, "paSendRTV2", with(ids(), receipt("rt-0002", "0000000000001"))).await;
+    assert_eq!(v2["outcome"], "OK", "{v2}");
+    // The same receipt ten times at once: exactly one effect.
+    let mut tasks = Vec::new();
+    let env = std::sync::Arc::new(env);
+    for _ in 0..10 {
+        let env = env.clone();
+        tasks.push(tokio::spawn(async move {
+            node(&env, "paSendRT", with(ids(), receipt("rt-0003", "0000000000001"))).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r["outcome"].as_str() {
+            Some("OK") => ok += 1,
+            _ => assert_eq!(fault_code(&r), "PAA_RECEIPT_DUPLICATA", "{r}"),
+        }
+    }
+    assert_eq!(ok, 1, "a concurrent duplicate had a second effect");
+    // The back-office gets each receipt once, as a CloudEvent.
+    let got = wait_hook(&env.hook, 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got_all = env.hook.requests();
+    assert_eq!(got_all.len(), 3, "{got:?}");
+    let e: Value = serde_json::from_str(got_all[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(e["type"], "it.varco.tributi.pagamento.ricevuto.v1");
+    assert_eq!(e["source"], "/enti/c_e783/pagopa");
+    assert_eq!(e["subject"], &notice("0000000000001")[1..]);
+    assert_eq!(e["data"]["receiptId"], "rt-0001");
+    assert_eq!(e["data"]["importoCentesimi"], 12000);
+    assert_eq!(e["data"]["pagatore"]["codiceFiscale"], "RSSMRA80A01H501U");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demand_payment_notice_asks_the_back_office() {
+    let env = setup().await;
+    let args = with(
+        ids(),
+        json!({"idServizio": "00001", "idSoggettoServizio": "00042", "datiSpecificiServizioRequest": "PGRhdGk+PC9kYXRpPg=="}),
+    );
+    let r = node(&env, "paDemandPaymentNotice", args).await;
+    assert_eq!(r["outcome"], "OK", "{r}");
+    assert_eq!(r["qrCode"]["noticeNumber"], notice("0000000000999"));
+    assert_eq!(r["paymentList"]["paymentOptionDescription"]["amount"], "50.00");
+}
+
+/// Raw messages a node would never send: answered, never a crash, and valid when they are
+/// an operation's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_and_xml_bombs_are_refused() {
+    let env = setup().await;
+    let send = |action: &'static str, body: String| {
+        let v = &env.v;
+        async move {
+            v.send(
+                "POST",
+                MC,
+                "/pagopa/paForNode",
+                &[("content-type", "text/xml"), ("soapaction", action)],
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    let env_of = |inner: &str| {
+        format!(
+            "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:p=\"http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd\"><soapenv:Body>{inner}</soapenv:Body></soapenv:Envelope>"
+        )
+    };
+    let good = format!("<p:paVerifyPaymentNoticeReq><idPA>{ID_PA}</idPA><idBrokerPA>{BROKER}</idBrokerPA><idStation>{STATION}</idStation><qrCode><fiscalCode>{ID_PA}</fiscalCode><noticeNumber>{}</noticeNumber></qrCode></p:paVerifyPaymentNoticeReq>", notice("0000000000001"));
+    let bomb = format!(
+        "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\"><!ENTITY lol3 \"&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;\">]>{}",
+        env_of(&good.replace(ID_PA, "&lol3;"))
+    );
+    let xxe = format!(
+        "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>{}",
+        env_of(&good.replace(STATION, "&e;"))
+    );
+    let deep = env_of(&format!(
+        "{}{}",
+        "<p:paVerifyPaymentNoticeReq>".repeat(200),
+        "</p:paVerifyPaymentNoticeReq>".repeat(200)
+    ));
+    let wrong_ns = good
+        .replace("<p:paVerifyPaymentNoticeReq>", "<w:paVerifyPaymentNoticeReq xmlns:w=\"urn:other\">")
+        .replace("</p:paVerifyPaymentNoticeReq>", "</w:paVerifyPaymentNoticeReq>");
+    let reordered = good.replace(
+        &format!("<idPA>{ID_PA}</idPA><idBrokerPA>{BROKER}</idBrokerPA>"),
+        &format!("<idBrokerPA>{BROKER}</idBrokerPA><idPA>{ID_PA}</idPA>"),
+    );
+    let cases = [
+        ("not XML", "this is not xml <".to_owned(), "root"),
+        ("billion laughs", bomb, "DOCTYPE"),
+        ("external entity", xxe, "DOCTYPE"),
+        ("deep nesting", deep, "deep"),
+        ("wrong namespace", env_of(&wrong_ns), "namespace"),
+        ("out of order", env_of(&reordered), "idPA"),
+        ("truncated", env_of(&good)[..200].to_owned(), "malformed"),
+    ];
+    let dir = std::env::temp_dir().join(format!("varco-pagopa-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (case, body, word) in cases {
+        let r = send("paVerifyPaymentNotice", body).await;
+        assert_eq!(r.status, 200, "{case}: {r:?}");
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        assert!(text.contains("<faultCode>PAA_SINTASSI_XSD</faultCode>"), "{case}: {text}");
+        assert!(text.contains(word), "{case}: the description should say `{word}`: {text}");
+        let f = dir.join("answer.xml");
+        std::fs::write(&f, &text).unwrap();
+        let out = std::process::Command::new("python3")
+            .args([tool(), "validate".into(), format!("{}/xsd/paForNode.xsd", specs()), f.display().to_string()])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        assert_eq!(v["valid"], true, "{case}: {v} {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Without SOAPAction the operation of garbage cannot be told: a SOAP 1.1 Fault.
+    let r = env.v.send("POST", MC, "/pagopa/paForNode", &[("content-type", "text/xml")], b"<nonsense/>").await;
+    assert_eq!(r.status, 500);
+    assert!(String::from_utf8_lossy(&r.body).contains("<faultcode>soapenv:Client</faultcode>"));
+    // varco is still up.
+    let r = node(&env, "paVerifyPaymentNotice", with(ids(), qr("0000000000001"))).await;
+    assert_eq!(r["outcome"], "OK");
+    let _ = std::fs::remove_dir_all(dir);
+}
