@@ -356,3 +356,137 @@ async fn malformed_messages_and_xml_bombs_are_refused() {
     assert_eq!(r["outcome"], "OK");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// GPD stand-in that checks requests against pagoPA's `gpd.json` (Python, jsonschema).
+struct Gpd {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Gpd {
+    async fn start() -> Self {
+        let port = varco_tests::free_port();
+        let child = std::process::Command::new("python3")
+            .args([
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/tools/gpd_server.py").to_owned(),
+                port.to_string(),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/specs/pagopa/openapi/gpd.json").to_owned(),
+                "gpd-key-0123".into(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(Instant::now() < deadline, "gpd_server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self { child, port }
+    }
+
+    async fn log(&self) -> Vec<Value> {
+        let c = varco_tests::Client::new(self.port);
+        c.get("127.0.0.1", "/_control/log").await.json.as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Gpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn gpd_position(iupd: &str) -> Value {
+    json!({
+        "iupd": iupd, "type": "F", "fiscalCode": "RSSMRA80A01H501U", "fullName": "Mario Rossi",
+        "companyName": "Comune di Macerata", "switchToExpired": false,
+        "paymentOption": [{"iuv": &notice("0000000000077")[1..], "amount": 12000, "description": "TARI 2026", "isPartialPayment": false,
+            "dueDate": "2026-12-31T00:00:00", "transfer": [{"idTransfer": "1", "amount": 12000, "remittanceInformation": "TARI 2026",
+            "category": "9/0101100IM/", "iban": "IT60X0542811101000000123456"}]}]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpd_client_against_the_contract_checking_server() {
+    let gpd = Gpd::start().await;
+    let cfg = format!(
+        r#"
+listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
+admin: {{address: "127.0.0.1:{{ADMIN}}"}}
+tenants:
+  - id: c_e783
+    name: Macerata
+    api_keys: [{{name: tributi, hash: "{hash}"}}]
+    routes:
+      - name: gpd
+        path: "/gpd/{{*rest}}"
+        methods: [GET, POST, PUT, DELETE]
+        access: {{api_key: {{}}}}
+        to: {{adapter: {{kind: gpd, organization_fiscal_code: "{ID_PA}", url: "http://127.0.0.1:{port}", subscription_key: {{env: GPD_KEY}}, timeout: 2s, retries: 2}}}}
+"#,
+        hash = sha256_key("bo-key-xyz"),
+        port = gpd.port
+    );
+    let v = Varco::start_with_env(&cfg, &[("GPD_KEY", "gpd-key-0123")]).await;
+    let call = |m: &'static str, path: String, body: Value| {
+        let v = &v;
+        async move {
+            let b = if body.is_null() { Vec::new() } else { body.to_string().into_bytes() };
+            v.send(m, MC, &path, &[("x-api-key", "bo-key-xyz"), ("content-type", "application/json")], &b).await
+        }
+    };
+    let r = call("POST", "/gpd/debt-positions".into(), gpd_position("TARI-2026-0001")).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.json["status"], "DRAFT");
+    assert_eq!(
+        call("GET", "/gpd/debt-positions/TARI-2026-0001".into(), Value::Null).await.json["iupd"],
+        "TARI-2026-0001"
+    );
+    let r = call("POST", "/gpd/debt-positions/TARI-2026-0001/publish".into(), Value::Null).await;
+    assert_eq!(r.json["status"], "VALID", "{r:?}");
+    call("POST", "/gpd/debt-positions/TARI-2026-0001/publish".into(), Value::Null)
+        .await
+        .assert_problem(409, "conflict");
+    let mut changed = gpd_position("TARI-2026-0001");
+    changed["fullName"] = json!("Mario Rossi Bianchi");
+    assert_eq!(call("PUT", "/gpd/debt-positions/TARI-2026-0001".into(), changed).await.status, 200);
+    assert_eq!(
+        call("POST", "/gpd/debt-positions/TARI-2026-0001/invalidate".into(), Value::Null).await.json["status"],
+        "INVALID"
+    );
+    assert_eq!(call("DELETE", "/gpd/debt-positions/TARI-2026-0001".into(), Value::Null).await.status, 200);
+    call("GET", "/gpd/debt-positions/TARI-2026-0001".into(), Value::Null).await.assert_problem(404, "not-found");
+    // GPD's schema refusal, as problem+json with its reason.
+    let mut bad = gpd_position("TARI-2026-0002");
+    bad.as_object_mut().unwrap().remove("companyName");
+    let r = call("POST", "/gpd/debt-positions".into(), bad).await;
+    r.assert_problem(422, "platform-rejected");
+    assert!(r.json["detail"].as_str().unwrap().contains("companyName"), "{r:?}");
+    // Two 503s, then success: retried.
+    varco_tests::Client::new(gpd.port).send("POST", "127.0.0.1", "/_control/fail?n=2", &[], b"").await;
+    let r = call("POST", "/gpd/debt-positions?publish=true".into(), gpd_position("TARI-2026-0003")).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.json["status"], "VALID");
+    // Every request GPD saw was a gpd.json operation with the key, for this ente only.
+    let log = gpd.log().await;
+    assert!(log.len() >= 12, "{log:?}");
+    for e in &log {
+        assert!(e.get("error").is_none() || e["error"].as_str().unwrap().starts_with("schema"), "{e}");
+        assert_eq!(e["key"], "gpd-key-0123");
+        assert!(e["path"].as_str().unwrap().starts_with(&format!("/organizations/{ID_PA}/debtpositions")), "{e}");
+    }
+    // Not a GPD operation; and without the back-office's key, nothing.
+    call("PATCH", "/gpd/debt-positions/x".into(), Value::Null).await.assert_problem(405, "method-not-allowed");
+    call("POST", "/gpd/debt-positions/x/y".into(), Value::Null).await.assert_problem(404, "no-route");
+    v.send("GET", MC, "/gpd/debt-positions/TARI-2026-0003", &[], b"").await.assert_problem(401, "token-missing");
+}
+
+/// `sha256:<hex>` of an API key, as `varco apikey` stores it (computed by Python here).
+fn sha256_key(key: &str) -> String {
+    let py = std::process::Command::new("python3")
+        .args(["-c", &format!("import hashlib; print('sha256:' + hashlib.sha256(b'{key}').hexdigest())")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&py.stdout).trim().to_owned()
+}

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backoffice;
+pub mod gpd;
 pub mod notice;
 pub mod receipts;
 pub mod schema;

@@ -469,6 +469,8 @@ pub enum AdapterConfig {
     Events(EventsAdapterConfig),
     /// The ente's pagoPA station: paForNode SOAP backed by the back-office.
     Pagopa(PagopaConfig),
+    /// Debt positions on pagoPA's GPD, for the ente's back-offices.
+    Gpd(GpdConfig),
 }
 
 /// Configuration of the `events` publish adapter (nothing to set: the ente publishes with

@@ -73,3 +73,49 @@ impl PagopaConfig {
         out
     }
 }
+
+/// `to: {adapter: {kind: gpd, ...}}`: back-offices manage the ente's debt positions on pagoPA's
+/// GPD through varco, which holds the subscription key and the ente's fiscal code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpdConfig {
+    /// The ente's fiscal code (`organizationfiscalcode`): back-offices cannot choose another.
+    pub organization_fiscal_code: String,
+    /// GPD base URL, e.g. `https://api.platform.pagopa.it/gpd/debt-positions-service/v1`.
+    pub url: String,
+    /// `Ocp-Apim-Subscription-Key`.
+    pub subscription_key: crate::SecretRef,
+    /// Per attempt. Default 10s.
+    #[serde(default = "d_gpd_timeout")]
+    pub timeout: Dur,
+    /// Extra attempts after a timeout, a refused connection, 429 or 5xx. Default 2.
+    #[serde(default = "d_gpd_retries")]
+    pub retries: u32,
+}
+
+fn d_gpd_timeout() -> Dur {
+    Dur::secs(10)
+}
+fn d_gpd_retries() -> u32 {
+    2
+}
+
+impl GpdConfig {
+    /// Pure checks: (field, message) pairs.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let ofc = &self.organization_fiscal_code;
+        if ofc.len() != 11 || !ofc.bytes().all(|b| b.is_ascii_digit()) {
+            out.push(("organization_fiscal_code".into(), "11 digits".into()));
+        }
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://"))
+            || self.url.parse::<http::Uri>().is_err()
+        {
+            out.push(("url".into(), "an http(s) URL".into()));
+        }
+        if self.retries > 5 {
+            out.push(("retries".into(), "at most 5".into()));
+        }
+        out
+    }
+}

@@ -356,6 +356,11 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
                             is.add(format!("{ap}.{f}"), m);
                         }
                     }
+                    AdapterConfig::Gpd(c) => {
+                        for (f, m) in c.validate() {
+                            is.add(format!("{ap}.{f}"), m);
+                        }
+                    }
                 }
                 if r.strip_prefix.is_some() || r.request_headers.is_some() {
                     is.add(rp.clone(), "strip_prefix and request_headers apply to upstream targets only");

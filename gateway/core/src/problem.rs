@@ -77,6 +77,10 @@ pub enum ProblemKind {
     UnsupportedMediaType,
     /// The outbox's disk budget is full; events are refused until it drains.
     OutboxFull,
+    /// A national platform refused the request's content (`detail` carries its reason).
+    PlatformRejected,
+    /// The resource exists already or is in a state that forbids the change.
+    Conflict,
 }
 
 impl ProblemKind {
@@ -116,6 +120,8 @@ impl ProblemKind {
             Self::EventSchemaViolation => "event-schema-violation",
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::OutboxFull => "outbox-full",
+            Self::PlatformRejected => "platform-rejected",
+            Self::Conflict => "conflict",
         }
     }
 
@@ -141,7 +147,8 @@ impl ProblemKind {
             | Self::ModiSignatureInvalid
             | Self::ModiAuditInvalid
             | Self::EventInvalid => 400,
-            Self::EventSchemaViolation => 422,
+            Self::EventSchemaViolation | Self::PlatformRejected => 422,
+            Self::Conflict => 409,
             Self::UnsupportedMediaType => 415,
             Self::OutboxFull => 503,
             Self::UpstreamUnavailable | Self::CircuitOpen | Self::Overloaded => 503,
@@ -190,6 +197,8 @@ impl ProblemKind {
             Self::EventSchemaViolation => "Event data does not match its schema",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::OutboxFull => "Event outbox full",
+            Self::PlatformRejected => "Rejected by the national platform",
+            Self::Conflict => "Conflict",
         }
     }
 
@@ -227,6 +236,8 @@ impl ProblemKind {
         Self::EventSchemaViolation,
         Self::UnsupportedMediaType,
         Self::OutboxFull,
+        Self::PlatformRejected,
+        Self::Conflict,
         Self::NotFound,
     ];
 }

@@ -318,6 +318,13 @@ fn build_tenant(
                     varco_adapter_pagopa::PagopaAdapter::build(&t.id, c, bus).map_err(|m| build_err(&ap, m))?,
                 ))
             }
+            RouteTarget::Adapter(AdapterConfig::Gpd(c)) => {
+                let ap = format!("{rp}.to.adapter");
+                let key = read_secret(&format!("{ap}.subscription_key"), &c.subscription_key)?;
+                Target::Adapter(Arc::new(
+                    varco_adapter_pagopa::gpd::GpdAdapter::build(c, &key).map_err(|m| build_err(&ap, m))?,
+                ))
+            }
             RouteTarget::Adapter(AdapterConfig::Status(s)) => {
                 Target::Adapter(Arc::new(StatusAdapter::build(s, health.clone())))
             }

@@ -1,0 +1,190 @@
+//! The GPD client (pagoPA's debt positions, `../specs/pagopa/openapi/gpd.json`) behind a small
+//! REST API for the ente's back-offices:
+//!
+//! | back-office calls (below the route) | GPD |
+//! |---|---|
+//! | `POST …/debt-positions[?publish=true]` | `POST /organizations/{ofc}/debtpositions[?toPublish=true]` |
+//! | `GET/PUT/DELETE …/debt-positions/{iupd}` | the same on `/organizations/{ofc}/debtpositions/{iupd}` |
+//! | `POST …/debt-positions/{iupd}/publish`, `/invalidate` | the same |
+//!
+//! varco adds the subscription key and the ente's fiscal code (a back-office cannot reach
+//! another ente's positions), retries timeouts, refused connections, 429 and 5xx, and turns
+//! GPD's errors into problem+json. A create retried after a lost answer that then meets 409
+//! reads the position back: the first attempt had worked.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::time::Duration;
+use varco_config::GpdConfig;
+use varco_core::{Adapter, AdapterRequest, AdapterResponse, Problem, ProblemKind};
+
+#[derive(Debug)]
+pub struct GpdAdapter {
+    base: String,
+    ofc: String,
+    key: http::HeaderValue,
+    timeout: Duration,
+    retries: u32,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+struct Answer {
+    status: u16,
+    body: Bytes,
+}
+
+impl GpdAdapter {
+    /// `key` is the subscription key, read by the caller from its secret reference.
+    pub fn build(cfg: &GpdConfig, key: &str) -> Result<Self, String> {
+        if !cfg.url.starts_with("http://") {
+            return Err("url: only http:// is supported for now (reach GPD through an upstream route with TLS)".into());
+        }
+        let mut key =
+            http::HeaderValue::from_str(key).map_err(|_| "the subscription key is not a header value".to_owned())?;
+        key.set_sensitive(true);
+        Ok(Self {
+            base: cfg.url.trim_end_matches('/').to_owned(),
+            ofc: cfg.organization_fiscal_code.clone(),
+            key,
+            timeout: cfg.timeout.0,
+            retries: cfg.retries,
+            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+        })
+    }
+
+    async fn attempt(&self, method: &http::Method, url: &str, body: &Bytes) -> Result<Answer, String> {
+        let mut b = http::Request::builder()
+            .method(method.clone())
+            .uri(url)
+            .header("ocp-apim-subscription-key", self.key.clone())
+            .header("accept", "application/json");
+        if !body.is_empty() {
+            b = b.header("content-type", "application/json");
+        }
+        let req = b.body(Full::new(body.clone())).map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(self.timeout, self.client.request(req))
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Answer { status, body })
+    }
+
+    /// Sends with retries; the last answer, or the last transport error.
+    async fn send(&self, method: &http::Method, url: &str, body: &Bytes) -> (Result<Answer, String>, u32) {
+        let mut delay = Duration::from_millis(200);
+        let mut n = 0;
+        loop {
+            let r = self.attempt(method, url, body).await;
+            let again = match &r {
+                Err(_) => true,
+                Ok(a) => a.status == 429 || a.status >= 500,
+            };
+            if !again || n >= self.retries {
+                return (r, n);
+            }
+            n += 1;
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+    }
+}
+
+/// GPD's `ProblemJson` (`title`, `detail`) as one line.
+fn reason(body: &Bytes) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let pick = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("");
+    match (pick("title"), pick("detail")) {
+        ("", "") => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+        (t, "") => t.to_owned(),
+        (_, d) => d.to_owned(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Adapter for GpdAdapter {
+    fn kind(&self) -> &'static str {
+        "gpd"
+    }
+
+    async fn call(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
+        let rest = req
+            .path
+            .split_once("/debt-positions")
+            .map(|(_, r)| r)
+            .ok_or_else(|| Problem::new(ProblemKind::NoRoute, "GPD operations are under `…/debt-positions`"))?;
+        let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        let valid_id = |s: &str| {
+            !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        let m = req.method.clone();
+        let (path, iupd) = match (m.as_str(), segs.as_slice()) {
+            ("POST", []) => {
+                let publish = req.query.is_some_and(|q| q.split('&').any(|kv| kv == "publish=true"));
+                (format!("debtpositions?toPublish={publish}"), None)
+            }
+            ("GET" | "PUT" | "DELETE", [id]) if valid_id(id) => (format!("debtpositions/{id}"), Some(*id)),
+            ("POST", [id, action @ ("publish" | "invalidate")]) if valid_id(id) => (format!("debtpositions/{id}/{action}"), Some(*id)),
+            _ => {
+                return Err(Problem::new(
+                    ProblemKind::NoRoute,
+                    format!("no GPD operation for {m} …/debt-positions{rest} (create, get, update, delete, publish, invalidate)"),
+                ))
+            }
+        };
+        if matches!(m.as_str(), "POST" | "PUT") && iupd.is_none() || m == http::Method::PUT {
+            if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&req.body).is_err() {
+                return Err(Problem::new(
+                    ProblemKind::BadRequest,
+                    "the body must be a GPD PaymentPositionModel (a JSON object)",
+                ));
+            }
+        }
+        let url = format!("{}/organizations/{}/{path}", self.base, self.ofc);
+        let (answer, retried) = self.send(&m, &url, &req.body).await;
+        let mut a = answer.map_err(|e| {
+            tracing::warn!(error = %e, "GPD unreachable");
+            if e == "timed out" {
+                Problem::new(ProblemKind::GatewayTimeout, "GPD did not answer in time")
+            } else {
+                Problem::new(ProblemKind::UpstreamUnavailable, "GPD is unreachable; retry later").retry_after(5)
+            }
+        })?;
+        // A create whose first answer was lost: 409 now means it worked.
+        if a.status == 409 && retried > 0 && iupd.is_none() {
+            let id = serde_json::from_slice::<serde_json::Value>(&req.body)
+                .ok()
+                .and_then(|v| v.get("iupd").and_then(|i| i.as_str()).map(str::to_owned));
+            if let Some(id) = id.filter(|i| valid_id(i)) {
+                let get = format!("{}/organizations/{}/debtpositions/{id}", self.base, self.ofc);
+                if let (Ok(g), _) = self.send(&http::Method::GET, &get, &Bytes::new()).await {
+                    if g.status == 200 {
+                        a = Answer { status: 201, body: g.body };
+                    }
+                }
+            }
+        }
+        match a.status {
+            200..=299 => Ok(AdapterResponse::json(a.status, "application/json", a.body.to_vec())),
+            400 | 422 => Err(Problem::new(
+                ProblemKind::PlatformRejected,
+                format!("GPD refused the position: {}", reason(&a.body)),
+            )),
+            404 => Err(Problem::new(ProblemKind::NotFound, format!("GPD: {}", reason(&a.body)))),
+            409 => Err(Problem::new(ProblemKind::Conflict, format!("GPD: {}", reason(&a.body)))),
+            401 | 403 => {
+                tracing::error!(status = a.status, "GPD refused varco's subscription key");
+                Err(Problem::new(ProblemKind::BadGateway, "GPD refused the ente's credentials (subscription key)"))
+            }
+            s => Err(Problem::new(
+                ProblemKind::UpstreamUnavailable,
+                format!("GPD answered {s} after {} attempt(s)", retried + 1),
+            )
+            .retry_after(5)),
+        }
+    }
+}
