@@ -27,7 +27,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; sleep 1; for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT INT TERM
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 200); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
+wait_up() { for _ in $(seq 200); do curl -sf -o /dev/null "$@" && return 0; sleep 0.1; done; echo "not up: $1" >&2; return 1; }
 
 BACKEND=$(port)
 body=$(python3 -c 'print("{\"data\":\"" + "x"*1012 + "\"}")')
@@ -88,7 +88,7 @@ measure() {
         pingora-minimal) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 >/dev/null 2>&1 & ;;
     esac
     pid=$!; pids+=($pid)
-    wait_up "http://127.0.0.1:$p/bench/item"
+    if [[ $name == varco+jwt ]]; then wait_up "http://127.0.0.1:$p/bench/item" -H "Authorization: Bearer $JWT_TOKEN"; else wait_up "http://127.0.0.1:$p/bench/item"; fi
     local reqs
     local auth=()
     [[ $name == varco+jwt ]] && auth=(-H "Authorization: Bearer $JWT_TOKEN")
@@ -106,7 +106,7 @@ for name in ${INSTR_TARGETS:-pingora-minimal pingora-minimal+headers varco varco
     read -r ir1 r1 < <(measure "$name" "$SHORT")
     read -r ir2 r2 < <(measure "$name" "$LONG")
     per[$name]=$(python3 -c "print(round(($ir2-$ir1)/($r2-$r1)))")
-    ref=${per[pingora-minimal]}
+    ref=${per[pingora-minimal]:-${per[varco]:-${per[$name]}}}
     ref2=${per[pingora-minimal+headers]:-${per[$name]}}
     printf '%-24s %12s %12s %16s\n' "$name" "${per[$name]}" "$(python3 -c "print(f'{${per[$name]}/$ref:.3f}')")" "$(python3 -c "print(f'{${per[$name]}/$ref2:.3f}')")"
 done
