@@ -1,6 +1,7 @@
 //! The ente as a pagoPA station, against an independent node: a SOAP client built from the
 //! official WSDL (Python zeep) calls varco, and every answer is validated against the official
-//! XSD (Python xmlschema). The back-office is a real HTTP server holding debt positions.
+//! XSD (Python xmlschema). The back-office is a real HTTP server holding debt positions; GPD is
+//! played by a server that checks each request against pagoPA's `gpd.json`.
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -69,8 +70,8 @@ tenants:
     name: Macerata
     routes:
       - name: pagopa
-        path: /pagopa/paForNode
-        methods: [POST]
+        path: "/pagopa/{{*rest}}"
+        methods: [POST, GET]
         access: public
         to: {{adapter: {{kind: pagopa, id_pa: "{ID_PA}", id_broker_pa: "{BROKER}", id_station: "{STATION}", segregation_code: "{SEG}", company_name: "Comune di Macerata", backoffice_url: "http://{bo}", receipts_dir: "{{DIR}}/pagopa"}}}}
     events:
@@ -262,6 +263,25 @@ async fn receipts_are_stored_once_and_published() {
     assert_eq!(e["data"]["receiptId"], "rt-0001");
     assert_eq!(e["data"]["importoCentesimi"], 12000);
     assert_eq!(e["data"]["pagatore"]["codiceFiscale"], "RSSMRA80A01H501U");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notice_helpers() {
+    let env = setup().await;
+    let r = env.v.get(MC, "/pagopa/notice-number?base=0000000000001").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json["notice_number"], notice("0000000000001"));
+    env.v.get(MC, "/pagopa/notice-number?base=12").await.assert_problem(400, "bad-request");
+    let r = env.v.get(MC, &format!("/pagopa/payment-notices/{}", notice("0000000000001"))).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json["qr_code"], format!("PAGOPA|002|{}|{ID_PA}|12000", notice("0000000000001")));
+    assert_eq!(r.json["amount"], "120.00");
+    assert_eq!(r.json["status"], "payable");
+    env.v
+        .get(MC, &format!("/pagopa/payment-notices/{}", notice("0000000000042")))
+        .await
+        .assert_problem(404, "not-found");
+    env.v.get(MC, "/pagopa/payment-notices/123").await.assert_problem(400, "bad-request");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
