@@ -136,8 +136,9 @@ impl Adapter for GpdAdapter {
                 ))
             }
         };
-        if matches!(m.as_str(), "POST" | "PUT") && iupd.is_none() || m == http::Method::PUT {
-            if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&req.body).is_err() {
+        let needs_body = m == http::Method::PUT || (m == http::Method::POST && iupd.is_none());
+        if needs_body && serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&req.body).is_err() {
+            {
                 return Err(Problem::new(
                     ProblemKind::BadRequest,
                     "the body must be a GPD PaymentPositionModel (a JSON object)",
