@@ -408,3 +408,104 @@ async fn kafka_mode_survives_a_broker_kill_and_a_varco_kill() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_through_the_admin_api() {
+    let hook = Backend::start("bari-hook").await;
+    let hook2 = Backend::start("bari-hook-2").await;
+    let mut v = start(&hook, None).await;
+    let admin = |m: &'static str, q: &'static str, body: Value| {
+        let c = v.admin_client.clone();
+        async move {
+            c.send(
+                m,
+                "localhost",
+                &format!("/admin/events/subscriptions{q}"),
+                &[("content-type", "application/json")],
+                body.to_string().as_bytes(),
+            )
+            .await
+        }
+    };
+    let sub = json!({"name": "residenze-2", "types": [RESIDENZA], "sources": ["c_e783"],
+        "webhook": {"url": format!("http://{}/hook2", hook2.addr), "secret": {"env": "BARI_HOOK_SECRET"}}, "backoff": "100ms"});
+    let r = admin("POST", "?tenant=c_a662", sub.clone()).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    // Deny by default holds for admin-made subscriptions too.
+    let mut denied = sub.clone();
+    denied["name"] = json!("pratiche");
+    denied["types"] = json!([PRATICA]);
+    let r = admin("POST", "?tenant=c_a662", denied).await;
+    r.assert_problem(422, "invalid-config");
+    assert!(r.json["detail"].as_str().unwrap().contains("does not let"), "{r:?}");
+    let list = admin("GET", "", Value::Null).await;
+    assert!(
+        list.json
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["origin"] == "admin" && s["subscription"]["name"] == "residenze-2"),
+        "{list:?}"
+    );
+    // It outlives a restart.
+    v.restart().await;
+    assert_eq!(
+        publish(&v, MC, "application/cloudevents+json", &residenza("adm-1", "RSSMRA80A01H501U")).await.status,
+        202
+    );
+    let got = deliveries(&hook2, 1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1, "{}", v.log_text());
+    assert_eq!(body_of(&got[0])["id"], "adm-1");
+    assert_eq!(deliveries(&hook, 1, Duration::from_secs(5)).await.len(), 1, "the configured subscription still works");
+    // Removed: no more deliveries there.
+    let admin = |m: &'static str, q: &'static str| {
+        let c = v.admin_client.clone();
+        async move { c.send(m, "localhost", &format!("/admin/events/subscriptions{q}"), &[], b"").await }
+    };
+    assert_eq!(admin("DELETE", "?tenant=c_a662&name=residenze-2").await.status, 200);
+    admin("DELETE", "?tenant=c_a662&name=residenze-2").await.assert_problem(404, "not-found");
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the service re-syncs every second
+    assert_eq!(
+        publish(&v, MC, "application/cloudevents+json", &residenza("adm-2", "RSSMRA80A01H501U")).await.status,
+        202
+    );
+    assert_eq!(deliveries(&hook, 2, Duration::from_secs(10)).await.len(), 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hook2.requests().len(), 1, "a removed subscription still delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_outbox_answers_503_and_takes_events_again_once_drained() {
+    let hook = Backend::start("bari-hook").await;
+    hook.set_mode(varco_tests::Mode::Status(503)); // the only reader is stuck: nothing can be reclaimed
+    let cfg = config(&hook, None)
+        .replace("dir: \"{DIR}/events\"", "dir: \"{DIR}/events\", max_bytes: 1048576, segment_bytes: 65536")
+        .replace("backoff: 100ms", "backoff: 50ms")
+        .replace("max_backoff: 1s", "max_backoff: 200ms")
+        .replace("max_attempts: 100", "max_attempts: 1000");
+    let v = Varco::start_with_env(&cfg, &[("BARI_HOOK_SECRET", SECRET)]).await;
+    let batch =
+        |n: usize| Value::Array((0..100).map(|i| residenza(&format!("full-{n}-{i}"), "RSSMRA80A01H501U")).collect());
+    let mut accepted = 0;
+    let mut full = None;
+    for n in 0..100 {
+        let r = publish(&v, MC, "application/cloudevents-batch+json", &batch(n)).await;
+        match r.status {
+            202 => accepted += 100,
+            _ => {
+                full = Some(r);
+                break;
+            }
+        }
+    }
+    let r = full.expect("the disk budget never filled");
+    r.assert_problem(503, "outbox-full");
+    assert!(r.header("retry-after").is_some(), "{r:?}");
+    assert!(accepted >= 1000, "only {accepted} accepted");
+    // The back-office comes back: everything accepted is delivered, and room is made again.
+    hook.set_mode(varco_tests::Mode::Echo);
+    let got = deliveries(&hook, accepted, Duration::from_secs(60)).await;
+    assert!(got.len() >= accepted, "{} of {accepted} delivered", got.len());
+    let r = publish(&v, MC, "application/cloudevents-batch+json", &batch(1000)).await;
+    assert_eq!(r.status, 202, "{r:?}");
+}

@@ -57,6 +57,55 @@ impl AdminApp {
             .is_some_and(|v| same(v.as_bytes(), token.as_bytes()))
     }
 
+    /// `POST /admin/events/subscriptions?tenant=` with a subscription (JSON, as in the
+    /// configuration) adds or replaces an admin-made one; `DELETE …?tenant=&name=` removes it.
+    async fn subscription(&self, s: &mut ServerSession, path: &str) -> Response<Vec<u8>> {
+        let raw = String::from_utf8_lossy(s.req_header().raw_path()).into_owned();
+        let query = raw.split_once('?').map_or("", |(_, q)| q).to_owned();
+        let arg = |k: &str| {
+            query.split('&').find_map(|kv| kv.split_once('=').filter(|(a, _)| *a == k).map(|(_, v)| v.to_owned()))
+        };
+        let bad = |kind, d: String| problem(&Problem::new(kind, d), path);
+        let Some(tenant) = arg("tenant") else { return bad(ProblemKind::BadRequest, "name the `tenant`".into()) };
+        if s.req_header().method == Method::DELETE {
+            let Some(name) = arg("name") else {
+                return bad(ProblemKind::BadRequest, "name the subscription (`name`)".into());
+            };
+            return match self.shared.events.remove_subscription(&tenant, &name) {
+                Ok(true) => reply(200, "application/json", b"{\"removed\":true}".to_vec()),
+                Ok(false) => {
+                    bad(ProblemKind::NotFound, format!("ente `{tenant}` has no admin-made subscription `{name}`"))
+                }
+                Err(e) => bad(ProblemKind::Internal, e),
+            };
+        }
+        let mut body = Vec::new();
+        loop {
+            match s.read_request_body().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() <= 65_536 => body.extend_from_slice(&chunk),
+                Ok(Some(_)) => return bad(ProblemKind::BodyTooLarge, "a subscription is at most 64 KiB".into()),
+                Ok(None) => break,
+                Err(_) => return bad(ProblemKind::BadRequest, "the body could not be read".into()),
+            }
+        }
+        let sub: varco_config::SubscriptionConfig = match serde_json::from_slice(&body) {
+            Ok(x) => x,
+            Err(e) => return bad(ProblemKind::InvalidConfig, format!("not a subscription: {e}")),
+        };
+        let rt = self.shared.current.load();
+        match self.shared.events.add_subscription(&rt.config, &tenant, sub) {
+            Ok(()) => reply(201, "application/json", b"{\"added\":true}".to_vec()),
+            Err(issues) => {
+                let p = Problem::new(
+                    ProblemKind::InvalidConfig,
+                    format!("the subscription was refused: {}", issues.join("; ")),
+                )
+                .with_extra(serde_json::json!(issues));
+                problem(&p, path)
+            }
+        }
+    }
+
     /// `POST /admin/events/replay?tenant=&subscription=&from_sequence=N` (or `from_time=RFC 3339`).
     async fn replay(&self, s: &ServerSession, path: &str) -> Response<Vec<u8>> {
         use varco_events::delivery::ReplayFrom;
@@ -155,9 +204,22 @@ impl ServeHttp for AdminApp {
                 }
             },
             (Method::POST, "/admin/events/replay") => self.replay(s, &path).await,
-            (_, "/healthz" | "/readyz" | "/metrics" | "/admin/config" | "/admin/reload" | "/admin/events/replay") => {
-                problem(&Problem::new(ProblemKind::MethodNotAllowed, "wrong method for this admin endpoint"), &path)
+            (Method::GET, "/admin/events/subscriptions") => {
+                let rt = self.shared.current.load();
+                let list = self.shared.events.list(&rt.config);
+                reply(200, "application/json", serde_json::to_vec_pretty(&list).unwrap_or_default())
             }
+            (Method::POST | Method::DELETE, "/admin/events/subscriptions") => self.subscription(s, &path).await,
+            (
+                _,
+                "/healthz"
+                | "/readyz"
+                | "/metrics"
+                | "/admin/config"
+                | "/admin/reload"
+                | "/admin/events/replay"
+                | "/admin/events/subscriptions",
+            ) => problem(&Problem::new(ProblemKind::MethodNotAllowed, "wrong method for this admin endpoint"), &path),
             _ => problem(&Problem::new(ProblemKind::NotFound, format!("no admin endpoint {path}")), &path),
         }
     }
