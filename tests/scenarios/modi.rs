@@ -94,6 +94,22 @@ async fn voucher(jose: &Jose, extra: serde_json::Value) -> String {
     jose.mint("k-pdnd", "RS256", &c, Some(&json!({"typ": "at+jwt"}))).await
 }
 
+/// The headers of an INTEGRITY_REST request: voucher, content type, `Digest`, signature.
+fn signed<'a>(bearer: &'a str, digest: &'a str, sig: &'a str) -> [(&'static str, &'a str); 4] {
+    [("authorization", bearer), ("content-type", CT), ("digest", digest), ("agid-jwt-signature", sig)]
+}
+
+/// The same with an AUDIT_REST tracking evidence.
+fn with_evidence<'a>(
+    bearer: &'a str,
+    digest: &'a str,
+    sig: &'a str,
+    evidence: &'a str,
+) -> [(&'static str, &'a str); 5] {
+    let [a, b, c, d] = signed(bearer, digest, sig);
+    [a, b, c, d, ("agid-jwt-trackingevidence", evidence)]
+}
+
 async fn post(env: &Env, path: &str, headers: &[(&str, &str)], body: &[u8]) -> varco_tests::Resp {
     env.v.send("POST", MC, path, headers, body).await
 }
@@ -205,23 +221,23 @@ async fn integrity_attacks_are_refused_and_never_reach_the_back_office() {
         ("signed digest differs from the header", other_digest, "differs"),
     ] {
         let (d, s) = sign("k-cons", claims, CT).await;
-        let h = [("authorization", bearer.as_str()), ("content-type", CT), ("digest", &d), ("agid-jwt-signature", &s)];
+        let h = signed(&bearer, &d, &s);
         let r = post(&env, "/anpr/v1/notifiche", &h, BODY).await;
         r.assert_problem(400, "modi-signature-invalid");
         assert!(r.json["detail"].as_str().unwrap().contains(word), "{case}: {}", r.json["detail"]);
     }
     // Content-Type sent differs from the signed one.
     let (d, s) = sign("k-cons", json!({}), "text/plain").await;
-    let h = [("authorization", bearer.as_str()), ("content-type", CT), ("digest", &d), ("agid-jwt-signature", &s)];
+    let h = signed(&bearer, &d, &s);
     post(&env, "/anpr/v1/notifiche", &h, BODY).await.assert_problem(400, "modi-signature-invalid");
     // The attacker's key under the consumer's kid; a kid nobody published; alg none.
     let (d, s) = attacker.modi("k-cons", "ES256", AUD, CT, BODY, &json!({}), &json!({})).await;
-    let h = [("authorization", bearer.as_str()), ("content-type", CT), ("digest", &d), ("agid-jwt-signature", &s)];
+    let h = signed(&bearer, &d, &s);
     let r = post(&env, "/anpr/v1/notifiche", &h, BODY).await;
     r.assert_problem(400, "modi-signature-invalid");
     assert!(r.json["detail"].as_str().unwrap().contains("signature"), "{r:?}");
     let (d, s) = env.jose.modi("k-cons", "ES256", AUD, CT, BODY, &json!({"kid": "../../etc/passwd"}), &json!({})).await;
-    let h = [("authorization", bearer.as_str()), ("content-type", CT), ("digest", &d), ("agid-jwt-signature", &s)];
+    let h = signed(&bearer, &d, &s);
     post(&env, "/anpr/v1/notifiche", &h, BODY).await.assert_problem(400, "modi-signature-invalid");
     let unsigned = env.jose.unsigned(&json!({"aud": AUD, "exp": "+60", "iat": "+0", "jti": "n1", "signed_headers": [{"digest": d}, {"content-type": CT}]})).await;
     let h =
@@ -240,7 +256,7 @@ async fn integrity_rest_01_trusts_only_certificates_of_the_configured_ca() {
     let bearer = format!("Bearer {}", voucher(&env.jose, json!({})).await);
     let x5c = env.jose.cert("k-cons").await;
     let (d, s) = env.jose.modi("k-cons", "ES256", AUD, CT, BODY, &json!({"x5c": [x5c], "kid": null}), &json!({})).await;
-    let h = [("authorization", bearer.as_str()), ("content-type", CT), ("digest", &d), ("agid-jwt-signature", &s)];
+    let h = signed(&bearer, &d, &s);
     let r = post(&env, "/anpr/v1/certificati", &h, BODY).await;
     assert_eq!(r.status, 200, "{r:?}");
     // A certificate from another CA, for the very key that signs.
@@ -248,17 +264,17 @@ async fn integrity_rest_01_trusts_only_certificates_of_the_configured_ca() {
     rogue.keygen("k-cons", "ES256").await;
     let rogue_x5c = rogue.cert("k-cons").await;
     let (d, s) = rogue.modi("k-cons", "ES256", AUD, CT, BODY, &json!({"x5c": [rogue_x5c]}), &json!({})).await;
-    let h = [("authorization", bearer.as_str()), ("content-type", CT), ("digest", &d), ("agid-jwt-signature", &s)];
+    let h = signed(&bearer, &d, &s);
     let r = post(&env, "/anpr/v1/certificati", &h, BODY).await;
     r.assert_problem(400, "modi-signature-invalid");
     assert!(r.json["detail"].as_str().unwrap().contains("not trusted"), "{r:?}");
     // A trusted certificate, but the JWS signed by another key.
     let (d, s) = rogue.modi("k-cons", "ES256", AUD, CT, BODY, &json!({"x5c": [x5c]}), &json!({})).await;
-    let h = [("authorization", bearer.as_str()), ("content-type", CT), ("digest", &d), ("agid-jwt-signature", &s)];
+    let h = signed(&bearer, &d, &s);
     post(&env, "/anpr/v1/certificati", &h, BODY).await.assert_problem(400, "modi-signature-invalid");
     // No x5c at all (a kid is not enough for INTEGRITY_REST_01).
     let (d, s) = env.jose.modi("k-cons", "ES256", AUD, CT, BODY, &json!({}), &json!({})).await;
-    let h = [("authorization", bearer.as_str()), ("content-type", CT), ("digest", &d), ("agid-jwt-signature", &s)];
+    let h = signed(&bearer, &d, &s);
     let r = post(&env, "/anpr/v1/certificati", &h, BODY).await;
     r.assert_problem(400, "modi-signature-invalid");
     assert!(r.json["detail"].as_str().unwrap().contains("x5c"), "{r:?}");
@@ -301,13 +317,7 @@ async fn audit_rest_02_is_bound_to_the_voucher_and_reaches_the_audit_trail() {
     let (other, _) =
         env.jose.audit("k-cons", "ES256", AUD, &json!({"userID": "x", "userLocation": "y", "LoA": "SpidL2"})).await;
     let (d, s) = env.jose.modi("k-cons", "ES256", AUD, CT, BODY, &json!({}), &json!({})).await;
-    let h = [
-        ("authorization", bearer.as_str()),
-        ("content-type", CT),
-        ("digest", &d),
-        ("agid-jwt-signature", &s),
-        ("agid-jwt-trackingevidence", &other),
-    ];
+    let h = with_evidence(&bearer, &d, &s, &other);
     let r = post(&env, "/anpr/v1/audit", &h, BODY).await;
     r.assert_problem(400, "modi-audit-invalid");
     assert!(r.json["detail"].as_str().unwrap().contains("digest"), "{r:?}");
@@ -315,25 +325,13 @@ async fn audit_rest_02_is_bound_to_the_voucher_and_reaches_the_audit_trail() {
     let plain = format!("Bearer {}", voucher(&env.jose, json!({})).await);
     let (ev, _) = env.jose.audit("k-cons", "ES256", AUD, &user).await;
     let (d, s) = env.jose.modi("k-cons", "ES256", AUD, CT, BODY, &json!({}), &json!({})).await;
-    let h = [
-        ("authorization", plain.as_str()),
-        ("content-type", CT),
-        ("digest", &d),
-        ("agid-jwt-signature", &s),
-        ("agid-jwt-trackingevidence", &ev),
-    ];
+    let h = with_evidence(&plain, &d, &s, &ev);
     post(&env, "/anpr/v1/audit", &h, BODY).await.assert_problem(400, "modi-audit-invalid");
     // Evidence lacking userLocation, correctly bound.
     let (ev, hash) = env.jose.audit("k-cons", "ES256", AUD, &json!({"userID": "u", "LoA": "SpidL2"})).await;
     let b = format!("Bearer {}", voucher(&env.jose, json!({"digest": {"alg": "SHA256", "value": hash}})).await);
     let (d, s) = env.jose.modi("k-cons", "ES256", AUD, CT, BODY, &json!({}), &json!({})).await;
-    let h = [
-        ("authorization", b.as_str()),
-        ("content-type", CT),
-        ("digest", &d),
-        ("agid-jwt-signature", &s),
-        ("agid-jwt-trackingevidence", &ev),
-    ];
+    let h = with_evidence(&b, &d, &s, &ev);
     let r = post(&env, "/anpr/v1/audit", &h, BODY).await;
     r.assert_problem(400, "modi-audit-invalid");
     assert!(r.json["detail"].as_str().unwrap().contains("userLocation"), "{r:?}");
@@ -345,7 +343,7 @@ async fn pdnd_eservice_checks_single_use_tokens_and_tenant_isolation() {
     // A voucher for another e-service of the same audience.
     let (d, s) = env.jose.modi("k-cons", "ES256", AUD, CT, BODY, &json!({}), &json!({})).await;
     let other = format!("Bearer {}", voucher(&env.jose, json!({"eserviceId": "es-other"})).await);
-    let h = [("authorization", other.as_str()), ("content-type", CT), ("digest", &d), ("agid-jwt-signature", &s)];
+    let h = signed(&other, &d, &s);
     let r = post(&env, "/anpr/v1/notifiche", &h, BODY).await;
     r.assert_problem(403, "forbidden");
     assert!(r.json["detail"].as_str().unwrap().contains("eserviceId"), "{r:?}");
@@ -356,7 +354,7 @@ async fn pdnd_eservice_checks_single_use_tokens_and_tenant_isolation() {
     // Macerata's voucher and signature on Bari's e-service: wrong audience.
     let (d, s) = env.jose.modi("k-cons", "ES256", AUD, CT, BODY, &json!({}), &json!({})).await;
     let mc = format!("Bearer {}", voucher(&env.jose, json!({})).await);
-    let h = [("authorization", mc.as_str()), ("content-type", CT), ("digest", &d), ("agid-jwt-signature", &s)];
+    let h = signed(&mc, &d, &s);
     env.v.send("POST", BA, "/anpr/v1/notifiche", &h, BODY).await.assert_problem(401, "token-invalid");
 }
 

@@ -138,12 +138,10 @@ impl Adapter for GpdAdapter {
         };
         let needs_body = m == http::Method::PUT || (m == http::Method::POST && iupd.is_none());
         if needs_body && serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&req.body).is_err() {
-            {
-                return Err(Problem::new(
-                    ProblemKind::BadRequest,
-                    "the body must be a GPD PaymentPositionModel (a JSON object)",
-                ));
-            }
+            return Err(Problem::new(
+                ProblemKind::BadRequest,
+                "the body must be a GPD PaymentPositionModel (a JSON object)",
+            ));
         }
         let url = format!("{}/organizations/{}/{path}", self.base, self.ofc);
         let (answer, retried) = self.send(&m, &url, &req.body).await;
