@@ -432,13 +432,18 @@ async fn gpd_client_against_the_contract_checking_server() {
     let gpd = Gpd::start().await;
     let cfg = format!(
         r#"
+server: {{events: {{dir: "{{DIR}}/events"}}}}
 listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
 admin: {{address: "127.0.0.1:{{ADMIN}}"}}
 tenants:
   - id: c_e783
     name: Macerata
     api_keys: [{{name: tributi, hash: "{hash}"}}]
+    events:
+      subscriptions:
+        - {{name: gpd, types: [it.varco.tributi.posizione.cambiata.v1], sources: [c_e783], route: gpd, backoff: 100ms}}
     routes:
+      - {{name: events, path: /events, methods: [POST], access: {{api_key: {{}}}}, to: {{adapter: {{kind: events}}}}}}
       - name: gpd
         path: "/gpd/{{*rest}}"
         methods: [GET, POST, PUT, DELETE]
@@ -496,6 +501,47 @@ tenants:
         assert_eq!(e["key"], "gpd-key-0123");
         assert!(e["path"].as_str().unwrap().starts_with(&format!("/organizations/{ID_PA}/debtpositions")), "{e}");
     }
+    // Driven by events: the back-office publishes, the `route: gpd` subscription calls GPD.
+    let event = |id: &str, data: Value| {
+        json!({"specversion": "1.0", "id": id, "source": "/enti/c_e783/tributi", "type": "it.varco.tributi.posizione.cambiata.v1",
+               "subject": data["iupd"], "data": data})
+    };
+    let publish = |body: Value| {
+        let v = &v;
+        async move {
+            v.send(
+                "POST",
+                MC,
+                "/events",
+                &[("x-api-key", "bo-key-xyz"), ("content-type", "application/cloudevents+json")],
+                body.to_string().as_bytes(),
+            )
+            .await
+        }
+    };
+    assert_eq!(publish(event("pos-1", json!({"operazione": "crea", "iupd": "TARI-2026-0100", "pubblica": true, "posizione": gpd_position("TARI-2026-0100")}))).await.status, 202);
+    assert_eq!(publish(event("pos-2", json!({"operazione": "invalida", "iupd": "TARI-2026-0100"}))).await.status, 202);
+    assert_eq!(publish(event("pos-3", json!({"operazione": "elimina", "iupd": "TARI-2026-0999"}))).await.status, 202);
+    // The contract refuses a create without the position, before anything reaches GPD.
+    publish(event("pos-4", json!({"operazione": "crea", "iupd": "TARI-2026-0101"})))
+        .await
+        .assert_problem(422, "event-schema-violation");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = call("GET", "/gpd/debt-positions/TARI-2026-0100".into(), Value::Null).await;
+        let deleted_seen = gpd
+            .log()
+            .await
+            .iter()
+            .any(|e| e["method"] == "DELETE" && e["path"].as_str().unwrap().ends_with("TARI-2026-0999"));
+        if (r.json["status"] == "INVALID" && deleted_seen) || Instant::now() > deadline {
+            assert_eq!(r.json["status"], "INVALID", "{r:?}\n{}", v.log_text());
+            assert!(deleted_seen);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!v.dir.join("events/dead-letter/c_e783.gpd.jsonl").exists(), "an event was dead-lettered");
     // Not a GPD operation; and without the back-office's key, nothing.
     call("PATCH", "/gpd/debt-positions/x".into(), Value::Null).await.assert_problem(405, "method-not-allowed");
     call("POST", "/gpd/debt-positions/x/y".into(), Value::Null).await.assert_problem(404, "no-route");

@@ -21,6 +21,9 @@ use std::time::Duration;
 use varco_config::GpdConfig;
 use varco_core::{Adapter, AdapterRequest, AdapterResponse, Problem, ProblemKind};
 
+/// The event that drives GPD from the bus.
+pub const POSITION_EVENT: &str = "it.varco.tributi.posizione.cambiata.v1";
+
 #[derive(Debug)]
 pub struct GpdAdapter {
     base: String,
@@ -143,8 +146,61 @@ impl Adapter for GpdAdapter {
                 "the body must be a GPD PaymentPositionModel (a JSON object)",
             ));
         }
+        self.execute(&m, &path, iupd, &req.body).await
+    }
+
+    /// A `it.varco.tributi.posizione.cambiata.v1` event of the ente: the same operations as the
+    /// REST API. Redelivered events are idempotent: an existing position on create, a missing
+    /// one on delete, an already published or invalid one count as done.
+    async fn on_event(&self, event: &serde_json::Value) -> Result<(), String> {
+        if event.get("type").and_then(|t| t.as_str()) != Some(POSITION_EVENT) {
+            return Err(format!("the gpd route takes {POSITION_EVENT} events only"));
+        }
+        let data = event.get("data").cloned().unwrap_or_default();
+        let op = data.get("operazione").and_then(|o| o.as_str()).unwrap_or("");
+        let iupd = data.get("iupd").and_then(|o| o.as_str()).unwrap_or("");
+        let position = data.get("posizione").map(|p| Bytes::from(p.to_string())).unwrap_or_default();
+        let publish = data.get("pubblica").and_then(|p| p.as_bool()).unwrap_or(false);
+        let (m, path, id, done_if) = match op {
+            "crea" => (http::Method::POST, format!("debtpositions?toPublish={publish}"), None, ProblemKind::Conflict),
+            "aggiorna" => (http::Method::PUT, format!("debtpositions/{iupd}"), Some(iupd), ProblemKind::Internal),
+            "pubblica" => {
+                (http::Method::POST, format!("debtpositions/{iupd}/publish"), Some(iupd), ProblemKind::Conflict)
+            }
+            "invalida" => {
+                (http::Method::POST, format!("debtpositions/{iupd}/invalidate"), Some(iupd), ProblemKind::Conflict)
+            }
+            "elimina" => (http::Method::DELETE, format!("debtpositions/{iupd}"), Some(iupd), ProblemKind::NotFound),
+            other => return Err(format!("unknown operazione `{other}`")),
+        };
+        let safe = |s: &str| {
+            !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if id.is_some_and(|i| !safe(i)) {
+            return Err("`iupd` must be 1 to 64 letters, digits, `-`, `_` or `.`".into());
+        }
+        match self.execute(&m, &path, id, &position).await {
+            Ok(_) => Ok(()),
+            Err(p) if p.kind == done_if => Ok(()),
+            Err(p) => Err(format!("{}: {}", p.kind.slug(), p.detail)),
+        }
+    }
+}
+
+impl GpdAdapter {
+    /// One GPD operation with retries, as an answer or a problem.
+    async fn execute(
+        &self,
+        m: &http::Method,
+        path: &str,
+        iupd: Option<&str>,
+        body: &Bytes,
+    ) -> Result<AdapterResponse, Problem> {
+        let valid_id = |s: &str| {
+            !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
         let url = format!("{}/organizations/{}/{path}", self.base, self.ofc);
-        let (answer, retried) = self.send(&m, &url, &req.body).await;
+        let (answer, retried) = self.send(m, &url, body).await;
         let mut a = answer.map_err(|e| {
             tracing::warn!(error = %e, "GPD unreachable");
             if e == "timed out" {
@@ -155,7 +211,7 @@ impl Adapter for GpdAdapter {
         })?;
         // A create whose first answer was lost: 409 now means it worked.
         if a.status == 409 && retried > 0 && iupd.is_none() {
-            let id = serde_json::from_slice::<serde_json::Value>(&req.body)
+            let id = serde_json::from_slice::<serde_json::Value>(body)
                 .ok()
                 .and_then(|v| v.get("iupd").and_then(|i| i.as_str()).map(str::to_owned));
             if let Some(id) = id.filter(|i| valid_id(i)) {

@@ -102,8 +102,13 @@ pub struct SubscriptionConfig {
     pub types: Vec<String>,
     /// Enti whose events are delivered (each must grant this ente the types in `readers`).
     pub sources: Vec<String>,
-    /// The back-office endpoint.
-    pub webhook: WebhookConfig,
+    /// The back-office endpoint. Exactly one of `webhook` and `route`.
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+    /// Or one of the ente's own adapter routes that takes events (`gpd`): events are handed to
+    /// it in-process.
+    #[serde(default)]
+    pub route: Option<String>,
     /// Attempts before an event goes to the dead-letter store. Default 8.
     #[serde(default = "d_attempts")]
     pub max_attempts: u32,

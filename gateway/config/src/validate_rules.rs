@@ -185,9 +185,26 @@ pub(crate) fn validate_events(cfg: &Config, is: &mut Issues) {
                     is.add(format!("{sp}.types[{i}]"), format!("`{ty}` is not a versioned reverse-DNS event type"));
                 }
             }
-            let u = &sub.webhook.url;
-            if !(u.starts_with("http://") || u.starts_with("https://")) || u.parse::<http::Uri>().is_err() {
-                is.add(format!("{sp}.webhook.url"), "must be an http(s) URL");
+            match (&sub.webhook, &sub.route) {
+                (Some(w), None) => {
+                    let u = &w.url;
+                    if !(u.starts_with("http://") || u.starts_with("https://")) || u.parse::<http::Uri>().is_err() {
+                        is.add(format!("{sp}.webhook.url"), "must be an http(s) URL");
+                    }
+                }
+                (None, Some(r)) => {
+                    let takes_events = t
+                        .routes
+                        .iter()
+                        .any(|x| &x.name == r && matches!(x.to, RouteTarget::Adapter(AdapterConfig::Gpd(_))));
+                    if !takes_events {
+                        is.add(
+                            format!("{sp}.route"),
+                            format!("ente `{}` has no route `{r}` whose adapter takes events (gpd)", t.id),
+                        );
+                    }
+                }
+                _ => is.add(sp.clone(), "give exactly one of `webhook` and `route`"),
             }
             if sub.max_attempts == 0 {
                 is.add(format!("{sp}.max_attempts"), "at least 1");

@@ -52,6 +52,12 @@ pub trait Adapter: Send + Sync + std::fmt::Debug {
 
     /// Answers one request. Errors become problem+json answers.
     async fn call(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem>;
+
+    /// Takes one event of a subscription whose target is this adapter's route (structured
+    /// CloudEvent as JSON). `Err` is retried like a failed webhook. Default: not supported.
+    async fn on_event(&self, _event: &serde_json::Value) -> Result<(), String> {
+        Err(format!("the {} adapter does not take events", self.kind()))
+    }
 }
 
 /// Health of one upstream pool, as adapters (e.g. `status`) see it.

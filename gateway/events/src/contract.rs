@@ -35,6 +35,10 @@ const SCHEMAS: &[(&str, &str)] = &[
         include_str!("../../../contracts/events/it.varco.siuss.esito.ricevuto.v1.json"),
     ),
     (
+        "it.varco.tributi.posizione.cambiata.v1",
+        include_str!("../../../contracts/events/it.varco.tributi.posizione.cambiata.v1.json"),
+    ),
+    (
         "it.varco.pratica.stato.cambiato.v1",
         include_str!("../../../contracts/events/it.varco.pratica.stato.cambiato.v1.json"),
     ),
@@ -104,7 +108,7 @@ mod tests {
     #[test]
     fn every_contract_compiles_and_checks_its_data() {
         let r = super::Registry::load().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(r.names().count(), 5);
+        assert_eq!(r.names().count(), 6);
         let t = r.get("it.varco.anagrafe.residenza.cambiata.v1").unwrap();
         assert_eq!(t.dataschema, "urn:varco:events:it.varco.anagrafe.residenza.cambiata.v1");
         let good =

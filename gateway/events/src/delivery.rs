@@ -31,13 +31,30 @@ use varco_config::{Config, SubscriptionConfig};
 type HttpClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
 
 /// A subscription ready to run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Subscription {
     pub tenant: String,
     pub cfg: SubscriptionConfig,
     secret: Vec<u8>,
     /// (source ente, type) pairs this subscription may receive.
     allowed: HashSet<(String, String)>,
+    /// The in-process target of a `route` subscription, set by the gateway.
+    pub sink: Option<Arc<dyn varco_core::Adapter>>,
+}
+
+impl PartialEq for Subscription {
+    fn eq(&self, o: &Self) -> bool {
+        let same_sink = match (&self.sink, &o.sink) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        same_sink
+            && self.tenant == o.tenant
+            && self.cfg == o.cfg
+            && self.secret == o.secret
+            && self.allowed == o.allowed
+    }
 }
 
 impl Subscription {
@@ -46,11 +63,12 @@ impl Subscription {
         let mut out = Vec::new();
         for t in &cfg.tenants {
             for s in &t.events.subscriptions {
-                let secret = match &s.webhook.secret {
-                    varco_config::SecretRef::Env(v) => {
+                let secret = match s.webhook.as_ref().map(|w| &w.secret) {
+                    None => String::new(),
+                    Some(varco_config::SecretRef::Env(v)) => {
                         std::env::var(v).map_err(|_| format!("subscription `{}`: variable `{v}` is not set", s.name))?
                     }
-                    varco_config::SecretRef::File(f) => std::fs::read_to_string(f)
+                    Some(varco_config::SecretRef::File(f)) => std::fs::read_to_string(f)
                         .map(|x| x.trim_end().to_owned())
                         .map_err(|e| format!("subscription `{}`: cannot read `{}`: {e}", s.name, f.display()))?,
                 };
@@ -67,7 +85,13 @@ impl Subscription {
                         }
                     }
                 }
-                out.push(Subscription { tenant: t.id.clone(), cfg: s.clone(), secret: secret.into_bytes(), allowed });
+                out.push(Subscription {
+                    tenant: t.id.clone(),
+                    cfg: s.clone(),
+                    secret: secret.into_bytes(),
+                    allowed,
+                    sink: None,
+                });
             }
         }
         Ok(out)
@@ -353,7 +377,14 @@ impl Deliveries {
         let mut delay = sub.cfg.backoff.0;
         let mut last_error = String::new();
         for attempt in 1..=sub.cfg.max_attempts {
-            match self.post(sub, e.id(), &body).await {
+            let result = match &sub.sink {
+                Some(sink) => match serde_json::to_value(e) {
+                    Ok(v) => sink.on_event(&v).await,
+                    Err(err) => Err(err.to_string()),
+                },
+                None => self.post(sub, e.id(), &body).await,
+            };
+            match result {
                 Ok(()) => {
                     self.bus.metrics.delivered.with_label_values(&labels).inc();
                     return true;
@@ -381,15 +412,16 @@ impl Deliveries {
     }
 
     async fn post(&self, sub: &Subscription, id: &str, body: &Bytes) -> Result<(), String> {
+        let Some(hook) = &sub.cfg.webhook else { return Err("no webhook and no route target".into()) };
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let req = http::Request::post(&sub.cfg.webhook.url)
+        let req = http::Request::post(&hook.url)
             .header(http::header::CONTENT_TYPE, "application/cloudevents+json")
             .header("idempotency-key", id)
             .header("x-varco-signature", signature(&sub.secret, t, body))
             .header("x-varco-subscription", sub.cfg.name.as_str())
             .body(Full::new(body.clone()))
             .map_err(|e| e.to_string())?;
-        let resp = tokio::time::timeout(sub.cfg.webhook.timeout.0, self.client.request(req))
+        let resp = tokio::time::timeout(hook.timeout.0, self.client.request(req))
             .await
             .map_err(|_| "timed out".to_owned())?
             .map_err(|e| format!("{e}"))?;

@@ -211,7 +211,21 @@ impl pingora_core::services::background::BackgroundService for EventsService {
                 }
             }
             match (Subscription::all(&self.0.events.with_admin_subscriptions(&rt.config)), &deliveries) {
-                (Ok(subs), Some(d)) => d.sync(subs),
+                (Ok(mut subs), Some(d)) => {
+                    // `route` subscriptions hand events to that route's adapter of this runtime.
+                    for s in &mut subs {
+                        let Some(name) = &s.cfg.route else { continue };
+                        let target = rt
+                            .tenants
+                            .iter()
+                            .find(|t| t.id == s.tenant)
+                            .and_then(|t| t.routes.iter().find(|r| &r.name == name));
+                        if let Some(crate::runtime::Route { target: crate::runtime::Target::Adapter(a), .. }) = target {
+                            s.sink = Some(a.clone());
+                        }
+                    }
+                    d.sync(subs)
+                }
                 (Err(e), _) => tracing::error!(error = %e, "subscriptions not started"),
                 _ => {}
             }
