@@ -20,7 +20,7 @@ import socket
 import sys
 
 # Rows in this order first (any other target follows in the order it was measured).
-ORDER = ["direct", "nginx", "pingora-minimal", "pingora-minimal+headers", "varco", "varco+log", "varco+ratelimit", "varco+jwt"]
+ORDER = ["direct", "nginx", "pingora-minimal", "pingora-minimal+headers", "varco", "varco+log", "varco+ratelimit", "varco+bearer", "varco+jwt"]
 
 # (label, numerator target, denominator target, metric). A ratio whose targets are missing from
 # a run is skipped, so runs that bench only a subset still print what they can.
@@ -36,6 +36,8 @@ RATIOS = [
     ("varco+ratelimit/varco CPU µs/req", "varco+ratelimit", "varco", "cpu_us_per_req"),
     ("varco+jwt/varco req/s", "varco+jwt", "varco", "rps"),
     ("varco+jwt/varco CPU µs/req", "varco+jwt", "varco", "cpu_us_per_req"),
+    ("varco+jwt/varco+bearer req/s", "varco+jwt", "varco+bearer", "rps"),
+    ("varco+bearer/varco req/s", "varco+bearer", "varco", "rps"),
 ]
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}

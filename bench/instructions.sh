@@ -8,6 +8,8 @@
 #   bench/instructions.sh   # pingora-minimal, pingora-minimal --headers (the same header work as
 #                           # varco), varco, varco with access log
 #   BENCH_BUILD=0 bench/instructions.sh
+#   BENCH_KEEP=/tmp/prof INSTR_TARGETS="varco varco+jwt" bench/instructions.sh
+#                           # keeps the callgrind files for callgrind_annotate
 #
 # Needs valgrind, nginx, wrk, curl (apt-get install -y valgrind nginx-light wrk curl).
 set -euo pipefail
@@ -96,6 +98,7 @@ measure() {
     kill -INT "$pid"; wait "$pid" 2>/dev/null || true
     local ir
     ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$out"*)
+    [[ -n ${BENCH_KEEP:-} ]] && { mkdir -p "$BENCH_KEEP"; cp "$out"* "$BENCH_KEEP/"; echo "$reqs" >"$BENCH_KEEP/$name-$dur.requests"; }
     echo "$ir $reqs"
 }
 

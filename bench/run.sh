@@ -7,7 +7,7 @@
 #
 # Knobs (environment): BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (64),
 # BENCH_WRK_THREADS (1), BENCH_RUNS (2), BENCH_TARGETS ("direct nginx pingora-minimal
-# pingora-minimal+headers varco varco+log varco+ratelimit varco+jwt"), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_PIN (1), BENCH_BUILD (1),
+# pingora-minimal+headers varco varco+log varco+ratelimit varco+bearer varco+jwt"), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_PIN (1), BENCH_BUILD (1),
 # CARGO_TARGET_DIR, NGINX, WRK.
 set -euo pipefail
 
@@ -19,7 +19,7 @@ WARMUP=${BENCH_WARMUP:-2s}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 WRK_THREADS=${BENCH_WRK_THREADS:-1}
 RUNS=${BENCH_RUNS:-2}
-TARGETS=${BENCH_TARGETS:-direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit varco+jwt}
+TARGETS=${BENCH_TARGETS:-direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit varco+bearer varco+jwt}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 PIN=${BENCH_PIN:-1}
@@ -170,6 +170,7 @@ core_ticks() {
 free_port() { python3 "$BENCH_DIR/bench.py" ports 1; }
 
 # wait_http NAME PID URL LOGFILE: wait until URL answers 200 with the backend's exact body.
+WAIT_HEADERS=()  # extra curl arguments for the start-up check (the JWT route needs its token)
 wait_http() {
     local name=$1 pid=$2 url=$3 logf=$4 code i
     for ((i = 0; i < 100; i++)); do
@@ -178,7 +179,7 @@ wait_http() {
             tail -n 30 "$logf" >&2 || true
             exit 1
         fi
-        code=$(curl -s -o "$TMP/check.body" -w '%{http_code}' --max-time 2 "$url" || true)
+        code=$(curl -s -o "$TMP/check.body" -w '%{http_code}' --max-time 2 "${WAIT_HEADERS[@]}" "$url" || true)
         [[ $code != 000 ]] && break
         sleep 0.1
     done
@@ -276,15 +277,22 @@ start_nginx_proxy() {
     }" "$SRV_URL"
 }
 
-# start_varco_jwt NAME: varco with a bearer-JWT route (/jwt/...) whose issuer's keys come from
-# a JWKS file made by tests/tools/jwt_tool.py; sets JWT_TOKEN to a valid token.
-start_varco_jwt() {
-    local name=$1 port admin cfg=$TMP/$1.yaml logf=$TMP/$1.log keys=$TMP/jose
-    read -r port admin < <(python3 "$BENCH_DIR/bench.py" ports 2)
+# mint_token: sets JWT_TOKEN to a valid RS256 token of the bench issuer, keys in $TMP/jose
+# (tests/tools/jwt_tool.py, an independent implementation).
+mint_token() {
+    local keys=$TMP/jose
     mkdir -p "$keys"
     [[ -f $keys/jwks.json ]] || python3 "$ROOT/tests/tools/jwt_tool.py" keygen "$keys" bench RS256
     JWT_TOKEN=$(python3 "$ROOT/tests/tools/jwt_tool.py" mint "$keys" bench RS256 \
         '{"iss": "https://login.bench", "aud": "varco-bench", "sub": "citizen", "exp": "+3600", "scope": "bench"}')
+}
+
+# start_varco_jwt NAME: varco whose route (the same path as the plain one, so only the access
+# differs) needs a bearer JWT of an issuer whose keys come from a JWKS file; sets JWT_TOKEN.
+start_varco_jwt() {
+    local name=$1 port admin cfg=$TMP/$1.yaml logf=$TMP/$1.log keys=$TMP/jose
+    read -r port admin < <(python3 "$BENCH_DIR/bench.py" ports 2)
+    mint_token
     SRV_URL=http://127.0.0.1:$port$URL_PATH
     cat >"$cfg" <<EOF
 server: {threads: 1, access_log: false}
@@ -298,14 +306,14 @@ tenants:
     upstreams:
       backend: {servers: ["127.0.0.1:$BACKEND_PORT"]}
     routes:
-      - {name: plain, path: "/bench/{*rest}", methods: [GET], access: public, to: {upstream: backend}}
-      - {name: jwt, path: "/jwt/{*rest}", methods: [GET], access: {jwt: {issuers: [login], scopes: [bench]}}, to: {upstream: backend}, strip_prefix: /jwt}
+      - {name: jwt, path: "/{*rest}", methods: [GET], access: {jwt: {issuers: [login], scopes: [bench]}}, to: {upstream: backend}}
 EOF
+    WAIT_HEADERS=(-H "Authorization: Bearer $JWT_TOKEN")
     serve_varco "$name" "$cfg" "$logf"
+    WAIT_HEADERS=()
     local code
-    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $JWT_TOKEN" "http://127.0.0.1:$port/jwt$URL_PATH")
-    [[ $code == 200 ]] || die "$name: the JWT route answered $code to a valid token"
-    SRV_URL=http://127.0.0.1:$port/jwt$URL_PATH
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$SRV_URL")
+    [[ $code == 401 ]] || die "$name: the JWT route answered $code without a token"
 }
 
 # start_pingora_minimal [--headers]: --headers does varco's header work (see its main.rs).
@@ -441,7 +449,17 @@ run_target() {
             start_varco_jwt varco+jwt
             bench_target varco+jwt "$SRV_PIDS" "$SRV_URL" -H "Authorization: Bearer $JWT_TOKEN"; stop_server
         fi ;;
-    *) die "unknown target '$1' (known: direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit varco+jwt)" ;;
+    # The plain route sent the very request varco+jwt gets (the same token, forwarded as is):
+    # tells the cost of a 600-byte header on the wire from the cost of verifying it.
+    varco+bearer)
+        if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
+            log "varco+bearer: skipped (pip install pyjwt cryptography)"
+        else
+            mint_token
+            start_varco varco+bearer false
+            bench_target varco+bearer "$SRV_PIDS" "$SRV_URL" -H "Authorization: Bearer $JWT_TOKEN"; stop_server
+        fi ;;
+    *) die "unknown target '$1' (known: direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit varco+bearer varco+jwt)" ;;
     esac
 }
 

@@ -42,21 +42,21 @@ pub struct Identity {
     pub jti: Option<String>,
     pub exp: u64,
     /// The `X-Varco-*` headers for the back-office, built once when the token is verified.
-    pub headers: Vec<(&'static str, http::HeaderValue)>,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// A verified token in the cache: the token itself, compared in full on every hit (the key
 /// is a fast, unkeyed hash), and who it is.
 struct Cached {
-    token: Box<str>,
+    token: Box<[u8]>,
     id: Arc<Identity>,
 }
 
 /// FxHash over 8-byte words: a few instructions per word, where SHA-256 of a token cost ~19k
 /// instructions per request. Collisions only cost a cache miss (hits compare the token).
-fn token_key(token: &str) -> u64 {
+fn token_key(token: &[u8]) -> u64 {
     let mut h: u64 = 0;
-    let mut chunks = token.as_bytes().chunks_exact(8);
+    let mut chunks = token.chunks_exact(8);
     for c in &mut chunks {
         let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
         h = (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
@@ -84,7 +84,37 @@ pub struct Issuer {
     keys: ArcSwap<JwkSet>,
     last_fetch_ms: AtomicU64,
     pub up: AtomicBool,
-    verified: DashMap<u64, Cached>,
+    verified: DashMap<u64, Cached, KeyIsHash>,
+}
+
+/// The cache key is already a hash ([`token_key`]): use it as is instead of SipHashing it
+/// again. Only verified tokens get in, so nobody can flood the map with chosen collisions.
+#[derive(Clone, Default)]
+struct KeyIsHash;
+
+impl std::hash::BuildHasher for KeyIsHash {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(0)
+    }
+}
+
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; anything else still gets a usable value.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl std::fmt::Debug for Issuer {
@@ -124,7 +154,7 @@ impl Issuer {
             keys: ArcSwap::from_pointee(keys),
             last_fetch_ms: AtomicU64::new(0),
             up: AtomicBool::new(cfg.jwks_file.is_some()),
-            verified: DashMap::new(),
+            verified: DashMap::with_hasher(KeyIsHash),
         })
     }
 
@@ -184,17 +214,21 @@ impl Issuer {
     }
 
     /// Verifies a compact JWS; the identity or a 401 problem saying which check failed.
+    /// The identity of a token this issuer verified before and that has not expired.
+    pub fn cached(&self, token: &[u8]) -> Option<Arc<Identity>> {
+        let c = self.verified.get(&token_key(token))?;
+        (&*c.token == token && c.id.exp > now_s()).then(|| c.id.clone())
+    }
+
+    /// Verifies a token (from the cache when it can) and caches the result.
     pub async fn verify(
         &self,
         token: &str,
         connector: &pingora_core::connectors::http::Connector,
         realm: &str,
     ) -> Result<Arc<Identity>, Problem> {
-        let key = token_key(token);
-        if let Some(c) = self.verified.get(&key) {
-            if &*c.token == token && c.id.exp > now_s() {
-                return Ok(c.id.clone());
-            }
+        if let Some(id) = self.cached(token.as_bytes()) {
+            return Ok(id);
         }
         if self.cfg.jwks_url.is_some() {
             // An unknown kid may be a rotated key: fetch again, at most every 10 s.
@@ -209,7 +243,7 @@ impl Issuer {
         if self.verified.len() >= CACHE_MAX {
             self.verified.clear();
         }
-        self.verified.insert(key, Cached { token: token.into(), id: id.clone() });
+        self.verified.insert(token_key(token.as_bytes()), Cached { token: token.as_bytes().into(), id: id.clone() });
         Ok(id)
     }
 
@@ -302,15 +336,15 @@ impl Issuer {
     }
 }
 
-/// Verifies the bearer token against the route's issuers and checks its scopes; on
-/// success the verified identity replaces whatever identity headers the caller sent.
+/// Verifies the bearer token against the route's issuers and checks its scopes. The caller's
+/// own identity headers were stripped by hygiene; the verified identity's headers, without the
+/// token unless the route forwards it, go upstream (`upstream_request_filter`).
 pub async fn authenticate(
     connector: &pingora_core::connectors::http::Connector,
-    session: &mut pingora_proxy::Session,
+    session: &pingora_proxy::Session,
     issuers: &[Arc<Issuer>],
     policy: &varco_config::JwtAccess,
     tenant: &str,
-    signer: Option<&crate::identity::IdentitySigner>,
     replay: &crate::modi::ReplayGuard,
 ) -> Result<Arc<Identity>, Problem> {
     let challenge = |p: Problem| {
@@ -325,13 +359,8 @@ pub async fn authenticate(
     let auth = session.req_header().headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
         challenge(Problem::new(ProblemKind::TokenMissing, "this route needs `Authorization: Bearer <token>`"))
     })?;
-    let raw = auth
-        .to_str()
-        .map_err(|_| challenge(Problem::new(ProblemKind::TokenInvalid, "the Authorization header is not text")))?;
-    let token = match raw.split_once(' ') {
-        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
-        _ => return Err(challenge(Problem::new(ProblemKind::TokenInvalid, "the credential is not a Bearer token"))),
-    };
+    let token = bearer_token(auth.as_bytes())
+        .ok_or_else(|| challenge(Problem::new(ProblemKind::TokenInvalid, "the credential is not a Bearer token")))?;
     let max = issuers.iter().map(|i| i.cfg.max_token_bytes).max().unwrap_or(8192);
     if token.len() > max {
         return Err(challenge(Problem::new(
@@ -339,19 +368,29 @@ pub async fn authenticate(
             format!("the token is longer than {max} bytes"),
         )));
     }
-    // Pick the issuer by the (not yet trusted) `iss`; the signature check decides.
-    let issuer = if issuers.len() == 1 {
-        &issuers[0]
-    } else {
-        let iss = peek_iss(token);
-        issuers.iter().find(|i| iss.as_deref() == Some(i.cfg.issuer.as_str())).ok_or_else(|| {
-            challenge(Problem::new(
-                ProblemKind::TokenInvalid,
-                "the token comes from an issuer this route does not accept",
-            ))
-        })?
+    // The hot path: a token verified before is known by its bytes, no parsing needed.
+    let id = match issuers.iter().find_map(|i| i.cached(token)) {
+        Some(id) => id,
+        None => {
+            let token = std::str::from_utf8(token)
+                .ok()
+                .filter(|t| t.bytes().all(|b| b.is_ascii_graphic()))
+                .ok_or_else(|| challenge(Problem::new(ProblemKind::TokenInvalid, "the token is not printable text")))?;
+            // Pick the issuer by the (not yet trusted) `iss`; the signature check decides.
+            let issuer = if issuers.len() == 1 {
+                &issuers[0]
+            } else {
+                let iss = peek_iss(token);
+                issuers.iter().find(|i| iss.as_deref() == Some(i.cfg.issuer.as_str())).ok_or_else(|| {
+                    challenge(Problem::new(
+                        ProblemKind::TokenInvalid,
+                        "the token comes from an issuer this route does not accept",
+                    ))
+                })?
+            };
+            issuer.verify(token, connector, tenant).await?
+        }
     };
-    let id = issuer.verify(token, connector, tenant).await?;
     check_policy(&id, policy)?;
     if policy.unique_jti {
         let jti = id.jti.as_deref().ok_or_else(|| {
@@ -361,43 +400,56 @@ pub async fn authenticate(
             return Err(Problem::new(ProblemKind::TokenReplayed, "this token (`jti`) was already used on this ente"));
         }
     }
-    let forward_token = policy.forward_token;
     if let Some(missing) = policy.scopes.iter().find(|s| !id.scopes.contains(s)) {
         return Err(Problem::new(
             ProblemKind::Forbidden,
             format!("the token lacks the scope `{missing}` this route requires"),
         ));
     }
-    let req = session.req_header_mut();
-    if !forward_token {
-        req.remove_header(&http::header::AUTHORIZATION);
-    }
-    for (name, v) in &id.headers {
-        let _ = req.insert_header(*name, v.clone());
-    }
-    if let Some(signer) = signer {
-        if let Some(v) = signer.sign(tenant, &id).and_then(|t| http::HeaderValue::from_str(&t).ok()) {
-            let _ = req.insert_header(signer.header.clone(), v);
-        }
-    }
     Ok(id)
 }
 
+/// The token of an `Authorization: Bearer <token>` value (RFC 6750 §2.1: the scheme is
+/// case-insensitive, then one or more spaces); `None` for other schemes or an empty token.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
+        return None;
+    }
+    Some(rest.trim_ascii()).filter(|t| !t.is_empty())
+}
+
+/// Names of the identity headers varco forwards (parsed once, cloned for free).
+pub mod names {
+    use http::HeaderName;
+    pub static TENANT: HeaderName = HeaderName::from_static("x-varco-tenant");
+    pub static ISSUER: HeaderName = HeaderName::from_static("x-varco-issuer");
+    pub static SUBJECT: HeaderName = HeaderName::from_static("x-varco-subject");
+    pub static CLIENT_ID: HeaderName = HeaderName::from_static("x-varco-client-id");
+    pub static FISCAL_CODE: HeaderName = HeaderName::from_static("x-varco-fiscal-code");
+    pub static ACR: HeaderName = HeaderName::from_static("x-varco-acr");
+    pub static SCOPES: HeaderName = HeaderName::from_static("x-varco-scopes");
+    pub static PURPOSE_ID: HeaderName = HeaderName::from_static("x-varco-purpose-id");
+    pub static AUDIT_USER_ID: HeaderName = HeaderName::from_static("x-varco-audit-user-id");
+    pub static AUDIT_USER_LOCATION: HeaderName = HeaderName::from_static("x-varco-audit-user-location");
+    pub static AUDIT_LOA: HeaderName = HeaderName::from_static("x-varco-audit-loa");
+}
+
 /// The verified identity as `X-Varco-*` headers (values that are not valid header text are left out).
-fn identity_headers(tenant: &str, id: &Identity) -> Vec<(&'static str, http::HeaderValue)> {
+fn identity_headers(tenant: &str, id: &Identity) -> Vec<(http::HeaderName, http::HeaderValue)> {
     let scopes = id.scopes.join(" ");
     [
-        ("x-varco-tenant", Some(tenant)),
-        ("x-varco-issuer", Some(id.issuer.as_str())),
-        ("x-varco-subject", Some(id.subject.as_str())),
-        ("x-varco-client-id", id.client_id.as_deref()),
-        ("x-varco-fiscal-code", id.fiscal_code.as_deref()),
-        ("x-varco-acr", id.acr.as_deref()),
-        ("x-varco-scopes", Some(scopes.as_str())),
-        ("x-varco-purpose-id", id.purpose_id.as_deref()),
+        (&names::TENANT, Some(tenant)),
+        (&names::ISSUER, Some(id.issuer.as_str())),
+        (&names::SUBJECT, Some(id.subject.as_str())),
+        (&names::CLIENT_ID, id.client_id.as_deref()),
+        (&names::FISCAL_CODE, id.fiscal_code.as_deref()),
+        (&names::ACR, id.acr.as_deref()),
+        (&names::SCOPES, Some(scopes.as_str())),
+        (&names::PURPOSE_ID, id.purpose_id.as_deref()),
     ]
     .into_iter()
-    .filter_map(|(n, v)| Some((n, http::HeaderValue::from_str(v?).ok()?)))
+    .filter_map(|(n, v)| Some((n.clone(), http::HeaderValue::from_str(v?).ok()?)))
     .collect()
 }
 
@@ -496,13 +548,14 @@ pub fn api_key_hash(key: &str) -> String {
     out
 }
 
-/// Checks the route's API-key header against the tenant's issued keys.
+/// Checks the route's API-key header against the tenant's issued keys; on success the key is
+/// removed from the request and the identity headers for the back-office are returned.
 pub fn check_api_key(
     req: &mut pingora_http::RequestHeader,
     header: &http::HeaderName,
     tenant: &crate::runtime::Tenant,
     route: usize,
-) -> Result<String, Problem> {
+) -> Result<(String, Vec<(http::HeaderName, http::HeaderValue)>), Problem> {
     let challenge = |kind, detail: String| {
         let mut p = Problem::new(kind, detail);
         if let Ok(v) = http::HeaderValue::from_str(&format!("ApiKey realm=\"{}\", header=\"{header}\"", tenant.id)) {
@@ -528,11 +581,11 @@ pub fn check_api_key(
     }
     // The back-office gets who called, never the key.
     req.remove_header(header);
-    let _ = req.insert_header("x-varco-tenant", tenant.id.as_str());
-    if let Ok(v) = http::HeaderValue::from_str(&found.name) {
-        let _ = req.insert_header("x-varco-client-id", v);
-    }
-    Ok(found.name.clone())
+    let forward = [(&names::TENANT, tenant.id.as_str()), (&names::CLIENT_ID, found.name.as_str())]
+        .into_iter()
+        .filter_map(|(n, v)| Some((n.clone(), http::HeaderValue::from_str(v).ok()?)))
+        .collect();
+    Ok((found.name.clone(), forward))
 }
 
 #[cfg(test)]
@@ -544,6 +597,27 @@ mod tests {
         assert_eq!(super::acr_level(Some("https://www.spid.gov.it/SpidL9")), 0);
         assert_eq!(super::acr_level(Some("urn:other")), 0);
         assert_eq!(super::acr_level(None), 0);
+    }
+
+    #[test]
+    fn bearer_token_scheme_and_spaces() {
+        let t = |v: &str| super::bearer_token(v.as_bytes()).map(|t| std::str::from_utf8(t).unwrap_or("?").to_owned());
+        assert_eq!(t("Bearer abc.def.ghi").as_deref(), Some("abc.def.ghi"));
+        assert_eq!(t("bEARER   abc ").as_deref(), Some("abc"));
+        assert_eq!(t("Bearer"), None);
+        assert_eq!(t("Bearer    "), None);
+        assert_eq!(t("Bearerabc"), None);
+        assert_eq!(t("Basic dXNlcjpwYXNz"), None);
+        assert_eq!(t("DPoP abc"), None);
+        assert_eq!(t(""), None);
+    }
+
+    #[test]
+    fn token_key_depends_on_every_byte() {
+        let a = super::token_key(b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.sig");
+        assert_ne!(a, super::token_key(b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiIn0.sig"));
+        assert_ne!(a, super::token_key(b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.siG"));
+        assert_ne!(super::token_key(b"abcdefgh1"), super::token_key(b"abcdefgh2"));
     }
 
     /// Verifications per second on one core, for `bench/run.sh`: run with

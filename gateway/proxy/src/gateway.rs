@@ -51,8 +51,12 @@ pub struct RequestCtx {
     /// Concurrency units held for the tenant and the pool (given back on drop).
     tenant_slot: Option<Slot>,
     pool_slot: Option<Slot>,
-    /// The verified caller (JWT routes).
+    /// The verified caller (JWT routes); its headers go upstream.
     identity: Option<Arc<crate::auth::Identity>>,
+    /// varco's signed identity token for the back-office, when configured.
+    identity_token: Option<HeaderValue>,
+    /// Further identity headers for the back-office (API-key caller, ModI audit).
+    forward: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl RequestCtx {
@@ -168,14 +172,14 @@ impl Gateway {
                 user_id = %a.user_id, user_location = %a.user_location, loa = %a.loa, jti = %a.jti,
                 "ModI tracking evidence verified"
             );
-            let req = session.req_header_mut();
+            use crate::auth::names;
             for (name, v) in [
-                ("x-varco-audit-user-id", &a.user_id),
-                ("x-varco-audit-user-location", &a.user_location),
-                ("x-varco-audit-loa", &a.loa),
+                (&names::AUDIT_USER_ID, &a.user_id),
+                (&names::AUDIT_USER_LOCATION, &a.user_location),
+                (&names::AUDIT_LOA, &a.loa),
             ] {
                 if let Ok(v) = HeaderValue::from_str(v) {
-                    let _ = req.insert_header(name, v);
+                    ctx.forward.push((name.clone(), v));
                 }
             }
         }
@@ -430,6 +434,8 @@ impl ProxyHttp for Gateway {
             tenant_slot: None,
             pool_slot: None,
             identity: None,
+            identity_token: None,
+            forward: Vec::new(),
         }
     }
 
@@ -467,12 +473,20 @@ impl ProxyHttp for Gateway {
                     issuers,
                     policy,
                     &tenant.id,
-                    rt.identity.as_deref(),
                     &self.shared.replay,
                 )
                 .await
                 {
                     Ok(id) => {
+                        if !policy.forward_token {
+                            // The token stays with varco (removed before pingora copies the
+                            // request for the upstream; adapters do not see it either).
+                            session.req_header_mut().remove_header(&http::header::AUTHORIZATION);
+                        }
+                        if let Some(signer) = rt.identity.as_deref() {
+                            ctx.identity_token =
+                                signer.sign(&tenant.id, &id).and_then(|t| HeaderValue::from_str(&t).ok());
+                        }
                         ctx.state.subject = Some(id.subject.clone());
                         ctx.state.client_id = id.client_id.clone();
                         ctx.identity = Some(id);
@@ -485,7 +499,10 @@ impl ProxyHttp for Gateway {
             }
             if let RouteAccess::ApiKey { header } = &tenant.routes[r].access {
                 match crate::auth::check_api_key(session.req_header_mut(), header, tenant, r) {
-                    Ok(name) => ctx.state.client_id = Some(name),
+                    Ok((name, forward)) => {
+                        ctx.state.client_id = Some(name);
+                        ctx.forward = forward;
+                    }
                     Err(p) => {
                         respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
                         return Ok(true);
@@ -592,6 +609,60 @@ impl ProxyHttp for Gateway {
         let rt = ctx.rt.as_ref().ok_or_else(|| Error::new(ErrorType::InternalError))?;
         let (Some(t), Some(r)) = (ctx.tenant, ctx.route) else { return Ok(()) };
         let strip = rt.tenants[t].routes[r].strip_prefix.as_deref().map_or(0, str::len);
+        let proto = if ctx.state.tls { "https" } else { "http" };
+        // The forwarding and identity headers are written into the `http` parts in one go:
+        // pingora's `insert_header` parses each name again and updates two maps (values and
+        // the caller's name case), growing both one step at a time, which cost ~1.5k
+        // instructions per header. Header-name case is therefore not kept upstream (field
+        // names are case-insensitive, RFC 9110 §5.1; pingora does the same for HTTP/2 callers).
+        let end_stream = up.send_end_stream();
+        let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+        let mut parts: http::request::Parts = std::mem::replace(up, placeholder).into();
+        let h = &mut parts.headers;
+        let identity = ctx.identity.as_deref().map_or(&[][..], |id| id.headers.as_slice());
+        h.reserve(6 + identity.len() + ctx.forward.len());
+        // varco is the edge: forwarding headers from the caller are replaced, never trusted.
+        h.remove(&FORWARDED);
+        if let Some(ip) = ctx.state.client_ip {
+            let mut buf = [0u8; 48];
+            let ip_text = fmt_ip(ip, &mut buf);
+            h.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_str(ip_text).map_err(|_| internal())?);
+            if rt.forwarded_header {
+                let host = ctx.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+                let v = if ip.is_ipv6() {
+                    format!("for=\"[{ip_text}]\";host={host};proto={proto}")
+                } else {
+                    format!("for={ip_text};host={host};proto={proto}")
+                };
+                h.insert(FORWARDED.clone(), HeaderValue::from_str(&v).map_err(|_| internal())?);
+            }
+        } else {
+            h.remove(&X_FORWARDED_FOR);
+        }
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+        match &ctx.host {
+            Some(v) => h.insert(X_FORWARDED_HOST.clone(), v.clone()),
+            None => h.remove(&X_FORWARDED_HOST),
+        };
+        if let Some(tc) = &ctx.trace {
+            h.insert(TRACEPARENT.clone(), HeaderValue::from_bytes(&tc.traceparent()).map_err(|_| internal())?);
+        }
+        if let Some(rid) = &ctx.request_id {
+            h.insert(X_REQUEST_ID.clone(), rid.clone());
+        }
+        // The caller's own `x-varco-*` headers were stripped by hygiene: append is enough.
+        for (k, v) in identity.iter().chain(&ctx.forward) {
+            h.append(k.clone(), v.clone());
+        }
+        if let (Some(signer), Some(v)) = (rt.identity.as_deref(), &ctx.identity_token) {
+            h.insert(signer.header.clone(), v.clone());
+        }
+        *up = RequestHeader::from(parts);
+        if let Some(e) = end_stream {
+            up.set_send_end_stream(e);
+        }
+        // The target is origin-form (hygiene rejects others), so it round-trips through the URI;
+        // the tenant prefix and the route's `strip_prefix` come off here.
         if ctx.prefix_len + strip > 0 {
             let raw = up.raw_path();
             let mut rest = raw[(ctx.prefix_len + strip).min(raw.len())..].to_vec();
@@ -599,41 +670,6 @@ impl ProxyHttp for Gateway {
                 rest.insert(0, b'/');
             }
             up.set_raw_path(&rest)?;
-        }
-        let proto = if ctx.state.tls { "https" } else { "http" };
-        let host = ctx.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
-        // varco is the edge: forwarding headers from the caller are replaced, never trusted.
-        up.remove_header(&FORWARDED);
-        if let Some(ip) = ctx.state.client_ip {
-            let mut buf = [0u8; 48];
-            let ip_text = fmt_ip(ip, &mut buf);
-            up.insert_header(X_FORWARDED_FOR.clone(), ip_text)?;
-            if rt.forwarded_header {
-                let v = if ip.is_ipv6() {
-                    format!("for=\"[{ip_text}]\";host={host};proto={proto}")
-                } else {
-                    format!("for={ip_text};host={host};proto={proto}")
-                };
-                up.insert_header(FORWARDED.clone(), v)?;
-            }
-        } else {
-            up.remove_header(&X_FORWARDED_FOR);
-        }
-        up.insert_header(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto))?;
-        match &ctx.host {
-            Some(h) => up.insert_header(X_FORWARDED_HOST.clone(), h.clone())?,
-            None => {
-                up.remove_header(&X_FORWARDED_HOST);
-            }
-        }
-        if let Some(tc) = &ctx.trace {
-            up.insert_header(
-                TRACEPARENT.clone(),
-                HeaderValue::from_bytes(&tc.traceparent()).map_err(|_| Error::new(ErrorType::InternalError))?,
-            )?;
-        }
-        if let Some(rid) = &ctx.request_id {
-            up.insert_header(X_REQUEST_ID.clone(), rid.clone())?;
         }
         let _ = session;
         Ok(())
@@ -810,6 +846,10 @@ fn upstream_name(ctx: &RequestCtx) -> String {
             None => format!("upstream `{}`", p.name),
         })
         .unwrap_or_else(|| "the upstream".into())
+}
+
+fn internal() -> Box<Error> {
+    Error::new(ErrorType::InternalError)
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
