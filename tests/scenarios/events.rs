@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use varco_tests::{Backend, Broker, Varco};
+use varco_tests::{Backend, Broker, Sse, Varco};
 
 const MC: &str = "macerata.example.it";
 const BA: &str = "bari.example.it";
@@ -38,6 +38,7 @@ tenants:
     hosts: [{BA}]
     routes:
       - {{name: events, path: /events, methods: [POST], access: public, to: {{adapter: {{kind: events}}}}}}
+      - {{name: live, path: /live, methods: [GET], access: public, to: {{adapter: {{kind: event_stream, heartbeat: 1s}}}}}}
     events:
       subscriptions:
         - name: anagrafe
@@ -508,4 +509,49 @@ async fn a_full_outbox_answers_503_and_takes_events_again_once_drained() {
     assert!(got.len() >= accepted, "{} of {accepted} delivered", got.len());
     let r = publish(&v, MC, "application/cloudevents-batch+json", &batch(1000)).await;
     assert_eq!(r.status, 202, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_stream_for_apps_follows_the_acl_and_resumes() {
+    let hook = Backend::start("bari-hook").await;
+    let v = start(&hook, None).await;
+    let mut live = Sse::open(v.port, BA, "/live", &[]).await;
+    assert_eq!(live.status, 200);
+    assert_eq!(live.headers["content-type"], "text/event-stream");
+    assert_eq!(live.frame(Duration::from_secs(5)).await.as_deref(), Some(": varco event stream"));
+
+    // Macerata's case (not granted to Bari), then its residence change (granted), then Bari's own case.
+    let pratica = |id: &str, src: &str| {
+        json!({"specversion": "1.0", "id": id, "source": src, "type": PRATICA, "subject": "P-1",
+            "data": {"idPratica": "P-1", "procedimento": "SCIA", "stato": "chiusa", "dataCambio": "2026-11-20T10:00:00Z"}})
+    };
+    let ce = "application/cloudevents+json";
+    assert_eq!(publish(&v, MC, ce, &pratica("mc-case", "/enti/c_e783/suap")).await.status, 202);
+    assert_eq!(publish(&v, MC, ce, &residenza("mc-res", "RSSMRA80A01H501U")).await.status, 202);
+    assert_eq!(publish(&v, BA, ce, &pratica("ba-case", "/enti/c_a662/suap")).await.status, 202);
+    let (id1, ty1, e1) = live.event(Duration::from_secs(5)).await.expect("the granted event");
+    assert_eq!((ty1.as_str(), e1["id"].as_str()), (RESIDENZA, Some("mc-res")));
+    assert_eq!(e1["data"]["codiceFiscale"], "RSSMRA80A01H501U", "the event as published: {e1}");
+    let (id2, ty2, e2) = live.event(Duration::from_secs(5)).await.expect("Bari's own event");
+    assert_eq!((ty2.as_str(), e2["id"].as_str()), (PRATICA, Some("ba-case")));
+    // Idle: a keep-alive comment, and nothing else (Macerata's case never comes).
+    assert_eq!(live.frame(Duration::from_secs(5)).await.as_deref(), Some(": keep-alive"));
+
+    // A reconnect with Last-Event-ID resumes right after it, from the outbox.
+    let mut again = Sse::open(v.port, BA, "/live", &[("last-event-id", &id1)]).await;
+    let (rid, _, re) = again.event(Duration::from_secs(5)).await.expect("resumed");
+    assert_eq!((rid.as_str(), re["id"].as_str()), (id2.as_str(), Some("ba-case")));
+    // From the start, narrowed to residence changes: only the granted one.
+    let q = format!("/live?types={RESIDENZA}");
+    let mut narrow = Sse::open(v.port, BA, &q, &[("last-event-id", "0")]).await;
+    let (_, _, ne) = narrow.event(Duration::from_secs(5)).await.expect("narrowed");
+    assert_eq!(ne["id"], "mc-res");
+    assert!(narrow.event(Duration::from_millis(1500)).await.is_none(), "only residence changes");
+
+    // Bad input gets problem+json.
+    let r = v.send("GET", BA, "/live?from=3", &[], b"").await;
+    r.assert_problem(400, "bad-request");
+    let r = v.send("GET", BA, "/live", &[("last-event-id", "abc")], b"").await;
+    r.assert_problem(400, "bad-request");
+    drop((live, again, narrow));
 }

@@ -16,6 +16,7 @@ mod jose;
 mod kafka;
 mod process;
 mod redis;
+mod sse;
 
 pub use backend::{Backend, Mode};
 pub use client::{raw_http, Client, Resp};
@@ -23,3 +24,4 @@ pub use jose::Jose;
 pub use kafka::Broker;
 pub use process::{free_port, Varco};
 pub use redis::Redis;
+pub use sse::Sse;

@@ -467,6 +467,8 @@ pub enum AdapterConfig {
     Jwks(JwksConfig),
     /// `POST` CloudEvents (structured, batch or binary) into the durable outbox.
     Events(EventsAdapterConfig),
+    /// `GET` live events the ente may read, as server-sent events (for apps).
+    EventStream(EventStreamConfig),
     /// The ente's pagoPA station: paForNode SOAP backed by the back-office.
     Pagopa(PagopaConfig),
     /// Debt positions on pagoPA's GPD, for the ente's back-offices.

@@ -120,6 +120,38 @@ pub struct SubscriptionConfig {
     pub max_backoff: Dur,
 }
 
+/// Configuration of the `event_stream` adapter: a `GET` route answering
+/// `text/event-stream` (server-sent events) with the events the ente may read, live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventStreamConfig {
+    /// A `: keep-alive` comment after this long without events, so that proxies keep the
+    /// connection open and a vanished caller is noticed. Default 15s.
+    #[serde(default = "d_heartbeat")]
+    pub heartbeat: Dur,
+}
+
+impl Default for EventStreamConfig {
+    fn default() -> Self {
+        Self { heartbeat: d_heartbeat() }
+    }
+}
+
+impl EventStreamConfig {
+    /// Checks without I/O.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let s = self.heartbeat.0.as_secs_f64();
+        if !(1.0..=300.0).contains(&s) {
+            return vec![("heartbeat".into(), "between 1s and 5m".into())];
+        }
+        Vec::new()
+    }
+}
+
+fn d_heartbeat() -> Dur {
+    Dur::secs(15)
+}
+
 fn d_attempts() -> u32 {
     8
 }

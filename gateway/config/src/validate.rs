@@ -351,6 +351,11 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
                         }
                     }
                     AdapterConfig::Events(_) => {}
+                    AdapterConfig::EventStream(c) => {
+                        for (f, m) in c.validate() {
+                            is.add(format!("{ap}.{f}"), m);
+                        }
+                    }
                     AdapterConfig::Pagopa(c) => {
                         for (f, m) in c.validate() {
                             is.add(format!("{ap}.{f}"), m);

@@ -9,6 +9,9 @@ use crate::Problem;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
+/// The body of a streamed answer: chunks written as they come.
+pub type BodyStream = futures::stream::BoxStream<'static, Bytes>;
+
 /// What an adapter sees of a request.
 #[derive(Debug)]
 pub struct AdapterRequest<'a> {
@@ -52,6 +55,18 @@ pub trait Adapter: Send + Sync + std::fmt::Debug {
 
     /// Answers one request. Errors become problem+json answers.
     async fn call(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem>;
+
+    /// True for adapters that answer with a live stream ([`Adapter::open_stream`]) rather
+    /// than one body: the gateway writes the header, then each chunk as it comes.
+    fn streams(&self) -> bool {
+        false
+    }
+
+    /// The answer's header part and the body chunks that follow, for as long as the stream
+    /// runs or the caller stays (server-sent events). Asked only when [`Adapter::streams`].
+    async fn open_stream(&self, _req: AdapterRequest<'_>) -> Result<(AdapterResponse, BodyStream), Problem> {
+        Err(Problem::new(crate::ProblemKind::Internal, format!("the {} adapter does not stream", self.kind())))
+    }
 
     /// Takes one event of a subscription whose target is this adapter's route (structured
     /// CloudEvent as JSON). `Err` is retried like a failed webhook. Default: not supported.

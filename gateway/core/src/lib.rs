@@ -13,7 +13,7 @@ pub mod hygiene;
 pub mod problem;
 pub mod trace;
 
-pub use adapter::{Adapter, AdapterRequest, AdapterResponse, HealthView, UpstreamHealth};
+pub use adapter::{Adapter, AdapterRequest, AdapterResponse, BodyStream, HealthView, UpstreamHealth};
 pub use filter::{Filter, FilterState, RateLimitStatus};
 pub use problem::{Problem, ProblemKind};
 pub use trace::TraceContext;

@@ -12,3 +12,4 @@ pub use publish::EventsAdapter;
 mod bench;
 pub mod delivery;
 pub mod relay;
+pub mod stream;

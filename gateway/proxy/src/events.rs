@@ -157,9 +157,14 @@ pub fn uses_events(cfg: &Config) -> bool {
     cfg.server.events.kafka.is_some()
         || cfg.tenants.iter().any(|t| {
             !t.events.subscriptions.is_empty()
-                || t.routes
-                    .iter()
-                    .any(|r| matches!(r.to, RouteTarget::Adapter(AdapterConfig::Events(_) | AdapterConfig::Pagopa(_))))
+                || t.routes.iter().any(|r| {
+                    matches!(
+                        r.to,
+                        RouteTarget::Adapter(
+                            AdapterConfig::Events(_) | AdapterConfig::EventStream(_) | AdapterConfig::Pagopa(_)
+                        )
+                    )
+                })
         })
 }
 

@@ -359,18 +359,24 @@ impl Gateway {
         };
         let request_id = ctx.trace.as_ref().map(|t| t.request_id()).unwrap_or("");
         let tp = ctx.trace.as_ref().map_or([b'0'; 55], |t| t.traceparent());
-        let result = adapter
-            .call(AdapterRequest {
-                method: &req.method,
-                path: if path.is_empty() { "/" } else { path },
-                query,
-                headers: &req.headers,
-                body: body.freeze(),
-                tenant_id: &tenant.id,
-                request_id,
-                traceparent: std::str::from_utf8(&tp).unwrap_or(""),
-            })
-            .await;
+        let areq = AdapterRequest {
+            method: &req.method,
+            path: if path.is_empty() { "/" } else { path },
+            query,
+            headers: &req.headers,
+            body: body.freeze(),
+            tenant_id: &tenant.id,
+            request_id,
+            traceparent: std::str::from_utf8(&tp).unwrap_or(""),
+        };
+        if adapter.streams() {
+            match adapter.open_stream(areq).await {
+                Ok((head, body)) => respond::stream(session, ctx.trace.as_ref(), head, body).await?,
+                Err(p) => respond::problem(session, ctx.trace.as_ref(), &p, false).await?,
+            }
+            return Ok(true);
+        }
+        let result = adapter.call(areq).await;
         match result {
             Ok(mut resp) => {
                 if let Some(s) = ctx.state.rate_limit {

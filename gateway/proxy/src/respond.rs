@@ -58,6 +58,33 @@ pub async fn adapter(
     write(session, h, r.body).await
 }
 
+/// Writes a streamed answer: the header, then each chunk as the adapter yields it, until the
+/// stream ends or the caller goes away (a failed write ends it quietly).
+pub async fn stream(
+    session: &mut Session,
+    trace: Option<&TraceContext>,
+    head: AdapterResponse,
+    mut body: varco_core::BodyStream,
+) -> pingora_error::Result<()> {
+    use futures::StreamExt;
+    let mut h = ResponseHeader::build(head.status, Some(head.headers.len() + 2))?;
+    for (k, v) in head.headers {
+        h.append_header(k, v)?;
+    }
+    h.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    h.insert_header("x-request-id", ids(trace).0)?;
+    // Not reused afterwards: the stream ends when one side closes.
+    session.set_keepalive(None);
+    session.write_response_header(Box::new(h), false).await?;
+    while let Some(chunk) = body.next().await {
+        if session.write_response_body(Some(chunk), false).await.is_err() {
+            return Ok(());
+        }
+    }
+    let _ = session.write_response_body(None, true).await;
+    Ok(())
+}
+
 async fn write(session: &mut Session, h: ResponseHeader, body: Bytes) -> pingora_error::Result<()> {
     let head_only = session.req_header().method == http::Method::HEAD;
     session.write_response_header(Box::new(h), head_only).await?;

@@ -311,6 +311,13 @@ fn build_tenant(
             RouteTarget::Adapter(AdapterConfig::Events(_)) => Target::Adapter(Arc::new(varco_events::EventsAdapter {
                 bus: deps.events.open(&cfg.server.events).map_err(|m| build_err(format!("{rp}.to.adapter"), m))?,
             })),
+            RouteTarget::Adapter(AdapterConfig::EventStream(c)) => {
+                Target::Adapter(Arc::new(varco_events::stream::EventStreamAdapter {
+                    bus: deps.events.open(&cfg.server.events).map_err(|m| build_err(format!("{rp}.to.adapter"), m))?,
+                    acl: Arc::new(varco_events::stream::StreamAcl::for_tenant(cfg, &t.id)),
+                    heartbeat: c.heartbeat.0,
+                }))
+            }
             RouteTarget::Adapter(AdapterConfig::Pagopa(c)) => {
                 let ap = format!("{rp}.to.adapter");
                 let bus = deps.events.open(&cfg.server.events).map_err(|m| build_err(&ap, m))?;

@@ -1,0 +1,313 @@
+//! Live events for apps: `GET` on an `event_stream` route answers `text/event-stream`
+//! (server-sent events) with the events this ente may read, as they are published.
+//!
+//! - ACL: the same as subscriptions, deny by default: the ente's own events, and the types
+//!   other enti grant it in `events.readers`. `?types=a,b` and `?sources=ente,…` narrow it.
+//! - Source: in single-node mode the outbox, so `Last-Event-ID` (the outbox sequence number)
+//!   resumes exactly after the last event a client saw; with Kafka, a consumer per stream
+//!   assigned to the topic's end (live only: ids are `<partition>-<offset>`, not resumable).
+//! - Frames: `id`, `event` (the CloudEvents `type`), `data` (the structured CloudEvent on one
+//!   line); a `: keep-alive` comment after `heartbeat` without events, so that proxies keep
+//!   the connection and a vanished caller is noticed.
+//! - Each stream reads at its caller's pace (a channel of a few frames): a slow app holds
+//!   no more than that in memory.
+
+use crate::bus::EventBus;
+use async_trait::async_trait;
+use bytes::Bytes;
+use cloudevents::binding::rdkafka::MessageExt;
+use cloudevents::{AttributesReader, Event};
+use futures::StreamExt;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use varco_config::Config;
+use varco_core::{Adapter, AdapterRequest, AdapterResponse, BodyStream, Problem, ProblemKind};
+
+/// What one ente may read: by source ente, the admitted types (`None`: all, its own events).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamAcl(HashMap<String, Option<HashSet<String>>>);
+
+impl StreamAcl {
+    /// The ente's grants in a configuration (pure).
+    pub fn for_tenant(cfg: &Config, tenant: &str) -> Self {
+        let mut m: HashMap<String, Option<HashSet<String>>> = HashMap::new();
+        m.insert(tenant.to_owned(), None);
+        for o in cfg.tenants.iter().filter(|o| o.id != tenant) {
+            for g in o.events.readers.iter().filter(|g| g.tenant == tenant) {
+                if let Some(types) = m.entry(o.id.clone()).or_insert_with(|| Some(HashSet::new())) {
+                    types.extend(g.types.iter().cloned());
+                }
+            }
+        }
+        Self(m)
+    }
+
+    fn admits(&self, ente: &str, ty: &str) -> bool {
+        self.0.get(ente).is_some_and(|t| t.as_ref().is_none_or(|t| t.contains(ty)))
+    }
+}
+
+/// The caller's narrowing of the stream (`?types=…&sources=…`); empty lists admit all.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Narrowing {
+    types: HashSet<String>,
+    sources: HashSet<String>,
+}
+
+impl Narrowing {
+    fn parse(query: Option<&str>) -> Result<Self, Problem> {
+        let mut n = Self::default();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let set = match k {
+                "types" => &mut n.types,
+                "sources" => &mut n.sources,
+                _ => {
+                    return Err(Problem::new(
+                        ProblemKind::BadRequest,
+                        format!("unknown query parameter `{k}`: use `types` and `sources` (comma-separated)"),
+                    ))
+                }
+            };
+            set.extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
+        }
+        Ok(n)
+    }
+
+    fn admits(&self, ente: &str, ty: &str) -> bool {
+        (self.types.is_empty() || self.types.contains(ty)) && (self.sources.is_empty() || self.sources.contains(ente))
+    }
+}
+
+/// One stream's filter: the ACL, then the caller's narrowing.
+struct Filter {
+    acl: Arc<StreamAcl>,
+    narrowing: Narrowing,
+}
+
+impl Filter {
+    /// The SSE frame for an event that passes, `None` otherwise.
+    fn frame(&self, id: &str, e: &Event) -> Option<Bytes> {
+        let ente = e.source().as_str().strip_prefix("/enti/")?.split('/').next()?;
+        if !self.acl.admits(ente, e.ty()) || !self.narrowing.admits(ente, e.ty()) {
+            return None;
+        }
+        // Compact JSON has no line breaks, so one `data:` line carries the whole event.
+        let data = serde_json::to_string(e).ok()?;
+        Some(Bytes::from(format!("id: {id}\nevent: {}\ndata: {data}\n\n", e.ty())))
+    }
+}
+
+/// The `event_stream` adapter of one ente's route.
+#[derive(Debug)]
+pub struct EventStreamAdapter {
+    pub bus: Arc<EventBus>,
+    pub acl: Arc<StreamAcl>,
+    pub heartbeat: Duration,
+}
+
+#[async_trait]
+impl Adapter for EventStreamAdapter {
+    fn kind(&self) -> &'static str {
+        "event_stream"
+    }
+
+    async fn call(&self, _req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
+        Err(Problem::new(ProblemKind::Internal, "the event stream is answered as a stream"))
+    }
+
+    fn streams(&self) -> bool {
+        true
+    }
+
+    async fn open_stream(&self, req: AdapterRequest<'_>) -> Result<(AdapterResponse, BodyStream), Problem> {
+        if req.method != http::Method::GET {
+            let mut p = Problem::new(ProblemKind::MethodNotAllowed, "the event stream is read with GET");
+            p.allow = Some("GET".into());
+            return Err(p);
+        }
+        let filter = Filter { acl: self.acl.clone(), narrowing: Narrowing::parse(req.query)? };
+        let last_id = req.headers.get("last-event-id").map(|v| v.to_str().unwrap_or("?").trim().to_owned());
+        let (tx, rx) = mpsc::channel::<Bytes>(16);
+        match self.bus.config.kafka.clone() {
+            None => {
+                let from = match last_id.as_deref() {
+                    None | Some("") => self.bus.outbox.committed() + 1,
+                    Some(id) => id.parse::<u64>().map(|n| n + 1).map_err(|_| {
+                        Problem::new(ProblemKind::BadRequest, "Last-Event-ID is not an id this stream gave out")
+                    })?,
+                };
+                tokio::spawn(from_outbox(self.bus.clone(), from, filter, tx, self.heartbeat));
+            }
+            Some(k) => {
+                let consumer = kafka_at_end(&k).await.map_err(|e| {
+                    tracing::warn!(error = %e, "event stream: Kafka unavailable");
+                    Problem::new(ProblemKind::UpstreamUnavailable, "the event bus is not reachable; retry later")
+                        .retry_after(5)
+                })?;
+                tokio::spawn(from_kafka(consumer, filter, tx, self.heartbeat));
+            }
+        }
+        let mut head = AdapterResponse { status: 200, headers: Vec::new(), body: Bytes::new() };
+        for (k, v) in [
+            (http::header::CONTENT_TYPE, "text/event-stream"),
+            (http::header::CACHE_CONTROL, "no-store"),
+            (http::HeaderName::from_static("x-accel-buffering"), "no"),
+        ] {
+            head.headers.push((k, http::HeaderValue::from_static(v)));
+        }
+        // A first comment: the caller sees the stream is open before any event comes.
+        let opening = futures::stream::once(async { Bytes::from_static(b": varco event stream\n\n") });
+        let frames = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+        Ok((head, opening.chain(frames).boxed()))
+    }
+}
+
+/// Reads the outbox from `from` on, for as long as the caller reads.
+async fn from_outbox(bus: Arc<EventBus>, from: u64, filter: Filter, tx: mpsc::Sender<Bytes>, heartbeat: Duration) {
+    let mut reader = bus.outbox.reader(from.max(bus.outbox.first_available()));
+    loop {
+        let next = tokio::select! {
+            _ = tx.closed() => return,
+            n = reader.next() => n,
+            _ = tokio::time::sleep(heartbeat) => {
+                if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() { return }
+                continue;
+            }
+        };
+        match next {
+            Ok((seq, bytes)) => {
+                let Ok(event) = serde_json::from_slice::<Event>(&bytes) else { continue };
+                if let Some(f) = filter.frame(&seq.to_string(), &event) {
+                    if tx.send(f).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                // A segment reclaimed under a slow reader: go on from what is left.
+                tracing::warn!(error = %e, "event stream: outbox read failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let first = bus.outbox.first_available();
+                if reader.position() < first {
+                    reader.seek(first);
+                }
+            }
+        }
+    }
+}
+
+/// A consumer assigned to every partition of the topic at its end: no group to join, so the
+/// stream is live at once.
+async fn kafka_at_end(k: &varco_config::KafkaConfig) -> Result<StreamConsumer, String> {
+    let mut c = crate::relay::client_config(k);
+    c.set("group.id", format!("varco.stream.{:016x}", fastrand::u64(..)))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    let consumer: StreamConsumer = c.create().map_err(|e| e.to_string())?;
+    let topic = k.topic.clone();
+    // Metadata is a blocking call in librdkafka.
+    tokio::task::spawn_blocking(move || {
+        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let mut tpl = TopicPartitionList::new();
+        for t in md.topics().iter().filter(|t| t.name() == topic) {
+            for p in t.partitions() {
+                tpl.add_partition_offset(&topic, p.id(), Offset::End).map_err(|e| e.to_string())?;
+            }
+        }
+        if tpl.count() == 0 {
+            return Err(format!("topic `{topic}` has no partitions"));
+        }
+        consumer.assign(&tpl).map_err(|e| e.to_string())?;
+        Ok(consumer)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+async fn from_kafka(consumer: StreamConsumer, filter: Filter, tx: mpsc::Sender<Bytes>, heartbeat: Duration) {
+    loop {
+        let msg = tokio::select! {
+            _ = tx.closed() => return,
+            m = consumer.recv() => m,
+            _ = tokio::time::sleep(heartbeat) => {
+                if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() { return }
+                continue;
+            }
+        };
+        let frame = match msg {
+            Ok(m) => match m.to_event() {
+                Ok(e) => {
+                    filter.frame(&format!("{}-{}", rdkafka::Message::partition(&m), rdkafka::Message::offset(&m)), &e)
+                }
+                Err(_) => None,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "event stream: Kafka receive failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                None
+            }
+        };
+        if let Some(f) = frame {
+            if tx.send(f).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(source: &str, ty: &str) -> Event {
+        serde_json::from_value(serde_json::json!({
+            "specversion": "1.0", "id": "e-1", "source": source, "type": ty,
+            "datacontenttype": "application/json", "data": {"a": 1}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn acl() -> Arc<StreamAcl> {
+        let mut m = HashMap::new();
+        m.insert("c_b".to_owned(), None);
+        m.insert("c_a".to_owned(), Some(HashSet::from(["it.varco.x.v1".to_owned()])));
+        Arc::new(StreamAcl(m))
+    }
+
+    #[test]
+    fn acl_admits_own_events_and_granted_types_only() {
+        let f = Filter { acl: acl(), narrowing: Narrowing::default() };
+        assert!(f.frame("1", &event("/enti/c_b/app", "it.varco.y.v1")).is_some());
+        assert!(f.frame("2", &event("/enti/c_a/app", "it.varco.x.v1")).is_some());
+        assert!(f.frame("3", &event("/enti/c_a/app", "it.varco.y.v1")).is_none());
+        assert!(f.frame("4", &event("/enti/c_c/app", "it.varco.x.v1")).is_none());
+        assert!(f.frame("5", &event("/other/c_b", "it.varco.x.v1")).is_none());
+    }
+
+    #[test]
+    fn narrowing_only_narrows() {
+        let n = Narrowing::parse(Some("types=it.varco.x.v1&sources=c_a,c_c")).unwrap_or_else(|p| panic!("{p:?}"));
+        let f = Filter { acl: acl(), narrowing: n };
+        assert!(f.frame("1", &event("/enti/c_a/app", "it.varco.x.v1")).is_some());
+        assert!(f.frame("2", &event("/enti/c_b/app", "it.varco.x.v1")).is_none());
+        // Asking for a source the ACL denies does not open it.
+        assert!(f.frame("3", &event("/enti/c_c/app", "it.varco.x.v1")).is_none());
+        assert!(Narrowing::parse(Some("from=3")).is_err());
+        assert_eq!(Narrowing::parse(None).ok(), Some(Narrowing::default()));
+    }
+
+    #[test]
+    fn frame_is_one_sse_event() {
+        let f = Filter { acl: acl(), narrowing: Narrowing::default() };
+        let b = f.frame("42", &event("/enti/c_b/app", "it.varco.y.v1")).unwrap_or_default();
+        let text = std::str::from_utf8(&b).unwrap_or("");
+        assert!(text.starts_with("id: 42\nevent: it.varco.y.v1\ndata: {"), "{text}");
+        assert!(text.ends_with("}\n\n"));
+        assert_eq!(text.matches('\n').count(), 4, "one data line: {text}");
+    }
+}
