@@ -374,6 +374,16 @@ async fn kafka_relay_binary_mode_and_delivery_through_the_broker() {
     let first: HashSet<Value> = got.iter().map(|r| body_of(r)["id"].clone()).collect();
     let second: HashSet<Value> = again[3..].iter().map(|r| body_of(r)["id"].clone()).collect();
     assert_eq!(first, second);
+
+    // Apps' live stream reads the topic from its end: new events only, through the broker.
+    let mut live = Sse::open(v.port, BA, "/live", &[]).await;
+    assert_eq!(live.status, 200);
+    assert_eq!(live.frame(Duration::from_secs(10)).await.as_deref(), Some(": varco event stream"));
+    let r = publish(&v, MC, "application/cloudevents+json", &residenza("kf-live", "BNCGNN90C03A662Y")).await;
+    assert_eq!(r.status, 202);
+    let (id, ty, e) = live.event(Duration::from_secs(20)).await.expect("the live event");
+    assert_eq!((ty.as_str(), e["id"].as_str()), (RESIDENZA, Some("kf-live")), "{}", v.log_text());
+    assert!(id.contains('-'), "Kafka ids are <partition>-<offset>: {id}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

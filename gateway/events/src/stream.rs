@@ -201,8 +201,8 @@ async fn from_outbox(bus: Arc<EventBus>, from: u64, filter: Filter, tx: mpsc::Se
     }
 }
 
-/// A consumer assigned to every partition of the topic at its end: no group to join, so the
-/// stream is live at once.
+/// A consumer assigned to every partition of the topic at its current end: no group to join,
+/// so the stream is live at once.
 async fn kafka_at_end(k: &varco_config::KafkaConfig) -> Result<StreamConsumer, String> {
     let mut c = crate::relay::client_config(k);
     c.set("group.id", format!("varco.stream.{:016x}", fastrand::u64(..)))
@@ -216,7 +216,11 @@ async fn kafka_at_end(k: &varco_config::KafkaConfig) -> Result<StreamConsumer, S
         let mut tpl = TopicPartitionList::new();
         for t in md.topics().iter().filter(|t| t.name() == topic) {
             for p in t.partitions() {
-                tpl.add_partition_offset(&topic, p.id(), Offset::End).map_err(|e| e.to_string())?;
+                // The end resolved now (not lazily by the fetcher): nothing published after
+                // the stream opened can fall before its start.
+                let (_, high) =
+                    consumer.fetch_watermarks(&topic, p.id(), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+                tpl.add_partition_offset(&topic, p.id(), Offset::Offset(high)).map_err(|e| e.to_string())?;
             }
         }
         if tpl.count() == 0 {
