@@ -385,6 +385,11 @@ struct Gpd {
 
 impl Gpd {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// `tls`: certificate and key files, for HTTPS.
+    async fn start_with(tls: &[String]) -> Self {
         let port = varco_tests::free_port();
         let child = std::process::Command::new("python3")
             .args([
@@ -393,6 +398,7 @@ impl Gpd {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/specs/pagopa/openapi/gpd.json").to_owned(),
                 "gpd-key-0123".into(),
             ])
+            .args(tls)
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -427,10 +433,10 @@ fn gpd_position(iupd: &str) -> Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gpd_client_against_the_contract_checking_server() {
-    let gpd = Gpd::start().await;
-    let cfg = format!(
+/// An ente whose back-office manages its GPD positions through varco (API key), directly and
+/// by events; GPD at `url`.
+fn gpd_config(url: &str) -> String {
+    format!(
         r#"
 server: {{events: {{dir: "{{DIR}}/events"}}}}
 listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
@@ -448,11 +454,16 @@ tenants:
         path: "/gpd/{{*rest}}"
         methods: [GET, POST, PUT, DELETE]
         access: {{api_key: {{}}}}
-        to: {{adapter: {{kind: gpd, organization_fiscal_code: "{ID_PA}", url: "http://127.0.0.1:{port}", subscription_key: {{env: GPD_KEY}}, timeout: 2s, retries: 2}}}}
+        to: {{adapter: {{kind: gpd, organization_fiscal_code: "{ID_PA}", url: "{url}", subscription_key: {{env: GPD_KEY}}, timeout: 2s, retries: 2}}}}
 "#,
         hash = sha256_key("bo-key-xyz"),
-        port = gpd.port
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpd_client_against_the_contract_checking_server() {
+    let gpd = Gpd::start().await;
+    let cfg = gpd_config(&format!("http://127.0.0.1:{}", gpd.port));
     let v = Varco::start_with_env(&cfg, &[("GPD_KEY", "gpd-key-0123")]).await;
     let call = |m: &'static str, path: String, body: Value| {
         let v = &v;
@@ -555,4 +566,30 @@ fn sha256_key(key: &str) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&py.stdout).trim().to_owned()
+}
+
+/// GPD is HTTPS (api.platform.pagopa.it): the client verifies the server against the CA store
+/// (here a test CA through `SSL_CERT_FILE`) and refuses a server it cannot verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpd_over_https_with_a_verified_certificate() {
+    let pki = varco_tests::pki::pki_dir();
+    varco_tests::pki::make_ca(&pki, "gpd test CA");
+    varco_tests::pki::issue(&pki, "gpd", "127.0.0.1", false);
+    let tls = [pki.join("gpd.crt").display().to_string(), pki.join("gpd.key").display().to_string()];
+    let gpd = Gpd::start_with(&tls).await;
+    let cfg = gpd_config(&format!("https://127.0.0.1:{}", gpd.port));
+    let body = gpd_position("TARI-2026-0100").to_string();
+    let headers = [("x-api-key", "bo-key-xyz"), ("content-type", "application/json")];
+    let ca = pki.join("ca.crt").display().to_string();
+    let v = Varco::start_with_env(&cfg, &[("GPD_KEY", "gpd-key-0123"), ("SSL_CERT_FILE", &ca)]).await;
+    let r = v.send("POST", MC, "/gpd/debt-positions", &headers, body.as_bytes()).await;
+    assert_eq!(r.status, 201, "{r:?}\n{}", v.log_text());
+    assert_eq!(r.json["iupd"], "TARI-2026-0100");
+    drop(v);
+    // With the system's CAs only, the same server is not trusted: the caller gets a problem.
+    let v = Varco::start_with_env(&cfg, &[("GPD_KEY", "gpd-key-0123")]).await;
+    let r = v.send("POST", MC, "/gpd/debt-positions", &headers, body.as_bytes()).await;
+    assert!(r.status >= 500, "{r:?}");
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    let _ = std::fs::remove_dir_all(pki);
 }

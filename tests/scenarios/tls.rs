@@ -4,75 +4,11 @@
 
 use std::path::Path;
 use std::process::Command;
+use varco_tests::pki::{issue, make_ca, pki_dir};
 use varco_tests::{Backend, Varco};
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl CLI");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A self-signed CA (`ca.crt`, `ca.key`) in `dir`.
-fn make_ca(dir: &Path, cn: &str) {
-    let subj = format!("/CN={cn}");
-    openssl(
-        dir,
-        &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-            "-subj", &subj,
-        ],
-    );
-}
-
-/// A CA, then a certificate signed by it for `cn` (with `cn` as DNS SAN), as `<name>.crt/.key`.
-fn issue(dir: &Path, name: &str, cn: &str, client: bool) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
-    );
-    let ext = if client {
-        "extendedKeyUsage=clientAuth".to_owned()
-    } else {
-        format!("subjectAltName=DNS:{cn}\nextendedKeyUsage=serverAuth")
-    };
-    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &format!("{name}.crt"),
-            "-extfile",
-            &format!("{name}.ext"),
-        ],
-    );
-}
-
 fn pki() -> std::path::PathBuf {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("varco-pki-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = pki_dir();
     make_ca(&dir, "varco test CA");
     issue(&dir, "macerata", "macerata.example.it", false);
     issue(&dir, "bari", "bari.example.it", false);

@@ -14,6 +14,7 @@ mod backend;
 mod client;
 mod jose;
 mod kafka;
+pub mod pki;
 mod process;
 mod redis;
 mod sse;

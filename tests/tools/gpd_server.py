@@ -4,7 +4,8 @@
 body against the operation's request schema (jsonschema, with the document's $refs). It keeps
 positions in memory and answers like GPD (201/200, 400/404/409 ProblemJson).
 
-  gpd_server.py PORT SPEC KEY        serves until killed; prints "ready" when listening
+  gpd_server.py PORT SPEC KEY [CERT KEYFILE]
+                                     serves until killed (HTTPS with CERT); prints "ready"
 Control: POST /_control/fail?n=N   the next N requests answer 503
          GET /_control/log          every request seen, as JSON
 """
@@ -122,5 +123,11 @@ class H(BaseHTTPRequestHandler):
 
 
 srv = ThreadingHTTPServer(("127.0.0.1", PORT), H)
+if len(sys.argv) > 5:
+    import ssl
+
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[4], sys.argv[5])
+    srv.socket = tls.wrap_socket(srv.socket, server_side=True)
 print("ready", flush=True)
 srv.serve_forever()

@@ -3,9 +3,6 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -99,21 +96,12 @@ pub fn is_postal(iban: &str) -> bool {
 pub struct Backoffice {
     base: String,
     timeout: Duration,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: varco_events::client::HttpsClient,
 }
 
 impl Backoffice {
     pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
-        if !url.starts_with("http://") {
-            return Err(
-                "backoffice_url: only http:// is supported for now (put TLS in front with an upstream route)".into()
-            );
-        }
-        Ok(Self {
-            base: url.trim_end_matches('/').to_owned(),
-            timeout,
-            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
-        })
+        Ok(Self { base: url.trim_end_matches('/').to_owned(), timeout, client: varco_events::client::https_client()? })
     }
 
     pub async fn position(&self, iuv: &str) -> Result<Position, Error> {

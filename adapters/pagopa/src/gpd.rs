@@ -14,9 +14,6 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 use varco_config::GpdConfig;
 use varco_core::{Adapter, AdapterRequest, AdapterResponse, Problem, ProblemKind};
@@ -31,7 +28,7 @@ pub struct GpdAdapter {
     key: http::HeaderValue,
     timeout: Duration,
     retries: u32,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: varco_events::client::HttpsClient,
 }
 
 struct Answer {
@@ -42,9 +39,6 @@ struct Answer {
 impl GpdAdapter {
     /// `key` is the subscription key, read by the caller from its secret reference.
     pub fn build(cfg: &GpdConfig, key: &str) -> Result<Self, String> {
-        if !cfg.url.starts_with("http://") {
-            return Err("url: only http:// is supported for now (reach GPD through an upstream route with TLS)".into());
-        }
         let mut key =
             http::HeaderValue::from_str(key).map_err(|_| "the subscription key is not a header value".to_owned())?;
         key.set_sensitive(true);
@@ -54,7 +48,7 @@ impl GpdAdapter {
             key,
             timeout: cfg.timeout.0,
             retries: cfg.retries,
-            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            client: varco_events::client::https_client()?,
         })
     }
 

@@ -17,8 +17,6 @@ use bytes::Bytes;
 use cloudevents::binding::rdkafka::MessageExt;
 use cloudevents::{AttributesReader, Event};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use parking_lot::Mutex;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use std::collections::{HashMap, HashSet};
@@ -28,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use varco_config::{Config, SubscriptionConfig};
 
-type HttpClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+type HttpClient = crate::client::HttpsClient;
 
 /// A subscription ready to run.
 #[derive(Debug, Clone)]
@@ -147,13 +145,7 @@ pub enum ReplayFrom {
 
 impl Deliveries {
     pub fn new(bus: Arc<EventBus>) -> Result<Arc<Self>, String> {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| format!("cannot load the system CA certificates: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
+        let client = crate::client::https_client()?;
         Ok(Arc::new(Self { bus, client, workers: Mutex::new(HashMap::new()) }))
     }
 
