@@ -55,7 +55,7 @@ impl EventMetrics {
             subscription_lag: IntGaugeVec::new(
                 Opts::new(
                     "subscription_lag_events",
-                    "Events waiting for a subscription (single-node mode: outbox positions).",
+                    "Events waiting for a subscription (single node: outbox positions; Kafka: high watermark minus settled offset, summed over partitions).",
                 ),
                 &["tenant", "subscription"],
             )?,

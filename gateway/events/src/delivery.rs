@@ -324,8 +324,8 @@ impl Deliveries {
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false");
-        let consumer: StreamConsumer = match c.create() {
-            Ok(c) => c,
+        let consumer: Arc<StreamConsumer> = match c.create() {
+            Ok(c) => Arc::new(c),
             Err(e) => {
                 tracing::error!(error = %e, subscription = %sub.cfg.name, "cannot create a Kafka consumer");
                 return;
@@ -335,6 +335,24 @@ impl Deliveries {
             tracing::warn!(error = %e, "Kafka: cannot subscribe; retrying");
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
+        // Lag beside the loop (which may be held up retrying a webhook): every 5 s, the
+        // group's committed offsets against the high watermarks (blocking calls).
+        let lag_task = {
+            let lag = self.bus.metrics.subscription_lag.with_label_values(&[&sub.tenant, &sub.cfg.name]);
+            let (c, topic, mut stop) = (consumer.clone(), k.topic.clone(), stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                    let (c, topic) = (c.clone(), topic.clone());
+                    if let Ok(Some(n)) = tokio::task::spawn_blocking(move || consumer_lag(&c, &topic)).await {
+                        lag.set(n);
+                    }
+                }
+            })
+        };
         loop {
             let msg = tokio::select! {
                 _ = stop.changed() => break,
@@ -360,6 +378,7 @@ impl Deliveries {
                 tracing::warn!(error = %e, "Kafka: cannot commit an offset");
             }
         }
+        lag_task.abort();
     }
 
     /// Delivers one event with retries; false only when stopped before it was settled.
@@ -445,6 +464,23 @@ impl Deliveries {
             Err(err) => tracing::error!(error = %err, id = %e.id(), "cannot write the dead-letter store"),
         }
     }
+}
+
+/// Events the group has not settled on its assigned partitions: high watermark minus the
+/// committed offset (the low watermark where nothing is committed yet). Blocking.
+fn consumer_lag(c: &StreamConsumer, topic: &str) -> Option<i64> {
+    let timeout = Duration::from_secs(2);
+    let committed = c.committed_offsets(c.assignment().ok()?, timeout).ok()?;
+    let mut total = 0;
+    for e in committed.elements().iter().filter(|e| e.topic() == topic) {
+        let (low, high) = c.fetch_watermarks(topic, e.partition(), timeout).ok()?;
+        let pos = match e.offset() {
+            rdkafka::Offset::Offset(o) => o,
+            _ => low,
+        };
+        total += (high - pos).max(0);
+    }
+    Some(total)
 }
 
 #[cfg(test)]
