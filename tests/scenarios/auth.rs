@@ -340,3 +340,42 @@ fn base64_url_encode(b: &[u8]) -> String {
     }
     out
 }
+
+/// Two instances of one consortium share Redis: a single-use token (`unique_jti`) spent on one
+/// is refused on the other; without Redis each instance would accept it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_use_tokens_are_single_use_across_instances_through_redis() {
+    let be = Backend::start("bo").await;
+    let jose = Jose::new();
+    jose.keygen("k-rsa", "RS256").await;
+    be.serve_static("/jwks.json", Some(jose.jwks()));
+    let redis = varco_tests::Redis::start().await;
+    let cfg = format!(
+        r#"
+redis: {{url: "{url}", timeout: 500ms}}
+listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
+admin: {{address: "127.0.0.1:{{ADMIN}}"}}
+tenants:
+  - id: c_e783
+    name: Macerata
+    hosts: [{MC}]
+    issuers:
+      login: {{issuer: "{ISS}", audiences: [varco-c_e783], jwks_url: "http://{be}/jwks.json", algorithms: [RS256]}}
+    upstreams: {{bo: {{servers: ["{be}"]}}}}
+    routes:
+      - {{name: once, path: /once, methods: [GET], access: {{jwt: {{issuers: [login], unique_jti: true}}}}, to: {{upstream: bo}}}}
+"#,
+        url = redis.url(),
+        be = be.addr
+    );
+    let (a, b) = (Varco::start(&cfg).await, Varco::start(&cfg).await);
+    let mut c = claims();
+    c["jti"] = json!("once-1");
+    let t = format!("Bearer {}", jose.mint("k-rsa", "RS256", &c, None).await);
+    assert_eq!(a.send("GET", MC, "/once", &[("authorization", &t)], b"").await.status, 200);
+    b.send("GET", MC, "/once", &[("authorization", &t)], b"").await.assert_problem(401, "token-replayed");
+    a.send("GET", MC, "/once", &[("authorization", &t)], b"").await.assert_problem(401, "token-replayed");
+    c["jti"] = json!("once-2");
+    let t2 = format!("Bearer {}", jose.mint("k-rsa", "RS256", &c, None).await);
+    assert_eq!(b.send("GET", MC, "/once", &[("authorization", &t2)], b"").await.status, 200, "another jti passes");
+}

@@ -396,7 +396,7 @@ pub async fn authenticate(
         let jti = id.jti.as_deref().ok_or_else(|| {
             challenge(Problem::new(ProblemKind::TokenInvalid, "this route needs single-use tokens with a `jti`"))
         })?;
-        if !replay.first_use(&format!("{tenant}/bearer/{}", id.issuer), jti, id.exp) {
+        if !replay.first_use(&format!("{tenant}/bearer/{}", id.issuer), jti, id.exp).await {
             return Err(Problem::new(ProblemKind::TokenReplayed, "this token (`jti`) was already used on this ente"));
         }
     }

@@ -34,21 +34,37 @@ fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
-/// `jti`s seen while their token is valid. Shared by every route and kept across reloads;
-/// local to one varco process (several replicas each keep their own).
+/// `jti`s seen while their token is valid. Shared by every route and kept across reloads.
+/// With `redis` configured the marks are shared by every instance (`SET NX`); each instance
+/// also keeps its own, which alone decide while Redis does not answer.
 #[derive(Debug, Default)]
 pub struct ReplayGuard {
     seen: DashMap<String, u64>,
+    redis: Option<std::sync::Arc<crate::quotas::RedisQuotaStore>>,
 }
 
 impl ReplayGuard {
-    /// True the first time `scope`+`jti` is offered before `exp`.
-    pub fn first_use(&self, scope: &str, jti: &str, exp: u64) -> bool {
+    pub fn new(redis: Option<std::sync::Arc<crate::quotas::RedisQuotaStore>>) -> Self {
+        Self { seen: DashMap::new(), redis }
+    }
+
+    /// True the first time `scope`+`jti` is offered before `exp`, on any instance.
+    pub async fn first_use(&self, scope: &str, jti: &str, exp: u64) -> bool {
+        let key = format!("{scope}\u{0}{jti}");
+        if !self.first_use_here(&key, exp) {
+            return false;
+        }
+        match &self.redis {
+            Some(r) => r.set_once(&key, exp).await.unwrap_or(true),
+            None => true,
+        }
+    }
+
+    fn first_use_here(&self, key: &str, exp: u64) -> bool {
         if self.seen.len() >= REPLAY_MAX {
             self.evict_expired();
         }
-        let key = format!("{scope}\u{0}{jti}");
-        match self.seen.entry(key) {
+        match self.seen.entry(key.to_owned()) {
             dashmap::Entry::Occupied(mut e) if *e.get() < now_s() => {
                 e.insert(exp);
                 true
@@ -204,7 +220,7 @@ impl ModiVerifier {
                 return Err(bad(kind, "the `content-type` in `signed_headers` differs from the `Content-Type` header"))
             }
         }
-        self.once(&claims, kind, "Agid-JWT-Signature", replay)
+        self.once(&claims, kind, "Agid-JWT-Signature", replay).await
     }
 
     async fn check_audit(
@@ -245,18 +261,18 @@ impl ModiVerifier {
                 ));
             }
         }
-        self.once(&claims, kind, "Agid-JWT-TrackingEvidence", replay)?;
+        self.once(&claims, kind, "Agid-JWT-TrackingEvidence", replay).await?;
         Ok(record)
     }
 
     /// ModI JWTs are single-use: each `jti` once while valid.
-    fn once(&self, claims: &Value, kind: ProblemKind, what: &str, replay: &ReplayGuard) -> Result<(), Problem> {
+    async fn once(&self, claims: &Value, kind: ProblemKind, what: &str, replay: &ReplayGuard) -> Result<(), Problem> {
         let Some(jti) = claims.get("jti").and_then(Value::as_str) else {
             return Err(bad(kind, format!("{what} lacks the `jti` claim (needed against replay)")));
         };
         let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
         let scope = format!("{}/{what}/{}", self.tenant, claims.get("iss").and_then(Value::as_str).unwrap_or(""));
-        if !replay.first_use(&scope, jti, exp) {
+        if !replay.first_use(&scope, jti, exp).await {
             return Err(bad(ProblemKind::TokenReplayed, format!("this {what} (`jti`) was already used")));
         }
         Ok(())
@@ -437,14 +453,14 @@ mod tests {
         assert!(parse_digest("nonsense").is_err());
     }
 
-    #[test]
-    fn replay_guard_refuses_second_use_until_expiry() {
+    #[tokio::test]
+    async fn replay_guard_refuses_second_use_until_expiry() {
         let g = ReplayGuard::default();
         let exp = now_s() + 60;
-        assert!(g.first_use("t", "a", exp));
-        assert!(!g.first_use("t", "a", exp));
-        assert!(g.first_use("u", "a", exp), "scopes are separate");
-        assert!(g.first_use("t", "old", now_s() - 10));
-        assert!(g.first_use("t", "old", exp), "an expired entry no longer blocks");
+        assert!(g.first_use("t", "a", exp).await);
+        assert!(!g.first_use("t", "a", exp).await);
+        assert!(g.first_use("u", "a", exp).await, "scopes are separate");
+        assert!(g.first_use("t", "old", now_s() - 10).await);
+        assert!(g.first_use("t", "old", exp).await, "an expired entry no longer blocks");
     }
 }

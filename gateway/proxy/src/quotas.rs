@@ -16,7 +16,8 @@ use tokio::sync::OnceCell;
 use varco_config::{LimitKey, QuotaConfig, QuotaWindow, RedisConfig};
 use varco_core::{Problem, ProblemKind};
 
-/// The shared Redis connection (lazily connected, reconnecting on its own).
+/// The shared Redis connection (lazily connected, reconnecting on its own): quota counters
+/// and single-use `jti` marks.
 pub struct RedisQuotaStore {
     client: redis::Client,
     conn: OnceCell<ConnectionManager>,
@@ -56,14 +57,8 @@ impl RedisQuotaStore {
 
     /// Adds `n` to the counter of `key` (expiring at `expire_at` unix s); the new total.
     async fn incr(&self, key: &str, n: u64, expire_at: u64) -> Option<u64> {
-        let now_ms = now_unix().as_millis() as u64;
-        if now_ms < self.skip_until_ms.load(Relaxed) {
-            return None;
-        }
-        let call = async {
-            let conn = self.conn.get_or_try_init(|| ConnectionManager::new(self.client.clone())).await.ok()?;
-            let mut conn = conn.clone();
-            let full = format!("{}:quota:{key}", self.prefix);
+        let full = format!("{}:quota:{key}", self.prefix);
+        self.call(|mut conn| async move {
             let (total,): (u64,) = redis::pipe()
                 .atomic()
                 .incr(&full, n)
@@ -73,15 +68,52 @@ impl RedisQuotaStore {
                 .await
                 .ok()?;
             Some(total)
+        })
+        .await
+    }
+
+    /// Marks `key` as used until `expire_at` (unix s): true the first time (`SET NX EXAT`),
+    /// false when it was already marked; `None` when Redis does not answer.
+    pub async fn set_once(&self, key: &str, expire_at: u64) -> Option<bool> {
+        let full = format!("{}:once:{key}", self.prefix);
+        let expire_at = expire_at.max(now_unix().as_secs() + 1);
+        self.call(|mut conn| async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&full)
+                .arg(1)
+                .arg("NX")
+                .arg("EXAT")
+                .arg(expire_at)
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            Some(set.is_some())
+        })
+        .await
+    }
+
+    /// One Redis call within `timeout`; after a failure Redis is skipped for a second.
+    async fn call<T, F, Fut>(&self, f: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let now_ms = now_unix().as_millis() as u64;
+        if now_ms < self.skip_until_ms.load(Relaxed) {
+            return None;
+        }
+        let call = async {
+            let conn = self.conn.get_or_try_init(|| ConnectionManager::new(self.client.clone())).await.ok()?;
+            f(conn.clone()).await
         };
         let res = tokio::time::timeout(self.timeout, call).await.ok().flatten();
         if res.is_none() {
             self.skip_until_ms.store(now_ms + 1000, Relaxed);
             if self.up.swap(false, Relaxed) {
-                tracing::warn!("Redis unreachable: quotas fall back to per-instance counting");
+                tracing::warn!("Redis unreachable: quotas and the jti guard fall back to per-instance state");
             }
         } else if !self.up.swap(true, Relaxed) {
-            tracing::info!("Redis reachable again: quotas are cluster-wide again");
+            tracing::info!("Redis reachable again: quotas and the jti guard are cluster-wide again");
         }
         res
     }

@@ -83,9 +83,9 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
         access_log: Default::default(),
         limiters,
         quotas,
+        replay: crate::modi::ReplayGuard::new(redis.clone()),
         redis,
         issuers,
-        replay: Default::default(),
         events,
         connector: pingora_core::connectors::http::Connector::new(None),
     });
