@@ -38,7 +38,7 @@ tenants:
     hosts: [{BA}]
     routes:
       - {{name: events, path: /events, methods: [POST], access: public, to: {{adapter: {{kind: events}}}}}}
-      - {{name: live, path: /live, methods: [GET], access: public, to: {{adapter: {{kind: event_stream, heartbeat: 1s}}}}}}
+      - {{name: live, path: /live, methods: [GET], access: public, to: {{adapter: {{kind: event_stream, heartbeat: 1s, max_streams: 3}}}}}}
     events:
       subscriptions:
         - name: anagrafe
@@ -399,7 +399,8 @@ async fn kafka_relay_binary_mode_and_delivery_through_the_broker() {
     assert_eq!(first, second);
 
     // Apps' live stream reads the topic from its end: new events only, through the broker.
-    let mut live = Sse::open(v.port, BA, "/live", &[]).await;
+    // (A reconnecting EventSource sends its last id: accepted, and the stream is live.)
+    let mut live = Sse::open(v.port, BA, "/live", &[("last-event-id", "1-4")]).await;
     assert_eq!(live.status, 200);
     assert_eq!(live.frame(Duration::from_secs(10)).await.as_deref(), Some(": varco event stream"));
     let r = publish(&v, MC, "application/cloudevents+json", &residenza("kf-live", "BNCGNN90C03A662Y")).await;
@@ -581,10 +582,24 @@ async fn live_stream_for_apps_follows_the_acl_and_resumes() {
     assert_eq!(ne["id"], "mc-res");
     assert!(narrow.event(Duration::from_millis(1500)).await.is_none(), "only residence changes");
 
+    // Three streams are open: a fourth waits for one to close (the caller going away frees
+    // its slot once varco next writes to it, a keep-alive at the latest).
+    let full = v.send("GET", BA, "/live", &[], b"").await;
+    full.assert_problem(503, "overloaded");
+    assert!(full.headers.contains_key("retry-after"));
+    drop(again);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut fourth = Sse::open(v.port, BA, "/live", &[]).await;
+    while fourth.status == 503 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        fourth = Sse::open(v.port, BA, "/live", &[]).await;
+    }
+    assert_eq!(fourth.status, 200, "a slot came free");
+
     // Bad input gets problem+json.
     let r = v.send("GET", BA, "/live?from=3", &[], b"").await;
     r.assert_problem(400, "bad-request");
     let r = v.send("GET", BA, "/live", &[("last-event-id", "abc")], b"").await;
     r.assert_problem(400, "bad-request");
-    drop((live, again, narrow));
+    drop((live, narrow, fourth));
 }

@@ -129,22 +129,34 @@ pub struct EventStreamConfig {
     /// connection open and a vanished caller is noticed. Default 15s.
     #[serde(default = "d_heartbeat")]
     pub heartbeat: Dur,
+    /// Streams open at once on this route; more get 503 `overloaded` with `Retry-After`.
+    /// Default 256.
+    #[serde(default = "d_max_streams")]
+    pub max_streams: u32,
 }
 
 impl Default for EventStreamConfig {
     fn default() -> Self {
-        Self { heartbeat: d_heartbeat() }
+        Self { heartbeat: d_heartbeat(), max_streams: d_max_streams() }
     }
+}
+
+fn d_max_streams() -> u32 {
+    256
 }
 
 impl EventStreamConfig {
     /// Checks without I/O.
     pub fn validate(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
         let s = self.heartbeat.0.as_secs_f64();
         if !(1.0..=300.0).contains(&s) {
-            return vec![("heartbeat".into(), "between 1s and 5m".into())];
+            out.push(("heartbeat".into(), "between 1s and 5m".into()));
         }
-        Vec::new()
+        if self.max_streams == 0 {
+            out.push(("max_streams".into(), "at least 1".into()));
+        }
+        out
     }
 }
 

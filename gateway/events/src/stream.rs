@@ -21,6 +21,7 @@ use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -108,6 +109,18 @@ pub struct EventStreamAdapter {
     pub bus: Arc<EventBus>,
     pub acl: Arc<StreamAcl>,
     pub heartbeat: Duration,
+    pub max_streams: usize,
+    /// Streams open now (each holds a [`StreamSlot`]).
+    pub open: Arc<AtomicUsize>,
+}
+
+/// One open stream, counted until the caller's body stream is dropped.
+struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[async_trait]
@@ -131,16 +144,28 @@ impl Adapter for EventStreamAdapter {
             return Err(p);
         }
         let filter = Filter { acl: self.acl.clone(), narrowing: Narrowing::parse(req.query)? };
-        let last_id = req.headers.get("last-event-id").map(|v| v.to_str().unwrap_or("?").trim().to_owned());
+        // Single node: resume after `Last-Event-ID` (an outbox sequence number), else from now.
+        // With Kafka the stream is live only: a reconnecting `EventSource`'s id is ignored.
+        let sent = req.headers.get("last-event-id").filter(|_| self.bus.config.kafka.is_none());
+        let resume = match sent.map(|v| v.to_str().unwrap_or("?").trim()) {
+            None | Some("") => None,
+            Some(id) => Some(id.parse::<u64>().map_err(|_| {
+                Problem::new(ProblemKind::BadRequest, "Last-Event-ID is not an id this stream gave out")
+            })?),
+        };
+        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max_streams {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            let p = Problem::new(
+                ProblemKind::Overloaded,
+                format!("this route has its maximum of {} open streams", self.max_streams),
+            );
+            return Err(p.retry_after(10));
+        }
+        let slot = StreamSlot(self.open.clone());
         let (tx, rx) = mpsc::channel::<Bytes>(16);
         match self.bus.config.kafka.clone() {
             None => {
-                let from = match last_id.as_deref() {
-                    None | Some("") => self.bus.outbox.committed() + 1,
-                    Some(id) => id.parse::<u64>().map(|n| n + 1).map_err(|_| {
-                        Problem::new(ProblemKind::BadRequest, "Last-Event-ID is not an id this stream gave out")
-                    })?,
-                };
+                let from = resume.map_or_else(|| self.bus.outbox.committed(), |n| n) + 1;
                 tokio::spawn(from_outbox(self.bus.clone(), from, filter, tx, self.heartbeat));
             }
             Some(k) => {
@@ -162,7 +187,12 @@ impl Adapter for EventStreamAdapter {
         }
         // A first comment: the caller sees the stream is open before any event comes.
         let opening = futures::stream::once(async { Bytes::from_static(b": varco event stream\n\n") });
-        let frames = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+        // The slot travels with the stream: dropped (caller gone or stream over), it frees.
+        let frames =
+            futures::stream::unfold(
+                (rx, slot),
+                |(mut rx, slot)| async move { rx.recv().await.map(|b| (b, (rx, slot))) },
+            );
         Ok((head, opening.chain(frames).boxed()))
     }
 }

@@ -316,6 +316,8 @@ fn build_tenant(
                     bus: deps.events.open(&cfg.server.events).map_err(|m| build_err(format!("{rp}.to.adapter"), m))?,
                     acl: Arc::new(varco_events::stream::StreamAcl::for_tenant(cfg, &t.id)),
                     heartbeat: c.heartbeat.0,
+                    max_streams: c.max_streams as usize,
+                    open: Default::default(),
                 }))
             }
             RouteTarget::Adapter(AdapterConfig::Pagopa(c)) => {
