@@ -165,7 +165,7 @@ impl Adapter for EventStreamAdapter {
         let (tx, rx) = mpsc::channel::<Bytes>(16);
         match self.bus.config.kafka.clone() {
             None => {
-                let from = resume.map_or_else(|| self.bus.outbox.committed(), |n| n) + 1;
+                let from = resume.unwrap_or_else(|| self.bus.outbox.committed()) + 1;
                 tokio::spawn(from_outbox(self.bus.clone(), from, filter, tx, self.heartbeat));
             }
             Some(k) => {
