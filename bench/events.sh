@@ -39,10 +39,13 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 wait_up() { for _ in $(seq 300); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; die "not up: $1"; }
 metric() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 
+# The publishing back-office's API key (event routes are never public).
+KEY=bench-key-0123456789
+
 # One residence-change event (~450 bytes as stored), and a batch of BATCH of them.
-python3 - "$WORK" "$BATCH" <<'PY'
+python3 - "$WORK" "$BATCH" "$KEY" <<'PY'
 import json, sys
-d, n = sys.argv[1], int(sys.argv[2])
+d, n, KEY = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def ev(i):
     return {"specversion": "1.0", "id": "bench-%d" % i, "source": "/enti/c_e783/anagrafe",
             "type": "it.varco.anagrafe.residenza.cambiata.v1", "subject": "RSSMRA80A01H5%02dU" % (i % 100),
@@ -56,7 +59,7 @@ open(d + "/stored.json", "w").write(json.dumps(stored))
 open(d + "/batch.json", "w").write(json.dumps([ev(i) for i in range(n)]))
 for name, ct in (("one", "application/cloudevents+json"), ("batch", "application/cloudevents-batch+json")):
     body = open(d + "/%s.json" % name).read()
-    open(d + "/%s.lua" % name, "w").write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "%s"\nwrk.body = %s\n' % (ct, json.dumps(body)))
+    open(d + "/%s.lua" % name, "w").write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "%s"\nwrk.headers["X-Api-Key"] = "%s"\nwrk.body = %s\n' % (ct, KEY, json.dumps(body)))
 PY
 
 config() { # $1 port, $2 admin, $3 outbox dir, $4 kafka bootstrap (optional)
@@ -69,7 +72,8 @@ admin: {address: "127.0.0.1:$2"}
 tenants:
   - id: c_e783
     name: Macerata
-    routes: [{name: events, path: /events, methods: [POST], access: public, to: {adapter: {kind: events}}}]
+    api_keys: [{name: bench, hash: "sha256:$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)"}]
+    routes: [{name: events, path: /events, methods: [POST], access: {api_key: {}}, to: {adapter: {kind: events}}}]
 YML
 }
 

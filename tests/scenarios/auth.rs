@@ -27,6 +27,7 @@ tenants:
     routes:
       - {{name: anagrafe, path: "/anagrafe/{{*rest}}", methods: [GET], access: {{jwt: {{issuers: [login], scopes: [anagrafe.read]}}}}, to: {{upstream: bo}}}}
       - {{name: open, path: "/open", methods: [GET], access: public, to: {{upstream: bo}}}}
+      - {{name: minimal, path: "/minimal", methods: [GET], access: {{jwt: {{issuers: [login]}}}}, to: {{upstream: bo}}, request_headers: {{remove: [X-Varco-Fiscal-Code]}}}}
       - {{name: eservice, path: "/eservice", methods: [GET], access: {{jwt: {{issuers: [pdnd], purposes: [purpose-1], clients: [consumer-1]}}}}, to: {{upstream: bo}}}}
       - {{name: l3, path: "/l3", methods: [GET], access: {{jwt: {{issuers: [login], acr_min: 3}}}}, to: {{upstream: bo}}}}
       - {{name: limited, path: "/limited", methods: [GET], access: {{jwt: {{issuers: [login]}}}}, to: {{upstream: bo}}, rate_limits: [{{per: subject, requests: 1, period: 1h}}], quotas: [{{per: client_id, requests: 3, window: day, lease: 1}}]}}
@@ -88,6 +89,15 @@ async fn a_valid_token_passes_and_the_back_office_gets_the_identity() {
         assert_eq!(h["x-varco-issuer"], "login");
         assert!(h.get("authorization").is_none(), "the caller's token reached the back-office");
     }
+    // A route that withholds the codice fiscale (data minimisation): neither varco's nor a
+    // caller's reaches the back-office; the rest of the identity does.
+    let token = jose.mint("k-rsa", "RS256", &claims(), None).await;
+    let auth = format!("Bearer {token}");
+    let r = v.send("GET", MC, "/minimal", &[("authorization", &auth), ("x-varco-fiscal-code", "FAKE")], b"").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let h = &be.last()["headers"];
+    assert!(h.get("x-varco-fiscal-code").is_none(), "{h}");
+    assert_eq!(h["x-varco-subject"], "citizen-42", "{h}");
     // The public route stays public and carries no identity.
     assert_eq!(v.get(MC, "/open").await.status, 200);
     assert!(be.last()["headers"].get("x-varco-subject").is_none());

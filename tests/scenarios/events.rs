@@ -15,6 +15,9 @@ const TOPIC: &str = "varco.events";
 const RESIDENZA: &str = "it.varco.anagrafe.residenza.cambiata.v1";
 const PRATICA: &str = "it.varco.pratica.stato.cambiato.v1";
 const SECRET: &str = "webhook-secret-bari-0123456789";
+/// The API key of each ente's apps and back-offices (the event routes are never public).
+const KEY: &str = "events-key-0123456789";
+const AUTH: (&str, &str) = ("x-api-key", KEY);
 
 /// Macerata publishes; Bari may read Macerata's residence changes (not its cases) and
 /// subscribes to both types: only the granted one may arrive.
@@ -29,16 +32,18 @@ tenants:
   - id: c_e783
     name: Macerata
     hosts: [{MC}]
+    api_keys: [{{name: anagrafe, hash: "{key}"}}]
     routes:
-      - {{name: events, path: /events, methods: [POST], access: public, to: {{adapter: {{kind: events}}}}}}
+      - {{name: events, path: /events, methods: [POST], access: {{api_key: {{}}}}, to: {{adapter: {{kind: events}}}}}}
     events:
       readers: [{{tenant: c_a662, types: [{RESIDENZA}]}}]
   - id: c_a662
     name: Bari
     hosts: [{BA}]
+    api_keys: [{{name: app, hash: "{key}"}}]
     routes:
-      - {{name: events, path: /events, methods: [POST], access: public, to: {{adapter: {{kind: events}}}}}}
-      - {{name: live, path: /live, methods: [GET], access: public, to: {{adapter: {{kind: event_stream, heartbeat: 1s, max_streams: 3}}}}}}
+      - {{name: events, path: /events, methods: [POST], access: {{api_key: {{}}}}, to: {{adapter: {{kind: events}}}}}}
+      - {{name: live, path: /live, methods: [GET], access: {{api_key: {{}}}}, to: {{adapter: {{kind: event_stream, heartbeat: 1s, max_streams: 3}}}}}}
     events:
       subscriptions:
         - name: anagrafe
@@ -49,7 +54,8 @@ tenants:
           max_backoff: 1s
           max_attempts: 100
 "#,
-        hook = hook.addr
+        hook = hook.addr,
+        key = varco_tests::api_key_hash(KEY),
     )
 }
 
@@ -67,7 +73,8 @@ fn residenza(id: &str, cf: &str) -> Value {
 
 async fn publish(v: &Varco, host: &str, ct: &str, body: &Value) -> varco_tests::Resp {
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    v.send("POST", host, "/events", &[("content-type", ct), ("traceparent", tp)], body.to_string().as_bytes()).await
+    v.send("POST", host, "/events", &[("content-type", ct), ("traceparent", tp), AUTH], body.to_string().as_bytes())
+        .await
 }
 
 /// Waits until the webhook got at least `n` deliveries; their bodies (structured events).
@@ -122,6 +129,7 @@ async fn single_node_publish_checks_and_delivery() {
             MC,
             "/events",
             &[
+                AUTH,
                 ("content-type", "application/json"),
                 ("ce-specversion", "1.0"),
                 ("ce-id", "ev-4"),
@@ -154,7 +162,7 @@ async fn single_node_publish_checks_and_delivery() {
     let mut unknown = residenza("bad-5", "RSSMRA80A01H501U");
     unknown["type"] = json!("it.varco.nonexistent.v1");
     publish(&v, MC, "application/cloudevents+json", &unknown).await.assert_problem(400, "event-invalid");
-    v.send("POST", MC, "/events", &[("content-type", "text/plain")], b"hello")
+    v.send("POST", MC, "/events", &[("content-type", "text/plain"), AUTH], b"hello")
         .await
         .assert_problem(415, "unsupported-media-type");
     publish(&v, MC, "application/cloudevents+json", &json!({"id": "x"})).await.assert_problem(400, "event-invalid");
@@ -252,7 +260,7 @@ where
                         "POST",
                         MC,
                         "/events",
-                        &[("content-type", "application/cloudevents+json")],
+                        &[("content-type", "application/cloudevents+json"), AUTH],
                         body.as_bytes(),
                     )
                     .await;
@@ -400,7 +408,7 @@ async fn kafka_relay_binary_mode_and_delivery_through_the_broker() {
 
     // Apps' live stream reads the topic from its end: new events only, through the broker.
     // (A reconnecting EventSource sends its last id: accepted, and the stream is live.)
-    let mut live = Sse::open(v.port, BA, "/live", &[("last-event-id", "1-4")]).await;
+    let mut live = Sse::open(v.port, BA, "/live", &[AUTH, ("last-event-id", "1-4")]).await;
     assert_eq!(live.status, 200);
     assert_eq!(live.frame(Duration::from_secs(10)).await.as_deref(), Some(": varco event stream"));
     let r = publish(&v, MC, "application/cloudevents+json", &residenza("kf-live", "BNCGNN90C03A662Y")).await;
@@ -549,7 +557,7 @@ async fn a_full_outbox_answers_503_and_takes_events_again_once_drained() {
 async fn live_stream_for_apps_follows_the_acl_and_resumes() {
     let hook = Backend::start("bari-hook").await;
     let v = start(&hook, None).await;
-    let mut live = Sse::open(v.port, BA, "/live", &[]).await;
+    let mut live = Sse::open(v.port, BA, "/live", &[AUTH]).await;
     assert_eq!(live.status, 200);
     assert_eq!(live.headers["content-type"], "text/event-stream");
     assert_eq!(live.frame(Duration::from_secs(5)).await.as_deref(), Some(": varco event stream"));
@@ -572,34 +580,75 @@ async fn live_stream_for_apps_follows_the_acl_and_resumes() {
     assert_eq!(live.frame(Duration::from_secs(5)).await.as_deref(), Some(": keep-alive"));
 
     // A reconnect with Last-Event-ID resumes right after it, from the outbox.
-    let mut again = Sse::open(v.port, BA, "/live", &[("last-event-id", &id1)]).await;
+    let mut again = Sse::open(v.port, BA, "/live", &[AUTH, ("last-event-id", &id1)]).await;
     let (rid, _, re) = again.event(Duration::from_secs(5)).await.expect("resumed");
     assert_eq!((rid.as_str(), re["id"].as_str()), (id2.as_str(), Some("ba-case")));
     // From the start, narrowed to residence changes: only the granted one.
     let q = format!("/live?types={RESIDENZA}");
-    let mut narrow = Sse::open(v.port, BA, &q, &[("last-event-id", "0")]).await;
+    let mut narrow = Sse::open(v.port, BA, &q, &[AUTH, ("last-event-id", "0")]).await;
     let (_, _, ne) = narrow.event(Duration::from_secs(5)).await.expect("narrowed");
     assert_eq!(ne["id"], "mc-res");
     assert!(narrow.event(Duration::from_millis(1500)).await.is_none(), "only residence changes");
 
     // Three streams are open: a fourth waits for one to close (the caller going away frees
     // its slot once varco next writes to it, a keep-alive at the latest).
-    let full = v.send("GET", BA, "/live", &[], b"").await;
+    let full = v.send("GET", BA, "/live", &[AUTH], b"").await;
     full.assert_problem(503, "overloaded");
     assert!(full.headers.contains_key("retry-after"));
     drop(again);
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut fourth = Sse::open(v.port, BA, "/live", &[]).await;
+    let mut fourth = Sse::open(v.port, BA, "/live", &[AUTH]).await;
     while fourth.status == 503 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        fourth = Sse::open(v.port, BA, "/live", &[]).await;
+        fourth = Sse::open(v.port, BA, "/live", &[AUTH]).await;
     }
     assert_eq!(fourth.status, 200, "a slot came free");
 
     // Bad input gets problem+json.
-    let r = v.send("GET", BA, "/live?from=3", &[], b"").await;
+    let r = v.send("GET", BA, "/live?from=3", &[AUTH], b"").await;
     r.assert_problem(400, "bad-request");
-    let r = v.send("GET", BA, "/live", &[("last-event-id", "abc")], b"").await;
+    let r = v.send("GET", BA, "/live", &[AUTH, ("last-event-id", "abc")], b"").await;
     r.assert_problem(400, "bad-request");
+    v.send("GET", BA, "/live", &[], b"").await.assert_problem(401, "token-missing");
     drop((live, narrow, fourth));
+
+    // An id past the end (an outbox that was wiped, say) resumes from now, not never.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ahead = Sse::open(v.port, BA, "/live", &[AUTH, ("last-event-id", "999999")]).await;
+    while ahead.status == 503 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ahead = Sse::open(v.port, BA, "/live", &[AUTH, ("last-event-id", "999999")]).await;
+    }
+    assert_eq!(ahead.status, 200);
+    assert_eq!(publish(&v, BA, ce, &pratica("ba-later", "/enti/c_a662/suap")).await.status, 202);
+    let (_, _, e) = ahead.event(Duration::from_secs(5)).await.expect("an event after the made-up id");
+    assert_eq!(e["id"], "ba-later");
+
+    // Events the caller may not see keep flowing: the keep-alive still comes on time.
+    let flood = {
+        let client = varco_tests::Client::new(v.port);
+        tokio::spawn(async move {
+            for i in 0..15 {
+                let body = pratica(&format!("mc-noise-{i}"), "/enti/c_e783/suap").to_string();
+                let h = [("content-type", "application/cloudevents+json"), AUTH];
+                let _ = client.try_send("POST", MC, "/events", &h, body.as_bytes()).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    assert_eq!(ahead.frame(Duration::from_millis(2500)).await.as_deref(), Some(": keep-alive"));
+    flood.await.unwrap();
+
+    // A reload that revokes Bari's grant applies to the stream already open.
+    // (Bari's webhook subscription goes too: a reload may not keep a subscription without a grant.)
+    let cfg =
+        config(&hook, None).replace(&format!("readers: [{{tenant: c_a662, types: [{RESIDENZA}]}}]"), "readers: []");
+    let (head, rest) = cfg.split_once("      subscriptions:\n").expect("Bari subscribes");
+    let tail = &rest[rest.find("max_attempts: 100\n").expect("the subscription's end") + 18..];
+    v.rewrite_config(&format!("{head}      subscriptions: []\n{tail}"));
+    assert_eq!(v.reload().await.status, 200);
+    assert_eq!(publish(&v, MC, ce, &residenza("mc-revoked", "RSSMRA80A01H501U")).await.status, 202);
+    assert_eq!(publish(&v, BA, ce, &pratica("ba-after", "/enti/c_a662/suap")).await.status, 202);
+    let (_, _, e) = ahead.event(Duration::from_secs(5)).await.expect("Bari's own event");
+    assert_eq!(e["id"], "ba-after", "a revoked grant still streamed: {e}");
 }

@@ -456,7 +456,7 @@ tenants:
         access: {{api_key: {{}}}}
         to: {{adapter: {{kind: gpd, organization_fiscal_code: "{ID_PA}", url: "{url}", subscription_key: {{env: GPD_KEY}}, timeout: 2s, retries: 2}}}}
 "#,
-        hash = sha256_key("bo-key-xyz"),
+        hash = varco_tests::api_key_hash("bo-key-xyz"),
     )
 }
 
@@ -557,15 +557,6 @@ async fn gpd_client_against_the_contract_checking_server() {
     call("PATCH", "/gpd/debt-positions/x".into(), Value::Null).await.assert_problem(405, "method-not-allowed");
     call("POST", "/gpd/debt-positions/x/y".into(), Value::Null).await.assert_problem(404, "no-route");
     v.send("GET", MC, "/gpd/debt-positions/TARI-2026-0003", &[], b"").await.assert_problem(401, "token-missing");
-}
-
-/// `sha256:<hex>` of an API key, as `varco apikey` stores it (computed by Python here).
-fn sha256_key(key: &str) -> String {
-    let py = std::process::Command::new("python3")
-        .args(["-c", &format!("import hashlib; print('sha256:' + hashlib.sha256(b'{key}').hexdigest())")])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&py.stdout).trim().to_owned()
 }
 
 /// GPD is HTTPS (api.platform.pagopa.it): the client verifies the server against the CA store

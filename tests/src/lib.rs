@@ -26,3 +26,13 @@ pub use kafka::Broker;
 pub use process::{free_port, Varco};
 pub use redis::Redis;
 pub use sse::Sse;
+
+/// `sha256:<hex>` of an API key, as `varco apikey` stores it (computed by Python, independently
+/// of varco's own hashing).
+pub fn api_key_hash(key: &str) -> String {
+    let py = std::process::Command::new("python3")
+        .args(["-c", "import hashlib, sys; print('sha256:' + hashlib.sha256(sys.argv[1].encode()).hexdigest())", key])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&py.stdout).trim().to_owned()
+}

@@ -24,6 +24,12 @@ pub use validate::ConfigIssue;
 /// `GET /status` on 127.0.0.1:8080, the admin listener on 127.0.0.1:9180.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.yaml");
 
+/// Whether `name` is one of the `X-Varco-*` headers varco reserves for the identity it forwards:
+/// a caller's own are removed, and varco writes them only on the way upstream.
+pub fn is_identity_header(name: &str) -> bool {
+    name.len() >= 8 && name.as_bytes()[..8].eq_ignore_ascii_case(b"x-varco-")
+}
+
 /// Parses YAML text into a typed config; errors carry the path and position.
 pub fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     let de = serde_yaml_ng::Deserializer::from_str(text);

@@ -350,6 +350,11 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
                             is.add(ap.clone(), "the jwks adapter needs server.identity_token");
                         }
                     }
+                    AdapterConfig::Events(_) | AdapterConfig::EventStream(_) if r.access == Access::Public => is.add(
+                        format!("{rp}.access"),
+                        "event routes speak for the ente (publish) or show what it may read (stream): \
+                         admit callers with `jwt` or `api_key`",
+                    ),
                     AdapterConfig::Events(_) => {}
                     AdapterConfig::EventStream(c) => {
                         for (f, m) in c.validate() {
@@ -381,6 +386,11 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
             for (name, v) in &h.set {
                 if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                     is.add(format!("{rp}.request_headers.set.{name}"), "not a valid header name");
+                } else if crate::is_identity_header(name) {
+                    is.add(
+                        format!("{rp}.request_headers.set.{name}"),
+                        "X-Varco-* names are reserved for the verified identity varco forwards",
+                    );
                 }
                 if let HeaderValueSource::Inline(v) = v {
                     if looks_like_credential(name) {
@@ -417,6 +427,11 @@ fn validate_upstream(u: &UpstreamConfig, p: &str, name: &str, is: &mut Issues) {
     if let Balance::ConsistentHash { header } = &u.balance {
         if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
             is.add(format!("{p}.balance.consistent_hash.header"), format!("`{header}` is not a header name"));
+        } else if crate::is_identity_header(header) {
+            is.add(
+                format!("{p}.balance.consistent_hash.header"),
+                "X-Varco-* headers are written after the server is chosen; hash on a header the caller sends",
+            );
         }
     }
     if u.retries > 5 {
@@ -567,6 +582,43 @@ tenants:
             ["rate_limits[0].requests", "rate_limits[0].header", "rate_limits[1].header", "rate_limits[1].burst"]
         {
             assert!(got.iter().any(|g| g.contains(want)), "missing {want} in {got:?}");
+        }
+    }
+
+    #[test]
+    fn identity_headers_are_varco_s_own() {
+        let cfg = BASE
+            .replace(
+                "to: {upstream: anagrafe}}",
+                "to: {upstream: anagrafe}, request_headers: {set: {X-Varco-Subject: me}, remove: [X-Varco-Fiscal-Code]}, \
+                 rate_limits: [{per: header, header: x-varco-purpose-id, requests: 1, period: 1s}]}",
+            )
+            .replace("servers: [\"127.0.0.1:9001\"]", "servers: [\"127.0.0.1:9001\"], balance: {consistent_hash: {header: X-Varco-Subject}}");
+        let got = issues(&cfg);
+        assert_eq!(got.len(), 3, "{got:#?}");
+        for want in [
+            "routes[0].request_headers.set.X-Varco-Subject: X-Varco-* names are reserved",
+            "routes[0].rate_limits[0].header: X-Varco-* headers are written after limits run",
+            "upstreams.anagrafe.balance.consistent_hash.header: X-Varco-* headers",
+        ] {
+            assert!(got.iter().any(|g| g.contains(want)), "missing `{want}` in {got:#?}");
+        }
+    }
+
+    #[test]
+    fn event_routes_are_never_public() {
+        for kind in ["events", "event_stream"] {
+            let cfg = format!(
+                "server: {{events: {{dir: /tmp/x}}}}\n{}",
+                BASE.replace(
+                    "methods: [GET], access: public, to: {upstream: anagrafe}",
+                    &format!("methods: [GET, POST], access: public, to: {{adapter: {{kind: {kind}}}}}"),
+                )
+            );
+            let got = issues(&cfg);
+            assert!(got.iter().any(|g| g.starts_with("tenants[0].routes[0].access: event routes")), "{kind}: {got:#?}");
+            let ok = cfg.replace("access: public", "access: {api_key: {}}");
+            assert!(issues(&ok).is_empty(), "{kind}: {:#?}", issues(&ok));
         }
     }
 

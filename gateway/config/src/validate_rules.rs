@@ -13,11 +13,21 @@ pub(crate) fn validate_limit(l: &RateLimitConfig, p: &str, is: &mut Issues) {
     if l.requests > 0 && (l.period.0 / l.requests).is_zero() {
         is.add(format!("{p}.period"), "too short for that many requests (less than 1ns per request)");
     }
-    match (l.per, &l.header) {
+    validate_key_header(l.per, l.header.as_deref(), p, is);
+}
+
+/// The `header` of a limit or quota keyed `per: header`.
+fn validate_key_header(per: LimitKey, header: Option<&str>, p: &str, is: &mut Issues) {
+    match (per, header) {
         (LimitKey::Header, None) => is.add(format!("{p}.header"), "`per: header` needs the header name"),
         (LimitKey::Header, Some(h)) if http::HeaderName::from_bytes(h.as_bytes()).is_err() => {
             is.add(format!("{p}.header"), format!("`{h}` is not a header name"))
         }
+        (LimitKey::Header, Some(h)) if crate::is_identity_header(h) => is.add(
+            format!("{p}.header"),
+            "X-Varco-* headers are written after limits run (a caller's own are removed); \
+             use `per: subject` or `per: client_id`",
+        ),
         (k, Some(_)) if k != LimitKey::Header => is.add(format!("{p}.header"), "only with `per: header`"),
         _ => {}
     }
@@ -65,14 +75,7 @@ pub(crate) fn validate_quota(q: &QuotaConfig, p: &str, is: &mut Issues) {
     if q.lease == 0 {
         is.add(format!("{p}.lease"), "must be at least 1");
     }
-    match (q.per, &q.header) {
-        (LimitKey::Header, None) => is.add(format!("{p}.header"), "`per: header` needs the header name"),
-        (LimitKey::Header, Some(h)) if http::HeaderName::from_bytes(h.as_bytes()).is_err() => {
-            is.add(format!("{p}.header"), format!("`{h}` is not a header name"))
-        }
-        (k, Some(_)) if k != LimitKey::Header => is.add(format!("{p}.header"), "only with `per: header`"),
-        _ => {}
-    }
+    validate_key_header(q.per, q.header.as_deref(), p, is);
 }
 
 pub(crate) fn validate_modi(m: &ModiAccess, p: &str, t: &TenantConfig, has_signer: bool, is: &mut Issues) {

@@ -11,17 +11,22 @@
 //!   the connection and a vanished caller is noticed.
 //! - Each stream reads at its caller's pace (a channel of a few frames): a slow app holds
 //!   no more than that in memory.
+//! - A reload applies to open streams: the ACL in force is swapped for the new one (a revoked
+//!   grant stops at once), the count of open streams carries over, and the streams of a route
+//!   the new configuration no longer has end.
 
 use crate::bus::EventBus;
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cloudevents::binding::rdkafka::MessageExt;
 use cloudevents::{AttributesReader, Event};
 use futures::StreamExt;
+use parking_lot::Mutex;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -47,7 +52,8 @@ impl StreamAcl {
         Self(m)
     }
 
-    fn admits(&self, ente: &str, ty: &str) -> bool {
+    /// Whether events of `ty` from `ente` may be read.
+    pub fn admits(&self, ente: &str, ty: &str) -> bool {
         self.0.get(ente).is_some_and(|t| t.as_ref().is_none_or(|t| t.contains(ty)))
     }
 }
@@ -84,9 +90,60 @@ impl Narrowing {
     }
 }
 
-/// One stream's filter: the ACL, then the caller's narrowing.
+/// What the streams of one route share across reloads.
+#[derive(Debug, Default)]
+pub struct StreamRoute {
+    /// Streams open now (each holds a [`StreamSlot`]).
+    open: AtomicUsize,
+    /// The ACL in force: the committed configuration's (empty, so denying all, until then).
+    acl: ArcSwap<StreamAcl>,
+    /// The configuration in force no longer has this route: its streams end.
+    retired: AtomicBool,
+}
+
+impl StreamRoute {
+    /// Streams open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+/// The stream routes of every ente, by (ente, route name), kept across reloads.
+#[derive(Debug, Default)]
+pub struct StreamRegistry(Mutex<HashMap<(String, String), Arc<StreamRoute>>>);
+
+impl StreamRegistry {
+    /// The shared state of a route's streams; a configuration being built gets the same one
+    /// as the configuration in force.
+    pub fn get(&self, tenant: &str, route: &str) -> Arc<StreamRoute> {
+        let mut m = self.0.lock();
+        let r = m.entry((tenant.to_owned(), route.to_owned())).or_default();
+        r.retired.store(false, Ordering::Release);
+        r.clone()
+    }
+
+    /// Called once a configuration is in force (never for one that failed to build, so a
+    /// rejected reload changes nothing): its stream adapters' ACLs apply to the open streams,
+    /// and routes it no longer has are retired and forgotten.
+    pub fn commit(&self, live: &[(Arc<StreamRoute>, Arc<StreamAcl>)]) {
+        let mut m = self.0.lock();
+        m.retain(|_, r| {
+            let keep = live.iter().any(|(l, _)| Arc::ptr_eq(l, r));
+            if !keep {
+                r.acl.store(Arc::default());
+                r.retired.store(true, Ordering::Release);
+            }
+            keep
+        });
+        for (route, acl) in live {
+            route.acl.store(acl.clone());
+        }
+    }
+}
+
+/// One stream's filter: the route's ACL in force, then the caller's narrowing.
 struct Filter {
-    acl: Arc<StreamAcl>,
+    route: Arc<StreamRoute>,
     narrowing: Narrowing,
 }
 
@@ -94,12 +151,16 @@ impl Filter {
     /// The SSE frame for an event that passes, `None` otherwise.
     fn frame(&self, id: &str, e: &Event) -> Option<Bytes> {
         let ente = e.source().as_str().strip_prefix("/enti/")?.split('/').next()?;
-        if !self.acl.admits(ente, e.ty()) || !self.narrowing.admits(ente, e.ty()) {
+        if !self.route.acl.load().admits(ente, e.ty()) || !self.narrowing.admits(ente, e.ty()) {
             return None;
         }
         // Compact JSON has no line breaks, so one `data:` line carries the whole event.
         let data = serde_json::to_string(e).ok()?;
         Some(Bytes::from(format!("id: {id}\nevent: {}\ndata: {data}\n\n", e.ty())))
+    }
+
+    fn retired(&self) -> bool {
+        self.route.retired.load(Ordering::Acquire)
     }
 }
 
@@ -107,20 +168,34 @@ impl Filter {
 #[derive(Debug)]
 pub struct EventStreamAdapter {
     pub bus: Arc<EventBus>,
+    /// This configuration's ACL for the ente; in force once [`StreamRegistry::commit`] ran.
     pub acl: Arc<StreamAcl>,
     pub heartbeat: Duration,
     pub max_streams: usize,
-    /// Streams open now (each holds a [`StreamSlot`]).
-    pub open: Arc<AtomicUsize>,
+    /// Shared with the same route of other configurations (see [`StreamRegistry`]).
+    pub route: Arc<StreamRoute>,
 }
 
 /// One open stream, counted until the caller's body stream is dropped.
-struct StreamSlot(Arc<AtomicUsize>);
+struct StreamSlot(Arc<StreamRoute>);
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// `Last-Event-ID` as this stream gave it out: the decimal outbox sequence number.
+fn parse_last_event_id(v: &http::HeaderValue) -> Result<Option<u64>, Problem> {
+    let bad = || Problem::new(ProblemKind::BadRequest, "Last-Event-ID is not an id this stream gave out");
+    let id = v.to_str().map_err(|_| bad())?.trim();
+    if id.is_empty() {
+        return Ok(None);
+    }
+    if !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    id.parse::<u64>().map(Some).map_err(|_| bad())
 }
 
 #[async_trait]
@@ -143,29 +218,27 @@ impl Adapter for EventStreamAdapter {
             p.allow = Some("GET".into());
             return Err(p);
         }
-        let filter = Filter { acl: self.acl.clone(), narrowing: Narrowing::parse(req.query)? };
+        let filter = Filter { route: self.route.clone(), narrowing: Narrowing::parse(req.query)? };
         // Single node: resume after `Last-Event-ID` (an outbox sequence number), else from now.
         // With Kafka the stream is live only: a reconnecting `EventSource`'s id is ignored.
         let sent = req.headers.get("last-event-id").filter(|_| self.bus.config.kafka.is_none());
-        let resume = match sent.map(|v| v.to_str().unwrap_or("?").trim()) {
-            None | Some("") => None,
-            Some(id) => Some(id.parse::<u64>().map_err(|_| {
-                Problem::new(ProblemKind::BadRequest, "Last-Event-ID is not an id this stream gave out")
-            })?),
-        };
-        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max_streams {
-            self.open.fetch_sub(1, Ordering::AcqRel);
+        let resume = sent.map(parse_last_event_id).transpose()?.flatten();
+        if self.route.open.fetch_add(1, Ordering::AcqRel) >= self.max_streams {
+            self.route.open.fetch_sub(1, Ordering::AcqRel);
             let p = Problem::new(
                 ProblemKind::Overloaded,
                 format!("this route has its maximum of {} open streams", self.max_streams),
             );
             return Err(p.retry_after(10));
         }
-        let slot = StreamSlot(self.open.clone());
+        let slot = StreamSlot(self.route.clone());
         let (tx, rx) = mpsc::channel::<Bytes>(16);
         match self.bus.config.kafka.clone() {
             None => {
-                let from = resume.unwrap_or_else(|| self.bus.outbox.committed()) + 1;
+                // An id past the end (an outbox that was wiped, or a made-up id) resumes from
+                // now rather than waiting silently for that sequence number.
+                let now = self.bus.outbox.committed();
+                let from = resume.map_or(now, |id| id.min(now)) + 1;
                 tokio::spawn(from_outbox(self.bus.clone(), from, filter, tx, self.heartbeat));
             }
             Some(k) => {
@@ -200,24 +273,34 @@ impl Adapter for EventStreamAdapter {
 /// Reads the outbox from `from` on, for as long as the caller reads.
 async fn from_outbox(bus: Arc<EventBus>, from: u64, filter: Filter, tx: mpsc::Sender<Bytes>, heartbeat: Duration) {
     let mut reader = bus.outbox.reader(from.max(bus.outbox.first_available()));
+    // The keep-alive is due `heartbeat` after the last frame the caller was sent, however
+    // many events it was not shown in between.
+    let mut quiet = Box::pin(tokio::time::sleep(heartbeat));
     loop {
+        if filter.retired() {
+            return;
+        }
         let next = tokio::select! {
             _ = tx.closed() => return,
             n = reader.next() => n,
-            _ = tokio::time::sleep(heartbeat) => {
+            _ = &mut quiet => {
                 if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() { return }
+                quiet.as_mut().reset(tokio::time::Instant::now() + heartbeat);
                 continue;
             }
         };
         match next {
             Ok((seq, bytes)) => {
+                // A record that is not an event is not the caller's: skip it.
                 let Ok(event) = serde_json::from_slice::<Event>(&bytes) else { continue };
                 if let Some(f) = filter.frame(&seq.to_string(), &event) {
                     if tx.send(f).await.is_err() {
                         return;
                     }
+                    quiet.as_mut().reset(tokio::time::Instant::now() + heartbeat);
                 }
             }
+            Err(crate::outbox::OutboxError::Stopped) => return,
             Err(e) => {
                 // A segment reclaimed under a slow reader: go on from what is left.
                 tracing::warn!(error = %e, "event stream: outbox read failed");
@@ -264,12 +347,17 @@ async fn kafka_at_end(k: &varco_config::KafkaConfig) -> Result<StreamConsumer, S
 }
 
 async fn from_kafka(consumer: StreamConsumer, filter: Filter, tx: mpsc::Sender<Bytes>, heartbeat: Duration) {
+    let mut quiet = Box::pin(tokio::time::sleep(heartbeat));
     loop {
+        if filter.retired() {
+            return;
+        }
         let msg = tokio::select! {
             _ = tx.closed() => return,
             m = consumer.recv() => m,
-            _ = tokio::time::sleep(heartbeat) => {
+            _ = &mut quiet => {
                 if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() { return }
+                quiet.as_mut().reset(tokio::time::Instant::now() + heartbeat);
                 continue;
             }
         };
@@ -290,6 +378,7 @@ async fn from_kafka(consumer: StreamConsumer, filter: Filter, tx: mpsc::Sender<B
             if tx.send(f).await.is_err() {
                 return;
             }
+            quiet.as_mut().reset(tokio::time::Instant::now() + heartbeat);
         }
     }
 }
@@ -313,9 +402,15 @@ mod tests {
         Arc::new(StreamAcl(m))
     }
 
+    fn filter(acl: Arc<StreamAcl>, narrowing: Narrowing) -> Filter {
+        let route = Arc::new(StreamRoute::default());
+        route.acl.store(acl);
+        Filter { route, narrowing }
+    }
+
     #[test]
     fn acl_admits_own_events_and_granted_types_only() {
-        let f = Filter { acl: acl(), narrowing: Narrowing::default() };
+        let f = filter(acl(), Narrowing::default());
         assert!(f.frame("1", &event("/enti/c_b/app", "it.varco.y.v1")).is_some());
         assert!(f.frame("2", &event("/enti/c_a/app", "it.varco.x.v1")).is_some());
         assert!(f.frame("3", &event("/enti/c_a/app", "it.varco.y.v1")).is_none());
@@ -326,7 +421,7 @@ mod tests {
     #[test]
     fn narrowing_only_narrows() {
         let n = Narrowing::parse(Some("types=it.varco.x.v1&sources=c_a,c_c")).unwrap_or_else(|p| panic!("{p:?}"));
-        let f = Filter { acl: acl(), narrowing: n };
+        let f = filter(acl(), n);
         assert!(f.frame("1", &event("/enti/c_a/app", "it.varco.x.v1")).is_some());
         assert!(f.frame("2", &event("/enti/c_b/app", "it.varco.x.v1")).is_none());
         // Asking for a source the ACL denies does not open it.
@@ -337,11 +432,45 @@ mod tests {
 
     #[test]
     fn frame_is_one_sse_event() {
-        let f = Filter { acl: acl(), narrowing: Narrowing::default() };
+        let f = filter(acl(), Narrowing::default());
         let b = f.frame("42", &event("/enti/c_b/app", "it.varco.y.v1")).unwrap_or_default();
         let text = std::str::from_utf8(&b).unwrap_or("");
         assert!(text.starts_with("id: 42\nevent: it.varco.y.v1\ndata: {"), "{text}");
         assert!(text.ends_with("}\n\n"));
         assert_eq!(text.matches('\n').count(), 4, "one data line: {text}");
+    }
+
+    #[test]
+    fn a_commit_puts_the_new_acl_in_force_and_retires_dropped_routes() {
+        let reg = StreamRegistry::default();
+        let live = reg.get("c_b", "live");
+        let f = Filter { route: live.clone(), narrowing: Narrowing::default() };
+        // Built but not committed: nothing passes yet.
+        assert!(f.frame("1", &event("/enti/c_b/app", "it.varco.y.v1")).is_none());
+        reg.commit(&[(live.clone(), acl())]);
+        assert!(f.frame("2", &event("/enti/c_a/app", "it.varco.x.v1")).is_some());
+        // A reload revokes c_a's grant: the open stream stops showing c_a's events at once.
+        let again = reg.get("c_b", "live");
+        assert!(Arc::ptr_eq(&again, &live), "the same route shares its state across reloads");
+        let mut own_only = HashMap::new();
+        own_only.insert("c_b".to_owned(), None);
+        reg.commit(&[(again, Arc::new(StreamAcl(own_only)))]);
+        assert!(f.frame("3", &event("/enti/c_a/app", "it.varco.x.v1")).is_none());
+        assert!(f.frame("4", &event("/enti/c_b/app", "it.varco.x.v1")).is_some());
+        assert!(!f.retired());
+        // A reload without the route ends its streams.
+        reg.commit(&[]);
+        assert!(f.retired());
+        assert!(f.frame("5", &event("/enti/c_b/app", "it.varco.x.v1")).is_none());
+    }
+
+    #[test]
+    fn last_event_id_is_a_plain_sequence_number() {
+        let v = |s: &str| http::HeaderValue::from_str(s).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parse_last_event_id(&v("42")).ok(), Some(Some(42)));
+        assert_eq!(parse_last_event_id(&v(" ")).ok(), Some(None));
+        for bad in ["+5", "-1", "1e3", "0x10", "18446744073709551616", "4 2"] {
+            assert!(parse_last_event_id(&v(bad)).is_err(), "{bad}");
+        }
     }
 }

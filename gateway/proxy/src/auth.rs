@@ -396,7 +396,9 @@ pub async fn authenticate(
         let jti = id.jti.as_deref().ok_or_else(|| {
             challenge(Problem::new(ProblemKind::TokenInvalid, "this route needs single-use tokens with a `jti`"))
         })?;
-        if !replay.first_use(&format!("{tenant}/bearer/{}", id.issuer), jti, id.exp).await {
+        // The mark outlives the token's acceptance, leeway included.
+        let leeway = issuers.iter().map(|i| i.cfg.leeway.0.as_secs()).max().unwrap_or(0);
+        if !replay.first_use(&format!("{tenant}/bearer/{}", id.issuer), jti, id.exp.saturating_add(leeway)).await {
             return Err(Problem::new(ProblemKind::TokenReplayed, "this token (`jti`) was already used on this ente"));
         }
     }

@@ -47,7 +47,8 @@ pub struct RequestCtx {
     request_id: Option<HeaderValue>,
     /// The last failure was a stale pooled connection: the same server may be tried again.
     allow_same: bool,
-    _in_flight: crate::InFlight,
+    /// `None` once the request became a long-lived stream (a drain does not wait for those).
+    in_flight: Option<crate::InFlight>,
     /// Concurrency units held for the tenant and the pool (given back on drop).
     tenant_slot: Option<Slot>,
     pool_slot: Option<Slot>,
@@ -371,7 +372,14 @@ impl Gateway {
         };
         if adapter.streams() {
             match adapter.open_stream(areq).await {
-                Ok((head, body)) => respond::stream(session, ctx.trace.as_ref(), head, body).await?,
+                Ok((head, body)) => {
+                    // A stream lives as long as its caller: it is bounded by the route's
+                    // `max_streams`, not by the ente's `max_concurrent` requests, and a
+                    // SIGTERM drain does not wait for it (the caller reconnects elsewhere).
+                    ctx.tenant_slot = None;
+                    ctx.in_flight = None;
+                    respond::stream(session, ctx.trace.as_ref(), head, body).await?
+                }
                 Err(p) => respond::problem(session, ctx.trace.as_ref(), &p, false).await?,
             }
             return Ok(true);
@@ -436,7 +444,7 @@ impl ProxyHttp for Gateway {
             host: None,
             request_id: None,
             allow_same: false,
-            _in_flight: crate::InFlight::new(&self.shared),
+            in_flight: Some(crate::InFlight::new(&self.shared)),
             tenant_slot: None,
             pool_slot: None,
             identity: None,
@@ -614,7 +622,8 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let rt = ctx.rt.as_ref().ok_or_else(|| Error::new(ErrorType::InternalError))?;
         let (Some(t), Some(r)) = (ctx.tenant, ctx.route) else { return Ok(()) };
-        let strip = rt.tenants[t].routes[r].strip_prefix.as_deref().map_or(0, str::len);
+        let route = &rt.tenants[t].routes[r];
+        let strip = route.strip_prefix.as_deref().map_or(0, str::len);
         let proto = if ctx.state.tls { "https" } else { "http" };
         // The forwarding and identity headers are written into the `http` parts in one go:
         // pingora's `insert_header` parses each name again and updates two maps (values and
@@ -658,10 +667,14 @@ impl ProxyHttp for Gateway {
         }
         // The caller's own `x-varco-*` headers were stripped by hygiene: append is enough.
         for (k, v) in identity.iter().chain(&ctx.forward) {
-            h.append(k.clone(), v.clone());
+            if !route.withhold.contains(k) {
+                h.append(k.clone(), v.clone());
+            }
         }
         if let (Some(signer), Some(v)) = (rt.identity.as_deref(), &ctx.identity_token) {
-            h.insert(signer.header.clone(), v.clone());
+            if !route.withhold.contains(&signer.header) {
+                h.insert(signer.header.clone(), v.clone());
+            }
         }
         *up = RequestHeader::from(parts);
         if let Some(e) = end_stream {

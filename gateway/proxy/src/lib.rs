@@ -54,6 +54,8 @@ pub struct Shared {
     pub replay: modi::ReplayGuard,
     /// The event bus, opened when the configuration first uses it.
     pub events: events::EventsSlot,
+    /// Event-stream routes (open streams, ACL in force), kept across reloads.
+    pub streams: varco_events::stream::StreamRegistry,
     /// HTTP client for documents varco fetches (JWKS).
     pub connector: pingora_core::connectors::http::Connector,
 }

@@ -48,8 +48,10 @@ impl ReplayGuard {
         Self { seen: DashMap::new(), redis }
     }
 
-    /// True the first time `scope`+`jti` is offered before `exp`, on any instance.
-    pub async fn first_use(&self, scope: &str, jti: &str, exp: u64) -> bool {
+    /// True the first time `scope`+`jti` is offered before `until` (unix s: the token's `exp`
+    /// plus the leeway it is accepted with), on any instance.
+    pub async fn first_use(&self, scope: &str, jti: &str, until: u64) -> bool {
+        let exp = until;
         let key = format!("{scope}\u{0}{jti}");
         if !self.first_use_here(&key, exp) {
             return false;
@@ -270,7 +272,8 @@ impl ModiVerifier {
         let Some(jti) = claims.get("jti").and_then(Value::as_str) else {
             return Err(bad(kind, format!("{what} lacks the `jti` claim (needed against replay)")));
         };
-        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        // Marked until the JWT is no longer accepted: `exp` plus the leeway.
+        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0).saturating_add(self.cfg.leeway.0.as_secs());
         let scope = format!("{}/{what}/{}", self.tenant, claims.get("iss").and_then(Value::as_str).unwrap_or(""));
         if !replay.first_use(&scope, jti, exp).await {
             return Err(bad(ProblemKind::TokenReplayed, format!("this {what} (`jti`) was already used")));

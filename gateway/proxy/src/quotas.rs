@@ -25,6 +25,8 @@ pub struct RedisQuotaStore {
     timeout: Duration,
     /// After a failure, Redis is skipped until this unix ms (no connect storm per request).
     skip_until_ms: AtomicU64,
+    /// When an error reply may next be logged (one a minute).
+    refused_logged_ms: AtomicU64,
     pub up: AtomicBool,
 }
 
@@ -51,6 +53,7 @@ impl RedisQuotaStore {
             prefix: cfg.key_prefix.clone(),
             timeout: cfg.timeout.0,
             skip_until_ms: AtomicU64::new(0),
+            refused_logged_ms: AtomicU64::new(0),
             up: AtomicBool::new(true),
         })
     }
@@ -65,48 +68,51 @@ impl RedisQuotaStore {
                 .expire_at(&full, expire_at as i64)
                 .ignore()
                 .query_async(&mut conn)
-                .await
-                .ok()?;
-            Some(total)
+                .await?;
+            Ok(total)
         })
         .await
     }
 
-    /// Marks `key` as used until `expire_at` (unix s): true the first time (`SET NX EXAT`),
+    /// Marks `key` as used until `expire_at` (unix s): true the first time (`SET NX EX`),
     /// false when it was already marked; `None` when Redis does not answer.
     pub async fn set_once(&self, key: &str, expire_at: u64) -> Option<bool> {
         let full = format!("{}:once:{key}", self.prefix);
-        let expire_at = expire_at.max(now_unix().as_secs() + 1);
+        // `EX` (a TTL) rather than `EXAT`: any Redis since 2.6.12 understands it.
+        let ttl = expire_at.saturating_sub(now_unix().as_secs()).max(1);
         self.call(|mut conn| async move {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(&full)
-                .arg(1)
-                .arg("NX")
-                .arg("EXAT")
-                .arg(expire_at)
-                .query_async(&mut conn)
-                .await
-                .ok()?;
-            Some(set.is_some())
+            let set: Option<String> =
+                redis::cmd("SET").arg(&full).arg(1).arg("NX").arg("EX").arg(ttl).query_async(&mut conn).await?;
+            Ok(set.is_some())
         })
         .await
     }
 
-    /// One Redis call within `timeout`; after a failure Redis is skipped for a second.
+    /// One Redis call within `timeout`. After a failure to reach Redis it is skipped for a
+    /// second; an error reply (Redis up but refusing the command) is logged and skips nothing.
     async fn call<T, F, Fut>(&self, f: F) -> Option<T>
     where
         F: FnOnce(ConnectionManager) -> Fut,
-        Fut: std::future::Future<Output = Option<T>>,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let now_ms = now_unix().as_millis() as u64;
         if now_ms < self.skip_until_ms.load(Relaxed) {
             return None;
         }
         let call = async {
-            let conn = self.conn.get_or_try_init(|| ConnectionManager::new(self.client.clone())).await.ok()?;
+            let conn = self.conn.get_or_try_init(|| ConnectionManager::new(self.client.clone())).await?;
             f(conn.clone()).await
         };
-        let res = tokio::time::timeout(self.timeout, call).await.ok().flatten();
+        let res = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) if matches!(e.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::UnexpectedReturnType) => {
+                if now_ms >= self.refused_logged_ms.swap(now_ms + 60_000, Relaxed) {
+                    tracing::error!(error = %e, "Redis refused a command; this instance counts on its own for it");
+                }
+                return None;
+            }
+            _ => None,
+        };
         if res.is_none() {
             self.skip_until_ms.store(now_ms + 1000, Relaxed);
             if self.up.swap(false, Relaxed) {

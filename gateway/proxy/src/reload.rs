@@ -80,13 +80,16 @@ impl Reloader {
                 redis: shared.redis.as_ref(),
                 issuers: &shared.issuers,
                 events: &shared.events,
+                streams: &shared.streams,
             };
             Runtime::build(cfg, generation, &deps, Some(&old))
         })
         .await
         .map_err(|e| ReloadError::Build(e.to_string()))?
         .map_err(|e| ReloadError::Build(e.to_string()))?;
-        self.shared.current.store(Arc::new(rt));
+        let rt = Arc::new(rt);
+        self.shared.current.store(rt.clone());
+        rt.commit_streams(&self.shared.streams);
         self.shared.limiters.retain_used();
         self.shared.quotas.retain_used_and_evict();
         self.shared.metrics.generation.set(generation as i64);

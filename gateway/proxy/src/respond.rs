@@ -58,6 +58,9 @@ pub async fn adapter(
     write(session, h, r.body).await
 }
 
+/// How long one chunk of a streamed answer may wait for the caller to take it.
+const STREAM_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Writes a streamed answer: the header, then each chunk as the adapter yields it, until the
 /// stream ends or the caller goes away (a failed write ends it quietly).
 pub async fn stream(
@@ -77,8 +80,10 @@ pub async fn stream(
     session.set_keepalive(None);
     session.write_response_header(Box::new(h), false).await?;
     while let Some(chunk) = body.next().await {
-        if session.write_response_body(Some(chunk), false).await.is_err() {
-            return Ok(());
+        // A caller that takes nothing for this long is gone or stalled: free its stream.
+        match tokio::time::timeout(STREAM_WRITE_TIMEOUT, session.write_response_body(Some(chunk), false)).await {
+            Ok(Ok(())) => {}
+            _ => return Ok(()),
         }
     }
     let _ = session.write_response_body(None, true).await;

@@ -42,6 +42,8 @@ pub struct Route {
     pub target: Target,
     pub max_body_bytes: u64,
     pub strip_prefix: Option<String>,
+    /// Identity headers (`X-Varco-*`) this route does not forward (`request_headers.remove`).
+    pub withhold: Vec<HeaderName>,
     pub filters: Vec<Arc<dyn Filter>>,
     pub latency: Histogram,
     pub requests: crate::metrics::StatusCounters,
@@ -56,6 +58,8 @@ pub struct Tenant {
     pub id: String,
     pub name: String,
     pub routes: Vec<Route>,
+    /// The event-stream routes' shared state and this configuration's ACL for them.
+    pub streams: Vec<(Arc<varco_events::stream::StreamRoute>, Arc<varco_events::stream::StreamAcl>)>,
     pub table: RouteTable,
     pub pools: Vec<Arc<Pool>>,
     pub max_concurrent: Option<u32>,
@@ -86,6 +90,7 @@ pub struct BuildDeps<'a> {
     pub redis: Option<&'a Arc<crate::quotas::RedisQuotaStore>>,
     pub issuers: &'a crate::auth::IssuerRegistry,
     pub events: &'a crate::events::EventsSlot,
+    pub streams: &'a varco_events::stream::StreamRegistry,
 }
 
 /// Who may call a route, built.
@@ -194,6 +199,15 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// Puts this runtime's event-stream ACLs in force for the open streams; call it once the
+    /// runtime is the current one.
+    pub fn commit_streams(&self, registry: &varco_events::stream::StreamRegistry) {
+        let live: Vec<_> = self.tenants.iter().flat_map(|t| t.streams.iter().cloned()).collect();
+        registry.commit(&live);
+    }
+}
+
 fn build_tenant(
     t: &TenantConfig,
     p: &str,
@@ -248,6 +262,7 @@ fn build_tenant(
     }
     let health: Arc<dyn HealthView> = Arc::new(TenantHealth(pools.clone(), tenant_issuers));
     let mut routes = Vec::new();
+    let mut streams = Vec::new();
     let mut table = RouteTable::default();
     let mut route_cfgs = t.routes.clone();
     if !route_cfgs.iter().any(|r| r.path == "/status") {
@@ -312,13 +327,15 @@ fn build_tenant(
                 bus: deps.events.open(&cfg.server.events).map_err(|m| build_err(format!("{rp}.to.adapter"), m))?,
             })),
             RouteTarget::Adapter(AdapterConfig::EventStream(c)) => {
-                Target::Adapter(Arc::new(varco_events::stream::EventStreamAdapter {
+                let a = varco_events::stream::EventStreamAdapter {
                     bus: deps.events.open(&cfg.server.events).map_err(|m| build_err(format!("{rp}.to.adapter"), m))?,
                     acl: Arc::new(varco_events::stream::StreamAcl::for_tenant(cfg, &t.id)),
                     heartbeat: c.heartbeat.0,
                     max_streams: c.max_streams as usize,
-                    open: Default::default(),
-                }))
+                    route: deps.streams.get(&t.id, &r.name),
+                };
+                streams.push((a.route.clone(), a.acl.clone()));
+                Target::Adapter(Arc::new(a))
             }
             RouteTarget::Adapter(AdapterConfig::Pagopa(c)) => {
                 let ap = format!("{rp}.to.adapter");
@@ -338,6 +355,7 @@ fn build_tenant(
                 Target::Adapter(Arc::new(StatusAdapter::build(s, health.clone())))
             }
         };
+        let mut withhold = Vec::new();
         if let Some(h) = &r.request_headers {
             let mut set = Vec::new();
             for (name, v) in &h.set {
@@ -352,7 +370,15 @@ fn build_tenant(
                 value.set_sensitive(true);
                 set.push((name, value));
             }
-            let remove = h.remove.iter().filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok()).collect();
+            // Identity headers are written after the filters run, in `upstream_request_filter`,
+            // so removing one (data minimisation: a back-office that must not see the codice
+            // fiscale) is done there.
+            let (withheld, remove): (Vec<_>, Vec<_>) = h
+                .remove
+                .iter()
+                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+                .partition(|n| varco_config::is_identity_header(n.as_str()));
+            withhold = withheld;
             filters.push(Arc::new(HeaderRewrite { set, remove }));
         }
         let methods: Vec<Method> = r.methods.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect();
@@ -362,6 +388,7 @@ fn build_tenant(
             target,
             max_body_bytes,
             strip_prefix: r.strip_prefix.clone(),
+            withhold,
             filters,
             latency: metrics.route_latency(&t.id, &r.name),
             requests: metrics.route_requests(&t.id, &r.name),
@@ -416,6 +443,7 @@ fn build_tenant(
         id: t.id.clone(),
         name: t.name.clone(),
         routes,
+        streams,
         table,
         pools,
         max_concurrent: t.max_concurrent,

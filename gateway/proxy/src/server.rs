@@ -62,6 +62,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     };
     let issuers = crate::auth::IssuerRegistry::default();
     let deps_events = crate::events::EventsSlot::new(metrics.registry().clone());
+    let streams = varco_events::stream::StreamRegistry::default();
     if crate::events::uses_events(&cfg) {
         deps_events.open(&cfg.server.events).map_err(StartError::Events)?;
     }
@@ -72,8 +73,10 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
         redis: redis.as_ref(),
         issuers: &issuers,
         events: &deps_events,
+        streams: &streams,
     };
     let runtime = Runtime::build(cfg.clone(), 1, &deps, None)?;
+    runtime.commit_streams(&streams);
     let events = deps_events;
     metrics.generation.set(1);
     let shared = Arc::new(Shared {
@@ -87,6 +90,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
         redis,
         issuers,
         events,
+        streams,
         connector: pingora_core::connectors::http::Connector::new(None),
     });
     let reloader = Arc::new(Reloader::new(path, shared.clone()));
