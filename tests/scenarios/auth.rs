@@ -93,7 +93,7 @@ async fn a_valid_token_passes_and_the_back_office_gets_the_identity() {
     // caller's reaches the back-office; the rest of the identity does.
     let token = jose.mint("k-rsa", "RS256", &claims(), None).await;
     let auth = format!("Bearer {token}");
-    let r = v.send("GET", MC, "/minimal", &[("authorization", &auth), ("x-varco-fiscal-code", "FAKE")], b"").await;
+    let r = v.send("GET", MC, "/minimal", &[("authorization", &auth), ("x-varco-fiscal-code", "spoofed")], b"").await;
     assert_eq!(r.status, 200, "{r:?}");
     let h = &be.last()["headers"];
     assert!(h.get("x-varco-fiscal-code").is_none(), "{h}");

@@ -52,8 +52,7 @@ impl StreamAcl {
         Self(m)
     }
 
-    /// Whether events of `ty` from `ente` may be read.
-    pub fn admits(&self, ente: &str, ty: &str) -> bool {
+    fn admits(&self, ente: &str, ty: &str) -> bool {
         self.0.get(ente).is_some_and(|t| t.as_ref().is_none_or(|t| t.contains(ty)))
     }
 }
@@ -101,13 +100,6 @@ pub struct StreamRoute {
     retired: AtomicBool,
 }
 
-impl StreamRoute {
-    /// Streams open now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
-}
-
 /// The stream routes of every ente, by (ente, route name), kept across reloads.
 #[derive(Debug, Default)]
 pub struct StreamRegistry(Mutex<HashMap<(String, String), Arc<StreamRoute>>>);
@@ -116,10 +108,8 @@ impl StreamRegistry {
     /// The shared state of a route's streams; a configuration being built gets the same one
     /// as the configuration in force.
     pub fn get(&self, tenant: &str, route: &str) -> Arc<StreamRoute> {
-        let mut m = self.0.lock();
-        let r = m.entry((tenant.to_owned(), route.to_owned())).or_default();
-        r.retired.store(false, Ordering::Release);
-        r.clone()
+        // A retired route left the map, so an entry found here is never retired.
+        self.0.lock().entry((tenant.to_owned(), route.to_owned())).or_default().clone()
     }
 
     /// Called once a configuration is in force (never for one that failed to build, so a

@@ -51,13 +51,12 @@ impl ReplayGuard {
     /// True the first time `scope`+`jti` is offered before `until` (unix s: the token's `exp`
     /// plus the leeway it is accepted with), on any instance.
     pub async fn first_use(&self, scope: &str, jti: &str, until: u64) -> bool {
-        let exp = until;
         let key = format!("{scope}\u{0}{jti}");
-        if !self.first_use_here(&key, exp) {
+        if !self.first_use_here(&key, until) {
             return false;
         }
         match &self.redis {
-            Some(r) => r.set_once(&key, exp).await.unwrap_or(true),
+            Some(r) => r.set_once(&key, until).await.unwrap_or(true),
             None => true,
         }
     }
