@@ -14,7 +14,7 @@ const STATION: &str = "00093120434_01";
 const SEG: &str = "12";
 
 fn specs() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/specs/pagopa/wsdl").to_owned()
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts/external/pagopa/wsdl").to_owned()
 }
 
 fn tool() -> String {
@@ -395,7 +395,7 @@ impl Gpd {
             .args([
                 concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/tools/gpd_server.py").to_owned(),
                 port.to_string(),
-                concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/specs/pagopa/openapi/gpd.json").to_owned(),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts/external/pagopa/openapi/gpd.json").to_owned(),
                 "gpd-key-0123".into(),
             ])
             .args(tls)

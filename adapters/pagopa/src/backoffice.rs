@@ -96,12 +96,12 @@ pub fn is_postal(iban: &str) -> bool {
 pub struct Backoffice {
     base: String,
     timeout: Duration,
-    client: varco_events::client::HttpsClient,
+    client: varco_outbound::HttpsClient,
 }
 
 impl Backoffice {
     pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
-        Ok(Self { base: url.trim_end_matches('/').to_owned(), timeout, client: varco_events::client::https_client()? })
+        Ok(Self { base: url.trim_end_matches('/').to_owned(), timeout, client: varco_outbound::https_client() })
     }
 
     pub async fn position(&self, iuv: &str) -> Result<Position, Error> {

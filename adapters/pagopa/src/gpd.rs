@@ -28,7 +28,7 @@ pub struct GpdAdapter {
     key: http::HeaderValue,
     timeout: Duration,
     retries: u32,
-    client: varco_events::client::HttpsClient,
+    client: varco_outbound::HttpsClient,
 }
 
 struct Answer {
@@ -48,7 +48,7 @@ impl GpdAdapter {
             key,
             timeout: cfg.timeout.0,
             retries: cfg.retries,
-            client: varco_events::client::https_client()?,
+            client: varco_outbound::https_client(),
         })
     }
 

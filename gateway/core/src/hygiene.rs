@@ -9,7 +9,7 @@ use http::{header, HeaderMap, Method};
 
 /// Header-name prefix reserved for the identity varco forwards to back-offices; a caller's
 /// headers with this prefix are always removed.
-pub const IDENTITY_HEADER_PREFIX: &str = "x-varco-";
+pub use crate::headers::IDENTITY_PREFIX as IDENTITY_HEADER_PREFIX;
 
 /// Largest total size of request header names and values varco forwards (nginx's default
 /// large_client_header_buffers allow 32 KiB; back-offices often less).

@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use varco_config::{Config, SubscriptionConfig};
 
-type HttpClient = crate::client::HttpsClient;
+type HttpClient = varco_outbound::HttpsClient;
 
 /// A subscription ready to run.
 #[derive(Debug, Clone)]
@@ -145,7 +145,7 @@ pub enum ReplayFrom {
 
 impl Deliveries {
     pub fn new(bus: Arc<EventBus>) -> Result<Arc<Self>, String> {
-        let client = crate::client::https_client()?;
+        let client = varco_outbound::https_client();
         Ok(Arc::new(Self { bus, client, workers: Mutex::new(HashMap::new()) }))
     }
 
@@ -181,9 +181,16 @@ impl Deliveries {
     }
 
     /// Stops every worker.
-    pub fn stop_all(&self) {
-        for (_, w) in self.workers.lock().drain() {
+    /// Stops every worker and waits for each (at most `within`): a delivery attempt in
+    /// flight completes and its position is saved, so a clean stop sends nothing twice.
+    pub async fn stop_all(&self, within: Duration) {
+        let workers: Vec<Worker> = self.workers.lock().drain().map(|(_, w)| w).collect();
+        for w in &workers {
             let _ = w.stop.send(true);
+        }
+        let all = futures::future::join_all(workers.into_iter().map(|w| w.task));
+        if tokio::time::timeout(within, all).await.is_err() {
+            tracing::warn!("event delivery did not stop in time; undelivered events go out after the restart");
         }
     }
 

@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod bus;
-pub mod client;
 pub mod contract;
 pub mod outbox;
 pub mod publish;

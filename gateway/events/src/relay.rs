@@ -145,7 +145,19 @@ pub async fn run(bus: Arc<EventBus>, k: KafkaConfig, mut stop: tokio::sync::watc
             }
         }
     }
-    let _ = cursor.save();
+    // A clean stop: what Kafka acknowledges within a moment still moves the cursor, so the
+    // next start does not send it again.
+    let drain = async {
+        while let Some((seq, r)) = in_flight.next().await {
+            if !settle(&bus, &mut cursor, seq, r) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    if let Err(e) = cursor.save() {
+        tracing::error!(error = %e, "cannot save the relay cursor");
+    }
 }
 
 type Delivered = Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>;

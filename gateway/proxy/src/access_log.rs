@@ -3,12 +3,13 @@
 //!
 //! Written by hand into a shared buffer instead of through `tracing`'s JSON formatter: that
 //! formatter cost about a third of a proxied request. Lines are flushed when the buffer passes
-//! 32 KiB and at least every 200 ms by [`AccessLogFlusher`]. Never logged: bodies, query strings,
+//! 32 KiB and at least every 200 ms by the access-log service (`services.rs`). Never logged: bodies, query strings,
 //! header values (tokens, keys, cookies).
 
 use parking_lot::Mutex;
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+use varco_core::civil::civil_from_days;
 
 const FLUSH_AT: usize = 32 * 1024;
 
@@ -58,20 +59,6 @@ impl AccessLog {
             let _ = so.write_all(&out);
             let _ = so.flush();
         }
-    }
-}
-
-/// Flushes the access log every 200 ms (and once more at shutdown).
-pub struct AccessLogFlusher(pub std::sync::Arc<crate::Shared>);
-
-#[async_trait::async_trait]
-impl pingora_core::services::background::BackgroundService for AccessLogFlusher {
-    async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
-        while crate::tick_or_shutdown(&mut tick, &mut shutdown).await {
-            self.0.access_log.flush();
-        }
-        self.0.access_log.flush();
     }
 }
 
@@ -152,31 +139,6 @@ fn timestamp(out: &mut Vec<u8>, now: SystemTime) {
     );
 }
 
-/// (year, month, day) to days since 1970-01-01 — Howard Hinnant's days_from_civil.
-pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Days since 1970-01-01 to (year, month, day) — Howard Hinnant's civil_from_days.
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,7 +155,7 @@ mod tests {
             ..Default::default()
         };
         let mut out = Vec::new();
-        encode(&mut out, &r, UNIX_EPOCH + Duration::from_micros(1_795_462_360_760_764));
+        encode(&mut out, &r, UNIX_EPOCH + std::time::Duration::from_micros(1_795_462_360_760_764));
         assert_eq!(out.last(), Some(&b'\n'));
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["target"], "varco::access");
@@ -202,16 +164,5 @@ mod tests {
         assert_eq!(v["fields"]["status"], 200);
         assert_eq!(v["fields"]["latency_us"], 1234);
         assert!(!String::from_utf8_lossy(&out).contains("secret"));
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_780), (2026, 11, 23));
-        for d in [0, 11_016, 20_780, 20_788, -1] {
-            let (y, m, dd) = civil_from_days(d);
-            assert_eq!(days_from_civil(y, m, dd), d);
-        }
     }
 }

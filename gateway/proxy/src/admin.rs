@@ -71,7 +71,7 @@ impl AdminApp {
             let Some(name) = arg("name") else {
                 return bad(ProblemKind::BadRequest, "name the subscription (`name`)".into());
             };
-            return match self.shared.events.remove_subscription(&tenant, &name) {
+            return match self.shared.reg.events.remove_subscription(&tenant, &name) {
                 Ok(true) => reply(200, "application/json", b"{\"removed\":true}".to_vec()),
                 Ok(false) => {
                     bad(ProblemKind::NotFound, format!("ente `{tenant}` has no admin-made subscription `{name}`"))
@@ -93,7 +93,7 @@ impl AdminApp {
             Err(e) => return bad(ProblemKind::InvalidConfig, format!("not a subscription: {e}")),
         };
         let rt = self.shared.current.load();
-        match self.shared.events.add_subscription(&rt.config, &tenant, sub) {
+        match self.shared.reg.events.add_subscription(&rt.config, &tenant, sub) {
             Ok(()) => reply(201, "application/json", b"{\"added\":true}".to_vec()),
             Err(issues) => {
                 let p = Problem::new(
@@ -131,7 +131,7 @@ impl AdminApp {
             },
             _ => return bad("give one of `from_sequence` and `from_time`"),
         };
-        let Some(d) = self.shared.events.deliveries.get() else {
+        let Some(d) = self.shared.reg.events.deliveries.get() else {
             return problem(&Problem::new(ProblemKind::NotFound, "no subscription is running"), path);
         };
         match d.replay(&tenant, &sub, from).await {
@@ -206,7 +206,7 @@ impl ServeHttp for AdminApp {
             (Method::POST, "/admin/events/replay") => self.replay(s, &path).await,
             (Method::GET, "/admin/events/subscriptions") => {
                 let rt = self.shared.current.load();
-                let list = self.shared.events.list(&rt.config);
+                let list = self.shared.reg.events.list(&rt.config);
                 reply(200, "application/json", serde_json::to_vec_pretty(&list).unwrap_or_default())
             }
             (Method::POST | Method::DELETE, "/admin/events/subscriptions") => self.subscription(s, &path).await,

@@ -2,7 +2,6 @@
 //! `events` route, a subscription or Kafka), then the relay and the subscription workers run
 //! as a background service that follows reloads.
 
-use crate::Shared;
 use std::sync::{Arc, OnceLock};
 use varco_config::{AdapterConfig, Config, EventsConfig, RouteTarget, SubscriptionConfig};
 use varco_events::delivery::{Deliveries, Subscription};
@@ -166,77 +165,4 @@ pub fn uses_events(cfg: &Config) -> bool {
                     )
                 })
         })
-}
-
-/// Runs the Kafka relay and keeps the subscription workers in line with the running
-/// configuration.
-pub struct EventsService(pub Arc<Shared>);
-
-#[async_trait::async_trait]
-impl pingora_core::services::background::BackgroundService for EventsService {
-    async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-        let mut generation = 0;
-        let mut admin_generation = 0;
-        let mut deliveries: Option<Arc<Deliveries>> = None;
-        let mut relay_started = false;
-        while crate::tick_or_shutdown(&mut tick, &mut shutdown).await {
-            let rt = self.0.current.load_full();
-            let admin_now = self.0.events.admin_generation.load(std::sync::atomic::Ordering::Relaxed);
-            if rt.generation == generation && admin_now == admin_generation {
-                continue;
-            }
-            admin_generation = admin_now;
-            if !uses_events(&rt.config) {
-                generation = rt.generation;
-                if let Some(d) = &deliveries {
-                    d.sync(Vec::new());
-                }
-                continue;
-            }
-            let bus = match self.0.events.open(&rt.config.server.events) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot open the event outbox");
-                    continue;
-                }
-            };
-            generation = rt.generation;
-            if let (Some(k), false) = (bus.config.kafka.clone(), relay_started) {
-                relay_started = true;
-                tokio::spawn(varco_events::relay::run(bus.clone(), k, shutdown.clone()));
-            }
-            if deliveries.is_none() {
-                match Deliveries::new(bus.clone()) {
-                    Ok(d) => {
-                        let _ = self.0.events.deliveries.set(d.clone());
-                        deliveries = Some(d);
-                    }
-                    Err(e) => tracing::error!(error = %e, "cannot start event delivery"),
-                }
-            }
-            match (Subscription::all(&self.0.events.with_admin_subscriptions(&rt.config)), &deliveries) {
-                (Ok(mut subs), Some(d)) => {
-                    // `route` subscriptions hand events to that route's adapter of this runtime.
-                    for s in &mut subs {
-                        let Some(name) = &s.cfg.route else { continue };
-                        let target = rt
-                            .tenants
-                            .iter()
-                            .find(|t| t.id == s.tenant)
-                            .and_then(|t| t.routes.iter().find(|r| &r.name == name));
-                        if let Some(crate::runtime::Route { target: crate::runtime::Target::Adapter(a), .. }) = target {
-                            s.sink = Some(a.clone());
-                        }
-                    }
-                    d.sync(subs)
-                }
-                (Err(e), _) => tracing::error!(error = %e, "subscriptions not started"),
-                _ => {}
-            }
-        }
-        if let Some(d) = deliveries {
-            d.stop_all();
-        }
-    }
 }

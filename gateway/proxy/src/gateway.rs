@@ -5,7 +5,7 @@
 use crate::respond;
 use crate::runtime::{RouteAccess, Runtime, Target};
 use crate::text::{fmt_ip, fmt_status};
-use crate::upstream::{hash_bytes, Pool, Slot, Tried};
+use crate::upstream::{Pool, Slot, Tried};
 use crate::Shared;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -17,6 +17,8 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use varco_core::hash::hash_bytes;
+use varco_core::headers::{FORWARDED, TRACEPARENT, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
 use varco_core::{hygiene, AdapterRequest, FilterState, Problem, ProblemKind, TraceContext};
 
 /// The gateway service: shared state behind an `Arc`, cheap to clone per listener.
@@ -53,7 +55,7 @@ pub struct RequestCtx {
     tenant_slot: Option<Slot>,
     pool_slot: Option<Slot>,
     /// The verified caller (JWT routes); its headers go upstream.
-    identity: Option<Arc<crate::auth::Identity>>,
+    identity: Option<Arc<varco_core::Identity>>,
     /// varco's signed identity token for the back-office, when configured.
     identity_token: Option<HeaderValue>,
     /// Further identity headers for the back-office (API-key caller, ModI audit).
@@ -153,8 +155,9 @@ impl Gateway {
             }
         };
         let checked = modi
-            .check_request(&session.req_header().headers, &body, &id, &self.shared.connector, &self.shared.replay)
-            .await;
+            .check_request(&session.req_header().headers, &body, &id, &self.shared.fetcher, &self.shared.reg.replay)
+            .await
+            .map_err(crate::authn::problem);
         let audit = match checked {
             Ok(a) => a,
             Err(p) => {
@@ -173,7 +176,7 @@ impl Gateway {
                 user_id = %a.user_id, user_location = %a.user_location, loa = %a.loa, jti = %a.jti,
                 "ModI tracking evidence verified"
             );
-            use crate::auth::names;
+            use varco_core::headers as names;
             for (name, v) in [
                 (&names::AUDIT_USER_ID, &a.user_id),
                 (&names::AUDIT_USER_LOCATION, &a.user_location),
@@ -212,9 +215,19 @@ impl Gateway {
             Ok(mut resp) => {
                 if modi.signs_responses() {
                     let ct = resp.headers.iter().find(|(k, _)| k == http::header::CONTENT_TYPE).map(|(_, v)| v.clone());
-                    let signed = modi.sign_response(ct.as_ref(), &resp.body, &id);
-                    resp.headers.retain(|(k, _)| !signed.iter().any(|(s, _)| s == k));
-                    resp.headers.extend(signed);
+                    match modi.sign_response(ct.as_ref(), &resp.body, &id) {
+                        Ok(signed) => {
+                            resp.headers.retain(|(k, _)| !signed.iter().any(|(s, _)| s == k));
+                            resp.headers.extend(signed);
+                        }
+                        Err(e) => {
+                            // Fail closed: an e-service that signs its answers never answers unsigned.
+                            tracing::error!(tenant = %tenant.id, route = %route.name, error = %e, "answer not signed; refused");
+                            let p = crate::authn::problem(e);
+                            respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
+                            return Ok(true);
+                        }
+                    }
                 }
                 if let Some(s) = ctx.state.rate_limit {
                     resp.headers.extend(s.headers());
@@ -481,15 +494,16 @@ impl ProxyHttp for Gateway {
         if let (Some(t), Some(r)) = (ctx.tenant, ctx.route) {
             let tenant = &rt.tenants[t];
             if let RouteAccess::Jwt { issuers, policy, .. } = &tenant.routes[r].access {
-                match crate::auth::authenticate(
-                    &self.shared.connector,
-                    session,
+                match varco_auth::authenticate(
+                    &self.shared.fetcher,
+                    &session.req_header().headers,
                     issuers,
                     policy,
                     &tenant.id,
-                    &self.shared.replay,
+                    &self.shared.reg.replay,
                 )
                 .await
+                .map_err(crate::authn::problem)
                 {
                     Ok(id) => {
                         if !policy.forward_token {
@@ -498,8 +512,17 @@ impl ProxyHttp for Gateway {
                             session.req_header_mut().remove_header(&http::header::AUTHORIZATION);
                         }
                         if let Some(signer) = rt.identity.as_deref() {
-                            ctx.identity_token =
-                                signer.sign(&tenant.id, &id).and_then(|t| HeaderValue::from_str(&t).ok());
+                            // Fail closed: a back-office that expects the signed identity
+                            // never gets the request without it.
+                            match signer.sign(&tenant.id, &id).map(|t| HeaderValue::from_str(&t)) {
+                                Ok(Ok(v)) => ctx.identity_token = Some(v),
+                                _ => {
+                                    let p =
+                                        Problem::new(ProblemKind::Internal, "varco could not sign the identity token");
+                                    respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
+                                    return Ok(true);
+                                }
+                            }
                         }
                         ctx.state.subject = Some(id.subject.clone());
                         ctx.state.client_id = id.client_id.clone();
@@ -512,10 +535,12 @@ impl ProxyHttp for Gateway {
                 }
             }
             if let RouteAccess::ApiKey { header } = &tenant.routes[r].access {
-                match crate::auth::check_api_key(session.req_header_mut(), header, tenant, r) {
-                    Ok((name, forward)) => {
-                        ctx.state.client_id = Some(name);
-                        ctx.forward = forward;
+                match tenant.api_keys.check(&session.req_header().headers, header, r).map_err(crate::authn::problem) {
+                    Ok(caller) => {
+                        // The back-office gets who called, never the key.
+                        session.req_header_mut().remove_header(header);
+                        ctx.state.client_id = Some(caller.name);
+                        ctx.forward = caller.headers;
                     }
                     Err(p) => {
                         respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
@@ -870,11 +895,3 @@ fn upstream_name(ctx: &RequestCtx) -> String {
 fn internal() -> Box<Error> {
     Error::new(ErrorType::InternalError)
 }
-
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-static FORWARDED: HeaderName = HeaderName::from_static("forwarded");

@@ -4,36 +4,31 @@
 
 mod access_log;
 mod admin;
-mod auth;
-mod breaker;
+mod authn;
 mod events;
 mod fetch;
 mod filters;
 mod gateway;
-mod health;
-mod identity;
-mod limits;
 mod metrics;
-mod modi;
-mod quotas;
+mod registries;
 mod reload;
 mod respond;
 mod router;
 mod runtime;
 mod server;
+mod services;
 mod text;
 mod tls;
 mod upstream;
 
-pub use auth::api_key_hash;
 pub use gateway::Gateway;
 pub use metrics::Metrics;
 pub use reload::{ReloadError, Reloader};
 pub use runtime::{BuildError, Runtime};
 pub use server::{run, StartError};
+pub use varco_auth::api_key_hash;
 
 use arc_swap::ArcSwap;
-use std::sync::Arc;
 
 /// State shared by every phase, listener and background task.
 pub struct Shared {
@@ -43,21 +38,15 @@ pub struct Shared {
     /// Requests between header read and the end of logging (drain on SIGTERM waits for 0).
     pub in_flight: std::sync::atomic::AtomicUsize,
     pub access_log: access_log::AccessLog,
-    /// Rate limiters, kept across reloads.
-    pub limiters: limits::Registry,
-    /// Quotas, kept across reloads, and their Redis store.
-    pub quotas: quotas::QuotaRegistry,
-    pub redis: Option<Arc<quotas::RedisQuotaStore>>,
-    /// Token issuers (with their cached keys), kept across reloads.
-    pub issuers: auth::IssuerRegistry,
-    /// `jti`s already used (ModI JWTs, single-use bearer tokens), kept across reloads.
-    pub replay: modi::ReplayGuard,
-    /// The event bus, opened when the configuration first uses it.
-    pub events: events::EventsSlot,
-    /// Event-stream routes (open streams, ACL in force), kept across reloads.
-    pub streams: varco_events::stream::StreamRegistry,
-    /// HTTP client for documents varco fetches (JWKS).
+    /// What outlives a configuration (limiters, quotas, issuers, jti marks, the bus, streams).
+    pub reg: registries::Registries,
+    /// pingora's connector, for exchanges with upstream pools (their own TLS settings).
     pub connector: pingora_core::connectors::http::Connector,
+    /// varco's own fetches (JWKS), through the one outbound client.
+    pub fetcher: varco_outbound::Fetcher,
+    /// The event service has stopped (set once at shutdown; the drain waits for it).
+    pub background_stopped: std::sync::atomic::AtomicBool,
+    pub stopped: tokio::sync::Notify,
 }
 
 /// Counts a request as in flight for as long as it lives.
@@ -73,16 +62,5 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// Waits for the next tick of a background loop; false once the server shuts down.
-pub(crate) async fn tick_or_shutdown(
-    tick: &mut tokio::time::Interval,
-    shutdown: &mut pingora_core::server::ShutdownWatch,
-) -> bool {
-    tokio::select! {
-        _ = tick.tick() => true,
-        _ = shutdown.changed() => false,
     }
 }

@@ -73,45 +73,16 @@ impl Reloader {
         let shared = self.shared.clone();
         // Building resolves names and reads secrets: keep it off the async workers.
         let rt = tokio::task::spawn_blocking(move || {
-            let deps = crate::runtime::BuildDeps {
-                metrics: &shared.metrics,
-                limiters: &shared.limiters,
-                quotas: &shared.quotas,
-                redis: shared.redis.as_ref(),
-                issuers: &shared.issuers,
-                events: &shared.events,
-                streams: &shared.streams,
-            };
-            Runtime::build(cfg, generation, &deps, Some(&old))
+            Runtime::build(cfg, generation, &shared.metrics, &shared.reg, Some(&old))
         })
         .await
         .map_err(|e| ReloadError::Build(e.to_string()))?
         .map_err(|e| ReloadError::Build(e.to_string()))?;
         let rt = Arc::new(rt);
         self.shared.current.store(rt.clone());
-        rt.commit_streams(&self.shared.streams);
-        self.shared.limiters.retain_used();
-        self.shared.quotas.retain_used_and_evict();
+        rt.commit_streams(&self.shared.reg.streams);
+        self.shared.reg.retain_used();
         self.shared.metrics.generation.set(generation as i64);
         Ok(generation)
-    }
-}
-
-/// Reloads on SIGHUP.
-pub struct SighupService(pub Arc<Reloader>);
-
-#[async_trait::async_trait]
-impl pingora_core::services::background::BackgroundService for SighupService {
-    async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            tracing::error!("cannot listen for SIGHUP; reload through the admin API only");
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = hup.recv() => { let _ = self.0.reload().await; }
-                _ = shutdown.changed() => return,
-            }
-        }
     }
 }

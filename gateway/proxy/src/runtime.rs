@@ -4,6 +4,7 @@
 
 use crate::filters::{BodyLimit, HeaderRewrite};
 use crate::metrics::Metrics;
+use crate::registries::Registries;
 use crate::router::{RouteTable, TenantIndex};
 use crate::upstream::{Pool, ResolvedServer};
 use http::{HeaderName, HeaderValue, Method};
@@ -48,7 +49,7 @@ pub struct Route {
     pub latency: Histogram,
     pub requests: crate::metrics::StatusCounters,
     /// Daily/monthly quotas of the tenant and the route (async: may lease from Redis).
-    pub quotas: Vec<Arc<crate::quotas::Quota>>,
+    pub quotas: Vec<Arc<varco_traffic::Quota>>,
     pub access: RouteAccess,
 }
 
@@ -63,14 +64,14 @@ pub struct Tenant {
     pub table: RouteTable,
     pub pools: Vec<Arc<Pool>>,
     pub max_concurrent: Option<u32>,
-    pub api_keys: std::collections::HashMap<[u8; 32], ApiKey>,
+    pub api_keys: varco_auth::ApiKeys,
     /// Requests of the tenant in flight (shared with the previous generation's tenant).
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The tenant's pools as the status adapter sees them.
 #[derive(Debug)]
-struct TenantHealth(Vec<Arc<Pool>>, Vec<Arc<crate::auth::Issuer>>);
+struct TenantHealth(Vec<Arc<Pool>>, Vec<Arc<varco_auth::Issuer>>);
 
 impl HealthView for TenantHealth {
     fn upstreams(&self) -> Vec<UpstreamHealth> {
@@ -82,38 +83,19 @@ impl HealthView for TenantHealth {
     }
 }
 
-/// The long-lived things a runtime is built with (they outlive configuration generations).
-pub struct BuildDeps<'a> {
-    pub metrics: &'a Metrics,
-    pub limiters: &'a crate::limits::Registry,
-    pub quotas: &'a crate::quotas::QuotaRegistry,
-    pub redis: Option<&'a Arc<crate::quotas::RedisQuotaStore>>,
-    pub issuers: &'a crate::auth::IssuerRegistry,
-    pub events: &'a crate::events::EventsSlot,
-    pub streams: &'a varco_events::stream::StreamRegistry,
-}
-
 /// Who may call a route, built.
 #[derive(Debug)]
 pub enum RouteAccess {
     Public,
     Jwt {
-        issuers: Vec<Arc<crate::auth::Issuer>>,
+        issuers: Vec<Arc<varco_auth::Issuer>>,
         policy: Box<varco_config::JwtAccess>,
         /// ModI patterns: the route is store-and-forward.
-        modi: Option<Arc<crate::modi::ModiVerifier>>,
+        modi: Option<Arc<varco_auth::ModiVerifier>>,
     },
     ApiKey {
         header: http::HeaderName,
     },
-}
-
-/// An issued API key, by the SHA-256 of the key.
-#[derive(Debug)]
-pub struct ApiKey {
-    pub name: String,
-    /// Route indexes it may call (`None`: all API-key routes).
-    pub routes: Option<Vec<usize>>,
 }
 
 /// Everything a request needs, built once per configuration.
@@ -127,7 +109,7 @@ pub struct Runtime {
     pub forwarded_header: bool,
     pub client_body_timeout: std::time::Duration,
     /// Signs the identity token for back-offices, when configured.
-    pub identity: Option<Arc<crate::identity::IdentitySigner>>,
+    pub identity: Option<Arc<varco_auth::IdentitySigner>>,
 }
 
 pub(crate) fn read_secret(path: &str, s: &SecretRef) -> Result<String, BuildError> {
@@ -152,7 +134,8 @@ impl Runtime {
     pub fn build(
         cfg: Config,
         generation: u64,
-        deps: &BuildDeps<'_>,
+        metrics: &Metrics,
+        reg: &Registries,
         previous: Option<&Runtime>,
     ) -> Result<Self, BuildError> {
         // Subscriptions read their webhook secrets now, so that a missing one fails the start
@@ -162,7 +145,7 @@ impl Runtime {
             .server
             .identity_token
             .as_ref()
-            .map(crate::identity::IdentitySigner::load)
+            .map(varco_auth::IdentitySigner::load)
             .transpose()
             .map_err(|m| build_err("server.identity_token", m))?
             .map(Arc::new);
@@ -170,7 +153,7 @@ impl Runtime {
         let mut tenants = Vec::with_capacity(cfg.tenants.len());
         for (ti, t) in cfg.tenants.iter().enumerate() {
             let old = previous.and_then(|p| p.tenants.iter().find(|o| o.id == t.id));
-            let tenant = build_tenant(t, &format!("tenants[{ti}]"), &cfg, deps, old, identity.as_ref())?;
+            let tenant = build_tenant(t, &format!("tenants[{ti}]"), &cfg, metrics, reg, old, identity.as_ref())?;
             if let Some(old) = old {
                 for p in &tenant.pools {
                     if let Some(op) = old.pools.iter().find(|op| op.name == p.name) {
@@ -212,12 +195,13 @@ fn build_tenant(
     t: &TenantConfig,
     p: &str,
     cfg: &Config,
-    deps: &BuildDeps<'_>,
+    metrics: &Metrics,
+    reg: &Registries,
     previous: Option<&Tenant>,
-    identity: Option<&Arc<crate::identity::IdentitySigner>>,
+    identity: Option<&Arc<varco_auth::IdentitySigner>>,
 ) -> Result<Tenant, BuildError> {
-    let (metrics, limiters) = (deps.metrics, deps.limiters);
-    let tenant_quotas: Vec<_> = t.quotas.iter().map(|q| deps.quotas.get(&t.id, "ente", q, deps.redis)).collect();
+    let limiters = &reg.limiters;
+    let tenant_quotas: Vec<_> = t.quotas.iter().map(|q| reg.quotas.get(&t.id, "ente", q, reg.redis.as_ref())).collect();
     let mut tenant_limits = Vec::new();
     for (i, l) in t.rate_limits.iter().enumerate() {
         tenant_limits.push(
@@ -258,7 +242,7 @@ fn build_tenant(
     let mut tenant_issuers = Vec::new();
     for (name, cfg) in &t.issuers {
         tenant_issuers
-            .push(deps.issuers.get(&t.id, name, cfg).map_err(|m| build_err(format!("{p}.issuers.{name}"), m))?);
+            .push(reg.issuers.get(&t.id, name, cfg).map_err(|m| build_err(format!("{p}.issuers.{name}"), m))?);
     }
     let health: Arc<dyn HealthView> = Arc::new(TenantHealth(pools.clone(), tenant_issuers));
     let mut routes = Vec::new();
@@ -308,7 +292,7 @@ fn build_tenant(
         }
         // Rate limits first: the cheapest way to turn away a flood.
         if !route_limits.is_empty() {
-            filters.push(Arc::new(crate::limits::RateLimit { limiters: route_limits }));
+            filters.push(Arc::new(varco_traffic::RateLimit { limiters: route_limits }));
         }
         filters.push(Arc::new(BodyLimit { max: max_body_bytes }));
         let target = match &r.to {
@@ -318,28 +302,28 @@ fn build_tenant(
                     .position(|n| n == u)
                     .ok_or_else(|| build_err(format!("{rp}.to.upstream"), "unknown upstream"))?,
             ),
-            RouteTarget::Adapter(AdapterConfig::Jwks(_)) => Target::Adapter(Arc::new(crate::identity::JwksAdapter(
+            RouteTarget::Adapter(AdapterConfig::Jwks(_)) => Target::Adapter(Arc::new(varco_auth::JwksAdapter(
                 identity
                     .map(|i| i.jwks.clone())
                     .ok_or_else(|| build_err(format!("{rp}.to.adapter"), "needs server.identity_token"))?,
             ))),
             RouteTarget::Adapter(AdapterConfig::Events(_)) => Target::Adapter(Arc::new(varco_events::EventsAdapter {
-                bus: deps.events.open(&cfg.server.events).map_err(|m| build_err(format!("{rp}.to.adapter"), m))?,
+                bus: reg.events.open(&cfg.server.events).map_err(|m| build_err(format!("{rp}.to.adapter"), m))?,
             })),
             RouteTarget::Adapter(AdapterConfig::EventStream(c)) => {
                 let a = varco_events::stream::EventStreamAdapter {
-                    bus: deps.events.open(&cfg.server.events).map_err(|m| build_err(format!("{rp}.to.adapter"), m))?,
+                    bus: reg.events.open(&cfg.server.events).map_err(|m| build_err(format!("{rp}.to.adapter"), m))?,
                     acl: Arc::new(varco_events::stream::StreamAcl::for_tenant(cfg, &t.id)),
                     heartbeat: c.heartbeat.0,
                     max_streams: c.max_streams as usize,
-                    route: deps.streams.get(&t.id, &r.name),
+                    route: reg.streams.get(&t.id, &r.name),
                 };
                 streams.push((a.route.clone(), a.acl.clone()));
                 Target::Adapter(Arc::new(a))
             }
             RouteTarget::Adapter(AdapterConfig::Pagopa(c)) => {
                 let ap = format!("{rp}.to.adapter");
-                let bus = deps.events.open(&cfg.server.events).map_err(|m| build_err(&ap, m))?;
+                let bus = reg.events.open(&cfg.server.events).map_err(|m| build_err(&ap, m))?;
                 Target::Adapter(Arc::new(
                     varco_adapter_pagopa::PagopaAdapter::build(&t.id, c, bus).map_err(|m| build_err(&ap, m))?,
                 ))
@@ -399,7 +383,7 @@ fn build_tenant(
                     for (i, name) in j.issuers.iter().enumerate() {
                         let ip = format!("{rp}.access.jwt.issuers[{i}]");
                         let cfg = t.issuers.get(name).ok_or_else(|| build_err(&ip, "unknown issuer"))?;
-                        issuers.push(deps.issuers.get(&t.id, name, cfg).map_err(|m| build_err(&ip, m))?);
+                        issuers.push(reg.issuers.get(&t.id, name, cfg).map_err(|m| build_err(&ip, m))?);
                     }
                     let modi = match &j.modi {
                         None => None,
@@ -412,14 +396,14 @@ fn build_tenant(
                                         .get(name)
                                         .ok_or_else(|| build_err(format!("{mp}.keys_issuer"), "unknown issuer"))?;
                                     Some(
-                                        deps.issuers
+                                        reg.issuers
                                             .get(&t.id, name, cfg)
                                             .map_err(|e| build_err(format!("{mp}.keys_issuer"), e))?,
                                     )
                                 }
                                 None => None,
                             };
-                            let v = crate::modi::ModiVerifier::build(&t.id, m, keys, identity.cloned())
+                            let v = varco_auth::ModiVerifier::build(&t.id, m, keys, identity.cloned())
                                 .map_err(|e| build_err(&mp, e))?;
                             Some(Arc::new(v))
                         }
@@ -434,7 +418,7 @@ fn build_tenant(
             quotas: {
                 let scope = format!("route `{}`", r.name);
                 let mut q = tenant_quotas.clone();
-                q.extend(r.quotas.iter().map(|c| deps.quotas.get(&t.id, &scope, c, deps.redis)));
+                q.extend(r.quotas.iter().map(|c| reg.quotas.get(&t.id, &scope, c, reg.redis.as_ref())));
                 q
             },
         });
@@ -447,20 +431,7 @@ fn build_tenant(
         table,
         pools,
         max_concurrent: t.max_concurrent,
-        api_keys: t
-            .api_keys
-            .iter()
-            .filter_map(|k| {
-                let hex = k.hash.strip_prefix("sha256:")?;
-                let mut digest = [0u8; 32];
-                for (i, b) in digest.iter_mut().enumerate() {
-                    *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-                }
-                let routes = (!k.routes.is_empty())
-                    .then(|| k.routes.iter().filter_map(|r| route_cfgs.iter().position(|x| &x.name == r)).collect());
-                Some((digest, ApiKey { name: k.name.clone(), routes }))
-            })
-            .collect(),
+        api_keys: varco_auth::ApiKeys::build(&t.id, &t.api_keys, |r| route_cfgs.iter().position(|x| x.name == r)),
         in_flight: previous.map_or_else(Default::default, |o| o.in_flight.clone()),
     })
 }

@@ -2,9 +2,8 @@
 
 use crate::admin::AdminApp;
 use crate::gateway::Gateway;
-use crate::health::HealthService;
 use crate::metrics::Metrics;
-use crate::reload::{Reloader, SighupService};
+use crate::reload::Reloader;
 use crate::runtime::{admin_token, Runtime};
 use crate::Shared;
 use arc_swap::ArcSwap;
@@ -12,7 +11,6 @@ use pingora_core::apps::http_app::HttpServer;
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
-use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use pingora_proxy::ProxyServiceBuilder;
 use std::path::PathBuf;
@@ -50,48 +48,21 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     }
     let metrics = Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?;
     let token = admin_token(&cfg)?;
-    let limiters = crate::limits::Registry::default();
-    let quotas = crate::quotas::QuotaRegistry::default();
-    let redis = match &cfg.redis {
-        Some(r) => {
-            let password = r.password.as_ref().map(|p| crate::runtime::read_secret("redis.password", p)).transpose()?;
-            let store = crate::quotas::RedisQuotaStore::new(r, password).map_err(StartError::Redis)?;
-            Some(Arc::new(store))
-        }
-        None => None,
-    };
-    let issuers = crate::auth::IssuerRegistry::default();
-    let deps_events = crate::events::EventsSlot::new(metrics.registry().clone());
-    let streams = varco_events::stream::StreamRegistry::default();
-    if crate::events::uses_events(&cfg) {
-        deps_events.open(&cfg.server.events).map_err(StartError::Events)?;
-    }
-    let deps = crate::runtime::BuildDeps {
-        metrics: &metrics,
-        limiters: &limiters,
-        quotas: &quotas,
-        redis: redis.as_ref(),
-        issuers: &issuers,
-        events: &deps_events,
-        streams: &streams,
-    };
-    let runtime = Runtime::build(cfg.clone(), 1, &deps, None)?;
-    runtime.commit_streams(&streams);
-    let events = deps_events;
+    let registries = crate::registries::Registries::new(&cfg, &metrics)?;
+    let runtime = Runtime::build(cfg.clone(), 1, &metrics, &registries, None)?;
+    runtime.commit_streams(&registries.streams);
     metrics.generation.set(1);
+    let client = varco_outbound::https_client();
     let shared = Arc::new(Shared {
         current: ArcSwap::from_pointee(runtime),
         metrics,
         in_flight: Default::default(),
         access_log: Default::default(),
-        limiters,
-        quotas,
-        replay: crate::modi::ReplayGuard::new(redis.clone()),
-        redis,
-        issuers,
-        events,
-        streams,
+        reg: registries,
         connector: pingora_core::connectors::http::Connector::new(None),
+        fetcher: varco_outbound::Fetcher::new(client),
+        background_stopped: Default::default(),
+        stopped: Default::default(),
     });
     let reloader = Arc::new(Reloader::new(path, shared.clone()));
 
@@ -132,44 +103,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     let mut admin_svc = Service::new("admin".into(), HttpServer::new_app(admin));
     admin_svc.add_tcp(&cfg.admin.address);
     server.add_service(admin_svc);
-    server.add_service(background_service("health checks", HealthService { shared: shared.clone() }));
-    server.add_service(background_service("sighup reload", SighupService(reloader)));
-    server.add_service(background_service("jwks refresh", crate::auth::JwksRefresher(shared.clone())));
-    server.add_service(background_service("rate-limit gc", crate::limits::LimitsGc(shared.clone())));
-    server.add_service(background_service("access log", crate::access_log::AccessLogFlusher(shared.clone())));
-    server.add_service(background_service("events", crate::events::EventsService(shared.clone())));
-    server.add_service(background_service("drain", Drain { shared: shared.clone(), grace: cfg.server.grace_period.0 }));
+    server.add_services(crate::services::all(&shared, reloader, cfg.server.grace_period.0));
     tracing::info!(listeners = ?cfg.listeners.iter().map(|l| &l.address).collect::<Vec<_>>(), admin = %cfg.admin.address, tenants = cfg.tenants.len(), "varco starting");
     server.run_forever()
-}
-
-/// After SIGTERM, exits as soon as no request is in flight instead of always sleeping the whole
-/// grace period (pingora's own behaviour, which still applies as the upper bound).
-struct Drain {
-    shared: Arc<Shared>,
-    grace: std::time::Duration,
-}
-
-#[async_trait::async_trait]
-impl pingora_core::services::background::BackgroundService for Drain {
-    async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
-        if shutdown.changed().await.is_err() {
-            return;
-        }
-        let started = std::time::Instant::now();
-        tracing::info!(
-            in_flight = self.shared.in_flight.load(std::sync::atomic::Ordering::Relaxed),
-            "SIGTERM: draining"
-        );
-        // Let listeners stop accepting and keep-alive connections see the shutdown first.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        while started.elapsed() < self.grace {
-            if self.shared.in_flight.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-                tracing::info!(after_ms = started.elapsed().as_millis() as u64, "drained; exiting");
-                self.shared.access_log.flush();
-                std::process::exit(0);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
 }

@@ -47,7 +47,7 @@ pub struct Pool {
     rr: AtomicUsize,
     /// ms since epoch at which the next active check is due.
     pub next_check_ms: AtomicU64,
-    pub breaker: Option<Arc<crate::breaker::Breaker>>,
+    pub breaker: Option<Arc<varco_traffic::Breaker>>,
     pub max_concurrent: Option<u32>,
     /// Requests in flight to the pool (shared with the previous generation's pool).
     pub in_flight: Arc<AtomicUsize>,
@@ -91,7 +91,7 @@ impl Pool {
             previous
                 .and_then(|p| p.breaker.clone())
                 .filter(|b| b.config() == c)
-                .unwrap_or_else(|| Arc::new(crate::breaker::Breaker::new(c)))
+                .unwrap_or_else(|| Arc::new(varco_traffic::Breaker::new(c)))
         });
         Self {
             breaker,
@@ -248,23 +248,7 @@ impl Tried {
     }
 }
 
-/// A 64-bit finaliser (splitmix64): spreads keys evenly for rendezvous hashing.
-pub fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// FNV-1a over a header value, then mixed.
-pub fn hash_bytes(b: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &c in b {
-        h ^= u64::from(c);
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    mix(h)
-}
+use varco_core::hash::mix;
 
 #[cfg(test)]
 mod tests {
@@ -336,7 +320,8 @@ mod tests {
     #[test]
     fn consistent_hash_is_sticky_and_moves_only_the_lost_keys() {
         let p = pool(4, "");
-        let keys: Vec<u64> = (0..200).map(|k| hash_bytes(format!("RSSMRA80A01H501{k}").as_bytes())).collect();
+        let keys: Vec<u64> =
+            (0..200).map(|k| varco_core::hash::hash_bytes(format!("RSSMRA80A01H501{k}").as_bytes())).collect();
         let before: Vec<usize> = keys.iter().map(|&k| p.select(Some(k), &[]).unwrap()).collect();
         let again: Vec<usize> = keys.iter().map(|&k| p.select(Some(k), &[]).unwrap()).collect();
         assert_eq!(before, again);

@@ -83,25 +83,25 @@ impl Limiter {
         }
     }
 
-    fn key(&self, req: &RequestHeader, state: &FilterState) -> Option<u64> {
+    fn key(&self, headers: &http::HeaderMap, state: &FilterState) -> Option<u64> {
         match self.cfg.per {
             LimitKey::Route | LimitKey::Tenant => Some(0),
             LimitKey::ClientIp => state.client_ip.map(ip_key),
             // Identities and addresses are hashed in different spaces (the leading byte).
             LimitKey::Subject => match &state.subject {
-                Some(s) => Some(crate::upstream::hash_bytes(&[b"s\0", s.as_bytes()].concat())),
+                Some(s) => Some(varco_core::hash::hash_bytes(&[b"s\0", s.as_bytes()].concat())),
                 None => state.client_ip.map(ip_key),
             },
             LimitKey::ClientId => match &state.client_id {
-                Some(c) => Some(crate::upstream::hash_bytes(&[b"c\0", c.as_bytes()].concat())),
+                Some(c) => Some(varco_core::hash::hash_bytes(&[b"c\0", c.as_bytes()].concat())),
                 None => state.client_ip.map(ip_key),
             },
             // A request without the header shares one bucket with all others without it.
             LimitKey::Header => Some(
                 self.header
                     .as_ref()
-                    .and_then(|h| req.headers.get(h))
-                    .map_or(1, |v| crate::upstream::hash_bytes(v.as_bytes())),
+                    .and_then(|h| headers.get(h))
+                    .map_or(1, |v| varco_core::hash::hash_bytes(v.as_bytes())),
             ),
         }
     }
@@ -113,13 +113,13 @@ impl Limiter {
     /// Takes one token for this request's key.
     fn check(
         &self,
-        req: &RequestHeader,
+        headers: &http::HeaderMap,
         state: &FilterState,
     ) -> Result<Option<RateLimitStatus>, (RateLimitStatus, u64)> {
         let outcome = match &self.buckets {
             Buckets::Direct(d) => d.check(),
             Buckets::Keyed(k) => {
-                let Some(key) = self.key(req, state) else { return Ok(None) };
+                let Some(key) = self.key(headers, state) else { return Ok(None) };
                 k.check_key(&key)
             }
         };
@@ -147,7 +147,7 @@ impl Limiter {
 fn ip_key(ip: std::net::IpAddr) -> u64 {
     match ip {
         std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
-        std::net::IpAddr::V6(v6) => crate::upstream::hash_bytes(&v6.octets()),
+        std::net::IpAddr::V6(v6) => varco_core::hash::hash_bytes(&v6.octets()),
     }
 }
 
@@ -166,7 +166,7 @@ impl Filter for RateLimit {
         let mut tightest: Option<RateLimitStatus> = None;
         let mut denied: Option<(RateLimitStatus, u64, &Limiter)> = None;
         for l in &self.limiters {
-            match l.check(req, state) {
+            match l.check(&req.headers, state) {
                 Ok(Some(s)) => {
                     if tightest.is_none_or(|t| s.remaining < t.remaining) {
                         tightest = Some(s);
@@ -247,25 +247,6 @@ impl Registry {
             keys += l.keys();
         }
         (limiters.len(), keys)
-    }
-}
-
-/// Evicts idle buckets every second and publishes the bucket count.
-pub struct LimitsGc(pub Arc<crate::Shared>);
-
-#[async_trait::async_trait]
-impl pingora_core::services::background::BackgroundService for LimitsGc {
-    async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        while crate::tick_or_shutdown(&mut tick, &mut shutdown).await {
-            self.0.limiters.retain_used();
-            self.0.quotas.retain_used_and_evict();
-            if let Some(r) = &self.0.redis {
-                self.0.metrics.quota_redis_up.set(i64::from(r.up.load(std::sync::atomic::Ordering::Relaxed)));
-            }
-            let (_, keys) = self.0.limiters.evict_idle();
-            self.0.metrics.ratelimit_keys.set(keys as i64);
-        }
     }
 }
 

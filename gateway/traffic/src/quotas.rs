@@ -7,123 +7,12 @@
 //! requests early (the documented tolerance). When Redis does not answer in time, each
 //! instance counts on its own up to `fallback_requests` and `varco_quota_redis_up` says 0.
 
+use crate::redis_store::{now_unix, RedisStore};
 use dashmap::DashMap;
-use redis::aio::ConnectionManager;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::OnceCell;
-use varco_config::{LimitKey, QuotaConfig, QuotaWindow, RedisConfig};
+use std::time::Duration;
+use varco_config::{LimitKey, QuotaConfig, QuotaWindow};
 use varco_core::{Problem, ProblemKind};
-
-/// The shared Redis connection (lazily connected, reconnecting on its own): quota counters
-/// and single-use `jti` marks.
-pub struct RedisQuotaStore {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
-    prefix: String,
-    timeout: Duration,
-    /// After a failure, Redis is skipped until this unix ms (no connect storm per request).
-    skip_until_ms: AtomicU64,
-    /// When an error reply may next be logged (one a minute).
-    refused_logged_ms: AtomicU64,
-    pub up: AtomicBool,
-}
-
-impl std::fmt::Debug for RedisQuotaStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisQuotaStore").field("prefix", &self.prefix).finish()
-    }
-}
-
-fn now_unix() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
-}
-
-impl RedisQuotaStore {
-    pub fn new(cfg: &RedisConfig, password: Option<String>) -> Result<Self, String> {
-        let mut info = redis::IntoConnectionInfo::into_connection_info(cfg.url.as_str()).map_err(|e| e.to_string())?;
-        if let Some(p) = password {
-            let settings = info.redis_settings().clone().set_password(p);
-            info = info.set_redis_settings(settings);
-        }
-        Ok(Self {
-            client: redis::Client::open(info).map_err(|e| e.to_string())?,
-            conn: OnceCell::new(),
-            prefix: cfg.key_prefix.clone(),
-            timeout: cfg.timeout.0,
-            skip_until_ms: AtomicU64::new(0),
-            refused_logged_ms: AtomicU64::new(0),
-            up: AtomicBool::new(true),
-        })
-    }
-
-    /// Adds `n` to the counter of `key` (expiring at `expire_at` unix s); the new total.
-    async fn incr(&self, key: &str, n: u64, expire_at: u64) -> Option<u64> {
-        let full = format!("{}:quota:{key}", self.prefix);
-        self.call(|mut conn| async move {
-            let (total,): (u64,) = redis::pipe()
-                .atomic()
-                .incr(&full, n)
-                .expire_at(&full, expire_at as i64)
-                .ignore()
-                .query_async(&mut conn)
-                .await?;
-            Ok(total)
-        })
-        .await
-    }
-
-    /// Marks `key` as used until `expire_at` (unix s): true the first time (`SET NX EX`),
-    /// false when it was already marked; `None` when Redis does not answer.
-    pub async fn set_once(&self, key: &str, expire_at: u64) -> Option<bool> {
-        let full = format!("{}:once:{key}", self.prefix);
-        // `EX` (a TTL) rather than `EXAT`: any Redis since 2.6.12 understands it.
-        let ttl = expire_at.saturating_sub(now_unix().as_secs()).max(1);
-        self.call(|mut conn| async move {
-            let set: Option<String> =
-                redis::cmd("SET").arg(&full).arg(1).arg("NX").arg("EX").arg(ttl).query_async(&mut conn).await?;
-            Ok(set.is_some())
-        })
-        .await
-    }
-
-    /// One Redis call within `timeout`. After a failure to reach Redis it is skipped for a
-    /// second; an error reply (Redis up but refusing the command) is logged and skips nothing.
-    async fn call<T, F, Fut>(&self, f: F) -> Option<T>
-    where
-        F: FnOnce(ConnectionManager) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        let now_ms = now_unix().as_millis() as u64;
-        if now_ms < self.skip_until_ms.load(Relaxed) {
-            return None;
-        }
-        let call = async {
-            let conn = self.conn.get_or_try_init(|| ConnectionManager::new(self.client.clone())).await?;
-            f(conn.clone()).await
-        };
-        let res = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) if matches!(e.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::UnexpectedReturnType) => {
-                if now_ms >= self.refused_logged_ms.swap(now_ms + 60_000, Relaxed) {
-                    tracing::error!(error = %e, "Redis refused a command; this instance counts on its own for it");
-                }
-                return None;
-            }
-            _ => None,
-        };
-        if res.is_none() {
-            self.skip_until_ms.store(now_ms + 1000, Relaxed);
-            if self.up.swap(false, Relaxed) {
-                tracing::warn!("Redis unreachable: quotas and the jti guard fall back to per-instance state");
-            }
-        } else if !self.up.swap(true, Relaxed) {
-            tracing::info!("Redis reachable again: quotas and the jti guard are cluster-wide again");
-        }
-        res
-    }
-}
 
 /// The current window's id, its end (unix s) and the seconds left in it.
 fn window(w: QuotaWindow, now: Duration) -> (u64, u64, u64) {
@@ -136,9 +25,9 @@ fn window(w: QuotaWindow, now: Duration) -> (u64, u64, u64) {
         }
         QuotaWindow::Month => {
             let days = (secs / 86_400) as i64;
-            let (y, m, _) = crate::access_log::civil_from_days(days);
+            let (y, m, _) = varco_core::civil::civil_from_days(days);
             let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-            let end = crate::access_log::days_from_civil(ny, nm, 1) as u64 * 86_400;
+            let end = varco_core::civil::days_from_civil(ny, nm, 1) as u64 * 86_400;
             ((y * 12 + i64::from(m)) as u64, end, end.saturating_sub(secs))
         }
     }
@@ -164,7 +53,7 @@ pub struct Quota {
     id: u64,
     header: Option<http::HeaderName>,
     leases: DashMap<u64, Lease>,
-    store: Option<Arc<RedisQuotaStore>>,
+    store: Option<Arc<RedisStore>>,
 }
 
 impl std::fmt::Debug for Quota {
@@ -174,9 +63,9 @@ impl std::fmt::Debug for Quota {
 }
 
 impl Quota {
-    pub fn new(tenant: &str, scope: &str, cfg: &QuotaConfig, store: Option<Arc<RedisQuotaStore>>) -> Self {
+    pub fn new(tenant: &str, scope: &str, cfg: &QuotaConfig, store: Option<Arc<RedisStore>>) -> Self {
         // The definition is part of the Redis key: a changed quota starts a new counter.
-        let id = crate::upstream::hash_bytes(format!("{tenant}\0{scope}\0{cfg:?}").as_bytes());
+        let id = varco_core::hash::hash_bytes(format!("{tenant}\0{scope}\0{cfg:?}").as_bytes());
         Self {
             cfg: cfg.clone(),
             scope: scope.to_owned(),
@@ -189,23 +78,23 @@ impl Quota {
     }
 
     fn key(&self, headers: &http::HeaderMap, state: &varco_core::FilterState) -> u64 {
-        let ip = || state.client_ip.map_or(1, |ip| crate::upstream::hash_bytes(ip.to_string().as_bytes()));
+        let ip = || state.client_ip.map_or(1, |ip| varco_core::hash::hash_bytes(ip.to_string().as_bytes()));
         match self.cfg.per {
             LimitKey::Route | LimitKey::Tenant => 0,
             LimitKey::ClientIp => ip(),
             LimitKey::Subject => state
                 .subject
                 .as_ref()
-                .map_or_else(ip, |s| crate::upstream::hash_bytes(&[b"s\0", s.as_bytes()].concat())),
+                .map_or_else(ip, |s| varco_core::hash::hash_bytes(&[b"s\0", s.as_bytes()].concat())),
             LimitKey::ClientId => state
                 .client_id
                 .as_ref()
-                .map_or_else(ip, |c| crate::upstream::hash_bytes(&[b"c\0", c.as_bytes()].concat())),
+                .map_or_else(ip, |c| varco_core::hash::hash_bytes(&[b"c\0", c.as_bytes()].concat())),
             LimitKey::Header => self
                 .header
                 .as_ref()
                 .and_then(|h| headers.get(h))
-                .map_or(1, |v| crate::upstream::hash_bytes(v.as_bytes())),
+                .map_or(1, |v| varco_core::hash::hash_bytes(v.as_bytes())),
         }
     }
 
@@ -300,13 +189,7 @@ pub struct QuotaRegistry {
 }
 
 impl QuotaRegistry {
-    pub fn get(
-        &self,
-        tenant: &str,
-        scope: &str,
-        cfg: &QuotaConfig,
-        store: Option<&Arc<RedisQuotaStore>>,
-    ) -> Arc<Quota> {
+    pub fn get(&self, tenant: &str, scope: &str, cfg: &QuotaConfig, store: Option<&Arc<RedisStore>>) -> Arc<Quota> {
         let mut map = self.map.lock();
         map.entry((tenant.to_owned(), scope.to_owned(), cfg.clone()))
             .or_insert_with(|| Arc::new(Quota::new(tenant, scope, cfg, store.cloned())))

@@ -8,6 +8,7 @@
 //! - `iss`, `aud`, `exp`, `nbf` are checked with a small leeway; `typ` when configured.
 //! - Verified tokens are cached by SHA-256 until they expire.
 
+use crate::error::{AuthError, Reason};
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use jsonwebtoken::jwk::JwkSet;
@@ -17,33 +18,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use varco_config::IssuerConfig;
-use varco_core::{Problem, ProblemKind};
+use varco_core::fetch::Fetch;
+use varco_core::Identity;
 
 const CACHE_MAX: usize = 50_000;
 const UNKNOWN_KID_REFRESH_MS: u64 = 10_000;
-
-/// What varco knows about the caller after verification.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Identity {
-    pub issuer: String,
-    pub subject: String,
-    pub client_id: Option<String>,
-    pub scopes: Vec<String>,
-    pub acr: Option<String>,
-    /// Codice fiscale without the `TINIT-` prefix.
-    pub fiscal_code: Option<String>,
-    /// PDND `purposeId`.
-    pub purpose_id: Option<String>,
-    /// PDND `eserviceId` and `producerId`.
-    pub eservice_id: Option<String>,
-    pub producer_id: Option<String>,
-    /// PDND `digest.value` (hex SHA-256 of the AUDIT_REST_02 tracking evidence).
-    pub voucher_digest: Option<String>,
-    pub jti: Option<String>,
-    pub exp: u64,
-    /// The `X-Varco-*` headers for the back-office, built once when the token is verified.
-    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
-}
 
 /// A verified token in the cache: the token itself, compared in full on every hit (the key
 /// is a fast, unkeyed hash), and who it is.
@@ -79,7 +58,7 @@ fn now_ms() -> u64 {
 pub struct Issuer {
     pub name: String,
     pub cfg: IssuerConfig,
-    tenant: String,
+    pub tenant: String,
     algorithms: Vec<Algorithm>,
     keys: ArcSwap<JwkSet>,
     last_fetch_ms: AtomicU64,
@@ -123,14 +102,14 @@ impl std::fmt::Debug for Issuer {
     }
 }
 
-fn invalid(detail: impl Into<String>, realm: &str) -> Problem {
+fn invalid(detail: impl Into<String>, realm: &str) -> AuthError {
     let detail = detail.into();
-    let mut p = Problem::new(ProblemKind::TokenInvalid, detail.clone());
+    let mut p = AuthError::new(Reason::TokenInvalid, detail.clone());
     let safe: String = detail.chars().filter(|c| *c != '"' && *c != '\\').collect();
     if let Ok(v) = http::HeaderValue::from_str(&format!(
         "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{safe}\""
     )) {
-        p.headers.push((http::header::WWW_AUTHENTICATE, v));
+        p.challenge = Some(v);
     }
     p
 }
@@ -159,11 +138,13 @@ impl Issuer {
     }
 
     /// Fetches the JWKS again (no-op for static keys). Keeps the old keys on failure.
-    pub async fn refresh(&self, connector: &pingora_core::connectors::http::Connector) {
+    pub async fn refresh(&self, fetch: &dyn Fetch) {
         let Some(url) = &self.cfg.jwks_url else { return };
         self.last_fetch_ms.store(now_ms(), Relaxed);
-        let res = crate::fetch::get(connector, url, Duration::from_secs(3))
+        let res = fetch
+            .get(url, Duration::from_secs(3))
             .await
+            .map_err(|e| e.0)
             .and_then(|body| serde_json::from_slice::<JwkSet>(&body).map_err(|e| format!("not a JWKS: {e}")));
         match res {
             Ok(set) => {
@@ -197,18 +178,14 @@ impl Issuer {
     }
 
     /// The key of `kid`; an unknown `kid` fetches the JWKS again (at most every 10 s), as keys rotate.
-    pub async fn key_refreshing(
-        &self,
-        kid: Option<&str>,
-        connector: &pingora_core::connectors::http::Connector,
-    ) -> Option<DecodingKey> {
+    pub async fn key_refreshing(&self, kid: Option<&str>, fetch: &dyn Fetch) -> Option<DecodingKey> {
         if let Some(k) = self.key_for(kid) {
             return Some(k);
         }
         if self.cfg.jwks_url.is_some()
             && now_ms().saturating_sub(self.last_fetch_ms.load(Relaxed)) >= UNKNOWN_KID_REFRESH_MS
         {
-            self.refresh(connector).await;
+            self.refresh(fetch).await;
         }
         self.key_for(kid)
     }
@@ -221,12 +198,7 @@ impl Issuer {
     }
 
     /// Verifies a token (from the cache when it can) and caches the result.
-    pub async fn verify(
-        &self,
-        token: &str,
-        connector: &pingora_core::connectors::http::Connector,
-        realm: &str,
-    ) -> Result<Arc<Identity>, Problem> {
+    pub async fn verify(&self, token: &str, fetch: &dyn Fetch, realm: &str) -> Result<Arc<Identity>, AuthError> {
         if let Some(id) = self.cached(token.as_bytes()) {
             return Ok(id);
         }
@@ -236,7 +208,7 @@ impl Issuer {
             if self.key_for(kid.as_deref()).is_none()
                 && now_ms().saturating_sub(self.last_fetch_ms.load(Relaxed)) >= UNKNOWN_KID_REFRESH_MS
             {
-                self.refresh(connector).await;
+                self.refresh(fetch).await;
             }
         }
         let id = Arc::new(self.verify_uncached(token, realm)?);
@@ -248,7 +220,7 @@ impl Issuer {
     }
 
     /// Every check on one token with the keys at hand: no cache, no fetching.
-    pub fn verify_uncached(&self, token: &str, realm: &str) -> Result<Identity, Problem> {
+    pub fn verify_uncached(&self, token: &str, realm: &str) -> Result<Identity, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("malformed token header: {e}"), realm))?;
         if !self.algorithms.contains(&header.alg) {
@@ -326,7 +298,7 @@ impl Issuer {
             exp: c.get("exp").and_then(|v| v.as_u64()).unwrap_or(0),
             headers: Vec::new(),
         };
-        id.headers = identity_headers(&self.tenant, &id);
+        id.headers = id.header_list(&self.tenant);
         Ok(id)
     }
 
@@ -340,33 +312,30 @@ impl Issuer {
 /// own identity headers were stripped by hygiene; the verified identity's headers, without the
 /// token unless the route forwards it, go upstream (`upstream_request_filter`).
 pub async fn authenticate(
-    connector: &pingora_core::connectors::http::Connector,
-    session: &pingora_proxy::Session,
+    fetch: &dyn Fetch,
+    headers: &http::HeaderMap,
     issuers: &[Arc<Issuer>],
     policy: &varco_config::JwtAccess,
     tenant: &str,
-    replay: &crate::modi::ReplayGuard,
-) -> Result<Arc<Identity>, Problem> {
-    let challenge = |p: Problem| {
+    replay: &crate::jti::ReplayGuard,
+) -> Result<Arc<Identity>, AuthError> {
+    let challenge = |p: AuthError| {
         let mut p = p;
-        if p.headers.is_empty() {
+        if p.challenge.is_none() {
             if let Ok(v) = http::HeaderValue::from_str(&format!("Bearer realm=\"{tenant}\"")) {
-                p.headers.push((http::header::WWW_AUTHENTICATE, v));
+                p.challenge = Some(v);
             }
         }
         p
     };
-    let auth = session.req_header().headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
-        challenge(Problem::new(ProblemKind::TokenMissing, "this route needs `Authorization: Bearer <token>`"))
+    let auth = headers.get(http::header::AUTHORIZATION).ok_or_else(|| {
+        challenge(AuthError::new(Reason::TokenMissing, "this route needs `Authorization: Bearer <token>`"))
     })?;
     let token = bearer_token(auth.as_bytes())
-        .ok_or_else(|| challenge(Problem::new(ProblemKind::TokenInvalid, "the credential is not a Bearer token")))?;
+        .ok_or_else(|| challenge(AuthError::new(Reason::TokenInvalid, "the credential is not a Bearer token")))?;
     let max = issuers.iter().map(|i| i.cfg.max_token_bytes).max().unwrap_or(8192);
     if token.len() > max {
-        return Err(challenge(Problem::new(
-            ProblemKind::TokenInvalid,
-            format!("the token is longer than {max} bytes"),
-        )));
+        return Err(challenge(AuthError::new(Reason::TokenInvalid, format!("the token is longer than {max} bytes"))));
     }
     // The hot path: a token verified before is known by its bytes, no parsing needed.
     let id = match issuers.iter().find_map(|i| i.cached(token)) {
@@ -375,36 +344,36 @@ pub async fn authenticate(
             let token = std::str::from_utf8(token)
                 .ok()
                 .filter(|t| t.bytes().all(|b| b.is_ascii_graphic()))
-                .ok_or_else(|| challenge(Problem::new(ProblemKind::TokenInvalid, "the token is not printable text")))?;
+                .ok_or_else(|| challenge(AuthError::new(Reason::TokenInvalid, "the token is not printable text")))?;
             // Pick the issuer by the (not yet trusted) `iss`; the signature check decides.
             let issuer = if issuers.len() == 1 {
                 &issuers[0]
             } else {
                 let iss = peek_iss(token);
                 issuers.iter().find(|i| iss.as_deref() == Some(i.cfg.issuer.as_str())).ok_or_else(|| {
-                    challenge(Problem::new(
-                        ProblemKind::TokenInvalid,
+                    challenge(AuthError::new(
+                        Reason::TokenInvalid,
                         "the token comes from an issuer this route does not accept",
                     ))
                 })?
             };
-            issuer.verify(token, connector, tenant).await?
+            issuer.verify(token, fetch, tenant).await?
         }
     };
     check_policy(&id, policy)?;
     if policy.unique_jti {
         let jti = id.jti.as_deref().ok_or_else(|| {
-            challenge(Problem::new(ProblemKind::TokenInvalid, "this route needs single-use tokens with a `jti`"))
+            challenge(AuthError::new(Reason::TokenInvalid, "this route needs single-use tokens with a `jti`"))
         })?;
         // The mark outlives the token's acceptance, leeway included.
         let leeway = issuers.iter().map(|i| i.cfg.leeway.0.as_secs()).max().unwrap_or(0);
         if !replay.first_use(&format!("{tenant}/bearer/{}", id.issuer), jti, id.exp.saturating_add(leeway)).await {
-            return Err(Problem::new(ProblemKind::TokenReplayed, "this token (`jti`) was already used on this ente"));
+            return Err(AuthError::new(Reason::TokenReplayed, "this token (`jti`) was already used on this ente"));
         }
     }
     if let Some(missing) = policy.scopes.iter().find(|s| !id.scopes.contains(s)) {
-        return Err(Problem::new(
-            ProblemKind::Forbidden,
+        return Err(AuthError::new(
+            Reason::Forbidden,
             format!("the token lacks the scope `{missing}` this route requires"),
         ));
     }
@@ -421,43 +390,9 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     Some(rest.trim_ascii()).filter(|t| !t.is_empty())
 }
 
-/// Names of the identity headers varco forwards (parsed once, cloned for free).
-pub mod names {
-    use http::HeaderName;
-    pub static TENANT: HeaderName = HeaderName::from_static("x-varco-tenant");
-    pub static ISSUER: HeaderName = HeaderName::from_static("x-varco-issuer");
-    pub static SUBJECT: HeaderName = HeaderName::from_static("x-varco-subject");
-    pub static CLIENT_ID: HeaderName = HeaderName::from_static("x-varco-client-id");
-    pub static FISCAL_CODE: HeaderName = HeaderName::from_static("x-varco-fiscal-code");
-    pub static ACR: HeaderName = HeaderName::from_static("x-varco-acr");
-    pub static SCOPES: HeaderName = HeaderName::from_static("x-varco-scopes");
-    pub static PURPOSE_ID: HeaderName = HeaderName::from_static("x-varco-purpose-id");
-    pub static AUDIT_USER_ID: HeaderName = HeaderName::from_static("x-varco-audit-user-id");
-    pub static AUDIT_USER_LOCATION: HeaderName = HeaderName::from_static("x-varco-audit-user-location");
-    pub static AUDIT_LOA: HeaderName = HeaderName::from_static("x-varco-audit-loa");
-}
-
-/// The verified identity as `X-Varco-*` headers (values that are not valid header text are left out).
-fn identity_headers(tenant: &str, id: &Identity) -> Vec<(http::HeaderName, http::HeaderValue)> {
-    let scopes = id.scopes.join(" ");
-    [
-        (&names::TENANT, Some(tenant)),
-        (&names::ISSUER, Some(id.issuer.as_str())),
-        (&names::SUBJECT, Some(id.subject.as_str())),
-        (&names::CLIENT_ID, id.client_id.as_deref()),
-        (&names::FISCAL_CODE, id.fiscal_code.as_deref()),
-        (&names::ACR, id.acr.as_deref()),
-        (&names::SCOPES, Some(scopes.as_str())),
-        (&names::PURPOSE_ID, id.purpose_id.as_deref()),
-    ]
-    .into_iter()
-    .filter_map(|(n, v)| Some((n.clone(), http::HeaderValue::from_str(v?).ok()?)))
-    .collect()
-}
-
 /// The route's conditions beyond the signature: PDND purposes, clients, SPID/CIE level.
-pub fn check_policy(id: &Identity, policy: &varco_config::JwtAccess) -> Result<(), Problem> {
-    let deny = |d: String| Err(Problem::new(ProblemKind::Forbidden, d));
+pub fn check_policy(id: &Identity, policy: &varco_config::JwtAccess) -> Result<(), AuthError> {
+    let deny = |d: String| Err(AuthError::new(Reason::Forbidden, d));
     if !policy.purposes.is_empty() && !id.purpose_id.as_ref().is_some_and(|p| policy.purposes.contains(p)) {
         return deny("the token's purposeId is not admitted on this e-service".to_owned());
     }
@@ -520,76 +455,6 @@ impl IssuerRegistry {
     }
 }
 
-/// Refreshes JWKS on schedule and evicts expired verified tokens.
-pub struct JwksRefresher(pub Arc<crate::Shared>);
-
-#[async_trait::async_trait]
-impl pingora_core::services::background::BackgroundService for JwksRefresher {
-    async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        while crate::tick_or_shutdown(&mut tick, &mut shutdown).await {
-            self.0.replay.evict_expired();
-            for i in self.0.issuers.all() {
-                if i.refresh_due() {
-                    i.refresh(&self.0.connector).await;
-                }
-                i.evict_expired();
-                self.0.metrics.jwks_up.with_label_values(&[&i.tenant, &i.name]).set(i64::from(i.up.load(Relaxed)));
-            }
-        }
-    }
-}
-
-/// `sha256:<hex>` of an API key, as stored in the configuration.
-pub fn api_key_hash(key: &str) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    let mut out = String::from("sha256:");
-    for b in d.as_ref() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
-/// Checks the route's API-key header against the tenant's issued keys; on success the key is
-/// removed from the request and the identity headers for the back-office are returned.
-pub fn check_api_key(
-    req: &mut pingora_http::RequestHeader,
-    header: &http::HeaderName,
-    tenant: &crate::runtime::Tenant,
-    route: usize,
-) -> Result<(String, Vec<(http::HeaderName, http::HeaderValue)>), Problem> {
-    let challenge = |kind, detail: String| {
-        let mut p = Problem::new(kind, detail);
-        if let Ok(v) = http::HeaderValue::from_str(&format!("ApiKey realm=\"{}\", header=\"{header}\"", tenant.id)) {
-            p.headers.push((http::header::WWW_AUTHENTICATE, v));
-        }
-        p
-    };
-    let key = req
-        .headers
-        .get(header)
-        .ok_or_else(|| challenge(ProblemKind::TokenMissing, format!("this route needs an API key in `{header}`")))?;
-    let d = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    let digest: [u8; 32] = d.as_ref().try_into().unwrap_or([0; 32]);
-    let found = tenant
-        .api_keys
-        .get(&digest)
-        .ok_or_else(|| challenge(ProblemKind::TokenInvalid, "the API key is unknown or revoked".to_owned()))?;
-    if found.routes.as_ref().is_some_and(|r| !r.contains(&route)) {
-        return Err(Problem::new(
-            ProblemKind::Forbidden,
-            format!("the API key `{}` may not call this route", found.name),
-        ));
-    }
-    // The back-office gets who called, never the key.
-    req.remove_header(header);
-    let forward = [(&names::TENANT, tenant.id.as_str()), (&names::CLIENT_ID, found.name.as_str())]
-        .into_iter()
-        .filter_map(|(n, v)| Some((n.clone(), http::HeaderValue::from_str(v).ok()?)))
-        .collect();
-    Ok((found.name.clone(), forward))
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -623,7 +488,7 @@ mod tests {
     }
 
     /// Verifications per second on one core, for `bench/run.sh`: run with
-    /// `JWT_BENCH_DIR=<dir with jwks.json and token> cargo test --release -p varco-proxy --lib
+    /// `JWT_BENCH_DIR=<dir with jwks.json and token> cargo test --release -p varco-auth --lib
     /// -- --ignored --nocapture jwt_verify_throughput`.
     #[test]
     #[ignore = "a measurement, run by bench/run.sh"]

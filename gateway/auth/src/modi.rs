@@ -6,11 +6,12 @@
 //! Every failure names the check that failed: the field's pain is opaque "invalid request"
 //! errors when a digest is hex, a header is missing or clocks are skewed.
 
-use crate::auth::{Identity, Issuer};
-use crate::identity::IdentitySigner;
+use crate::error::{AuthError, Reason};
+use crate::identity_token::IdentitySigner;
+use crate::jti::ReplayGuard;
+use crate::jwt::Issuer;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use dashmap::DashMap;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
@@ -19,69 +20,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use varco_config::{AuditPattern, IntegrityPattern, ModiAccess};
-use varco_core::{Problem, ProblemKind};
-
-pub static AGID_JWT_SIGNATURE: HeaderName = HeaderName::from_static("agid-jwt-signature");
-pub static AGID_JWT_TRACKING_EVIDENCE: HeaderName = HeaderName::from_static("agid-jwt-trackingevidence");
-pub static DIGEST: HeaderName = HeaderName::from_static("digest");
+use varco_core::fetch::Fetch;
+use varco_core::headers::{AGID_JWT_SIGNATURE, AGID_JWT_TRACKING_EVIDENCE, DIGEST};
+use varco_core::Identity;
 
 const MAX_JWS_BYTES: usize = 16 * 1024;
-const REPLAY_MAX: usize = 500_000;
 /// id-kp-clientAuth (1.3.6.1.5.5.7.3.2), required only when the certificate lists EKUs.
 const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
 
 fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
-}
-
-/// `jti`s seen while their token is valid. Shared by every route and kept across reloads.
-/// With `redis` configured the marks are shared by every instance (`SET NX`); each instance
-/// also keeps its own, which alone decide while Redis does not answer.
-#[derive(Debug, Default)]
-pub struct ReplayGuard {
-    seen: DashMap<String, u64>,
-    redis: Option<std::sync::Arc<crate::quotas::RedisQuotaStore>>,
-}
-
-impl ReplayGuard {
-    pub fn new(redis: Option<std::sync::Arc<crate::quotas::RedisQuotaStore>>) -> Self {
-        Self { seen: DashMap::new(), redis }
-    }
-
-    /// True the first time `scope`+`jti` is offered before `until` (unix s: the token's `exp`
-    /// plus the leeway it is accepted with), on any instance.
-    pub async fn first_use(&self, scope: &str, jti: &str, until: u64) -> bool {
-        let key = format!("{scope}\u{0}{jti}");
-        if !self.first_use_here(&key, until) {
-            return false;
-        }
-        match &self.redis {
-            Some(r) => r.set_once(&key, until).await.unwrap_or(true),
-            None => true,
-        }
-    }
-
-    fn first_use_here(&self, key: &str, exp: u64) -> bool {
-        if self.seen.len() >= REPLAY_MAX {
-            self.evict_expired();
-        }
-        match self.seen.entry(key.to_owned()) {
-            dashmap::Entry::Occupied(mut e) if *e.get() < now_s() => {
-                e.insert(exp);
-                true
-            }
-            dashmap::Entry::Occupied(_) => false,
-            dashmap::Entry::Vacant(e) => {
-                e.insert(exp);
-                true
-            }
-        }
-    }
-
-    pub fn evict_expired(&self) {
-        let now = now_s();
-        self.seen.retain(|_, exp| *exp >= now);
-    }
 }
 
 /// What AUDIT_REST_* tells about the end user, for the audit trail and the back-office.
@@ -109,8 +57,8 @@ impl std::fmt::Debug for ModiVerifier {
     }
 }
 
-fn bad(kind: ProblemKind, detail: impl Into<String>) -> Problem {
-    Problem::new(kind, detail)
+fn bad(kind: Reason, detail: impl Into<String>) -> AuthError {
+    AuthError::new(kind, detail)
 }
 
 impl ModiVerifier {
@@ -154,14 +102,14 @@ impl ModiVerifier {
         headers: &HeaderMap,
         body: &[u8],
         id: &Identity,
-        connector: &pingora_core::connectors::http::Connector,
+        fetch: &dyn Fetch,
         replay: &ReplayGuard,
-    ) -> Result<Option<AuditRecord>, Problem> {
+    ) -> Result<Option<AuditRecord>, AuthError> {
         if let Some(pattern) = self.cfg.integrity {
-            self.check_integrity(pattern, headers, body, connector, replay).await?;
+            self.check_integrity(pattern, headers, body, fetch, replay).await?;
         }
         match self.cfg.audit {
-            Some(pattern) => self.check_audit(pattern, headers, id, connector, replay).await.map(Some),
+            Some(pattern) => self.check_audit(pattern, headers, id, fetch, replay).await.map(Some),
             None => Ok(None),
         }
     }
@@ -171,19 +119,19 @@ impl ModiVerifier {
         pattern: IntegrityPattern,
         headers: &HeaderMap,
         body: &[u8],
-        connector: &pingora_core::connectors::http::Connector,
+        fetch: &dyn Fetch,
         replay: &ReplayGuard,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), AuthError> {
         let digest = headers
             .get(&DIGEST)
-            .ok_or_else(|| bad(ProblemKind::ModiDigestMalformed, "INTEGRITY_REST needs a `Digest` header"))?;
+            .ok_or_else(|| bad(Reason::ModiDigestMalformed, "INTEGRITY_REST needs a `Digest` header"))?;
         let digest_text =
-            digest.to_str().map_err(|_| bad(ProblemKind::ModiDigestMalformed, "the `Digest` header is not text"))?;
+            digest.to_str().map_err(|_| bad(Reason::ModiDigestMalformed, "the `Digest` header is not text"))?;
         let want = parse_digest(digest_text)?;
         let got = ring::digest::digest(&ring::digest::SHA256, body);
         if got.as_ref() != want.as_slice() {
             return Err(bad(
-                ProblemKind::ModiDigestMismatch,
+                Reason::ModiDigestMismatch,
                 format!(
                     "the body ({} bytes) hashes to SHA-256={}, not to the `Digest` sent: altered after signing?",
                     body.len(),
@@ -191,10 +139,10 @@ impl ModiVerifier {
                 ),
             ));
         }
-        let token = header_text(headers, &AGID_JWT_SIGNATURE, ProblemKind::ModiSignatureInvalid)?;
-        let kind = ProblemKind::ModiSignatureInvalid;
+        let token = header_text(headers, &AGID_JWT_SIGNATURE, Reason::ModiSignatureInvalid)?;
+        let kind = Reason::ModiSignatureInvalid;
         let claims =
-            self.verify_jws(token, kind, "Agid-JWT-Signature", pattern == IntegrityPattern::Rest01, connector).await?;
+            self.verify_jws(token, kind, "Agid-JWT-Signature", pattern == IntegrityPattern::Rest01, fetch).await?;
         let signed = claims
             .get("signed_headers")
             .and_then(Value::as_array)
@@ -229,12 +177,12 @@ impl ModiVerifier {
         pattern: AuditPattern,
         headers: &HeaderMap,
         id: &Identity,
-        connector: &pingora_core::connectors::http::Connector,
+        fetch: &dyn Fetch,
         replay: &ReplayGuard,
-    ) -> Result<AuditRecord, Problem> {
-        let kind = ProblemKind::ModiAuditInvalid;
+    ) -> Result<AuditRecord, AuthError> {
+        let kind = Reason::ModiAuditInvalid;
         let token = header_text(headers, &AGID_JWT_TRACKING_EVIDENCE, kind)?;
-        let claims = self.verify_jws(token, kind, "Agid-JWT-TrackingEvidence", false, connector).await?;
+        let claims = self.verify_jws(token, kind, "Agid-JWT-TrackingEvidence", false, fetch).await?;
         let field = |k: &str| {
             claims
                 .get(k)
@@ -267,7 +215,7 @@ impl ModiVerifier {
     }
 
     /// ModI JWTs are single-use: each `jti` once while valid.
-    async fn once(&self, claims: &Value, kind: ProblemKind, what: &str, replay: &ReplayGuard) -> Result<(), Problem> {
+    async fn once(&self, claims: &Value, kind: Reason, what: &str, replay: &ReplayGuard) -> Result<(), AuthError> {
         let Some(jti) = claims.get("jti").and_then(Value::as_str) else {
             return Err(bad(kind, format!("{what} lacks the `jti` claim (needed against replay)")));
         };
@@ -275,7 +223,7 @@ impl ModiVerifier {
         let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0).saturating_add(self.cfg.leeway.0.as_secs());
         let scope = format!("{}/{what}/{}", self.tenant, claims.get("iss").and_then(Value::as_str).unwrap_or(""));
         if !replay.first_use(&scope, jti, exp).await {
-            return Err(bad(ProblemKind::TokenReplayed, format!("this {what} (`jti`) was already used")));
+            return Err(bad(Reason::TokenReplayed, format!("this {what} (`jti`) was already used")));
         }
         Ok(())
     }
@@ -285,11 +233,11 @@ impl ModiVerifier {
     async fn verify_jws(
         &self,
         token: &str,
-        kind: ProblemKind,
+        kind: Reason,
         what: &str,
         require_x5c: bool,
-        connector: &pingora_core::connectors::http::Connector,
-    ) -> Result<Value, Problem> {
+        fetch: &dyn Fetch,
+    ) -> Result<Value, AuthError> {
         if token.len() > MAX_JWS_BYTES {
             return Err(bad(kind, format!("{what} is longer than {MAX_JWS_BYTES} bytes")));
         }
@@ -312,7 +260,7 @@ impl ModiVerifier {
             })?;
             let issuer = self.keys.as_ref().ok_or_else(|| bad(kind, format!("{what}: no keys issuer configured")))?;
             issuer
-                .key_refreshing(Some(kid), connector)
+                .key_refreshing(Some(kid), fetch)
                 .await
                 .ok_or_else(|| bad(kind, format!("{what}: no key with this `kid` is known")))?
         };
@@ -375,14 +323,18 @@ impl ModiVerifier {
         }
     }
 
-    /// `Digest` and `Agid-JWT-Signature` for a response body, signed with varco's key.
+    /// `Digest` and `Agid-JWT-Signature` for a response body, signed with the ente's key.
+    /// An error when the answer cannot be signed: the route must then fail closed, never
+    /// answer unsigned.
     pub fn sign_response(
         &self,
         content_type: Option<&HeaderValue>,
         body: &[u8],
         id: &Identity,
-    ) -> Vec<(HeaderName, HeaderValue)> {
-        let Some(signer) = &self.signer else { return Vec::new() };
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, AuthError> {
+        let Some(signer) = &self.signer else {
+            return Err(AuthError::new(Reason::SigningFailed, "this route signs answers but has no signing key"));
+        };
         let digest = format!("SHA-256={}", STANDARD.encode(ring::digest::digest(&ring::digest::SHA256, body)));
         let mut signed = vec![serde_json::json!({ "digest": digest })];
         if let Some(ct) = content_type.and_then(|v| v.to_str().ok()) {
@@ -396,18 +348,16 @@ impl ModiVerifier {
             "jti": format!("{:032x}", fastrand::u128(..)),
             "signed_headers": signed,
         });
-        let mut out = Vec::new();
-        if let (Ok(d), Some(Ok(s))) =
-            (HeaderValue::from_str(&digest), signer.sign_claims(&claims).map(|t| HeaderValue::from_str(&t)))
-        {
-            out.push((DIGEST.clone(), d));
-            out.push((AGID_JWT_SIGNATURE.clone(), s));
-        }
-        out
+        let token = signer.sign_claims(&claims)?;
+        let text = |v: &str| {
+            HeaderValue::from_str(v)
+                .map_err(|_| AuthError::new(Reason::SigningFailed, "the signature is not a header value"))
+        };
+        Ok(vec![(DIGEST.clone(), text(&digest)?), (AGID_JWT_SIGNATURE.clone(), text(&token)?)])
     }
 }
 
-fn header_text<'a>(headers: &'a HeaderMap, name: &HeaderName, kind: ProblemKind) -> Result<&'a str, Problem> {
+fn header_text<'a>(headers: &'a HeaderMap, name: &HeaderName, kind: Reason) -> Result<&'a str, AuthError> {
     headers
         .get(name)
         .ok_or_else(|| bad(kind, format!("this e-service needs the `{name}` header")))?
@@ -416,8 +366,8 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &HeaderName, kind: ProblemKind)
 }
 
 /// `SHA-256=<base64 of 32 bytes>` (RFC 3230); hex and other algorithms are named as such.
-pub fn parse_digest(v: &str) -> Result<Vec<u8>, Problem> {
-    let kind = ProblemKind::ModiDigestMalformed;
+pub fn parse_digest(v: &str) -> Result<Vec<u8>, AuthError> {
+    let kind = Reason::ModiDigestMalformed;
     let (alg, value) = v.split_once('=').ok_or_else(|| bad(kind, "`Digest` must be `SHA-256=<base64>`"))?;
     if !alg.trim().eq_ignore_ascii_case("SHA-256") {
         return Err(bad(kind, format!("`Digest` uses `{}`; ModI requires SHA-256", alg.trim())));
@@ -448,21 +398,10 @@ mod tests {
         let good = format!("SHA-256={}", STANDARD.encode(d.as_ref()));
         assert_eq!(parse_digest(&good).ok(), Some(d.as_ref().to_vec()));
         let hexed = format!("SHA-256={}", hex(d.as_ref()));
-        let e = parse_digest(&hexed).err().map(|p| (p.kind, p.detail));
-        assert!(matches!(e, Some((ProblemKind::ModiDigestMalformed, ref d)) if d.contains("hex")), "{e:?}");
+        let e = parse_digest(&hexed).err().map(|p| (p.reason, p.detail));
+        assert!(matches!(e, Some((Reason::ModiDigestMalformed, ref d)) if d.contains("hex")), "{e:?}");
         assert!(parse_digest("MD5=abc").is_err());
         assert!(parse_digest("SHA-256=AAAA").is_err());
         assert!(parse_digest("nonsense").is_err());
-    }
-
-    #[tokio::test]
-    async fn replay_guard_refuses_second_use_until_expiry() {
-        let g = ReplayGuard::default();
-        let exp = now_s() + 60;
-        assert!(g.first_use("t", "a", exp).await);
-        assert!(!g.first_use("t", "a", exp).await);
-        assert!(g.first_use("u", "a", exp).await, "scopes are separate");
-        assert!(g.first_use("t", "old", now_s() - 10).await);
-        assert!(g.first_use("t", "old", exp).await, "an expired entry no longer blocks");
     }
 }

@@ -15,9 +15,9 @@ pub type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<
 
 /// The process's client, built once (the CA store is read once, not at every reload); clones
 /// share its connection pool.
-pub fn https_client() -> Result<HttpsClient, String> {
+pub fn https_client() -> HttpsClient {
     static CLIENT: OnceLock<HttpsClient> = OnceLock::new();
-    Ok(CLIENT.get_or_init(build).clone())
+    CLIENT.get_or_init(build).clone()
 }
 
 fn build() -> HttpsClient {

@@ -1,7 +1,7 @@
 //! The identity token: a short-lived ES256 JWT varco signs for the back-office with the
 //! verified caller, and the `jwks` adapter that publishes its public key.
 
-use crate::auth::Identity;
+use crate::error::{AuthError, Reason};
 use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
@@ -9,7 +9,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use std::time::{SystemTime, UNIX_EPOCH};
 use varco_config::IdentityTokenConfig;
-use varco_core::{Adapter, AdapterRequest, AdapterResponse, Problem};
+use varco_core::{Adapter, AdapterRequest, AdapterResponse, Identity, Problem};
 
 pub struct IdentitySigner {
     kid: String,
@@ -52,17 +52,17 @@ impl IdentitySigner {
         })
     }
 
-    /// Any claims signed with varco's key (ModI response signatures), `typ: JWT`.
-    pub fn sign_claims(&self, claims: &serde_json::Value) -> Option<String> {
+    /// Any claims signed with the key (ModI response signatures), `typ: JWT`.
+    pub fn sign_claims(&self, claims: &serde_json::Value) -> Result<String, AuthError> {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         header.typ = Some("JWT".into());
-        jsonwebtoken::encode(&header, claims, &self.key).ok()
+        jsonwebtoken::encode(&header, claims, &self.key).map_err(signing_failed)
     }
 
     /// The token for one request: audience is the ente, lifetime `ttl`.
-    pub fn sign(&self, tenant: &str, id: &Identity) -> Option<String> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+    pub fn sign(&self, tenant: &str, id: &Identity) -> Result<String, AuthError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         let claims = serde_json::json!({
@@ -71,8 +71,15 @@ impl IdentitySigner {
             "issuer": id.issuer, "client_id": id.client_id, "fiscal_code": id.fiscal_code,
             "acr": id.acr, "scope": id.scopes.join(" "), "purpose_id": id.purpose_id,
         });
-        jsonwebtoken::encode(&header, &claims, &self.key).ok()
+        jsonwebtoken::encode(&header, &claims, &self.key).map_err(signing_failed)
     }
+}
+
+fn signing_failed(e: jsonwebtoken::errors::Error) -> AuthError {
+    // The key was checked when it was loaded: this is rare and the caller must not get an
+    // unsigned answer instead.
+    tracing::error!(error = %e, "signing with the ente's key failed");
+    AuthError::new(Reason::SigningFailed, "varco could not sign the answer")
 }
 
 /// `GET /.well-known/jwks.json`: varco's identity-token key.

@@ -1,0 +1,21 @@
+//! Who a caller is and how varco proves itself to others: keys and JWKS (cache, refresh,
+//! rotation), bearer JWT verification (RFC 8725), API keys, the ModI patterns (verify a
+//! caller's, sign varco's answers), the single-use `jti` guard and varco's identity token.
+//!
+//! Inputs are `http` types, bytes and configuration; errors are [`AuthError`]s, which the
+//! proxy turns into problem answers. Documents (JWKS) come through `varco_core::fetch::Fetch`.
+#![forbid(unsafe_code)]
+
+pub mod apikey;
+pub mod error;
+pub mod identity_token;
+pub mod jti;
+pub mod jwt;
+pub mod modi;
+
+pub use apikey::{api_key_hash, ApiKeyCaller, ApiKeys};
+pub use error::{AuthError, Reason};
+pub use identity_token::{IdentitySigner, JwksAdapter};
+pub use jti::ReplayGuard;
+pub use jwt::{authenticate, Issuer, IssuerRegistry};
+pub use modi::{AuditRecord, ModiVerifier};

@@ -1,0 +1,63 @@
+//! What outlives one configuration: the registries a runtime is built from and hands to the
+//! next one, so that buckets, quota leases, cached keys, `jti` marks, the event bus and open
+//! streams survive a reload. Built once at start (`Registries::new`), borrowed by every build.
+
+use crate::events::EventsSlot;
+use crate::metrics::Metrics;
+use crate::runtime::read_secret;
+use std::sync::Arc;
+use varco_auth::{IssuerRegistry, ReplayGuard};
+use varco_config::Config;
+use varco_events::stream::StreamRegistry;
+use varco_traffic::{LimiterRegistry, QuotaRegistry, RedisStore};
+
+#[derive(Debug)]
+pub struct Registries {
+    /// Rate limiters by (ente, scope, definition).
+    pub limiters: LimiterRegistry,
+    /// Quotas by (ente, scope, definition).
+    pub quotas: QuotaRegistry,
+    /// The consortium's shared Redis (quotas and the jti guard), when configured.
+    pub redis: Option<Arc<RedisStore>>,
+    /// Token issuers with their cached keys.
+    pub issuers: IssuerRegistry,
+    /// `jti`s already used (ModI JWTs, single-use bearer tokens).
+    pub replay: ReplayGuard,
+    /// The event bus, opened when a configuration first uses it.
+    pub events: EventsSlot,
+    /// Event-stream routes (open streams, the ACL in force).
+    pub streams: StreamRegistry,
+}
+
+impl Registries {
+    /// The registries for a process starting with `cfg` (reads the Redis password, opens the
+    /// event outbox when the configuration uses it).
+    pub fn new(cfg: &Config, metrics: &Metrics) -> Result<Self, crate::StartError> {
+        let redis = match &cfg.redis {
+            Some(r) => {
+                let password = r.password.as_ref().map(|p| read_secret("redis.password", p)).transpose()?;
+                Some(Arc::new(RedisStore::new(r, password).map_err(crate::StartError::Redis)?))
+            }
+            None => None,
+        };
+        let events = EventsSlot::new(metrics.registry().clone());
+        if crate::events::uses_events(cfg) {
+            events.open(&cfg.server.events).map_err(crate::StartError::Events)?;
+        }
+        Ok(Self {
+            limiters: LimiterRegistry::default(),
+            quotas: QuotaRegistry::default(),
+            replay: ReplayGuard::new(redis.clone()),
+            redis,
+            issuers: IssuerRegistry::default(),
+            events,
+            streams: StreamRegistry::default(),
+        })
+    }
+
+    /// After a new runtime became the current one: forget what no runtime uses any more.
+    pub fn retain_used(&self) {
+        self.limiters.retain_used();
+        self.quotas.retain_used_and_evict();
+    }
+}

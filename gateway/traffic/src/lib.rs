@@ -1,0 +1,13 @@
+//! Traffic control: rate limits per caller (GCRA buckets that outlive reloads), daily and
+//! monthly quotas shared through Redis, and circuit breakers for upstream pools.
+#![forbid(unsafe_code)]
+
+pub mod breaker;
+pub mod limits;
+pub mod quotas;
+pub mod redis_store;
+
+pub use breaker::Breaker;
+pub use limits::{Limiter, RateLimit, Registry as LimiterRegistry};
+pub use quotas::{Quota, QuotaRegistry};
+pub use redis_store::RedisStore;

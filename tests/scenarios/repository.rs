@@ -1,0 +1,58 @@
+//! The repository stands alone: the official contracts its tests use are vendored, and nothing
+//! in the project reads a path outside the clone.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+#[test]
+fn vendored_contracts_are_present() {
+    let root = root();
+    let readme = std::fs::read_to_string(root.join("contracts/external/README.md")).unwrap();
+    let files: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once('`').map(|(f, _)| f))
+        .collect();
+    assert!(files.len() >= 4, "the README lists the vendored files: {files:?}");
+    for f in files {
+        let p = root.join("contracts/external").join(f);
+        let meta = std::fs::metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(meta.len() > 0, "{} is empty", p.display());
+    }
+}
+
+/// Walks the tracked sources and scripts for a path that climbs out of the repository to the
+/// reference material a developer's machine has beside it.
+#[test]
+fn nothing_reads_outside_the_repository() {
+    let needle = ["..", "/shared"].concat();
+    let root = root();
+    let mut offenders = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name != ".ci" || name == "target" {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if ["rs", "py", "sh", "toml", "yaml", "yml", "json"]
+                .iter()
+                .any(|x| p.extension().is_some_and(|e| e == *x))
+                || p.ends_with(".ci/run")
+            {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                if text.contains(&needle) {
+                    offenders.push(p.strip_prefix(&root).unwrap().display().to_string());
+                }
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "these files refer to a path outside the repository: {offenders:?}");
+}
