@@ -100,8 +100,8 @@ pub struct Backoffice {
 }
 
 impl Backoffice {
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
-        Ok(Self { base: url.trim_end_matches('/').to_owned(), timeout, client: varco_outbound::https_client() })
+    pub fn new(url: &str, timeout: Duration, client: varco_outbound::HttpsClient) -> Result<Self, String> {
+        Ok(Self { base: url.trim_end_matches('/').to_owned(), timeout, client })
     }
 
     pub async fn position(&self, iuv: &str) -> Result<Position, Error> {

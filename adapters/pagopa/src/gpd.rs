@@ -38,7 +38,7 @@ struct Answer {
 
 impl GpdAdapter {
     /// `key` is the subscription key, read by the caller from its secret reference.
-    pub fn build(cfg: &GpdConfig, key: &str) -> Result<Self, String> {
+    pub fn build(cfg: &GpdConfig, key: &str, client: varco_outbound::HttpsClient) -> Result<Self, String> {
         let mut key =
             http::HeaderValue::from_str(key).map_err(|_| "the subscription key is not a header value".to_owned())?;
         key.set_sensitive(true);
@@ -48,7 +48,7 @@ impl GpdAdapter {
             key,
             timeout: cfg.timeout.0,
             retries: cfg.retries,
-            client: varco_outbound::https_client(),
+            client,
         })
     }
 

@@ -109,11 +109,16 @@ pub struct PagopaAdapter {
 
 impl PagopaAdapter {
     /// Opens the receipt store (I/O at build time).
-    pub fn build(tenant: &str, cfg: &PagopaConfig, bus: Arc<EventBus>) -> Result<Self, String> {
+    pub fn build(
+        tenant: &str,
+        cfg: &PagopaConfig,
+        bus: Arc<EventBus>,
+        client: varco_outbound::HttpsClient,
+    ) -> Result<Self, String> {
         Ok(Self {
             cfg: cfg.clone(),
             tenant: tenant.to_owned(),
-            backoffice: Backoffice::new(&cfg.backoffice_url, cfg.backoffice_timeout.0)?,
+            backoffice: Backoffice::new(&cfg.backoffice_url, cfg.backoffice_timeout.0, client)?,
             receipts: receipts::ReceiptStore::open(&cfg.receipts_dir, tenant)?,
             bus,
         })

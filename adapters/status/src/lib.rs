@@ -5,35 +5,10 @@
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use varco_config::StatusConfig;
 use varco_core::problem::PROBLEM_JSON;
 use varco_core::{Adapter, AdapterRequest, AdapterResponse, HealthView, Problem};
-
-/// Configuration of the `status` adapter.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StatusConfig {
-    /// Seconds a caller should wait before asking again when unhealthy. Default 10.
-    #[serde(default = "default_retry_after")]
-    pub retry_after_secs: u32,
-}
-
-fn default_retry_after() -> u32 {
-    10
-}
-
-impl StatusConfig {
-    /// Pure validation; returns (field, message) pairs.
-    pub fn validate(&self) -> Vec<(String, String)> {
-        if self.retry_after_secs == 0 || self.retry_after_secs > 3600 {
-            vec![("retry_after_secs".into(), "must be between 1 and 3600".into())]
-        } else {
-            Vec::new()
-        }
-    }
-}
 
 /// The built adapter.
 #[derive(Debug)]

@@ -1,88 +1,55 @@
-//! The identity token: a short-lived ES256 JWT varco signs for the back-office with the
-//! verified caller, and the `jwks` adapter that publishes its public key.
+//! The identity token: a short-lived JWT varco signs for the back-office with the verified
+//! caller, with the ente's key, and the `jwks` adapter that publishes the ente's public keys.
 
-use crate::error::{AuthError, Reason};
+use crate::error::AuthError;
+use crate::keys::{KeySet, SigningKey};
 use async_trait::async_trait;
-use base64::Engine;
 use bytes::Bytes;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use varco_config::IdentityTokenConfig;
 use varco_core::{Adapter, AdapterRequest, AdapterResponse, Identity, Problem};
 
+/// Signs the identity token of one ente with that ente's active key.
+#[derive(Debug)]
 pub struct IdentitySigner {
-    kid: String,
+    pub keys: Arc<KeySet>,
     ttl_secs: u64,
     pub header: http::HeaderName,
-    key: EncodingKey,
-    /// `{"keys": [...]}` with the public key.
-    pub jwks: Bytes,
-}
-
-impl std::fmt::Debug for IdentitySigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdentitySigner").field("kid", &self.kid).finish()
-    }
 }
 
 impl IdentitySigner {
-    /// Reads the PKCS#8 P-256 key (I/O at build time).
-    pub fn load(cfg: &IdentityTokenConfig) -> Result<Self, String> {
-        let path = cfg.key_file.display();
-        let pem = std::fs::read(&cfg.key_file).map_err(|e| format!("cannot read `{path}`: {e}"))?;
-        let der = match rustls_pemfile::private_key(&mut pem.as_slice()) {
-            Ok(Some(rustls::pki_types::PrivateKeyDer::Pkcs8(k))) => k.secret_pkcs8_der().to_vec(),
-            _ => return Err(format!("`{path}` is not a PKCS#8 PEM private key")),
-        };
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &ring::rand::SystemRandom::new())
-            .map_err(|_| format!("`{path}` is not a P-256 (ES256) key"))?;
-        let public = pair.public_key().as_ref();
-        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-        let jwk = serde_json::json!({
-            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": cfg.kid,
-            "x": b64(&public[1..33]), "y": b64(&public[33..65]),
-        });
+    pub fn new(keys: Arc<KeySet>, cfg: &IdentityTokenConfig) -> Result<Self, String> {
         Ok(Self {
-            kid: cfg.kid.clone(),
+            keys,
             ttl_secs: cfg.ttl.0.as_secs(),
             header: http::HeaderName::from_bytes(cfg.header.as_bytes()).map_err(|e| e.to_string())?,
-            key: EncodingKey::from_ec_der(&der),
-            jwks: Bytes::from(serde_json::to_vec(&serde_json::json!({ "keys": [jwk] })).unwrap_or_default()),
         })
     }
 
-    /// Any claims signed with the key (ModI response signatures), `typ: JWT`.
-    pub fn sign_claims(&self, claims: &serde_json::Value) -> Result<String, AuthError> {
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.kid.clone());
-        header.typ = Some("JWT".into());
-        jsonwebtoken::encode(&header, claims, &self.key).map_err(signing_failed)
+    /// The server-wide key of `server.identity_token` (I/O: reads the key file), for enti
+    /// that have no key of their own.
+    pub fn server_keys(cfg: &IdentityTokenConfig) -> Result<KeySet, String> {
+        let path = cfg.key_file.display();
+        let pem = std::fs::read(&cfg.key_file).map_err(|e| format!("cannot read `{path}`: {e}"))?;
+        let key = SigningKey::from_pem(&cfg.kid, &pem, None).map_err(|e| format!("`{path}`: {e}"))?;
+        KeySet::new(vec![key])
     }
 
     /// The token for one request: audience is the ente, lifetime `ttl`.
     pub fn sign(&self, tenant: &str, id: &Identity) -> Result<String, AuthError> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.kid.clone());
         let claims = serde_json::json!({
             "iss": "varco", "aud": tenant, "sub": id.subject, "iat": now, "exp": now + self.ttl_secs,
             "jti": format!("{:032x}", fastrand::u128(..)),
             "issuer": id.issuer, "client_id": id.client_id, "fiscal_code": id.fiscal_code,
             "acr": id.acr, "scope": id.scopes.join(" "), "purpose_id": id.purpose_id,
         });
-        jsonwebtoken::encode(&header, &claims, &self.key).map_err(signing_failed)
+        self.keys.active().sign(&claims, "JWT", false)
     }
 }
 
-fn signing_failed(e: jsonwebtoken::errors::Error) -> AuthError {
-    // The key was checked when it was loaded: this is rare and the caller must not get an
-    // unsigned answer instead.
-    tracing::error!(error = %e, "signing with the ente's key failed");
-    AuthError::new(Reason::SigningFailed, "varco could not sign the answer")
-}
-
-/// `GET /.well-known/jwks.json`: varco's identity-token key.
+/// `GET /.well-known/jwks.json`: the ente's public signing keys.
 #[derive(Debug)]
 pub struct JwksAdapter(pub Bytes);
 

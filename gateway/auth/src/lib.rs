@@ -11,6 +11,7 @@ pub mod error;
 pub mod identity_token;
 pub mod jti;
 pub mod jwt;
+pub mod keys;
 pub mod modi;
 
 pub use apikey::{api_key_hash, ApiKeyCaller, ApiKeys};
@@ -18,4 +19,5 @@ pub use error::{AuthError, Reason};
 pub use identity_token::{IdentitySigner, JwksAdapter};
 pub use jti::ReplayGuard;
 pub use jwt::{authenticate, Issuer, IssuerRegistry};
+pub use keys::{KeySet, SigningKey};
 pub use modi::{AuditRecord, ModiVerifier};

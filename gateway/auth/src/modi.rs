@@ -7,9 +7,9 @@
 //! errors when a digest is hex, a header is missing or clocks are skewed.
 
 use crate::error::{AuthError, Reason};
-use crate::identity_token::IdentitySigner;
 use crate::jti::ReplayGuard;
 use crate::jwt::Issuer;
+use crate::keys::KeySet;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -47,7 +47,7 @@ pub struct ModiVerifier {
     algorithms: Vec<Algorithm>,
     anchors: Vec<TrustAnchor<'static>>,
     keys: Option<Arc<Issuer>>,
-    signer: Option<Arc<IdentitySigner>>,
+    signer: Option<Arc<KeySet>>,
     tenant: String,
 }
 
@@ -67,7 +67,7 @@ impl ModiVerifier {
         tenant: &str,
         cfg: &ModiAccess,
         keys: Option<Arc<Issuer>>,
-        signer: Option<Arc<IdentitySigner>>,
+        signer: Option<Arc<KeySet>>,
     ) -> Result<Self, String> {
         let mut anchors = Vec::new();
         if let Some(path) = &cfg.trust_anchors {
@@ -348,7 +348,7 @@ impl ModiVerifier {
             "jti": format!("{:032x}", fastrand::u128(..)),
             "signed_headers": signed,
         });
-        let token = signer.sign_claims(&claims)?;
+        let token = signer.active().sign(&claims, "JWT", false)?;
         let text = |v: &str| {
             HeaderValue::from_str(v)
                 .map_err(|_| AuthError::new(Reason::SigningFailed, "the signature is not a header value"))

@@ -8,6 +8,7 @@
 
 mod duration;
 mod model;
+mod model_adapters;
 mod model_auth;
 mod model_events;
 mod model_pagopa;

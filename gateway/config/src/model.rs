@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use crate::model_adapters::*;
 pub use crate::model_auth::*;
 pub use crate::model_events::*;
 pub use crate::model_pagopa::*;
 pub use crate::model_traffic::*;
-pub use varco_adapter_status::StatusConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -241,6 +241,26 @@ pub struct TenantConfig {
     /// Read grants and subscriptions on the event bus.
     #[serde(default)]
     pub events: TenantEventsConfig,
+    /// The ente's own signing keys (its PDND-registered key; a second one during a rotation).
+    /// The first signs the ente's identity tokens and ModI answers; all are published at the
+    /// ente's `/.well-known/jwks.json`. Empty: the server-wide `server.identity_token` key.
+    #[serde(default)]
+    pub keys: Vec<TenantKeyConfig>,
+}
+
+/// One signing key of an ente.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantKeyConfig {
+    /// The `kid` published with the key (as registered on PDND).
+    pub kid: String,
+    /// PKCS#8 PEM private key, RSA of 2048 bits or more (RS256) or P-256 (ES256), from a file
+    /// or an environment variable.
+    pub private_key: SecretRef,
+    /// PEM certificate chain, leaf first, whose leaf holds this key: sent as `x5c` where a
+    /// ModI pattern needs the certificate.
+    #[serde(default)]
+    pub certificate_chain: Option<SecretRef>,
 }
 
 /// A pool of back-office servers.
@@ -456,35 +476,6 @@ pub enum RouteTarget {
     /// An in-process adapter.
     Adapter(AdapterConfig),
 }
-
-/// In-process adapters, by `kind`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum AdapterConfig {
-    /// ModI `GET /status` from the tenant's upstream health.
-    Status(StatusConfig),
-    /// varco's identity-token key set (needs `server.identity_token`).
-    Jwks(JwksConfig),
-    /// `POST` CloudEvents (structured, batch or binary) into the durable outbox.
-    Events(EventsAdapterConfig),
-    /// `GET` live events the ente may read, as server-sent events (for apps).
-    EventStream(EventStreamConfig),
-    /// The ente's pagoPA station: paForNode SOAP backed by the back-office.
-    Pagopa(PagopaConfig),
-    /// Debt positions on pagoPA's GPD, for the ente's back-offices.
-    Gpd(GpdConfig),
-}
-
-/// Configuration of the `events` publish adapter (nothing to set: the ente publishes with
-/// `source` under `/enti/<its id>/`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EventsAdapterConfig {}
-
-/// Configuration of the `jwks` adapter (nothing to set).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JwksConfig {}
 
 /// Header changes towards the upstream.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -214,6 +214,14 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
     if t.name.trim().is_empty() {
         is.add(format!("{p}.name"), "must not be empty");
     }
+    let mut kids = HashSet::new();
+    for (ki, k) in t.keys.iter().enumerate() {
+        if k.kid.is_empty() || k.kid.len() > 256 || !k.kid.bytes().all(|b| b.is_ascii_graphic()) {
+            is.add(format!("{p}.keys[{ki}].kid"), "1 to 256 printable characters");
+        } else if !kids.insert(k.kid.as_str()) {
+            is.add(format!("{p}.keys[{ki}].kid"), format!("`{}` is used twice", k.kid));
+        }
+    }
     for (hi, h) in t.hosts.iter().enumerate() {
         if !is_hostname(h) {
             is.add(format!("{p}.hosts[{hi}]"), format!("`{h}` is not a lowercase hostname without port"));
@@ -310,7 +318,7 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
                     m,
                     &format!("{rp}.access.jwt.modi"),
                     t,
-                    server_identity.is_some(),
+                    server_identity.is_some() || !t.keys.is_empty(),
                     is,
                 );
             }
@@ -346,8 +354,11 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
                         }
                     }
                     AdapterConfig::Jwks(_) => {
-                        if server_identity.is_none() {
-                            is.add(ap.clone(), "the jwks adapter needs server.identity_token");
+                        if server_identity.is_none() && t.keys.is_empty() {
+                            is.add(
+                                ap.clone(),
+                                "the jwks adapter needs a signing key: tenants[].keys or server.identity_token",
+                            );
                         }
                     }
                     AdapterConfig::Events(_) | AdapterConfig::EventStream(_) if r.access == Access::Public => is.add(

@@ -105,7 +105,7 @@ pub(crate) fn validate_modi(m: &ModiAccess, p: &str, t: &TenantConfig, has_signe
         }
     }
     if m.sign_responses && !has_signer {
-        is.add(format!("{p}.sign_responses"), "needs `server.identity_token` (varco's signing key)");
+        is.add(format!("{p}.sign_responses"), "needs a signing key: `tenants[].keys` or `server.identity_token`");
     }
 }
 

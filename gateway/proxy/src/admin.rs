@@ -3,7 +3,7 @@
 //! needs the admin token when one is configured.
 
 use crate::reload::Reloader;
-use crate::Shared;
+use crate::shared::Shared;
 use http::{Method, Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;

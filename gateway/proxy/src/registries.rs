@@ -4,12 +4,23 @@
 
 use crate::events::EventsSlot;
 use crate::metrics::Metrics;
-use crate::runtime::read_secret;
+use crate::runtime::{read_secret, BuildError};
 use std::sync::Arc;
 use varco_auth::{IssuerRegistry, ReplayGuard};
 use varco_config::Config;
 use varco_events::stream::StreamRegistry;
 use varco_traffic::{LimiterRegistry, QuotaRegistry, RedisStore};
+
+/// Why the registries could not be opened at start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Secret(#[from] BuildError),
+    #[error("redis: {0}")]
+    Redis(String),
+    #[error("events: {0}")]
+    Events(String),
+}
 
 #[derive(Debug)]
 pub struct Registries {
@@ -32,17 +43,17 @@ pub struct Registries {
 impl Registries {
     /// The registries for a process starting with `cfg` (reads the Redis password, opens the
     /// event outbox when the configuration uses it).
-    pub fn new(cfg: &Config, metrics: &Metrics) -> Result<Self, crate::StartError> {
+    pub fn new(cfg: &Config, metrics: &Metrics) -> Result<Self, OpenError> {
         let redis = match &cfg.redis {
             Some(r) => {
                 let password = r.password.as_ref().map(|p| read_secret("redis.password", p)).transpose()?;
-                Some(Arc::new(RedisStore::new(r, password).map_err(crate::StartError::Redis)?))
+                Some(Arc::new(RedisStore::new(r, password).map_err(OpenError::Redis)?))
             }
             None => None,
         };
         let events = EventsSlot::new(metrics.registry().clone());
         if crate::events::uses_events(cfg) {
-            events.open(&cfg.server.events).map_err(crate::StartError::Events)?;
+            events.open(&cfg.server.events).map_err(OpenError::Events)?;
         }
         Ok(Self {
             limiters: LimiterRegistry::default(),

@@ -2,7 +2,7 @@
 //! In-flight requests finish on the runtime they hold; an invalid config changes nothing.
 
 use crate::runtime::Runtime;
-use crate::Shared;
+use crate::shared::Shared;
 use std::path::PathBuf;
 use std::sync::Arc;
 use varco_config::ConfigIssue;

@@ -1,6 +1,6 @@
-//! The immutable runtime built from one configuration: tenants, their route tables, filter
-//! chains, adapters and upstream pools. A reload builds a new one and swaps it atomically;
-//! requests keep the `Arc` they started with.
+//! The immutable runtime built from one configuration: tenants, their route tables, each
+//! route's pipeline, adapters and upstream pools. A reload builds a new one and swaps it
+//! atomically; requests keep the `Arc` they started with.
 
 use crate::filters::{BodyLimit, HeaderRewrite};
 use crate::metrics::Metrics;
@@ -12,8 +12,10 @@ use pingora_core::upstreams::peer::HttpPeer;
 use prometheus::Histogram;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
-use varco_adapter_status::{StatusAdapter, StatusConfig};
-use varco_config::{AdapterConfig, Config, HeaderValueSource, RouteTarget, SecretRef, TenantConfig};
+use varco_auth::{IdentitySigner, Issuer, KeySet, ModiVerifier, SigningKey};
+use varco_config::{
+    Access, AdapterConfig, Config, HeaderValueSource, RouteConfig, RouteTarget, SecretRef, StatusConfig, TenantConfig,
+};
 use varco_core::{Adapter, Filter, HealthView, UpstreamHealth};
 
 /// Why a valid configuration could not be built (I/O: DNS, files, environment).
@@ -36,6 +38,26 @@ pub enum Target {
     Adapter(Arc<dyn Adapter>),
 }
 
+/// One step of a route's request pipeline, built once per configuration. `request_filter`
+/// runs a route's steps in order (`pipeline::run`); a new kind of check (a session, an audit
+/// record, a span) is one more variant here and one more arm there.
+#[derive(Debug)]
+pub enum Step {
+    /// A bearer JWT (PDND voucher, an IdP's access token) from the route's issuers.
+    Jwt { issuers: Vec<Arc<Issuer>>, policy: Box<varco_config::JwtAccess> },
+    /// An API key in `header`, checked against the ente's issued keys.
+    ApiKey { header: HeaderName },
+    /// A socket-free filter (rate limits, body limit, header rewrite).
+    Filter(Arc<dyn Filter>),
+    /// A daily or monthly quota (may lease from Redis).
+    Quota(Arc<varco_traffic::Quota>),
+    /// ModI store-and-forward: reads the whole body, checks it, calls the target with it and
+    /// signs the answer. Answers the request.
+    Modi(Arc<ModiVerifier>),
+    /// The route's adapter. Answers the request.
+    Adapter(Arc<dyn Adapter>),
+}
+
 /// A built route.
 #[derive(Debug)]
 pub struct Route {
@@ -45,12 +67,13 @@ pub struct Route {
     pub strip_prefix: Option<String>,
     /// Identity headers (`X-Varco-*`) this route does not forward (`request_headers.remove`).
     pub withhold: Vec<HeaderName>,
+    /// What `request_filter` runs, in order; the last step of an adapter or ModI route
+    /// answers the request (see `pipeline.rs`).
+    pub steps: Vec<Step>,
+    /// The filters among the steps, for their `on_response`.
     pub filters: Vec<Arc<dyn Filter>>,
     pub latency: Histogram,
     pub requests: crate::metrics::StatusCounters,
-    /// Daily/monthly quotas of the tenant and the route (async: may lease from Redis).
-    pub quotas: Vec<Arc<varco_traffic::Quota>>,
-    pub access: RouteAccess,
 }
 
 /// A built tenant.
@@ -65,13 +88,16 @@ pub struct Tenant {
     pub pools: Vec<Arc<Pool>>,
     pub max_concurrent: Option<u32>,
     pub api_keys: varco_auth::ApiKeys,
+    /// Signs the identity token for this ente's back-offices (its own key, or the
+    /// server-wide one), when `server.identity_token` is configured.
+    pub identity: Option<Arc<IdentitySigner>>,
     /// Requests of the tenant in flight (shared with the previous generation's tenant).
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The tenant's pools as the status adapter sees them.
 #[derive(Debug)]
-struct TenantHealth(Vec<Arc<Pool>>, Vec<Arc<varco_auth::Issuer>>);
+struct TenantHealth(Vec<Arc<Pool>>, Vec<Arc<Issuer>>);
 
 impl HealthView for TenantHealth {
     fn upstreams(&self) -> Vec<UpstreamHealth> {
@@ -81,21 +107,6 @@ impl HealthView for TenantHealth {
     fn issuers(&self) -> Vec<(String, bool)> {
         self.1.iter().map(|i| (i.name.clone(), i.up.load(std::sync::atomic::Ordering::Relaxed))).collect()
     }
-}
-
-/// Who may call a route, built.
-#[derive(Debug)]
-pub enum RouteAccess {
-    Public,
-    Jwt {
-        issuers: Vec<Arc<varco_auth::Issuer>>,
-        policy: Box<varco_config::JwtAccess>,
-        /// ModI patterns: the route is store-and-forward.
-        modi: Option<Arc<varco_auth::ModiVerifier>>,
-    },
-    ApiKey {
-        header: http::HeaderName,
-    },
 }
 
 /// Everything a request needs, built once per configuration.
@@ -108,8 +119,6 @@ pub struct Runtime {
     pub access_log: bool,
     pub forwarded_header: bool,
     pub client_body_timeout: std::time::Duration,
-    /// Signs the identity token for back-offices, when configured.
-    pub identity: Option<Arc<varco_auth::IdentitySigner>>,
 }
 
 pub(crate) fn read_secret(path: &str, s: &SecretRef) -> Result<String, BuildError> {
@@ -129,8 +138,8 @@ pub fn admin_token(cfg: &Config) -> Result<Option<String>, BuildError> {
 }
 
 impl Runtime {
-    /// Builds a runtime from a validated config. Does I/O (DNS, secrets); call it off the
-    /// request path. `previous` hands health state over to the same servers.
+    /// Builds a runtime from a validated config. Does I/O (DNS, secrets, keys); call it off
+    /// the request path. `previous` hands health state over to the same servers.
     pub fn build(
         cfg: Config,
         generation: u64,
@@ -141,26 +150,26 @@ impl Runtime {
         // Subscriptions read their webhook secrets now, so that a missing one fails the start
         // or the reload instead of a background task.
         varco_events::delivery::Subscription::all(&cfg).map_err(|m| build_err("tenants[].events.subscriptions", m))?;
-        let identity = cfg
+        let server_keys = cfg
             .server
             .identity_token
             .as_ref()
-            .map(varco_auth::IdentitySigner::load)
+            .map(IdentitySigner::server_keys)
             .transpose()
             .map_err(|m| build_err("server.identity_token", m))?
             .map(Arc::new);
+        let client = varco_outbound::https_client();
         let mut index = TenantIndex::default();
         let mut tenants = Vec::with_capacity(cfg.tenants.len());
         for (ti, t) in cfg.tenants.iter().enumerate() {
             let old = previous.and_then(|p| p.tenants.iter().find(|o| o.id == t.id));
-            let tenant = build_tenant(t, &format!("tenants[{ti}]"), &cfg, metrics, reg, old, identity.as_ref())?;
-            if let Some(old) = old {
-                for p in &tenant.pools {
-                    if let Some(op) = old.pools.iter().find(|op| op.name == p.name) {
-                        p.inherit_health(op);
-                    }
-                }
-            }
+            let p = format!("tenants[{ti}]");
+            let keys = match tenant_keys(t, &p)? {
+                Some(k) => Some(Arc::new(k)),
+                None => server_keys.clone(),
+            };
+            let b = TenantBuild { t, p, cfg: &cfg, metrics, reg, previous: old, keys, client: &client };
+            let tenant = b.build()?;
             if t.hosts.is_empty() {
                 index.insert("*", t.prefix.as_deref(), ti);
             }
@@ -174,15 +183,12 @@ impl Runtime {
             access_log: cfg.server.access_log,
             forwarded_header: cfg.server.forwarded_header,
             client_body_timeout: cfg.server.client_body_timeout.0,
-            identity,
             config: cfg,
             tenants,
             index,
         })
     }
-}
 
-impl Runtime {
     /// Puts this runtime's event-stream ACLs in force for the open streams; call it once the
     /// runtime is the current one.
     pub fn commit_streams(&self, registry: &varco_events::stream::StreamRegistry) {
@@ -191,154 +197,217 @@ impl Runtime {
     }
 }
 
-fn build_tenant(
-    t: &TenantConfig,
-    p: &str,
-    cfg: &Config,
-    metrics: &Metrics,
-    reg: &Registries,
-    previous: Option<&Tenant>,
-    identity: Option<&Arc<varco_auth::IdentitySigner>>,
-) -> Result<Tenant, BuildError> {
-    let limiters = &reg.limiters;
-    let tenant_quotas: Vec<_> = t.quotas.iter().map(|q| reg.quotas.get(&t.id, "ente", q, reg.redis.as_ref())).collect();
-    let mut tenant_limits = Vec::new();
-    for (i, l) in t.rate_limits.iter().enumerate() {
-        tenant_limits.push(
-            limiters
-                .get(&t.id, "ente", l)
-                .ok_or_else(|| build_err(format!("{p}.rate_limits[{i}]"), "not a valid quota"))?,
+/// The ente's own keys (`tenants[].keys`), read now.
+fn tenant_keys(t: &TenantConfig, p: &str) -> Result<Option<KeySet>, BuildError> {
+    if t.keys.is_empty() {
+        return Ok(None);
+    }
+    let mut keys = Vec::new();
+    for (i, k) in t.keys.iter().enumerate() {
+        let kp = format!("{p}.keys[{i}]");
+        let pem = read_secret(&format!("{kp}.private_key"), &k.private_key)?;
+        let chain =
+            k.certificate_chain.as_ref().map(|c| read_secret(&format!("{kp}.certificate_chain"), c)).transpose()?;
+        keys.push(
+            SigningKey::from_pem(&k.kid, pem.as_bytes(), chain.as_deref().map(str::as_bytes))
+                .map_err(|m| build_err(&kp, m))?,
         );
     }
-    let mut pools = Vec::new();
-    let mut pool_names = Vec::new();
-    for (name, u) in &t.upstreams {
-        let up = format!("{p}.upstreams.{name}");
-        let mut servers = Vec::new();
-        for (i, s) in u.servers.iter().enumerate() {
-            let addr = s
-                .to_socket_addrs()
-                .map_err(|e| build_err(format!("{up}.servers[{i}]"), format!("cannot resolve `{s}`: {e}")))?
-                .next()
-                .ok_or_else(|| build_err(format!("{up}.servers[{i}]"), format!("`{s}` resolves to no address")))?;
-            let host = s.rsplit_once(':').map(|(h, _)| h).unwrap_or(s);
-            let sni =
-                u.tls.as_ref().and_then(|t| t.sni.clone()).unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned());
-            let mut peer = HttpPeer::new(addr, u.tls.is_some(), sni);
-            peer.options.connection_timeout = Some(u.timeouts.connect.0);
-            peer.options.total_connection_timeout = Some(u.timeouts.connect.0);
-            peer.options.read_timeout = Some(u.timeouts.read.0);
-            peer.options.write_timeout = Some(u.timeouts.write.0);
-            peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
-            if let Some(ca) = u.tls.as_ref().and_then(|t| t.ca.as_ref()) {
-                peer.options.ca = Some(crate::tls::load_ca(ca).map_err(|m| build_err(format!("{up}.tls.ca"), m))?);
+    KeySet::new(keys).map(Some).map_err(|m| build_err(format!("{p}.keys"), m))
+}
+
+/// One tenant being built.
+struct TenantBuild<'a> {
+    t: &'a TenantConfig,
+    p: String,
+    cfg: &'a Config,
+    metrics: &'a Metrics,
+    reg: &'a Registries,
+    previous: Option<&'a Tenant>,
+    keys: Option<Arc<KeySet>>,
+    client: &'a varco_outbound::HttpsClient,
+}
+
+/// A route that answers on its own (`status`, `jwks`), added when no route has its path.
+fn builtin_route(name: &str, path: &str, to: AdapterConfig) -> RouteConfig {
+    RouteConfig {
+        name: name.into(),
+        path: path.into(),
+        methods: vec!["GET".into(), "HEAD".into()],
+        access: Access::Public,
+        to: RouteTarget::Adapter(to),
+        max_body_bytes: None,
+        strip_prefix: None,
+        request_headers: None,
+        rate_limits: Vec::new(),
+        quotas: Vec::new(),
+    }
+}
+
+impl TenantBuild<'_> {
+    fn build(&self) -> Result<Tenant, BuildError> {
+        let (t, p) = (self.t, self.p.as_str());
+        let (pools, pool_names) = self.pools()?;
+        let mut tenant_issuers = Vec::new();
+        for (name, cfg) in &t.issuers {
+            tenant_issuers
+                .push(self.reg.issuers.get(&t.id, name, cfg).map_err(|m| build_err(format!("{p}.issuers.{name}"), m))?);
+        }
+        let health: Arc<dyn HealthView> = Arc::new(TenantHealth(pools.clone(), tenant_issuers));
+        let identity = match (&self.cfg.server.identity_token, &self.keys) {
+            (Some(it), Some(keys)) => Some(Arc::new(
+                IdentitySigner::new(keys.clone(), it).map_err(|m| build_err("server.identity_token", m))?,
+            )),
+            _ => None,
+        };
+        let mut route_cfgs = t.routes.clone();
+        if !route_cfgs.iter().any(|r| r.path == "/status") {
+            route_cfgs.push(builtin_route(
+                "status",
+                "/status",
+                AdapterConfig::Status(StatusConfig { retry_after_secs: 10 }),
+            ));
+        }
+        if self.keys.is_some() && !route_cfgs.iter().any(|r| r.path == "/.well-known/jwks.json") {
+            route_cfgs.push(builtin_route("jwks", "/.well-known/jwks.json", AdapterConfig::Jwks(Default::default())));
+        }
+        let mut routes = Vec::new();
+        let mut streams = Vec::new();
+        let mut table = RouteTable::default();
+        for (ri, r) in route_cfgs.iter().enumerate() {
+            let rp = format!("{p}.routes[{ri}]");
+            let target = match &r.to {
+                RouteTarget::Upstream(u) => Target::Upstream(
+                    pool_names
+                        .iter()
+                        .position(|n| n == u)
+                        .ok_or_else(|| build_err(format!("{rp}.to.upstream"), "unknown upstream"))?,
+                ),
+                RouteTarget::Adapter(a) => {
+                    let ap = format!("{rp}.to.adapter");
+                    let cx = crate::adapters::AdapterContext {
+                        config: self.cfg,
+                        tenant: &t.id,
+                        route: &r.name,
+                        path: &ap,
+                        registries: self.reg,
+                        health: &health,
+                        keys: self.keys.as_ref(),
+                        client: self.client,
+                    };
+                    let built = crate::adapters::build(a, &cx)?;
+                    streams.extend(built.stream);
+                    Target::Adapter(built.adapter)
+                }
+            };
+            let route = self.route(r, &rp, target)?;
+            let methods: Vec<Method> = r.methods.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect();
+            table.insert(&r.path, &methods, routes.len()).map_err(|e| build_err(format!("{rp}.path"), e))?;
+            routes.push(route);
+        }
+        Ok(Tenant {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            routes,
+            streams,
+            table,
+            pools,
+            max_concurrent: t.max_concurrent,
+            api_keys: varco_auth::ApiKeys::build(&t.id, &t.api_keys, |r| route_cfgs.iter().position(|x| x.name == r)),
+            identity,
+            in_flight: self.previous.map_or_else(Default::default, |o| o.in_flight.clone()),
+        })
+    }
+
+    /// The tenant's upstream pools (addresses resolved now), inheriting the health of the
+    /// same servers in the previous generation.
+    fn pools(&self) -> Result<(Vec<Arc<Pool>>, Vec<&str>), BuildError> {
+        let mut pools = Vec::new();
+        let mut names = Vec::new();
+        for (name, u) in &self.t.upstreams {
+            let up = format!("{}.upstreams.{name}", self.p);
+            let mut servers = Vec::new();
+            for (i, s) in u.servers.iter().enumerate() {
+                let addr = s
+                    .to_socket_addrs()
+                    .map_err(|e| build_err(format!("{up}.servers[{i}]"), format!("cannot resolve `{s}`: {e}")))?
+                    .next()
+                    .ok_or_else(|| build_err(format!("{up}.servers[{i}]"), format!("`{s}` resolves to no address")))?;
+                let host = s.rsplit_once(':').map(|(h, _)| h).unwrap_or(s);
+                let sni = u
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.sni.clone())
+                    .unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned());
+                let mut peer = HttpPeer::new(addr, u.tls.is_some(), sni);
+                peer.options.connection_timeout = Some(u.timeouts.connect.0);
+                peer.options.total_connection_timeout = Some(u.timeouts.connect.0);
+                peer.options.read_timeout = Some(u.timeouts.read.0);
+                peer.options.write_timeout = Some(u.timeouts.write.0);
+                peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+                if let Some(ca) = u.tls.as_ref().and_then(|t| t.ca.as_ref()) {
+                    peer.options.ca = Some(crate::tls::load_ca(ca).map_err(|m| build_err(format!("{up}.tls.ca"), m))?);
+                }
+                servers.push(ResolvedServer { name: s.clone(), addr, peer });
             }
-            servers.push(ResolvedServer { name: s.clone(), addr, peer });
+            let old_pool = self.previous.and_then(|o| o.pools.iter().find(|op| op.name == *name));
+            let pool = Arc::new(Pool::new(name, u, servers, old_pool.map(|p| p.as_ref())));
+            if let Some(op) = old_pool {
+                pool.inherit_health(op);
+            }
+            pools.push(pool);
+            names.push(name.as_str());
         }
-        let old_pool = previous.and_then(|o| o.pools.iter().find(|op| op.name == *name));
-        pools.push(Arc::new(Pool::new(name, u, servers, old_pool.map(|p| p.as_ref()))));
-        pool_names.push(name.as_str());
+        Ok((pools, names))
     }
-    let mut tenant_issuers = Vec::new();
-    for (name, cfg) in &t.issuers {
-        tenant_issuers
-            .push(reg.issuers.get(&t.id, name, cfg).map_err(|m| build_err(format!("{p}.issuers.{name}"), m))?);
-    }
-    let health: Arc<dyn HealthView> = Arc::new(TenantHealth(pools.clone(), tenant_issuers));
-    let mut routes = Vec::new();
-    let mut streams = Vec::new();
-    let mut table = RouteTable::default();
-    let mut route_cfgs = t.routes.clone();
-    if !route_cfgs.iter().any(|r| r.path == "/status") {
-        route_cfgs.push(varco_config::RouteConfig {
-            name: "status".into(),
-            path: "/status".into(),
-            methods: vec!["GET".into(), "HEAD".into()],
-            access: varco_config::Access::Public,
-            to: RouteTarget::Adapter(AdapterConfig::Status(StatusConfig { retry_after_secs: 10 })),
-            max_body_bytes: None,
-            strip_prefix: None,
-            request_headers: None,
-            rate_limits: Vec::new(),
-            quotas: Vec::new(),
-        });
-    }
-    if identity.is_some() && !route_cfgs.iter().any(|r| r.path == "/.well-known/jwks.json") {
-        route_cfgs.push(varco_config::RouteConfig {
-            name: "jwks".into(),
-            path: "/.well-known/jwks.json".into(),
-            methods: vec!["GET".into(), "HEAD".into()],
-            access: varco_config::Access::Public,
-            to: RouteTarget::Adapter(AdapterConfig::Jwks(Default::default())),
-            max_body_bytes: None,
-            strip_prefix: None,
-            request_headers: None,
-            rate_limits: Vec::new(),
-            quotas: Vec::new(),
-        });
-    }
-    for (ri, r) in route_cfgs.iter().enumerate() {
-        let rp = format!("{p}.routes[{ri}]");
-        let max_body_bytes = r.max_body_bytes.unwrap_or(cfg.server.max_body_bytes);
+
+    /// One route with its pipeline, in the order requests meet it: who the caller is, rate
+    /// limits (the cheapest way to turn away a flood; they may count per caller), the body
+    /// limit, header rewrite, quotas (async: may lease from Redis), then ModI store-and-
+    /// forward or the adapter, which answer the request.
+    fn route(&self, r: &RouteConfig, rp: &str, target: Target) -> Result<Route, BuildError> {
+        let t = self.t;
+        let max_body_bytes = r.max_body_bytes.unwrap_or(self.cfg.server.max_body_bytes);
+        let mut steps = Vec::new();
+        let mut modi = None;
+        match &r.access {
+            Access::Public => {}
+            Access::Jwt(j) => {
+                let mut issuers = Vec::new();
+                for (i, name) in j.issuers.iter().enumerate() {
+                    issuers.push(self.issuer(name, &format!("{rp}.access.jwt.issuers[{i}]"))?);
+                }
+                if let Some(m) = &j.modi {
+                    let mp = format!("{rp}.access.jwt.modi");
+                    let keys =
+                        m.keys_issuer.as_ref().map(|n| self.issuer(n, &format!("{mp}.keys_issuer"))).transpose()?;
+                    modi = Some(Arc::new(
+                        ModiVerifier::build(&t.id, m, keys, self.keys.clone()).map_err(|e| build_err(&mp, e))?,
+                    ));
+                }
+                steps.push(Step::Jwt { issuers, policy: j.clone() });
+            }
+            Access::ApiKey(k) => steps.push(Step::ApiKey {
+                header: HeaderName::from_bytes(k.header.as_bytes())
+                    .map_err(|_| build_err(format!("{rp}.access.api_key.header"), "not a header name"))?,
+            }),
+        }
         let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
-        let mut route_limits = tenant_limits.clone();
-        for (i, l) in r.rate_limits.iter().enumerate() {
-            let scope = format!("route `{}`", r.name);
-            route_limits.push(
-                limiters
-                    .get(&t.id, &scope, l)
-                    .ok_or_else(|| build_err(format!("{rp}.rate_limits[{i}]"), "not a valid quota"))?,
-            );
+        let mut limiters = Vec::new();
+        for (scope, list, lp) in [
+            ("ente".to_owned(), &t.rate_limits, format!("{}.rate_limits", self.p)),
+            (format!("route `{}`", r.name), &r.rate_limits, format!("{rp}.rate_limits")),
+        ] {
+            for (i, l) in list.iter().enumerate() {
+                limiters.push(self.reg.limiters.get(&t.id, &scope, l).ok_or_else(|| {
+                    build_err(format!("{lp}[{i}]"), "not a valid rate limit (requests and period must be above zero)")
+                })?);
+            }
         }
-        // Rate limits first: the cheapest way to turn away a flood.
-        if !route_limits.is_empty() {
-            filters.push(Arc::new(varco_traffic::RateLimit { limiters: route_limits }));
+        if !limiters.is_empty() {
+            filters.push(Arc::new(varco_traffic::RateLimit { limiters }));
         }
         filters.push(Arc::new(BodyLimit { max: max_body_bytes }));
-        let target = match &r.to {
-            RouteTarget::Upstream(u) => Target::Upstream(
-                pool_names
-                    .iter()
-                    .position(|n| n == u)
-                    .ok_or_else(|| build_err(format!("{rp}.to.upstream"), "unknown upstream"))?,
-            ),
-            RouteTarget::Adapter(AdapterConfig::Jwks(_)) => Target::Adapter(Arc::new(varco_auth::JwksAdapter(
-                identity
-                    .map(|i| i.jwks.clone())
-                    .ok_or_else(|| build_err(format!("{rp}.to.adapter"), "needs server.identity_token"))?,
-            ))),
-            RouteTarget::Adapter(AdapterConfig::Events(_)) => Target::Adapter(Arc::new(varco_events::EventsAdapter {
-                bus: reg.events.open(&cfg.server.events).map_err(|m| build_err(format!("{rp}.to.adapter"), m))?,
-            })),
-            RouteTarget::Adapter(AdapterConfig::EventStream(c)) => {
-                let a = varco_events::stream::EventStreamAdapter {
-                    bus: reg.events.open(&cfg.server.events).map_err(|m| build_err(format!("{rp}.to.adapter"), m))?,
-                    acl: Arc::new(varco_events::stream::StreamAcl::for_tenant(cfg, &t.id)),
-                    heartbeat: c.heartbeat.0,
-                    max_streams: c.max_streams as usize,
-                    route: reg.streams.get(&t.id, &r.name),
-                };
-                streams.push((a.route.clone(), a.acl.clone()));
-                Target::Adapter(Arc::new(a))
-            }
-            RouteTarget::Adapter(AdapterConfig::Pagopa(c)) => {
-                let ap = format!("{rp}.to.adapter");
-                let bus = reg.events.open(&cfg.server.events).map_err(|m| build_err(&ap, m))?;
-                Target::Adapter(Arc::new(
-                    varco_adapter_pagopa::PagopaAdapter::build(&t.id, c, bus).map_err(|m| build_err(&ap, m))?,
-                ))
-            }
-            RouteTarget::Adapter(AdapterConfig::Gpd(c)) => {
-                let ap = format!("{rp}.to.adapter");
-                let key = read_secret(&format!("{ap}.subscription_key"), &c.subscription_key)?;
-                Target::Adapter(Arc::new(
-                    varco_adapter_pagopa::gpd::GpdAdapter::build(c, &key).map_err(|m| build_err(&ap, m))?,
-                ))
-            }
-            RouteTarget::Adapter(AdapterConfig::Status(s)) => {
-                Target::Adapter(Arc::new(StatusAdapter::build(s, health.clone())))
-            }
-        };
         let mut withhold = Vec::new();
         if let Some(h) = &r.request_headers {
             let mut set = Vec::new();
@@ -361,77 +430,39 @@ fn build_tenant(
                 .remove
                 .iter()
                 .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-                .partition(|n| varco_config::is_identity_header(n.as_str()));
+                .partition(|n| varco_core::headers::is_identity(n.as_str()));
             withhold = withheld;
             filters.push(Arc::new(HeaderRewrite { set, remove }));
         }
-        let methods: Vec<Method> = r.methods.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect();
-        table.insert(&r.path, &methods, routes.len()).map_err(|e| build_err(format!("{rp}.path"), e))?;
-        routes.push(Route {
+        steps.extend(filters.iter().cloned().map(Step::Filter));
+        let scope = format!("route `{}`", r.name);
+        let redis = self.reg.redis.as_ref();
+        for q in &t.quotas {
+            steps.push(Step::Quota(self.reg.quotas.get(&t.id, "ente", q, redis)));
+        }
+        for q in &r.quotas {
+            steps.push(Step::Quota(self.reg.quotas.get(&t.id, &scope, q, redis)));
+        }
+        match (modi, &target) {
+            (Some(m), _) => steps.push(Step::Modi(m)),
+            (None, Target::Adapter(a)) => steps.push(Step::Adapter(a.clone())),
+            (None, Target::Upstream(_)) => {}
+        }
+        Ok(Route {
             name: r.name.clone(),
             target,
             max_body_bytes,
             strip_prefix: r.strip_prefix.clone(),
             withhold,
+            steps,
             filters,
-            latency: metrics.route_latency(&t.id, &r.name),
-            requests: metrics.route_requests(&t.id, &r.name),
-            access: match &r.access {
-                varco_config::Access::Public => RouteAccess::Public,
-                varco_config::Access::Jwt(j) => {
-                    let mut issuers = Vec::new();
-                    for (i, name) in j.issuers.iter().enumerate() {
-                        let ip = format!("{rp}.access.jwt.issuers[{i}]");
-                        let cfg = t.issuers.get(name).ok_or_else(|| build_err(&ip, "unknown issuer"))?;
-                        issuers.push(reg.issuers.get(&t.id, name, cfg).map_err(|m| build_err(&ip, m))?);
-                    }
-                    let modi = match &j.modi {
-                        None => None,
-                        Some(m) => {
-                            let mp = format!("{rp}.access.jwt.modi");
-                            let keys = match &m.keys_issuer {
-                                Some(name) => {
-                                    let cfg = t
-                                        .issuers
-                                        .get(name)
-                                        .ok_or_else(|| build_err(format!("{mp}.keys_issuer"), "unknown issuer"))?;
-                                    Some(
-                                        reg.issuers
-                                            .get(&t.id, name, cfg)
-                                            .map_err(|e| build_err(format!("{mp}.keys_issuer"), e))?,
-                                    )
-                                }
-                                None => None,
-                            };
-                            let v = varco_auth::ModiVerifier::build(&t.id, m, keys, identity.cloned())
-                                .map_err(|e| build_err(&mp, e))?;
-                            Some(Arc::new(v))
-                        }
-                    };
-                    RouteAccess::Jwt { issuers, policy: j.clone(), modi }
-                }
-                varco_config::Access::ApiKey(k) => RouteAccess::ApiKey {
-                    header: HeaderName::from_bytes(k.header.as_bytes())
-                        .map_err(|_| build_err(format!("{rp}.access.api_key.header"), "not a header name"))?,
-                },
-            },
-            quotas: {
-                let scope = format!("route `{}`", r.name);
-                let mut q = tenant_quotas.clone();
-                q.extend(r.quotas.iter().map(|c| reg.quotas.get(&t.id, &scope, c, reg.redis.as_ref())));
-                q
-            },
-        });
+            latency: self.metrics.route_latency(&t.id, &r.name),
+            requests: self.metrics.route_requests(&t.id, &r.name),
+        })
     }
-    Ok(Tenant {
-        id: t.id.clone(),
-        name: t.name.clone(),
-        routes,
-        streams,
-        table,
-        pools,
-        max_concurrent: t.max_concurrent,
-        api_keys: varco_auth::ApiKeys::build(&t.id, &t.api_keys, |r| route_cfgs.iter().position(|x| x.name == r)),
-        in_flight: previous.map_or_else(Default::default, |o| o.in_flight.clone()),
-    })
+
+    fn issuer(&self, name: &str, path: &str) -> Result<Arc<Issuer>, BuildError> {
+        let cfg = self.t.issuers.get(name).ok_or_else(|| build_err(path, "unknown issuer"))?;
+        self.reg.issuers.get(&self.t.id, name, cfg).map_err(|m| build_err(path, m))
+    }
 }

@@ -3,9 +3,10 @@
 use crate::admin::AdminApp;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+use crate::registries::OpenError;
 use crate::reload::Reloader;
 use crate::runtime::{admin_token, Runtime};
-use crate::Shared;
+use crate::shared::Shared;
 use arc_swap::ArcSwap;
 use pingora_core::apps::http_app::HttpServer;
 use pingora_core::apps::HttpServerOptions;
@@ -48,7 +49,11 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
     }
     let metrics = Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?;
     let token = admin_token(&cfg)?;
-    let registries = crate::registries::Registries::new(&cfg, &metrics)?;
+    let registries = crate::registries::Registries::new(&cfg, &metrics).map_err(|e| match e {
+        OpenError::Secret(b) => StartError::Build(b),
+        OpenError::Redis(m) => StartError::Redis(m),
+        OpenError::Events(m) => StartError::Events(m),
+    })?;
     let runtime = Runtime::build(cfg.clone(), 1, &metrics, &registries, None)?;
     runtime.commit_streams(&registries.streams);
     metrics.generation.set(1);

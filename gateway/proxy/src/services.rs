@@ -8,8 +8,8 @@
 //! the requests in flight before the process exits.
 
 use crate::reload::Reloader;
+use crate::shared::Shared;
 use crate::upstream::Pool;
-use crate::Shared;
 use async_trait::async_trait;
 use pingora_core::connectors::http::Connector;
 use pingora_core::server::ShutdownWatch;

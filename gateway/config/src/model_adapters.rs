@@ -1,0 +1,63 @@
+//! Configuration of every in-process adapter, by `kind` (`to: {adapter: {kind: ...}}`). The
+//! types live here, not in the adapters' crates, so that the configuration depends on no
+//! adapter; each adapter crate imports its own type from here, and the proxy's adapter
+//! factory maps each variant to the code that builds it.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use crate::model_events::EventStreamConfig;
+pub use crate::model_pagopa::{GpdConfig, PagopaConfig};
+
+/// In-process adapters, by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AdapterConfig {
+    /// ModI `GET /status` from the tenant's upstream health.
+    Status(StatusConfig),
+    /// The ente's public signing keys (`tenants[].keys`, or the `server.identity_token` key).
+    Jwks(JwksConfig),
+    /// `POST` CloudEvents (structured, batch or binary) into the durable outbox.
+    Events(EventsAdapterConfig),
+    /// `GET` live events the ente may read, as server-sent events (for apps).
+    EventStream(EventStreamConfig),
+    /// The ente's pagoPA station: paForNode SOAP backed by the back-office.
+    Pagopa(PagopaConfig),
+    /// Debt positions on pagoPA's GPD, for the ente's back-offices.
+    Gpd(GpdConfig),
+}
+
+/// Configuration of the `events` publish adapter (nothing to set: the ente publishes with
+/// `source` under `/enti/<its id>/`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventsAdapterConfig {}
+
+/// Configuration of the `jwks` adapter (nothing to set).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwksConfig {}
+
+/// Configuration of the `status` adapter.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusConfig {
+    /// Seconds a caller should wait before asking again when unhealthy. Default 10.
+    #[serde(default = "default_retry_after")]
+    pub retry_after_secs: u32,
+}
+
+fn default_retry_after() -> u32 {
+    10
+}
+
+impl StatusConfig {
+    /// Pure validation; returns (field, message) pairs.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        if self.retry_after_secs == 0 || self.retry_after_secs > 3600 {
+            vec![("retry_after_secs".into(), "must be between 1 and 3600".into())]
+        } else {
+            Vec::new()
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The one place where an adapter's configuration becomes its code. Each `kind` is one match
+//! arm: explicit and greppable, no registry. What an adapter may use comes in the
+//! [`AdapterContext`]; an adapter that needs something new gets a field here, not a global.
+
+use crate::registries::Registries;
+use crate::runtime::{read_secret, BuildError};
+use std::sync::Arc;
+use varco_config::{AdapterConfig, Config};
+use varco_core::{Adapter, HealthView};
+use varco_events::stream::{EventStreamAdapter, StreamAcl, StreamRoute};
+
+/// What an adapter is built with: its ente, the route, and the process's shared parts.
+pub struct AdapterContext<'a> {
+    /// The whole configuration (the event ACL reads every ente's grants).
+    pub config: &'a Config,
+    /// The ente's codice IPA.
+    pub tenant: &'a str,
+    pub route: &'a str,
+    /// Where errors are reported (`tenants[0].routes[2].to.adapter`).
+    pub path: &'a str,
+    pub registries: &'a Registries,
+    /// The ente's upstream and issuer health (the `status` adapter).
+    pub health: &'a Arc<dyn HealthView>,
+    /// The ente's signing keys, when it has some (the `jwks` adapter publishes them).
+    pub keys: Option<&'a Arc<varco_auth::KeySet>>,
+    /// The process's outbound client (webhooks, back-offices, GPD).
+    pub client: &'a varco_outbound::HttpsClient,
+}
+
+/// A built adapter, and for event-stream routes the state their streams share across reloads.
+pub struct Built {
+    pub adapter: Arc<dyn Adapter>,
+    pub stream: Option<(Arc<StreamRoute>, Arc<StreamAcl>)>,
+}
+
+/// Builds the adapter of `cfg` (I/O allowed: secrets, the event bus).
+pub fn build(cfg: &AdapterConfig, cx: &AdapterContext<'_>) -> Result<Built, BuildError> {
+    let err = |m: String| BuildError { path: cx.path.to_owned(), message: m };
+    let events = &cx.config.server.events;
+    let plain = |adapter: Arc<dyn Adapter>| Ok(Built { adapter, stream: None });
+    match cfg {
+        AdapterConfig::Status(s) => plain(Arc::new(varco_adapter_status::StatusAdapter::build(s, cx.health.clone()))),
+        AdapterConfig::Jwks(_) => {
+            let keys =
+                cx.keys.ok_or_else(|| err("needs a signing key (tenants[].keys or server.identity_token)".into()))?;
+            plain(Arc::new(varco_auth::JwksAdapter(keys.jwks.clone())))
+        }
+        AdapterConfig::Events(_) => {
+            plain(Arc::new(varco_events::EventsAdapter { bus: cx.registries.events.open(events).map_err(err)? }))
+        }
+        AdapterConfig::EventStream(c) => {
+            let a = EventStreamAdapter {
+                bus: cx.registries.events.open(events).map_err(err)?,
+                acl: Arc::new(StreamAcl::for_tenant(cx.config, cx.tenant)),
+                heartbeat: c.heartbeat.0,
+                max_streams: c.max_streams as usize,
+                route: cx.registries.streams.get(cx.tenant, cx.route),
+            };
+            let stream = Some((a.route.clone(), a.acl.clone()));
+            Ok(Built { adapter: Arc::new(a), stream })
+        }
+        AdapterConfig::Pagopa(c) => {
+            let bus = cx.registries.events.open(events).map_err(err)?;
+            let a = varco_adapter_pagopa::PagopaAdapter::build(cx.tenant, c, bus, cx.client.clone()).map_err(err)?;
+            plain(Arc::new(a))
+        }
+        AdapterConfig::Gpd(c) => {
+            let key = read_secret(&format!("{}.subscription_key", cx.path), &c.subscription_key)?;
+            plain(Arc::new(varco_adapter_pagopa::gpd::GpdAdapter::build(c, &key, cx.client.clone()).map_err(err)?))
+        }
+    }
+}
