@@ -322,6 +322,98 @@ async fn the_back_office_can_verify_varcos_identity_token() {
     assert!(be.last()["headers"].get("x-varco-identity").is_none());
 }
 
+/// Each ente signs with its own key (`tenants[].keys`, as registered on PDND); an ente without
+/// one uses the server-wide key. A back-office verifies with its own ente's JWKS only.
+#[tokio::test]
+async fn each_ente_signs_with_its_own_key() {
+    let be = Backend::start("bo").await;
+    let jose = Jose::new();
+    jose.keygen("k-rsa", "RS256").await;
+    jose.keygen("server-key", "ES256").await;
+    jose.keygen("mc-2026", "RS256").await; // Macerata's PDND key
+    jose.keygen("mc-2027", "ES256").await; // the next one, published during the rotation
+    be.serve_static("/jwks.json", Some(jose.jwks()));
+    let pem = |k: &str| jose.dir.join(format!("{k}.pem")).display().to_string();
+    let next_key = std::fs::read_to_string(pem("mc-2027")).unwrap();
+    let cfg = config(&be)
+        .replacen(
+            "listeners:",
+            &format!("server: {{identity_token: {{key_file: \"{}\", kid: v1}}}}\nlisteners:", pem("server-key")),
+            1,
+        )
+        .replacen(
+            "    hosts: [macerata.example.it]\n",
+            &format!(
+                "    hosts: [macerata.example.it]\n    keys:\n      - {{kid: mc-2026, private_key: {{file: \"{}\"}}}}\n      - {{kid: mc-2027, private_key: {{env: MC_NEXT_KEY}}}}\n",
+                pem("mc-2026")
+            ),
+            1,
+        );
+    let v = Varco::start_with_env(&cfg, &[("MC_NEXT_KEY", &next_key)]).await;
+    let token = |aud: &str| {
+        let mut c = claims();
+        c["aud"] = json!(aud);
+        c
+    };
+    let bearer = jose.mint("k-rsa", "RS256", &token("varco-c_e783"), None).await;
+    let r = get(&v, MC, &bearer).await;
+    assert_eq!(r.status, 200, "{r:?}\n{}", v.log_text());
+    let mc_token = be.last()["headers"]["x-varco-identity"].as_str().unwrap().to_owned();
+    let bearer = jose.mint("k-rsa", "RS256", &token("varco-c_a662"), None).await;
+    assert_eq!(get(&v, BA, &bearer).await.status, 200);
+    let ba_token = be.last()["headers"]["x-varco-identity"].as_str().unwrap().to_owned();
+
+    let mc_jwks = v.get(MC, "/.well-known/jwks.json").await.body;
+    let ba_jwks = v.get(BA, "/.well-known/jwks.json").await.body;
+    let kids = |j: &[u8]| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(j).unwrap();
+        v["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(kids(&mc_jwks), ["mc-2026", "mc-2027"], "both keys of the rotation are published");
+    assert_eq!(kids(&ba_jwks), ["v1"], "an ente without keys publishes the server-wide key");
+    for j in [&mc_jwks, &ba_jwks] {
+        let text = String::from_utf8_lossy(j);
+        assert!(!text.contains("\"d\"") && !text.contains("\"p\""), "a private part was published: {text}");
+    }
+    // The active key (the first) signs, RS256 for an RSA key; PyJWT verifies with the ente's JWKS.
+    let header: serde_json::Value =
+        serde_json::from_slice(&base64_url_decode(mc_token.split('.').next().unwrap())).unwrap();
+    assert_eq!((header["kid"].as_str(), header["alg"].as_str()), (Some("mc-2026"), Some("RS256")));
+    assert_eq!(jose.verify(&mc_jwks, &mc_token, "c_e783").await["sub"], "citizen-42");
+    assert_eq!(jose.verify(&ba_jwks, &ba_token, "c_a662").await["sub"], "citizen-42");
+    // One ente's back-office cannot be fooled with another ente's token.
+    assert!(jose.refuses(&ba_jwks, &mc_token, "c_e783").await);
+    assert!(jose.refuses(&mc_jwks, &ba_token, "c_a662").await);
+    assert!(jose.refuses(&mc_jwks, &mc_token, "c_a662").await, "the audience names the ente");
+}
+
+/// A key that cannot be read or is not a signing key stops the start with its path, and a
+/// reload with such a key is refused while the running keys keep signing.
+#[tokio::test]
+async fn bad_ente_keys_are_refused_with_their_path() {
+    let dir = std::env::temp_dir().join(format!("varco-badkey-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("garbage.pem"), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    for (key, want) in [
+        (format!("{{file: \"{}\"}}", dir.join("missing.pem").display()), "tenants[0].keys[0].private_key: cannot read"),
+        (format!("{{file: \"{}\"}}", dir.join("garbage.pem").display()), "tenants[0].keys[0]: "),
+        ("{env: VARCO_NO_SUCH_KEY}".to_owned(), "environment variable `VARCO_NO_SUCH_KEY` is not set"),
+    ] {
+        let cfg = format!(
+            "listeners: [{{name: public, address: \"127.0.0.1:{}\"}}]\nadmin: {{address: \"127.0.0.1:{}\"}}\ntenants:\n  - {{id: c_e783, name: Macerata, keys: [{{kid: k1, private_key: {key}}}]}}\n",
+            varco_tests::free_port(),
+            varco_tests::free_port()
+        );
+        let path = dir.join("varco.yaml");
+        std::fs::write(&path, cfg).unwrap();
+        let out = std::process::Command::new(Varco::bin()).args(["serve", "--config"]).arg(&path).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        assert!(err.contains(want), "want `{want}` in: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
 fn base64_url_decode(s: &str) -> Vec<u8> {
     let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = Vec::new();

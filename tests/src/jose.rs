@@ -65,6 +65,20 @@ impl Jose {
         serde_json::from_str(&out).unwrap()
     }
 
+    /// True when an independent implementation refuses `token` with `jwks` (unknown `kid`,
+    /// bad signature, wrong audience).
+    pub async fn refuses(&self, jwks: &[u8], token: &str, aud: &str) -> bool {
+        let path = self.dir.join("verify-jwks.json");
+        std::fs::write(&path, jwks).unwrap();
+        let out = tokio::process::Command::new("python3")
+            .arg(tool())
+            .args(["verify", &path.display().to_string(), token, aud])
+            .output()
+            .await
+            .expect("python3");
+        !out.status.success()
+    }
+
     pub async fn hs_confusion(&self, kid: &str, claims: &serde_json::Value) -> String {
         let dir = self.dir.display().to_string();
         self.run(&["hs-confusion", &dir, kid, &claims.to_string()]).await

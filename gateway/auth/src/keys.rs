@@ -51,7 +51,10 @@ impl SigningKey {
                 let jwk = serde_json::json!({
                     "kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": b64(&c.n), "e": b64(&c.e),
                 });
-                (Algorithm::RS256, EncodingKey::from_rsa_der(&der), jwk, c.n)
+                // jsonwebtoken takes RSA keys as PKCS#1 DER: the RSAPrivateKey inside the PKCS#8.
+                let pkcs1 = pkcs1_of_pkcs8(&der).ok_or("the RSA key's PKCS#8 structure is malformed")?;
+                let key = EncodingKey::from_rsa_der(pkcs1);
+                (Algorithm::RS256, key, jwk, c.n)
             } else {
                 return Err("neither an RSA nor a P-256 key".into());
             };
@@ -70,7 +73,10 @@ impl SigningKey {
                 return Err("the first certificate of the chain is not this key's".into());
             }
         }
-        Ok(Self { kid: kid.to_owned(), alg, key, jwk, x5c })
+        let k = Self { kid: kid.to_owned(), alg, key, jwk, x5c };
+        // Sign once now: a key that cannot sign fails the start or the reload, not requests.
+        k.sign(&serde_json::json!({ "probe": true }), "JWT", false).map_err(|e| e.detail)?;
+        Ok(k)
     }
 
     /// Signs `claims` as a compact JWS with this key's `kid`, `typ` as given.
@@ -87,6 +93,31 @@ impl SigningKey {
             AuthError::new(Reason::SigningFailed, "varco could not sign with the ente's key")
         })
     }
+}
+
+/// The `privateKey` octets of a PKCS#8 `PrivateKeyInfo` (RFC 5208): SEQUENCE { INTEGER
+/// version, SEQUENCE algorithm, OCTET STRING privateKey, ... }.
+fn pkcs1_of_pkcs8(der: &[u8]) -> Option<&[u8]> {
+    /// One DER element: (tag, content, rest).
+    fn element(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, b) = b.split_first()?;
+        let (&first, b) = b.split_first()?;
+        let (len, b) = if first < 0x80 {
+            (usize::from(first), b)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || b.len() < n {
+                return None;
+            }
+            (b[..n].iter().fold(0usize, |l, &x| (l << 8) | usize::from(x)), &b[n..])
+        };
+        (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
+    }
+    let (0x30, info, _) = element(der)? else { return None };
+    let (0x02, _, rest) = element(info)? else { return None };
+    let (0x30, _, rest) = element(rest)? else { return None };
+    let (0x04, key, _) = element(rest)? else { return None };
+    Some(key)
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -150,6 +181,19 @@ pub(crate) mod tests {
         // The other key does not verify it.
         let other = jsonwebtoken::DecodingKey::from_jwk(jwks.find("next").unwrap()).unwrap();
         assert!(jsonwebtoken::decode::<serde_json::Value>(&token, &other, &v).is_err());
+    }
+
+    #[test]
+    fn pkcs8_structure_is_read_strictly() {
+        // SEQUENCE { INTEGER 0, SEQUENCE {}, OCTET STRING "ab" }
+        let ok = [0x30, 0x09, 0x02, 0x01, 0x00, 0x30, 0x00, 0x04, 0x02, b'a', b'b'];
+        assert_eq!(pkcs1_of_pkcs8(&ok), Some(&b"ab"[..]));
+        assert_eq!(pkcs1_of_pkcs8(&ok[..6]), None, "truncated");
+        let mut wrong = ok;
+        wrong[7] = 0x03;
+        assert_eq!(pkcs1_of_pkcs8(&wrong), None, "a BIT STRING is not the key");
+        assert_eq!(pkcs1_of_pkcs8(&[0x30, 0x85, 1, 1, 1, 1, 1]), None, "absurd length");
+        assert_eq!(pkcs1_of_pkcs8(&[]), None);
     }
 
     #[test]
