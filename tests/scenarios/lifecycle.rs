@@ -206,24 +206,24 @@ async fn h2c_prior_knowledge_is_served() {
 
 #[tokio::test]
 async fn embedded_default_serves_status_and_metrics_on_loopback() {
-    // The embedded default binds the documented fixed ports; if something else holds them
-    // (another varco a developer runs), this test cannot run here.
-    if std::net::TcpListener::bind("127.0.0.1:8080").is_err() || std::net::TcpListener::bind("127.0.0.1:9180").is_err()
-    {
-        eprintln!("ports 8080/9180 are taken: skipping the embedded-default test");
-        return;
-    }
+    // The embedded default listens on the documented loopback ports...
+    let embedded = varco_config::load_str(varco_config::EMBEDDED_DEFAULT).unwrap();
+    assert_eq!(embedded.listeners[0].address, "127.0.0.1:8080");
+    assert_eq!(embedded.admin.address, "127.0.0.1:9180");
+    // ...which another service may hold on this machine: run it on free ones, as an operator
+    // would with `--listen`/`--admin`. Nothing else of the default changes.
+    let (port, admin_port) = (varco_tests::free_port(), varco_tests::free_port());
     let mut child = tokio::process::Command::new(Varco::bin())
-        .arg("serve")
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--admin", &format!("127.0.0.1:{admin_port}")])
         .kill_on_drop(true)
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let (public, admin) = (varco_tests::Client::new(8080), varco_tests::Client::new(9180));
+    let (public, admin) = (varco_tests::Client::new(port), varco_tests::Client::new(admin_port));
     let mut up = false;
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect("127.0.0.1:9180").await.is_ok()
-            && tokio::net::TcpStream::connect("127.0.0.1:8080").await.is_ok()
+        if tokio::net::TcpStream::connect(("127.0.0.1", admin_port)).await.is_ok()
+            && tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
         {
             up = true;
             break;
@@ -246,12 +246,23 @@ async fn embedded_default_serves_status_and_metrics_on_loopback() {
     if let Ok(addr) = other {
         if !addr.ip().is_loopback() && !addr.ip().is_unspecified() {
             assert!(
-                tokio::net::TcpStream::connect((addr.ip(), 8080)).await.is_err(),
+                tokio::net::TcpStream::connect((addr.ip(), port)).await.is_err(),
                 "default listener reachable on {}",
                 addr.ip()
             );
         }
     }
+    // A reload of the embedded default keeps the command-line addresses (no "listeners
+    // changed" refusal).
+    let r = admin.send("POST", "127.0.0.1", "/admin/reload", &[], b"").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        String::from_utf8_lossy(&admin.get("127.0.0.1", "/metrics").await.body).contains("varco_config_generation 2")
+    );
     child.start_kill().unwrap();
     let _ = child.wait().await;
+    // A malformed address on the command line is refused like one in the file.
+    let out = std::process::Command::new(Varco::bin()).args(["serve", "--listen", "nonsense"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listeners[0].address"), "{out:?}");
 }

@@ -25,6 +25,28 @@ pub use validate::ConfigIssue;
 /// `GET /status` on 127.0.0.1:8080, the admin listener on 127.0.0.1:9180.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.yaml");
 
+/// Addresses given on the command line (`varco serve --listen --admin`), which replace the
+/// configuration's: so that the embedded default can run beside another service on 8080 or
+/// 9180. Applied at start and at every reload, so that a reload does not see them as changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Replaces the first listener's address.
+    pub listen: Option<String>,
+    /// Replaces the admin listener's address.
+    pub admin: Option<String>,
+}
+
+impl Overrides {
+    pub fn apply(&self, cfg: &mut Config) {
+        if let (Some(a), Some(l)) = (&self.listen, cfg.listeners.first_mut()) {
+            l.address = a.clone();
+        }
+        if let Some(a) = &self.admin {
+            cfg.admin.address = a.clone();
+        }
+    }
+}
+
 /// Whether `name` is one of the `X-Varco-*` headers varco reserves for the identity it forwards:
 /// a caller's own are removed, and varco writes them only on the way upstream.
 pub fn is_identity_header(name: &str) -> bool {

@@ -8,9 +8,24 @@ use serde::Serialize;
 /// The media type of every error body varco produces.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// A stable kind of problem. The slug is part of the public contract: never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProblemKind {
+/// Declares the enum and its `ALL` list from one list of variants, so that a new kind cannot
+/// be left out of the uniqueness and documentation tests.
+macro_rules! problem_kinds {
+    ($($(#[$doc:meta])* $kind:ident,)*) => {
+        /// A stable kind of problem. The slug is part of the public contract: never rename one.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ProblemKind {
+            $($(#[$doc])* $kind,)*
+        }
+
+        impl ProblemKind {
+            /// Every kind, in declaration order (documentation and uniqueness tests).
+            pub const ALL: &'static [ProblemKind] = &[$(Self::$kind,)*];
+        }
+    };
+}
+
+problem_kinds! {
     /// No tenant answers on this host / path prefix.
     UnknownTenant,
     /// The tenant has no route for this path.
@@ -201,45 +216,6 @@ impl ProblemKind {
             Self::Conflict => "Conflict",
         }
     }
-
-    /// Every kind, for documentation tests.
-    pub const ALL: &'static [ProblemKind] = &[
-        Self::UnknownTenant,
-        Self::NoRoute,
-        Self::MethodNotAllowed,
-        Self::MethodNotImplemented,
-        Self::BodyTooLarge,
-        Self::RequestTimeout,
-        Self::HeadersTooLarge,
-        Self::RateLimited,
-        Self::QuotaExhausted,
-        Self::BadRequest,
-        Self::PathTraversal,
-        Self::UpstreamUnavailable,
-        Self::CircuitOpen,
-        Self::Overloaded,
-        Self::BadGateway,
-        Self::GatewayTimeout,
-        Self::AdapterError,
-        Self::Internal,
-        Self::Unauthorized,
-        Self::TokenMissing,
-        Self::TokenInvalid,
-        Self::Forbidden,
-        Self::InvalidConfig,
-        Self::ModiDigestMalformed,
-        Self::ModiDigestMismatch,
-        Self::ModiSignatureInvalid,
-        Self::ModiAuditInvalid,
-        Self::TokenReplayed,
-        Self::EventInvalid,
-        Self::EventSchemaViolation,
-        Self::UnsupportedMediaType,
-        Self::OutboxFull,
-        Self::PlatformRejected,
-        Self::Conflict,
-        Self::NotFound,
-    ];
 }
 
 /// A problem to answer: kind, detail and the extra headers some kinds carry.

@@ -7,7 +7,6 @@ use crate::shared::Shared;
 use http::{Method, Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use varco_core::problem::PROBLEM_JSON;
 use varco_core::{Problem, ProblemKind, TraceContext};
@@ -42,6 +41,31 @@ fn problem(p: &Problem, path: &str) -> Response<Vec<u8>> {
 }
 
 /// Compares without an early exit, so timing does not reveal the token.
+/// The query of an admin request, percent-decoded (RFC 3986: `%3A` and `%3a` alike; a `+`
+/// stays a `+`, so `from_time=2026-11-20T00:00:00+01:00` works as typed).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn of(raw_path: &[u8]) -> Self {
+        let raw = String::from_utf8_lossy(raw_path);
+        let query = raw.split_once('?').map_or("", |(_, q)| q);
+        let decode = |x: &str| percent_encoding::percent_decode_str(x).decode_utf8_lossy().into_owned();
+        Self(
+            query
+                .split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+                .map(|(k, v)| (decode(k), decode(v)))
+                .collect(),
+        )
+    }
+
+    /// The first value of `key`.
+    fn get(&self, key: &str) -> Option<String> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+}
+
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -60,11 +84,8 @@ impl AdminApp {
     /// `POST /admin/events/subscriptions?tenant=` with a subscription (JSON, as in the
     /// configuration) adds or replaces an admin-made one; `DELETE …?tenant=&name=` removes it.
     async fn subscription(&self, s: &mut ServerSession, path: &str) -> Response<Vec<u8>> {
-        let raw = String::from_utf8_lossy(s.req_header().raw_path()).into_owned();
-        let query = raw.split_once('?').map_or("", |(_, q)| q).to_owned();
-        let arg = |k: &str| {
-            query.split('&').find_map(|kv| kv.split_once('=').filter(|(a, _)| *a == k).map(|(_, v)| v.to_owned()))
-        };
+        let query = Query::of(s.req_header().raw_path());
+        let arg = |k: &str| query.get(k);
         let bad = |kind, d: String| problem(&Problem::new(kind, d), path);
         let Some(tenant) = arg("tenant") else { return bad(ProblemKind::BadRequest, "name the `tenant`".into()) };
         if s.req_header().method == Method::DELETE {
@@ -109,13 +130,8 @@ impl AdminApp {
     /// `POST /admin/events/replay?tenant=&subscription=&from_sequence=N` (or `from_time=RFC 3339`).
     async fn replay(&self, s: &ServerSession, path: &str) -> Response<Vec<u8>> {
         use varco_events::delivery::ReplayFrom;
-        let raw = String::from_utf8_lossy(s.req_header().raw_path()).into_owned();
-        let query = raw.split_once('?').map_or("", |(_, q)| q);
-        let arg = |k: &str| {
-            query
-                .split('&')
-                .find_map(|kv| kv.split_once('=').filter(|(a, _)| *a == k).map(|(_, v)| v.replace("%3A", ":")))
-        };
+        let query = Query::of(s.req_header().raw_path());
+        let arg = |k: &str| query.get(k);
         let bad = |d: &str| problem(&Problem::new(ProblemKind::BadRequest, d.to_owned()), path);
         let (Some(tenant), Some(sub)) = (arg("tenant"), arg("subscription")) else {
             return bad("name the `tenant` and the `subscription`");
@@ -157,7 +173,6 @@ impl AdminApp {
                         .upstream_healthy
                         .with_label_values(&[&t.id, &p.name, &s.name])
                         .set(i64::from(p.is_available(i)));
-                    let _ = s.active_healthy.load(Relaxed);
                 }
             }
         }
@@ -227,6 +242,26 @@ impl ServeHttp for AdminApp {
 
 /// The config as JSON with inline header values of credential-like headers masked. Secrets
 /// themselves are never in the config (only where to read them), but be conservative.
+#[cfg(test)]
+mod tests {
+    use super::Query;
+
+    #[test]
+    fn queries_are_percent_decoded_and_plus_is_kept() {
+        let q = Query::of(
+            b"/admin/events/replay?tenant=c_a662&subscription=anagrafe%20bis&from_time=2026-11-20T00%3a00%3A00+01:00&x",
+        );
+        assert_eq!(q.get("tenant").as_deref(), Some("c_a662"));
+        assert_eq!(q.get("subscription").as_deref(), Some("anagrafe bis"));
+        assert_eq!(q.get("from_time").as_deref(), Some("2026-11-20T00:00:00+01:00"));
+        assert_eq!(q.get("x").as_deref(), Some(""));
+        assert_eq!(Query::of(b"/a?t=%2B01%3A00").get("t").as_deref(), Some("+01:00"));
+        assert_eq!(Query::of(b"/a?t=%ZZ%").get("t").as_deref(), Some("%ZZ%"), "malformed escapes stay as sent");
+        assert_eq!(Query::of(b"/a").get("t"), None);
+        assert_eq!(Query::of(b"/a?t=1&t=2").get("t").as_deref(), Some("1"));
+    }
+}
+
 fn redacted(cfg: &varco_config::Config) -> serde_json::Value {
     let mut v = serde_json::to_value(cfg).unwrap_or_default();
     if let Some(tenants) = v.get_mut("tenants").and_then(|t| t.as_array_mut()) {

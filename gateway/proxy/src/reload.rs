@@ -33,13 +33,15 @@ impl ReloadError {
 /// Reloads the configuration from its file (or the embedded default).
 pub struct Reloader {
     pub path: Option<PathBuf>,
+    /// Command-line addresses, applied to every configuration read again.
+    pub overrides: varco_config::Overrides,
     pub shared: Arc<Shared>,
     lock: tokio::sync::Mutex<()>,
 }
 
 impl Reloader {
-    pub fn new(path: Option<PathBuf>, shared: Arc<Shared>) -> Self {
-        Self { path, shared, lock: tokio::sync::Mutex::new(()) }
+    pub fn new(path: Option<PathBuf>, overrides: varco_config::Overrides, shared: Arc<Shared>) -> Self {
+        Self { path, overrides, shared, lock: tokio::sync::Mutex::new(()) }
     }
 
     /// Returns the new generation.
@@ -64,7 +66,8 @@ impl Reloader {
             }
             None => varco_config::EMBEDDED_DEFAULT.to_owned(),
         };
-        let cfg = varco_config::load_str(&text).map_err(ReloadError::Invalid)?;
+        let mut cfg = varco_config::load_str(&text).map_err(ReloadError::Invalid)?;
+        self.overrides.apply(&mut cfg);
         let old = self.shared.current.load_full();
         if cfg.listeners != old.config.listeners || cfg.admin != old.config.admin || cfg.redis != old.config.redis {
             return Err(ReloadError::ListenersChanged);

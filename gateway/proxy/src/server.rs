@@ -37,7 +37,9 @@ pub enum StartError {
 
 /// Builds everything from a validated config and serves until SIGTERM/SIGINT. Returns only
 /// on a start-up error; otherwise the process exits when pingora is done draining.
-pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
+/// Runs the gateway on `cfg` (read from `path`, or the embedded default), with the
+/// command-line `overrides` already applied to it (they are applied again at each reload).
+pub fn run(cfg: Config, path: Option<PathBuf>, overrides: varco_config::Overrides) -> Result<(), StartError> {
     // Fail early and clearly on a taken port (pingora would only log it).
     for (addr, what) in cfg
         .listeners
@@ -69,7 +71,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>) -> Result<(), StartError> {
         background_stopped: Default::default(),
         stopped: Default::default(),
     });
-    let reloader = Arc::new(Reloader::new(path, shared.clone()));
+    let reloader = Arc::new(Reloader::new(path, overrides, shared.clone()));
 
     let threads = if cfg.server.threads == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())

@@ -22,6 +22,12 @@ enum Command {
         /// YAML configuration file.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Listen on this `ip:port` instead of the first listener's address.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Serve the admin API on this `ip:port` instead of `admin.address`.
+        #[arg(long)]
+        admin: Option<String>,
     },
     /// Validate a configuration file: print every problem with its place, exit 1 if any.
     Check {
@@ -71,9 +77,9 @@ fn main() -> Result<()> {
         Command::Version => println!("varco {}", env!("CARGO_PKG_VERSION")),
         Command::Schema => println!("{}", serde_json::to_string_pretty(&varco_config::json_schema())?),
         Command::Apikey { name } => {
-            use std::io::Read;
+            use ring::rand::SecureRandom;
             let mut raw = [0u8; 32];
-            std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut raw)).context("no randomness")?;
+            ring::rand::SystemRandom::new().fill(&mut raw).map_err(|_| anyhow::anyhow!("no randomness"))?;
             let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
             let key = format!("vk_{key}");
             println!("key: {key}");
@@ -91,16 +97,26 @@ fn main() -> Result<()> {
                 std::process::exit(1);
             }
         },
-        Command::Serve { config } => {
-            let cfg = match load(config.as_ref()) {
+        Command::Serve { config, listen, admin } => {
+            let overrides = varco_config::Overrides { listen, admin };
+            let mut cfg = match load(config.as_ref()) {
                 Ok(c) => c,
                 Err(msg) => {
                     eprint!("{msg}");
                     std::process::exit(1);
                 }
             };
+            overrides.apply(&mut cfg);
+            // The addresses are checked like the file's.
+            let issues = cfg.validate();
+            if !issues.is_empty() {
+                for i in issues {
+                    eprintln!("command line: {i}");
+                }
+                std::process::exit(1);
+            }
             init_logging();
-            varco_proxy::run(cfg, config).context("varco could not start")?;
+            varco_proxy::run(cfg, config, overrides).context("varco could not start")?;
             bail!("the server stopped unexpectedly");
         }
     }
