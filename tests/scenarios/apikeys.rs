@@ -1,7 +1,8 @@
 //! API keys for app developers: made by `varco apikey`, stored hashed, scoped to routes,
 //! revoked by a reload, never forwarded.
+#![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
-use varco_tests::{Backend, Varco};
+use varco_tests::{Backend, Varco, LISTENERS};
 
 const H: &str = "comune.example.it";
 
@@ -18,9 +19,7 @@ fn apikey(name: &str) -> (String, String) {
 fn config(be: &Backend, keys: &[String]) -> String {
     format!(
         r#"
-listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
-admin: {{address: "127.0.0.1:{{ADMIN}}"}}
-tenants:
+{LISTENERS}tenants:
   - id: c_e783
     name: Comune
     hosts: [{H}]

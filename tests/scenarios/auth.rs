@@ -1,10 +1,11 @@
 //! Bearer JWT routes against tokens minted by an independent implementation (PyJWT) and keys
 //! served as a JWKS by a real HTTP server: the identity reaches the back-office, and the JWT
 //! attack suite is refused 100 %.
+#![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
 use serde_json::json;
 use std::time::Duration;
-use varco_tests::{Backend, Jose, Varco};
+use varco_tests::{Backend, Jose, Varco, LISTENERS};
 
 const MC: &str = "macerata.example.it";
 const BA: &str = "bari.example.it";
@@ -14,9 +15,7 @@ fn config(be: &Backend) -> String {
     let jwks = format!("http://{}/jwks.json", be.addr);
     format!(
         r#"
-listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
-admin: {{address: "127.0.0.1:{{ADMIN}}"}}
-tenants:
+{LISTENERS}tenants:
   - id: c_e783
     name: Macerata
     hosts: [{MC}]
@@ -455,9 +454,7 @@ async fn single_use_tokens_are_single_use_across_instances_through_redis() {
     let cfg = format!(
         r#"
 redis: {{url: "{url}", timeout: 500ms}}
-listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
-admin: {{address: "127.0.0.1:{{ADMIN}}"}}
-tenants:
+{LISTENERS}tenants:
   - id: c_e783
     name: Macerata
     hosts: [{MC}]

@@ -1,16 +1,15 @@
 //! Every error kind varco produces, and hostile input: each gets a problem+json answer (or, for
 //! HTTP the parser cannot read, a 400 and a closed connection) and the process keeps serving.
+#![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
 use std::time::Duration;
-use varco_tests::{raw_http, Backend, Mode, Varco};
+use varco_tests::{raw_http, Backend, Mode, Varco, LISTENERS};
 
 fn config(be: &Backend, dead: u16, extra_upstream: &str) -> String {
     format!(
         r#"
 server: {{max_body_bytes: 1024, client_body_timeout: 100ms}}  # below the 300 ms upstream read timeout
-listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
-admin: {{address: "127.0.0.1:{{ADMIN}}"}}
-tenants:
+{LISTENERS}tenants:
   - id: c_e783
     name: Comune di Macerata
     hosts: [macerata.example.it]

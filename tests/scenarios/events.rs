@@ -3,11 +3,12 @@
 //! broker's records are read back with an independent client (Python confluent-kafka), the
 //! webhook signature is checked with Python's hmac, and varco and the broker are SIGKILLed
 //! mid-stream: every event that got a 202 arrives, none that got an error does.
+#![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use varco_tests::{Backend, Broker, Sse, Varco};
+use varco_tests::{Backend, Broker, Sse, Varco, LISTENERS};
 
 const MC: &str = "macerata.example.it";
 const BA: &str = "bari.example.it";
@@ -26,9 +27,7 @@ fn config(hook: &Backend, kafka: Option<&str>) -> String {
     format!(
         r#"
 server: {{events: {{dir: "{{DIR}}/events"{kafka}}}}}
-listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
-admin: {{address: "127.0.0.1:{{ADMIN}}"}}
-tenants:
+{LISTENERS}tenants:
   - id: c_e783
     name: Macerata
     hosts: [{MC}]

@@ -1,19 +1,18 @@
 //! The process's life: hot reload (admin API and SIGHUP) under load, rejected configs,
 //! `varco check`, graceful SIGTERM, the embedded default and the admin token.
+#![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use varco_tests::{Backend, Mode, Varco};
+use varco_tests::{Backend, Mode, Varco, LISTENERS};
 
 const H: &str = "comune.example.it";
 
 fn config(be: &Backend, route: &str) -> String {
     format!(
         r#"
-listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
-admin: {{address: "127.0.0.1:{{ADMIN}}"}}
-server: {{access_log: false, grace_period: 5s, shutdown_timeout: 1s}}
+{LISTENERS}server: {{access_log: false, grace_period: 5s, shutdown_timeout: 1s}}
 tenants:
   - id: c_e783
     name: Comune

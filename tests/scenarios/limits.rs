@@ -1,18 +1,17 @@
 //! Rate limits through the real gateway: ModI headers on every answer of a limited route, 429
 //! problems with Retry-After, separate buckets per key, buckets that survive unrelated reloads,
 //! and bounded memory under a flood of keys.
+#![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
 use std::time::Duration;
-use varco_tests::{Backend, Varco};
+use varco_tests::{Backend, Varco, LISTENERS};
 
 const H: &str = "comune.example.it";
 
 fn config(be: &Backend, a_limit: &str, b_limit: &str) -> String {
     format!(
         r#"
-listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
-admin: {{address: "127.0.0.1:{{ADMIN}}"}}
-server: {{access_log: false}}
+{LISTENERS}server: {{access_log: false}}
 tenants:
   - id: c_e783
     name: Comune

@@ -1,9 +1,10 @@
 //! ModI message-level patterns against an independent implementation (PyJWT + cryptography):
 //! INTEGRITY_REST_01 (x5c chain) and _02 (kid), AUDIT_REST_02 bound to the PDND voucher,
 //! response signing verified by PyJWT, the PDND e-service checks and `jti` replay.
+#![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
 use serde_json::json;
-use varco_tests::{Backend, Jose, Varco};
+use varco_tests::{Backend, Jose, Varco, LISTENERS};
 
 const MC: &str = "macerata.example.it";
 const BA: &str = "bari.example.it";
@@ -31,9 +32,7 @@ async fn setup() -> Env {
     let dir = jose.dir.display();
     let cfg = format!(
         r#"
-listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
-admin: {{address: "127.0.0.1:{{ADMIN}}"}}
-server: {{identity_token: {{key_file: "{dir}/varco-1.pem"}}}}
+{LISTENERS}server: {{identity_token: {{key_file: "{dir}/varco-1.pem"}}}}
 tenants:
   - id: c_e783
     name: Macerata

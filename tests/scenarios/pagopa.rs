@@ -2,10 +2,11 @@
 //! official WSDL (Python zeep) calls varco, and every answer is validated against the official
 //! XSD (Python xmlschema). The back-office is a real HTTP server holding debt positions; GPD is
 //! played by a server that checks each request against pagoPA's `gpd.json`.
+#![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use varco_tests::{Backend, Mode, Varco};
+use varco_tests::{Backend, Mode, Varco, LISTENERS};
 
 const MC: &str = "macerata.example.it";
 const ID_PA: &str = "00093120434";
@@ -63,9 +64,7 @@ async fn setup() -> Env {
     let cfg = format!(
         r#"
 server: {{events: {{dir: "{{DIR}}/events"}}}}
-listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
-admin: {{address: "127.0.0.1:{{ADMIN}}"}}
-tenants:
+{LISTENERS}tenants:
   - id: c_e783
     name: Macerata
     routes:
@@ -439,9 +438,7 @@ fn gpd_config(url: &str) -> String {
     format!(
         r#"
 server: {{events: {{dir: "{{DIR}}/events"}}}}
-listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
-admin: {{address: "127.0.0.1:{{ADMIN}}"}}
-tenants:
+{LISTENERS}tenants:
   - id: c_e783
     name: Macerata
     api_keys: [{{name: tributi, hash: "{hash}"}}]

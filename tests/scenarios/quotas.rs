@@ -1,16 +1,15 @@
 //! Cluster-wide quotas: two real varco instances share one daily quota through a real
 //! redis-server, and fall back to per-instance counting when Redis is gone.
+#![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
-use varco_tests::{Backend, Redis, Varco};
+use varco_tests::{Backend, Redis, Varco, LISTENERS};
 
 const H: &str = "comune.example.it";
 
 fn config(be: &Backend, redis_url: &str, quota: &str) -> String {
     format!(
         r#"
-listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
-admin: {{address: "127.0.0.1:{{ADMIN}}"}}
-server: {{access_log: false}}
+{LISTENERS}server: {{access_log: false}}
 redis: {{url: "{redis_url}", timeout: 200ms}}
 tenants:
   - id: c_e783

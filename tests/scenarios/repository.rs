@@ -1,5 +1,6 @@
 //! The repository stands alone: the official contracts its tests use are vendored, and nothing
 //! in the project reads a path outside the clone.
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure message
 
 use std::path::{Path, PathBuf};
 

@@ -1,15 +1,14 @@
 //! Tenancy and routing through the real gateway: each request reaches exactly one tenant's
 //! back-office, with the forwarding, trace and identity headers the back-office can rely on.
+#![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
-use varco_tests::{Backend, Varco};
+use varco_tests::{Backend, Varco, LISTENERS};
 
 fn consortium(mc: &Backend, ba: &Backend, ge: &Backend) -> String {
     format!(
         r#"
 server: {{access_log: true, forwarded_header: true}}
-listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
-admin: {{address: "127.0.0.1:{{ADMIN}}"}}
-tenants:
+{LISTENERS}tenants:
   - id: c_e783
     name: Comune di Macerata
     hosts: [macerata.example.it]

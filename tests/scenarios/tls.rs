@@ -1,11 +1,12 @@
 //! TLS termination with per-hostname certificates (SNI) and client-certificate verification,
 //! checked with independent tools: certificates made by the `openssl` CLI, requests by `curl`.
 //! (Multi-threaded runtime: the blocking curl call must not starve the in-test back-office.)
+#![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
 use std::path::Path;
 use std::process::Command;
 use varco_tests::pki::{issue, make_ca, pki_dir};
-use varco_tests::{Backend, Varco};
+use varco_tests::{Backend, Varco, LISTENERS};
 
 fn pki() -> std::path::PathBuf {
     let dir = pki_dir();
@@ -121,9 +122,7 @@ async fn upstream_tls_is_verified_against_the_configured_ca() {
     let edge = |ca: &str, sni: &str| {
         format!(
             r#"
-listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
-admin: {{address: "127.0.0.1:{{ADMIN}}"}}
-tenants:
+{LISTENERS}tenants:
   - id: c_e783
     name: Macerata
     upstreams: {{secure: {{servers: ["127.0.0.1:{port}"], retries: 0, tls: {{sni: {sni}, ca: "{ca}"}}}}}}

@@ -1,17 +1,16 @@
 //! Circuit breaking and load shedding through the real gateway against back-offices that fail
 //! or stall on command.
+#![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
 use std::time::Duration;
-use varco_tests::{Backend, Mode, Varco};
+use varco_tests::{Backend, Mode, Varco, LISTENERS};
 
 const H: &str = "comune.example.it";
 
 fn config(be: &Backend, upstream_extra: &str, tenant_extra: &str) -> String {
     format!(
         r#"
-listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
-admin: {{address: "127.0.0.1:{{ADMIN}}"}}
-server: {{access_log: false}}
+{LISTENERS}server: {{access_log: false}}
 tenants:
   - id: c_e783
     name: Comune

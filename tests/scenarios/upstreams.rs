@@ -1,8 +1,9 @@
 //! Load balancing, health (active and passive), retries and timeouts against real servers.
+#![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use varco_tests::{Backend, Mode, Varco};
+use varco_tests::{Backend, Mode, Varco, LISTENERS};
 
 const H: &str = "comune.example.it";
 
@@ -11,9 +12,7 @@ fn config(servers: &[&Backend], upstream_extra: &str) -> String {
     format!(
         r#"
 server: {{access_log: false}}
-listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
-admin: {{address: "127.0.0.1:{{ADMIN}}"}}
-tenants:
+{LISTENERS}tenants:
   - id: c_e783
     name: Comune
     hosts: [{H}]

@@ -27,6 +27,12 @@ pub use process::{free_port, Varco};
 pub use redis::Redis;
 pub use sse::Sse;
 
+/// The opening block every scenario configuration shares: one plain listener and the admin
+/// listener, on the ephemeral ports `Varco::start` fills in. Used as `{LISTENERS}` in a
+/// scenario's `format!` text, followed by its own `server:` and `tenants:`.
+pub const LISTENERS: &str =
+    "listeners: [{name: public, address: \"127.0.0.1:{PORT}\"}]\nadmin: {address: \"127.0.0.1:{ADMIN}\"}\n";
+
 /// `sha256:<hex>` of an API key, as `varco apikey` stores it (computed by Python, independently
 /// of varco's own hashing).
 pub fn api_key_hash(key: &str) -> String {

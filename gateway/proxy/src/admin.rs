@@ -242,6 +242,24 @@ impl ServeHttp for AdminApp {
 
 /// The config as JSON with inline header values of credential-like headers masked. Secrets
 /// themselves are never in the config (only where to read them), but be conservative.
+fn redacted(cfg: &varco_config::Config) -> serde_json::Value {
+    let mut v = serde_json::to_value(cfg).unwrap_or_default();
+    if let Some(tenants) = v.get_mut("tenants").and_then(|t| t.as_array_mut()) {
+        for t in tenants {
+            for r in t.get_mut("routes").and_then(|r| r.as_array_mut()).into_iter().flatten() {
+                if let Some(set) = r.pointer_mut("/request_headers/set").and_then(|s| s.as_object_mut()) {
+                    for (_, val) in set.iter_mut() {
+                        if val.is_string() {
+                            *val = serde_json::Value::String("<redacted>".into());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::Query;
@@ -260,22 +278,4 @@ mod tests {
         assert_eq!(Query::of(b"/a").get("t"), None);
         assert_eq!(Query::of(b"/a?t=1&t=2").get("t").as_deref(), Some("1"));
     }
-}
-
-fn redacted(cfg: &varco_config::Config) -> serde_json::Value {
-    let mut v = serde_json::to_value(cfg).unwrap_or_default();
-    if let Some(tenants) = v.get_mut("tenants").and_then(|t| t.as_array_mut()) {
-        for t in tenants {
-            for r in t.get_mut("routes").and_then(|r| r.as_array_mut()).into_iter().flatten() {
-                if let Some(set) = r.pointer_mut("/request_headers/set").and_then(|s| s.as_object_mut()) {
-                    for (_, val) in set.iter_mut() {
-                        if val.is_string() {
-                            *val = serde_json::Value::String("<redacted>".into());
-                        }
-                    }
-                }
-            }
-        }
-    }
-    v
 }
