@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod duration;
+mod issues;
 mod model;
 mod model_adapters;
 mod model_auth;
@@ -18,8 +19,8 @@ mod validate;
 mod validate_rules;
 
 pub use duration::Dur;
+pub use issues::ConfigIssue;
 pub use model::*;
-pub use validate::ConfigIssue;
 
 /// The configuration `varco serve` runs when no `--config` is given: one demo tenant answering
 /// `GET /status` on 127.0.0.1:8080, the admin listener on 127.0.0.1:9180.

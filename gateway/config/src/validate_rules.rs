@@ -1,7 +1,7 @@
 //! Validation of access and traffic policies: issuers, rate limits, quotas.
 
+use crate::issues::Issues;
 use crate::model::*;
-use crate::validate::Issues;
 
 pub(crate) fn validate_limit(l: &RateLimitConfig, p: &str, is: &mut Issues) {
     if l.requests == 0 {

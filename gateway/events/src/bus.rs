@@ -102,7 +102,7 @@ impl EventBus {
         traceparent: Option<&str>,
     ) -> Result<u64, Problem> {
         for (i, e) in events.iter_mut().enumerate() {
-            crate::publish::check_event(self, tenant, i, e, traceparent)?;
+            crate::contract::check_event(&self.registry, tenant, i, e, traceparent)?;
         }
         let n = events.len() as u64;
         let seq = self.append(events).await?;

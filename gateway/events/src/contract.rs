@@ -1,7 +1,13 @@
 //! The event contracts (`contracts/events/*.json`): which types exist and what their `data`
 //! must look like. Compiled once; validating an event is a lookup and a schema walk.
 
+use cloudevents::{AttributesReader, AttributesWriter, Data, Event};
 use std::collections::HashMap;
+use varco_core::{Problem, ProblemKind};
+
+fn invalid(detail: impl Into<String>) -> Problem {
+    Problem::new(ProblemKind::EventInvalid, detail)
+}
 
 /// One event type: its JSON Schema (`$id` is the `dataschema` URI) and its validator.
 pub struct EventType {
@@ -99,6 +105,76 @@ impl EventType {
             Err(errors)
         }
     }
+}
+
+/// Checks one event for ente `tenant` and completes it: `source` under `/enti/<tenant>`, a
+/// known `type`, JSON `data` valid against the type's schema; `dataschema`, `time` and the
+/// publisher's `traceparent` are filled in when absent.
+pub fn check_event(
+    registry: &Registry,
+    tenant: &str,
+    i: usize,
+    e: &mut Event,
+    traceparent: Option<&str>,
+) -> Result<(), Problem> {
+    let id = e.id().to_owned();
+    let at = |what: String| format!("event [{i}] (id `{id}`): {what}");
+    if e.id().is_empty() || e.id().len() > 256 {
+        return Err(invalid(at("`id` must be 1 to 256 characters".into())));
+    }
+    let source = e.source().as_str();
+    let own = format!("/enti/{tenant}");
+    if !(source == own || source.starts_with(&format!("{own}/"))) {
+        return Err(Problem::new(
+            ProblemKind::Forbidden,
+            at(format!("`source` must be `{own}` or below it, not `{source}`")),
+        ));
+    }
+    let Some(ty) = registry.get(e.ty()) else {
+        return Err(invalid(at(format!("unknown `type` `{}` (see contracts/events/)", e.ty()))));
+    };
+    match e.dataschema().map(|u| u.as_str().to_owned()) {
+        Some(ds) if ds != ty.dataschema => {
+            return Err(invalid(at(format!("`dataschema` of `{}` is `{}`", ty.name, ty.dataschema))))
+        }
+        Some(_) => {}
+        None => {
+            if let Ok(u) = url::Url::parse(&ty.dataschema) {
+                e.set_dataschema(Some(u));
+            }
+        }
+    }
+    if let Some(ct) = e.datacontenttype() {
+        if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
+            return Err(invalid(at(format!("`datacontenttype` must be application/json, not `{ct}`"))));
+        }
+    }
+    let data = match e.data() {
+        Some(Data::Json(v)) => v.clone(),
+        Some(Data::Binary(b)) => {
+            serde_json::from_slice(b).map_err(|err| invalid(at(format!("`data` is not JSON: {err}"))))?
+        }
+        Some(Data::String(s)) => {
+            serde_json::from_str(s).map_err(|err| invalid(at(format!("`data` is not JSON: {err}"))))?
+        }
+        None => return Err(invalid(at("`data` is missing".into()))),
+    };
+    if let Err(errors) = ty.check(&data) {
+        return Err(Problem::new(
+            ProblemKind::EventSchemaViolation,
+            at(format!("`data` of `{}`: {}", ty.name, errors.join("; "))),
+        ));
+    }
+    e.set_data("application/json", data);
+    if e.time().is_none() {
+        e.set_time(Some(chrono::Utc::now()));
+    }
+    if e.extension("traceparent").is_none() {
+        if let Some(tp) = traceparent {
+            e.set_extension("traceparent", tp.to_owned());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

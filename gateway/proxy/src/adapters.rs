@@ -3,7 +3,7 @@
 //! [`AdapterContext`]; an adapter that needs something new gets a field here, not a global.
 
 use crate::registries::Registries;
-use crate::runtime::{read_secret, BuildError};
+use crate::secrets::{read_secret, BuildError};
 use std::sync::Arc;
 use varco_config::{AdapterConfig, Config};
 use varco_core::{Adapter, HealthView};

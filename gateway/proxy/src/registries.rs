@@ -4,7 +4,7 @@
 
 use crate::events::EventsSlot;
 use crate::metrics::Metrics;
-use crate::runtime::{read_secret, BuildError};
+use crate::secrets::{read_secret, BuildError};
 use std::sync::Arc;
 use varco_auth::{IssuerRegistry, ReplayGuard};
 use varco_config::Config;

@@ -6,6 +6,7 @@ use crate::filters::{BodyLimit, HeaderRewrite};
 use crate::metrics::Metrics;
 use crate::registries::Registries;
 use crate::router::{RouteTable, TenantIndex};
+use crate::secrets::{build_err, read_secret, BuildError};
 use crate::upstream::{Pool, ResolvedServer};
 use http::{HeaderName, HeaderValue, Method};
 use pingora_core::upstreams::peer::HttpPeer;
@@ -14,21 +15,9 @@ use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use varco_auth::{IdentitySigner, Issuer, KeySet, ModiVerifier, SigningKey};
 use varco_config::{
-    Access, AdapterConfig, Config, HeaderValueSource, RouteConfig, RouteTarget, SecretRef, StatusConfig, TenantConfig,
+    Access, AdapterConfig, Config, HeaderValueSource, RouteConfig, RouteTarget, StatusConfig, TenantConfig,
 };
 use varco_core::{Adapter, Filter, HealthView, UpstreamHealth};
-
-/// Why a valid configuration could not be built (I/O: DNS, files, environment).
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct BuildError {
-    pub path: String,
-    pub message: String,
-}
-
-fn build_err(path: impl Into<String>, message: impl Into<String>) -> BuildError {
-    BuildError { path: path.into(), message: message.into() }
-}
 
 /// Where a route sends requests.
 #[derive(Debug)]
@@ -119,22 +108,6 @@ pub struct Runtime {
     pub access_log: bool,
     pub forwarded_header: bool,
     pub client_body_timeout: std::time::Duration,
-}
-
-pub(crate) fn read_secret(path: &str, s: &SecretRef) -> Result<String, BuildError> {
-    match s {
-        SecretRef::Env(v) => {
-            std::env::var(v).map_err(|_| build_err(path, format!("environment variable `{v}` is not set")))
-        }
-        SecretRef::File(f) => std::fs::read_to_string(f)
-            .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-            .map_err(|e| build_err(path, format!("cannot read `{}`: {e}", f.display()))),
-    }
-}
-
-/// Reads the admin token, if any.
-pub fn admin_token(cfg: &Config) -> Result<Option<String>, BuildError> {
-    cfg.admin.token.as_ref().map(|t| read_secret("admin.token", t)).transpose()
 }
 
 impl Runtime {

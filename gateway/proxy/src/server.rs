@@ -5,7 +5,8 @@ use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::registries::OpenError;
 use crate::reload::Reloader;
-use crate::runtime::{admin_token, Runtime};
+use crate::runtime::Runtime;
+use crate::secrets::admin_token;
 use crate::shared::Shared;
 use arc_swap::ArcSwap;
 use pingora_core::apps::http_app::HttpServer;
@@ -22,7 +23,7 @@ use varco_config::Config;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
-    Build(#[from] crate::runtime::BuildError),
+    Build(#[from] crate::secrets::BuildError),
     #[error("cannot listen on {addr} ({what}): {err}")]
     Bind { addr: String, what: String, err: std::io::Error },
     #[error("redis: {0}")]

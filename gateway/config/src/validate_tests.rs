@@ -1,0 +1,151 @@
+//! Unit tests of `validate.rs`: each rule refuses what it should, with its path.
+
+use crate::load_str;
+
+const BASE: &str = r#"
+listeners: [{name: public, address: "127.0.0.1:8080"}]
+tenants:
+  - id: c_e783
+    name: Comune di Macerata
+    hosts: [macerata.example.it]
+    upstreams:
+      anagrafe: {servers: ["127.0.0.1:9001"]}
+    routes:
+      - {name: a, path: "/anagrafe/{*rest}", methods: [GET], access: public, to: {upstream: anagrafe}}
+"#;
+
+fn issues(yaml: &str) -> Vec<String> {
+    match load_str(yaml) {
+        Ok(_) => vec![],
+        Err(e) => e.iter().map(|i| format!("{}: {}", i.path, i.message)).collect(),
+    }
+}
+
+#[test]
+fn base_is_valid() {
+    assert!(issues(BASE).is_empty(), "{:?}", issues(BASE));
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let bad = BASE
+        .replace("to: {upstream: anagrafe}", "to: {upstream: tributi}")
+        .replace("methods: [GET]", "methods: [GET, BREW]")
+        .replace("c_e783", "C E783")
+        .replace("127.0.0.1:9001", "nohost");
+    let got = issues(&bad);
+    let want = [
+        "tenants[0].id: `C E783` is not a codice IPA",
+        "tenants[0].routes[0].to.upstream: tenant `C E783` has no upstream `tributi`",
+        "tenants[0].routes[0].methods[1]: `BREW` is not one of",
+        "tenants[0].upstreams.anagrafe.servers[0]: `nohost` is not host:port",
+    ];
+    for w in want {
+        assert!(got.iter().any(|g| g.starts_with(w)), "missing `{w}` in {got:#?}");
+    }
+}
+
+#[test]
+fn semantic_errors_carry_the_line() {
+    let bad = BASE.replace("to: {upstream: anagrafe}", "to: {upstream: tributi}");
+    let e = load_str(&bad).unwrap_err();
+    assert_eq!((e[0].line, e[0].column), (Some(10), Some(83)), "{e:?}");
+}
+
+#[test]
+fn tenants_may_not_overlap() {
+    let two = format!("{BASE}  - {{id: c_a662, name: Bari, hosts: [macerata.example.it]}}\n");
+    assert!(
+        issues(&two).iter().any(|i| i.contains("another tenant already answers on host `macerata.example.it`")),
+        "{:?}",
+        issues(&two)
+    );
+    let prefixed = format!("{BASE}  - {{id: c_a662, name: Bari, hosts: [macerata.example.it], prefix: /bari}}\n");
+    assert!(issues(&prefixed).is_empty());
+}
+
+#[test]
+fn conflicting_routes_are_rejected() {
+    let dup = BASE.replace(
+            "to: {upstream: anagrafe}}",
+            "to: {upstream: anagrafe}}\n      - {name: b, path: \"/anagrafe/{*rest}\", methods: [GET], access: public, to: {upstream: anagrafe}}",
+        );
+    assert!(issues(&dup).iter().any(|i| i.contains("GET /anagrafe/{*rest} is already claimed")), "{:?}", issues(&dup));
+}
+
+#[test]
+fn access_must_be_stated() {
+    let open = BASE.replace("access: public, ", "");
+    assert!(issues(&open).iter().any(|i| i.contains("missing field `access`")), "{:?}", issues(&open));
+}
+
+#[test]
+fn inline_credentials_are_rejected() {
+    let cred = BASE.replace(
+        "to: {upstream: anagrafe}}",
+        "to: {upstream: anagrafe}, request_headers: {set: {Authorization: \"Bearer abc\", X-Tenant: mc}}}",
+    );
+    let got = issues(&cred);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("credentials must come from `env` or `file`"));
+    let ok = cred.replace("\"Bearer abc\"", "{env: BO_TOKEN}");
+    assert!(issues(&ok).is_empty(), "{:?}", issues(&ok));
+}
+
+#[test]
+fn rate_limits_are_checked() {
+    let cfg = BASE.replace(
+            "to: {upstream: anagrafe}}",
+            "to: {upstream: anagrafe}, rate_limits: [{per: header, requests: 0, period: 1s}, {per: client_ip, header: X-A, requests: 1, period: 1s, burst: 0}]}",
+        );
+    let got = issues(&cfg);
+    for want in ["rate_limits[0].requests", "rate_limits[0].header", "rate_limits[1].header", "rate_limits[1].burst"] {
+        assert!(got.iter().any(|g| g.contains(want)), "missing {want} in {got:?}");
+    }
+}
+
+#[test]
+fn identity_headers_are_varco_s_own() {
+    let cfg = BASE
+        .replace(
+            "to: {upstream: anagrafe}}",
+            "to: {upstream: anagrafe}, request_headers: {set: {X-Varco-Subject: me}, remove: [X-Varco-Fiscal-Code]}, \
+                 rate_limits: [{per: header, header: x-varco-purpose-id, requests: 1, period: 1s}]}",
+        )
+        .replace(
+            "servers: [\"127.0.0.1:9001\"]",
+            "servers: [\"127.0.0.1:9001\"], balance: {consistent_hash: {header: X-Varco-Subject}}",
+        );
+    let got = issues(&cfg);
+    assert_eq!(got.len(), 3, "{got:#?}");
+    for want in [
+        "routes[0].request_headers.set.X-Varco-Subject: X-Varco-* names are reserved",
+        "routes[0].rate_limits[0].header: X-Varco-* headers are written after limits run",
+        "upstreams.anagrafe.balance.consistent_hash.header: X-Varco-* headers",
+    ] {
+        assert!(got.iter().any(|g| g.contains(want)), "missing `{want}` in {got:#?}");
+    }
+}
+
+#[test]
+fn event_routes_are_never_public() {
+    for kind in ["events", "event_stream"] {
+        let cfg = format!(
+            "server: {{events: {{dir: /tmp/x}}}}\n{}",
+            BASE.replace(
+                "methods: [GET], access: public, to: {upstream: anagrafe}",
+                &format!("methods: [GET, POST], access: public, to: {{adapter: {{kind: {kind}}}}}"),
+            )
+        );
+        let got = issues(&cfg);
+        assert!(got.iter().any(|g| g.starts_with("tenants[0].routes[0].access: event routes")), "{kind}: {got:#?}");
+        let ok = cfg.replace("access: public", "access: {api_key: {}}");
+        assert!(issues(&ok).is_empty(), "{kind}: {:#?}", issues(&ok));
+    }
+}
+
+#[test]
+fn public_admin_needs_a_token() {
+    let cfg = format!("admin: {{address: \"0.0.0.0:9180\"}}\n{BASE}");
+    assert!(issues(&cfg).iter().any(|i| i.starts_with("admin.token")));
+}
