@@ -102,13 +102,8 @@ fn reason(body: &Bytes) -> String {
     }
 }
 
-#[async_trait::async_trait]
-impl Adapter for GpdAdapter {
-    fn kind(&self) -> &'static str {
-        "gpd"
-    }
-
-    async fn call(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
+impl GpdAdapter {
+    async fn answer(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
         let rest = req
             .path
             .split_once("/debt-positions")
@@ -141,6 +136,17 @@ impl Adapter for GpdAdapter {
             ));
         }
         self.execute(&m, &path, iupd, &req.body).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Adapter for GpdAdapter {
+    fn kind(&self) -> &'static str {
+        "gpd"
+    }
+
+    async fn call(&self, req: AdapterRequest<'_>) -> Result<varco_core::Answer, Problem> {
+        self.answer(req).await.map(varco_core::Answer::Body)
     }
 
     /// A `it.varco.tributi.posizione.cambiata.v1` event of the ente: the same operations as the

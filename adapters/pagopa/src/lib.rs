@@ -22,7 +22,7 @@ use bytes::Bytes;
 use cloudevents::EventBuilder as _;
 use std::sync::Arc;
 use varco_config::PagopaConfig;
-use varco_core::{Adapter, AdapterRequest, AdapterResponse, Problem};
+use varco_core::{Adapter, AdapterRequest, AdapterResponse, Answer, Problem};
 use varco_events::EventBus;
 use xml::{esc, Element, PAFN, SOAP_ENV};
 
@@ -503,13 +503,8 @@ fn request_element(doc: &Element) -> Result<&Element, String> {
     Ok(req)
 }
 
-#[async_trait]
-impl Adapter for PagopaAdapter {
-    fn kind(&self) -> &'static str {
-        "pagopa"
-    }
-
-    async fn call(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
+impl PagopaAdapter {
+    async fn answer(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
         if req.method == http::Method::GET {
             return self.helpers(req.path, req.query).await;
         }
@@ -519,5 +514,16 @@ impl Adapter for PagopaAdapter {
             headers: vec![(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/xml; charset=utf-8"))],
             body: Bytes::from(xml),
         })
+    }
+}
+
+#[async_trait]
+impl Adapter for PagopaAdapter {
+    fn kind(&self) -> &'static str {
+        "pagopa"
+    }
+
+    async fn call(&self, req: AdapterRequest<'_>) -> Result<Answer, Problem> {
+        self.answer(req).await.map(Answer::Body)
     }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use varco_config::StatusConfig;
 use varco_core::problem::PROBLEM_JSON;
-use varco_core::{Adapter, AdapterRequest, AdapterResponse, HealthView, Problem};
+use varco_core::{Adapter, AdapterRequest, AdapterResponse, Answer, HealthView, Problem};
 
 /// The built adapter.
 #[derive(Debug)]
@@ -23,13 +23,8 @@ impl StatusAdapter {
     }
 }
 
-#[async_trait]
-impl Adapter for StatusAdapter {
-    fn kind(&self) -> &'static str {
-        "status"
-    }
-
-    async fn call(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
+impl StatusAdapter {
+    async fn answer(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
         let pools = self.health.upstreams();
         let down: Vec<&str> = pools.iter().filter(|u| u.healthy_servers == 0).map(|u| u.name.as_str()).collect();
         let (status, type_, title, detail) = if down.is_empty() {
@@ -67,6 +62,17 @@ impl Adapter for StatusAdapter {
     }
 }
 
+#[async_trait]
+impl Adapter for StatusAdapter {
+    fn kind(&self) -> &'static str {
+        "status"
+    }
+
+    async fn call(&self, req: AdapterRequest<'_>) -> Result<Answer, Problem> {
+        self.answer(req).await.map(Answer::Body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +100,8 @@ mod tests {
             traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         })
         .await
+        .unwrap()
+        .into_body()
         .unwrap()
     }
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use varco_config::IdentityTokenConfig;
-use varco_core::{Adapter, AdapterRequest, AdapterResponse, Identity, Problem};
+use varco_core::{Adapter, AdapterRequest, AdapterResponse, Answer, Identity, Problem};
 
 /// Signs the identity token of one ente with that ente's active key.
 #[derive(Debug)]
@@ -53,15 +53,21 @@ impl IdentitySigner {
 #[derive(Debug)]
 pub struct JwksAdapter(pub Bytes);
 
+impl JwksAdapter {
+    async fn answer(&self, _req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
+        let mut r = AdapterResponse::json(200, "application/jwk-set+json", self.0.to_vec());
+        r.headers.push((http::header::CACHE_CONTROL, http::HeaderValue::from_static("max-age=300")));
+        Ok(r)
+    }
+}
+
 #[async_trait]
 impl Adapter for JwksAdapter {
     fn kind(&self) -> &'static str {
         "jwks"
     }
 
-    async fn call(&self, _req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
-        let mut r = AdapterResponse::json(200, "application/jwk-set+json", self.0.to_vec());
-        r.headers.push((http::header::CACHE_CONTROL, http::HeaderValue::from_static("max-age=300")));
-        Ok(r)
+    async fn call(&self, req: AdapterRequest<'_>) -> Result<Answer, Problem> {
+        self.answer(req).await.map(Answer::Body)
     }
 }

@@ -342,6 +342,12 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
                         for (f, m) in c.validate() {
                             is.add(format!("{ap}.{f}"), m);
                         }
+                        if matches!(&r.access, Access::Jwt(j) if j.modi.is_some()) {
+                            is.add(
+                                format!("{rp}.access.jwt.modi"),
+                                "a live stream cannot be a ModI route: ModI answers are read whole and signed",
+                            );
+                        }
                     }
                     AdapterConfig::Pagopa(c) => {
                         for (f, m) in c.validate() {

@@ -149,3 +149,13 @@ fn public_admin_needs_a_token() {
     let cfg = format!("admin: {{address: \"0.0.0.0:9180\"}}\n{BASE}");
     assert!(issues(&cfg).iter().any(|i| i.starts_with("admin.token")));
 }
+
+#[test]
+fn a_live_stream_is_not_a_modi_route() {
+    let yaml = BASE.replace(
+        "to: {upstream: anagrafe}}",
+        "to: {upstream: anagrafe}}\n      - {name: s, path: /stream, methods: [GET], access: {jwt: {issuers: [i], modi: {integrity: INTEGRITY_REST_02, audience: \"https://x\", keys_issuer: i}}}, to: {adapter: {kind: event_stream}}}",
+    ).replace("    upstreams:", "    issuers: {i: {issuer: \"https://i\", audiences: [a], jwks_url: \"https://i/jwks\"}}\n    upstreams:");
+    let found = issues(&yaml);
+    assert!(found.iter().any(|i| i.starts_with("tenants[0].routes[1].access.jwt.modi: a live stream")), "{found:?}");
+}

@@ -47,26 +47,46 @@ impl AdapterResponse {
     }
 }
 
+/// What an adapter answers: one body, or a header and the body's chunks as they come (a live
+/// stream such as server-sent events, which the gateway writes chunk by chunk).
+pub enum Answer {
+    Body(AdapterResponse),
+    Stream(AdapterResponse, BodyStream),
+}
+
+impl Answer {
+    /// The whole answer, when it is not a stream.
+    pub fn into_body(self) -> Option<AdapterResponse> {
+        match self {
+            Self::Body(r) => Some(r),
+            Self::Stream(..) => None,
+        }
+    }
+}
+
+impl From<AdapterResponse> for Answer {
+    fn from(r: AdapterResponse) -> Self {
+        Self::Body(r)
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Body(r) => f.debug_tuple("Body").field(r).finish(),
+            Self::Stream(h, _) => f.debug_tuple("Stream").field(h).finish_non_exhaustive(),
+        }
+    }
+}
+
 /// An in-process route target.
 #[async_trait::async_trait]
 pub trait Adapter: Send + Sync + std::fmt::Debug {
     /// The config tag of the adapter (`kind:` in YAML).
     fn kind(&self) -> &'static str;
 
-    /// Answers one request. Errors become problem+json answers.
-    async fn call(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem>;
-
-    /// True for adapters that answer with a live stream ([`Adapter::open_stream`]) rather
-    /// than one body: the gateway writes the header, then each chunk as it comes.
-    fn streams(&self) -> bool {
-        false
-    }
-
-    /// The answer's header part and the body chunks that follow, for as long as the stream
-    /// runs or the caller stays (server-sent events). Asked only when [`Adapter::streams`].
-    async fn open_stream(&self, _req: AdapterRequest<'_>) -> Result<(AdapterResponse, BodyStream), Problem> {
-        Err(Problem::new(crate::ProblemKind::Internal, format!("the {} adapter does not stream", self.kind())))
-    }
+    /// Answers one request, with a body or a stream. Errors become problem+json answers.
+    async fn call(&self, req: AdapterRequest<'_>) -> Result<Answer, Problem>;
 
     /// Takes one event of a subscription whose target is this adapter's route (structured
     /// CloudEvent as JSON). `Err` is retried like a failed webhook. Default: not supported.

@@ -20,7 +20,7 @@ pub mod identity;
 pub mod problem;
 pub mod trace;
 
-pub use adapter::{Adapter, AdapterRequest, AdapterResponse, BodyStream, HealthView, UpstreamHealth};
+pub use adapter::{Adapter, AdapterRequest, AdapterResponse, Answer, BodyStream, HealthView, UpstreamHealth};
 pub use filter::{Filter, FilterState, RateLimitStatus};
 pub use identity::Identity;
 pub use problem::{Problem, ProblemKind};

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use cloudevents::{AttributesReader, AttributesWriter, Event, EventBuilder, EventBuilderV10};
 use http::HeaderMap;
 use std::sync::Arc;
-use varco_core::{Adapter, AdapterRequest, AdapterResponse, Problem, ProblemKind};
+use varco_core::{Adapter, AdapterRequest, AdapterResponse, Answer, Problem, ProblemKind};
 
 /// Most events in one batch request.
 pub const MAX_BATCH: usize = 1000;
@@ -100,13 +100,8 @@ pub struct EventsAdapter {
     pub bus: Arc<EventBus>,
 }
 
-#[async_trait]
-impl Adapter for EventsAdapter {
-    fn kind(&self) -> &'static str {
-        "events"
-    }
-
-    async fn call(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
+impl EventsAdapter {
+    async fn answer(&self, req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
         let mut events = parse_http(req.headers, &req.body)?;
         let tp = Some(req.traceparent).filter(|t| !t.is_empty());
         for (i, e) in events.iter_mut().enumerate() {
@@ -118,6 +113,17 @@ impl Adapter for EventsAdapter {
         self.bus.metrics.published.with_label_values(&[req.tenant_id]).inc_by(n);
         let body = serde_json::json!({ "accepted": ids.len(), "ids": ids, "sequence": last });
         Ok(AdapterResponse::json(202, "application/json", serde_json::to_vec(&body).unwrap_or_default()))
+    }
+}
+
+#[async_trait]
+impl Adapter for EventsAdapter {
+    fn kind(&self) -> &'static str {
+        "events"
+    }
+
+    async fn call(&self, req: AdapterRequest<'_>) -> Result<Answer, Problem> {
+        self.answer(req).await.map(Answer::Body)
     }
 }
 

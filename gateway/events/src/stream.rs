@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use varco_config::Config;
-use varco_core::{Adapter, AdapterRequest, AdapterResponse, BodyStream, Problem, ProblemKind};
+use varco_core::{Adapter, AdapterRequest, AdapterResponse, Answer, BodyStream, Problem, ProblemKind};
 
 /// What one ente may read: by source ente, the admitted types (`None`: all, its own events).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -194,15 +194,14 @@ impl Adapter for EventStreamAdapter {
         "event_stream"
     }
 
-    async fn call(&self, _req: AdapterRequest<'_>) -> Result<AdapterResponse, Problem> {
-        Err(Problem::new(ProblemKind::Internal, "the event stream is answered as a stream"))
+    async fn call(&self, req: AdapterRequest<'_>) -> Result<Answer, Problem> {
+        self.open(req).await.map(|(head, body)| Answer::Stream(head, body))
     }
+}
 
-    fn streams(&self) -> bool {
-        true
-    }
-
-    async fn open_stream(&self, req: AdapterRequest<'_>) -> Result<(AdapterResponse, BodyStream), Problem> {
+impl EventStreamAdapter {
+    /// The answer's header and the stream of frames, for as long as the caller stays.
+    async fn open(&self, req: AdapterRequest<'_>) -> Result<(AdapterResponse, BodyStream), Problem> {
         if req.method != http::Method::GET {
             let mut p = Problem::new(ProblemKind::MethodNotAllowed, "the event stream is read with GET");
             p.allow = Some("GET".into());

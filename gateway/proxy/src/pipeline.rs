@@ -14,7 +14,7 @@ use pingora_proxy::Session;
 use std::sync::Arc;
 use varco_auth::ModiVerifier;
 use varco_core::hash::hash_bytes;
-use varco_core::{Adapter, AdapterRequest, Problem, ProblemKind};
+use varco_core::{Adapter, AdapterRequest, Answer, Problem, ProblemKind};
 
 /// Runs the route's steps; true when one of them answered the request.
 pub async fn run(shared: &Shared, session: &mut Session, ctx: &mut RequestCtx, rt: &Arc<Runtime>) -> Result<bool> {
@@ -190,7 +190,13 @@ async fn modi(
     let result = match &route.target {
         Target::Adapter(adapter) => {
             let tp = ctx.trace.as_ref().map_or([b'0'; 55], |t| t.traceparent());
-            adapter.call(adapter_request(session, ctx, &tenant.id, body, &tp)).await
+            // Validation keeps streaming adapters off ModI routes: an answer must be whole to be signed.
+            match adapter.call(adapter_request(session, ctx, &tenant.id, body, &tp)).await {
+                Ok(answer) => answer.into_body().ok_or_else(|| {
+                    Problem::new(ProblemKind::Internal, "a streaming adapter cannot answer a ModI route")
+                }),
+                Err(p) => Err(p),
+            }
         }
         Target::Upstream(_) => crate::exchange::forward_buffered(shared, session, ctx, rt, body).await,
     };
@@ -222,8 +228,8 @@ async fn modi(
     Ok(true)
 }
 
-/// An adapter route: bounded body read, then `Adapter::call` (or `open_stream` for
-/// streaming adapters, whose chunks are written as they come).
+/// An adapter route: bounded body read, then `Adapter::call`; a body is answered at once, a
+/// stream chunk by chunk as it comes.
 async fn adapter(
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -240,26 +246,20 @@ async fn adapter(
     };
     let tp = ctx.trace.as_ref().map_or([b'0'; 55], |t| t.traceparent());
     let areq = adapter_request(session, ctx, &tenant.id, body, &tp);
-    if adapter.streams() {
-        match adapter.open_stream(areq).await {
-            Ok((head, body)) => {
-                // A stream lives as long as its caller: it is bounded by the route's
-                // `max_streams`, not by the ente's `max_concurrent` requests, and a SIGTERM
-                // drain does not wait for it (the caller reconnects elsewhere).
-                ctx.tenant_slot = None;
-                ctx.in_flight = None;
-                respond::stream(session, ctx.trace.as_ref(), head, body).await?
-            }
-            Err(p) => respond::problem(session, ctx.trace.as_ref(), &p, false).await?,
-        }
-        return Ok(true);
-    }
     match adapter.call(areq).await {
-        Ok(mut resp) => {
+        Ok(Answer::Body(mut resp)) => {
             if let Some(s) = ctx.state.rate_limit {
                 resp.headers.extend(s.headers());
             }
             respond::adapter(session, ctx.trace.as_ref(), resp).await?
+        }
+        Ok(Answer::Stream(head, body)) => {
+            // A stream lives as long as its caller: it is bounded by the route's `max_streams`,
+            // not by the ente's `max_concurrent` requests, and a SIGTERM drain does not wait
+            // for it (the caller reconnects elsewhere).
+            ctx.tenant_slot = None;
+            ctx.in_flight = None;
+            respond::stream(session, ctx.trace.as_ref(), head, body).await?
         }
         Err(p) => respond::problem(session, ctx.trace.as_ref(), &p, false).await?,
     }
