@@ -451,6 +451,45 @@ async fn kafka_mode_survives_a_broker_kill_and_a_varco_kill() {
     }
 }
 
+/// A clean stop (SIGTERM while publishers keep posting) is not a crash: the relay saves its
+/// position after the last acknowledgements and the process exits only then, so after a
+/// restart every accepted event is in Kafka exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_relays_nothing_twice() {
+    let broker = Broker::start(TOPIC, 3).await;
+    let hook = Backend::start("bari-hook").await;
+    let mut v = start(&hook, Some(&broker.bootstrap())).await;
+    let pid = v.pid();
+    let accepted = publish_through_a_kill(&v, "stop", 400, 200, || async move {
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    })
+    .await;
+    assert_eq!(v.wait_exit(Duration::from_secs(15)).await, Some(0), "{}", v.log_text());
+    assert!(accepted.len() >= 200, "publishing ran until the stop: {}", accepted.len());
+    v.restart().await;
+    // Read more than were accepted: duplicates would show up as extra records.
+    let records = broker.consume(TOPIC, accepted.len() + 50).await;
+    let mut seen = std::collections::HashMap::new();
+    for r in &records {
+        *seen.entry(r["headers"]["ce_id"].as_str().unwrap_or("").to_owned()).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).map(|(id, _)| id.clone()).collect();
+    assert!(
+        twice.is_empty(),
+        "{} events relayed twice after a clean stop: {:?}",
+        twice.len(),
+        &twice[..twice.len().min(10)]
+    );
+    let missing: Vec<_> = accepted.iter().filter(|id| !seen.contains_key(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} accepted events never reached Kafka: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert_eq!(records.len(), accepted.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_through_the_admin_api() {
     let hook = Backend::start("bari-hook").await;
