@@ -2,7 +2,7 @@
 //! IUV, and notices made on demand. Amounts are euro cents here, `\d+\.\d{2}` in SOAP.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -122,13 +122,12 @@ impl Backoffice {
     }
 
     async fn send(&self, req: http::Request<Full<Bytes>>) -> Result<Position, Error> {
-        let resp = tokio::time::timeout(self.timeout, self.client.request(req))
-            .await
-            .map_err(|_| Error::Other("timed out".into()))?
-            .map_err(|e| Error::Other(e.to_string()))?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await.map_err(|e| Error::Other(e.to_string()))?.to_bytes();
-        match status.as_u16() {
+        // One attempt: the node retries a station's call itself, and a late answer is worse
+        // than a fault within the node's own timeout.
+        let policy = varco_outbound::Policy { max_body: 1 << 20, ..varco_outbound::Policy::once(self.timeout) };
+        let reply = varco_outbound::exchange::attempt(&self.client, req, &policy).await.map_err(Error::Other)?;
+        let body = reply.body;
+        match reply.status {
             200 => {
                 let p: Position =
                     serde_json::from_slice(&body).map_err(|e| Error::Other(format!("not a position: {e}")))?;

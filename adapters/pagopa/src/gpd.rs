@@ -13,7 +13,7 @@
 //! reads the position back: the first attempt had worked.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use std::time::Duration;
 use varco_config::GpdConfig;
 use varco_core::{Adapter, AdapterRequest, AdapterResponse, Problem, ProblemKind};
@@ -52,42 +52,28 @@ impl GpdAdapter {
         })
     }
 
-    async fn attempt(&self, method: &http::Method, url: &str, body: &Bytes) -> Result<Answer, String> {
-        let mut b = http::Request::builder()
-            .method(method.clone())
-            .uri(url)
-            .header("ocp-apim-subscription-key", self.key.clone())
-            .header("accept", "application/json");
-        if !body.is_empty() {
-            b = b.header("content-type", "application/json");
-        }
-        let req = b.body(Full::new(body.clone())).map_err(|e| e.to_string())?;
-        let resp = tokio::time::timeout(self.timeout, self.client.request(req))
-            .await
-            .map_err(|_| "timed out".to_owned())?
-            .map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok(Answer { status, body })
-    }
-
-    /// Sends with retries; the last answer, or the last transport error.
+    /// Sends with retries (timeouts, refused connections, 429 and 5xx; backoff from 200 ms);
+    /// the last answer or transport error, and the retries made.
     async fn send(&self, method: &http::Method, url: &str, body: &Bytes) -> (Result<Answer, String>, u32) {
-        let mut delay = Duration::from_millis(200);
-        let mut n = 0;
-        loop {
-            let r = self.attempt(method, url, body).await;
-            let again = match &r {
-                Err(_) => true,
-                Ok(a) => a.status == 429 || a.status >= 500,
-            };
-            if !again || n >= self.retries {
-                return (r, n);
+        let policy = varco_outbound::Policy {
+            timeout: self.timeout,
+            retries: self.retries,
+            backoff: Duration::from_millis(200),
+            max_body: 16 << 20,
+        };
+        let make = || {
+            let mut b = http::Request::builder()
+                .method(method.clone())
+                .uri(url)
+                .header("ocp-apim-subscription-key", self.key.clone())
+                .header("accept", "application/json");
+            if !body.is_empty() {
+                b = b.header("content-type", "application/json");
             }
-            n += 1;
-            tokio::time::sleep(delay).await;
-            delay *= 2;
-        }
+            b.body(Full::new(body.clone())).map_err(|e| e.to_string())
+        };
+        let (r, n) = varco_outbound::exchange::send(&self.client, &policy, make).await;
+        (r.map(|a| Answer { status: a.status, body: a.body }), n)
     }
 }
 

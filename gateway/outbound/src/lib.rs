@@ -8,7 +8,9 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod exchange;
 pub mod fetch;
 
 pub use client::{https_client, HttpsClient};
+pub use exchange::{Policy, Reply};
 pub use fetch::Fetcher;
