@@ -451,6 +451,145 @@ async fn kafka_mode_survives_a_broker_kill_and_a_varco_kill() {
     }
 }
 
+/// Publishes `n` events from 8 tasks as fast as varco answers; the accepted ids and the
+/// number of 503 `outbox-full` answers (any other answer fails the test).
+async fn publish_many(v: &Varco, prefix: &str, n: usize) -> (Vec<String>, usize) {
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let full = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (client, accepted, full, prefix) = (v.client.clone(), accepted.clone(), full.clone(), prefix.to_owned());
+        tasks.push(tokio::spawn(async move {
+            for i in (w..n).step_by(8) {
+                let id = format!("{prefix}-{i}");
+                let body = residenza(&id, "RSSMRA80A01H501U").to_string();
+                let r = client
+                    .send(
+                        "POST",
+                        MC,
+                        "/events",
+                        &[("content-type", "application/cloudevents+json"), AUTH],
+                        body.as_bytes(),
+                    )
+                    .await;
+                match r.status {
+                    202 => accepted.lock().unwrap().push(id),
+                    503 => {
+                        r.assert_problem(503, "outbox-full");
+                        full.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    _ => panic!("unexpected answer {r:?}"),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ids = accepted.lock().unwrap().clone();
+    (ids, full.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// A metric's value in `/metrics` (the first sample of that name).
+async fn metric(v: &Varco, name: &str) -> Option<f64> {
+    let text = String::from_utf8_lossy(&v.admin_client.get("localhost", "/metrics").await.body).into_owned();
+    text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|x| x.parse().ok())
+}
+
+/// Kafka mode, started while the broker is down, with a 1 MiB outbox: the relay's position
+/// exists from the start, so a full outbox refuses publishes (503) instead of reclaiming
+/// unrelayed events, `varco_outbox_relay_pending` shows the depth, and once the broker is back
+/// every accepted event reaches the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_down_at_start_keeps_every_accepted_event() {
+    let mut broker = Broker::start(TOPIC, 3).await;
+    broker.kill();
+    let hook = Backend::start("bari-hook").await;
+    // `create_partitions` above 0: the relay asks the broker for the topic before relaying,
+    // which it cannot do while the broker is down.
+    let cfg = config(&hook, Some(&broker.bootstrap()))
+        .replace("{DIR}/events\"", "{DIR}/events\", max_bytes: 1048576, segment_bytes: 65536")
+        .replace("create_partitions: 0", "create_partitions: 3");
+    let v = Varco::start_with_env(&cfg, &[("BARI_HOOK_SECRET", SECRET)]).await;
+    let (accepted, full) = publish_many(&v, "down", 4000).await;
+    assert!(
+        full > 0,
+        "a 1 MiB outbox took {} events of ~600 bytes with no broker: it reclaimed unrelayed ones",
+        accepted.len()
+    );
+    // The gauge is refreshed every 200 ms while the relay waits for the broker.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pending = 0.0;
+    while Instant::now() < deadline {
+        pending = metric(&v, "varco_outbox_relay_pending").await.unwrap_or(0.0);
+        if pending as usize == accepted.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pending as usize, accepted.len(), "relay_pending shows the depth during the outage");
+    broker.restart().await;
+    let records = broker.consume(TOPIC, accepted.len()).await;
+    let got: HashSet<String> =
+        records.iter().map(|r| r["headers"]["ce_id"].as_str().unwrap_or("").to_owned()).collect();
+    let missing: Vec<_> = accepted.iter().filter(|id| !got.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} accepted events never reached Kafka: {:?}",
+        missing.len(),
+        accepted.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+/// Single node: a subscription added and then removed through the admin API no longer pins
+/// the outbox, so publishing goes on past the disk budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_subscription_releases_the_outbox() {
+    let hook = Backend::start("bari-hook").await;
+    let cfg = format!(
+        r#"
+server: {{events: {{dir: "{{DIR}}/events", max_bytes: 1048576, segment_bytes: 65536}}, access_log: false}}
+{LISTENERS}tenants:
+  - id: c_e783
+    name: Macerata
+    hosts: [{MC}]
+    api_keys: [{{name: anagrafe, hash: "{key}"}}]
+    routes:
+      - {{name: events, path: /events, methods: [POST], access: {{api_key: {{}}}}, to: {{adapter: {{kind: events}}}}}}
+    events:
+      readers: [{{tenant: c_a662, types: [{RESIDENZA}]}}]
+  - id: c_a662
+    name: Bari
+    hosts: [{BA}]
+"#,
+        key = varco_tests::api_key_hash(KEY),
+    );
+    let v = Varco::start_with_env(&cfg, &[("BARI_HOOK_SECRET", SECRET)]).await;
+    let sub = json!({"name": "extra", "types": [RESIDENZA], "sources": ["c_e783"],
+        "webhook": {"url": format!("http://{}/hook", hook.addr), "secret": {"env": "BARI_HOOK_SECRET"}}});
+    let r = v
+        .admin_client
+        .send("POST", "localhost", "/admin/events/subscriptions?tenant=c_a662", &[], sub.to_string().as_bytes())
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    // The subscription runs (its position is registered), then goes.
+    assert_eq!(
+        publish(&v, MC, "application/cloudevents+json", &residenza("first", "RSSMRA80A01H501U")).await.status,
+        202
+    );
+    deliveries(&hook, 1, Duration::from_secs(10)).await;
+    let r = v
+        .admin_client
+        .send("DELETE", "localhost", "/admin/events/subscriptions?tenant=c_a662&name=extra", &[], b"")
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // The event service applies subscription changes at its next tick (every second).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (accepted, full) = publish_many(&v, "after", 4000).await;
+    assert_eq!(full, 0, "the removed subscription still pins the outbox ({} accepted first)", accepted.len());
+}
+
 /// A clean stop (SIGTERM while publishers keep posting) is not a crash: the relay saves its
 /// position after the last acknowledgements and the process exits only then, so after a
 /// restart every accepted event is in Kafka exactly once.

@@ -90,6 +90,16 @@ impl EventBus {
         let outbox = Outbox::open(&cfg.dir, cfg.segment_bytes, cfg.max_bytes)
             .map_err(|e| format!("outbox `{}`: {e}", cfg.dir.display()))?;
         let metrics = EventMetrics::new(metrics).map_err(|e| e.to_string())?;
+        if cfg.kafka.is_some() {
+            // The relay's position exists from the moment the outbox opens: while the broker
+            // is unreachable nothing unrelayed is reclaimed, and a full outbox answers 503.
+            outbox.hold(crate::relay::CURSOR);
+        } else {
+            // Without Kafka nobody relays: a position left by an earlier Kafka setup would pin
+            // the outbox for ever (should Kafka come back, the relay starts from the oldest
+            // event still kept: at least once).
+            outbox.forget(crate::relay::CURSOR);
+        }
         Ok(Arc::new(Self { registry, outbox, metrics, config: cfg.clone() }))
     }
 

@@ -143,6 +143,11 @@ pub enum ReplayFrom {
     Time(chrono::DateTime<chrono::Utc>),
 }
 
+/// The outbox position of a single-node subscription.
+fn local_cursor(key: &str) -> String {
+    format!("sub.{key}")
+}
+
 impl Deliveries {
     pub fn new(bus: Arc<EventBus>) -> Result<Arc<Self>, String> {
         let client = varco_outbound::https_client();
@@ -153,13 +158,32 @@ impl Deliveries {
     pub fn sync(self: &Arc<Self>, subs: Vec<Subscription>) {
         let mut workers = self.workers.lock();
         let wanted: HashSet<String> = subs.iter().map(Subscription::key).collect();
-        workers.retain(|k, w| {
-            let keep = wanted.contains(k);
-            if !keep {
-                let _ = w.stop.send(true);
+        let removed: Vec<String> = workers.keys().filter(|k| !wanted.contains(*k)).cloned().collect();
+        if self.bus.config.kafka.is_none() {
+            // Positions left by subscriptions that are gone from the configuration (removed
+            // while varco was stopped) are forgotten too.
+            for name in self.bus.outbox.readers() {
+                let Some(key) = name.strip_prefix("sub.") else { continue };
+                if !wanted.contains(key) && !workers.contains_key(key) {
+                    self.bus.outbox.forget(&name);
+                }
             }
-            keep
-        });
+        }
+        for key in removed {
+            let Some(w) = workers.remove(&key) else { continue };
+            let _ = w.stop.send(true);
+            if self.bus.config.kafka.is_none() {
+                // A removed subscription's position must not pin the outbox: forget it once
+                // its worker has stopped (and unless the subscription came back meanwhile).
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let _ = w.task.await;
+                    if !this.workers.lock().contains_key(&key) {
+                        this.bus.outbox.forget(&local_cursor(&key));
+                    }
+                });
+            }
+        }
         for s in subs {
             let key = s.key();
             if workers.get(&key).is_some_and(|w| w.sub == s) {
@@ -228,7 +252,7 @@ impl Deliveries {
                 found
             }
         };
-        let mut cursor = outbox.cursor(&format!("sub.{}", sub.key()));
+        let mut cursor = outbox.cursor(&local_cursor(&sub.key()));
         cursor.advance(seq);
         cursor.save().map_err(|e| e.to_string())?;
         Ok(format!("outbox sequence {seq}"))
@@ -295,7 +319,7 @@ impl Deliveries {
 
     /// Single-node mode: read the outbox from the subscription's cursor.
     async fn run_local(&self, sub: &Subscription, stop: &mut watch::Receiver<bool>) {
-        let mut cursor = self.bus.outbox.cursor(&format!("sub.{}", sub.key()));
+        let mut cursor = self.bus.outbox.cursor(&local_cursor(&sub.key()));
         let mut reader = self.bus.outbox.reader(cursor.next());
         let lag = self.bus.metrics.subscription_lag.with_label_values(&[&sub.tenant, &sub.cfg.name]);
         loop {

@@ -166,6 +166,19 @@ impl Outbox {
         };
         file.seek(SeekFrom::End(0)).map_err(io)?;
         let disk: u64 = segments.files.values().sum();
+        // Every position saved by an earlier run pins the outbox from the moment it opens,
+        // before its reader (the relay, a subscription) has started again.
+        let mut cursors = BTreeMap::new();
+        for entry in std::fs::read_dir(dir.join("cursors")).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                continue;
+            }
+            if let Some(next) = std::fs::read_to_string(entry.path()).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+                cursors.insert(name, Arc::new(AtomicU64::new(next)));
+            }
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel::<Append>(65_536);
         let (ctx, crx) = watch::channel(last_seq);
         let outbox = Arc::new(Self {
@@ -175,7 +188,7 @@ impl Outbox {
             segments: Arc::new(Mutex::new(segments)),
             disk_bytes: Arc::new(AtomicU64::new(disk)),
             max_bytes,
-            cursors: Default::default(),
+            cursors: Arc::new(Mutex::new(cursors)),
             _lock: lock,
         });
         let writer = Writer {
@@ -233,6 +246,28 @@ impl Outbox {
             self.cursors.lock().entry(name.to_owned()).or_insert_with(|| Arc::new(AtomicU64::new(next))).clone();
         shared.store(next, Relaxed);
         Cursor { path, next: shared, saved: next }
+    }
+
+    /// Registers reader `name` at its saved position (or the first record) without reading:
+    /// from now on nothing it has not passed is reclaimed.
+    pub fn hold(&self, name: &str) {
+        let _ = self.cursor(name);
+    }
+
+    /// Forgets reader `name` (a removed subscription): its position no longer pins the outbox.
+    pub fn forget(&self, name: &str) {
+        self.cursors.lock().remove(name);
+        let _ = std::fs::remove_file(self.dir.join("cursors").join(name));
+    }
+
+    /// The registered readers' names.
+    pub fn readers(&self) -> Vec<String> {
+        self.cursors.lock().keys().cloned().collect()
+    }
+
+    /// The lowest position of the registered readers, if any.
+    pub fn floor(&self) -> Option<u64> {
+        self.cursors.lock().values().map(|c| c.load(Relaxed)).min()
     }
 
     /// A reader from sequence number `from` on.

@@ -66,9 +66,29 @@ pub fn key_of(e: &Event) -> String {
     e.subject().unwrap_or_else(|| e.id()).to_owned()
 }
 
+/// The relay's outbox position.
+pub const CURSOR: &str = "relay";
+
 /// Relays until `stop` turns true.
 pub async fn run(bus: Arc<EventBus>, k: KafkaConfig, mut stop: tokio::sync::watch::Receiver<bool>) {
-    while let Err(e) = ensure_topic(&k).await {
+    let mut cursor = bus.outbox.cursor(CURSOR);
+    let pending = |cursor: &crate::outbox::Cursor| (bus.outbox.committed() + 1).saturating_sub(cursor.next());
+    // Until the topic is confirmed the gauges still tell the truth: events wait in the outbox.
+    let mut gauges = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        let ensure = ensure_topic(&k);
+        tokio::pin!(ensure);
+        let res = loop {
+            tokio::select! {
+                r = &mut ensure => break r,
+                _ = gauges.tick() => {
+                    bus.metrics.relay_pending.set(pending(&cursor) as i64);
+                    bus.metrics.outbox_bytes.set(bus.outbox.disk_bytes() as i64);
+                }
+                _ = stop.changed() => return,
+            }
+        };
+        let Err(e) = res else { break };
         tracing::warn!(error = %e, "Kafka: topic not ready; retrying");
         bus.metrics.kafka_up.set(0);
         tokio::select! {
@@ -83,7 +103,6 @@ pub async fn run(bus: Arc<EventBus>, k: KafkaConfig, mut stop: tokio::sync::watc
             return;
         }
     };
-    let mut cursor = bus.outbox.cursor("relay");
     let mut reader = bus.outbox.reader(cursor.next());
     let mut in_flight = FuturesOrdered::new();
     let mut save = tokio::time::interval(Duration::from_millis(200));
@@ -138,8 +157,7 @@ pub async fn run(bus: Arc<EventBus>, k: KafkaConfig, mut stop: tokio::sync::watc
                 if let Err(e) = cursor.save() {
                     tracing::error!(error = %e, "cannot save the relay cursor");
                 }
-                let pending = (bus.outbox.committed() + 1).saturating_sub(cursor.next());
-                bus.metrics.relay_pending.set(pending as i64);
+                bus.metrics.relay_pending.set(pending(&cursor) as i64);
                 bus.metrics.outbox_bytes.set(bus.outbox.disk_bytes() as i64);
                 bus.metrics.outbox_committed.set(bus.outbox.committed() as i64);
             }

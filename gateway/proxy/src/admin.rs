@@ -66,6 +66,23 @@ impl Query {
     }
 }
 
+/// Whether a TCP connection to the listener `address` is accepted (an unspecified address is
+/// tried on loopback).
+async fn accepts(address: &str) -> bool {
+    let Ok(mut addr) = address.parse::<std::net::SocketAddr>() else { return false };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
+
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -194,8 +211,19 @@ impl ServeHttp for AdminApp {
         match (method, path.as_str()) {
             (Method::GET, "/healthz") => reply(200, "text/plain", b"ok\n".to_vec()),
             (Method::GET, "/readyz") => {
-                let g = self.shared.current.load().generation;
-                reply(200, "text/plain", format!("ready (config generation {g})\n").into_bytes())
+                let rt = self.shared.current.load_full();
+                // Ready means serving: every listener accepts connections.
+                for l in &rt.config.listeners {
+                    if !accepts(&l.address).await {
+                        let p = Problem::new(
+                            ProblemKind::UpstreamUnavailable,
+                            format!("listener `{}` does not accept connections yet", l.name),
+                        )
+                        .retry_after(1);
+                        return problem(&p, &path);
+                    }
+                }
+                reply(200, "text/plain", format!("ready (config generation {})\n", rt.generation).into_bytes())
             }
             (Method::GET, "/metrics") => reply(200, "text/plain; version=0.0.4", self.metrics()),
             (Method::GET, "/admin/config") => {
@@ -277,5 +305,16 @@ mod tests {
         assert_eq!(Query::of(b"/a?t=%ZZ%").get("t").as_deref(), Some("%ZZ%"), "malformed escapes stay as sent");
         assert_eq!(Query::of(b"/a").get("t"), None);
         assert_eq!(Query::of(b"/a?t=1&t=2").get("t").as_deref(), Some("1"));
+    }
+
+    #[tokio::test]
+    async fn ready_means_the_listener_accepts() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(super::accepts(&format!("127.0.0.1:{port}")).await);
+        assert!(super::accepts(&format!("0.0.0.0:{port}")).await, "an unspecified address is tried on loopback");
+        drop(l);
+        assert!(!super::accepts(&format!("127.0.0.1:{port}")).await);
+        assert!(!super::accepts("not an address").await);
     }
 }
