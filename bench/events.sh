@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Event-bus benchmark: how fast varco accepts CloudEvents into its durable outbox, and how fast
-# its relay moves them to a Kafka-protocol broker compared with a raw rdkafka producer with the
+# Event-bus benchmark: how fast varco accepts CloudEvents into its durable outbox, how fast one
+# single-node subscription delivers them to a webhook (nginx answering 204), and how fast its
+# relay moves them to a Kafka-protocol broker compared with a raw rdkafka producer with the
 # same settings against the same broker in the same run. See bench/README.md ("Events").
 #
 #   bench/events.sh                      # 2 runs
@@ -62,6 +63,32 @@ for name, ct in (("one", "application/cloudevents+json"), ("batch", "application
     open(d + "/%s.lua" % name, "w").write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "%s"\nwrk.headers["X-Api-Key"] = "%s"\nwrk.body = %s\n' % (ct, KEY, json.dumps(body)))
 PY
 
+# The webhook of the subscription row: nginx answering 204 to every POST.
+HOOK=$(port)
+if command -v nginx >/dev/null; then
+    cat >"$WORK/nginx.conf" <<NGX
+worker_processes 1; daemon off; pid $WORK/nginx.pid; error_log $WORK/nginx.err;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 1000000; client_body_buffer_size 16k;
+  client_body_temp_path $WORK; proxy_temp_path $WORK; fastcgi_temp_path $WORK; uwsgi_temp_path $WORK; scgi_temp_path $WORK;
+  server { listen 127.0.0.1:$HOOK; location / { return 204; } } }
+NGX
+    nginx -p "$WORK" -c "$WORK/nginx.conf" & pids+=($!)
+    wait_up "http://127.0.0.1:$HOOK/" || true
+fi
+
+subscriber_config() { # $1 port, $2 admin, $3 outbox dir: Bari subscribed to Macerata's residence changes
+    config "$1" "$2" "$3"
+    cat <<YML
+    events: {readers: [{tenant: c_a662, types: [it.varco.anagrafe.residenza.cambiata.v1]}]}
+  - id: c_a662
+    name: Bari
+    events:
+      subscriptions:
+        - {name: bench, types: [it.varco.anagrafe.residenza.cambiata.v1], sources: [c_e783], webhook: {url: "http://127.0.0.1:$HOOK/hook", secret: {env: BENCH_HOOK_SECRET}}}
+YML
+}
+
 config() { # $1 port, $2 admin, $3 outbox dir, $4 kafka bootstrap (optional)
     local kafka=""
     [[ -n ${4:-} ]] && kafka=", kafka: {brokers: \"$4\", topic: varco-bench, create_partitions: 0}"
@@ -114,6 +141,27 @@ for run in $(seq "$RUNS"); do
     read -r b_rps b_p50 b_p99 < <(wrk_row "$WORK/batch.lua")
     stored=$(metric varco_outbox_committed_sequence)
     stop_varco
+    # One subscription drains what the publish rows stored (capped for time), from a fresh
+    # position: delivery rate against the 1-event-per-request publish rate above.
+    sub=""
+    if command -v nginx >/dev/null; then
+        cap=${BENCH_SUB_EVENTS:-100000}
+        todo=$((stored < cap ? stored : cap))
+        printf '%s' $((stored - todo + 1)) >"$OUTBOX/cursors/sub.c_a662.bench"
+        PORT=$(port); ADMIN=$(port)
+        subscriber_config "$PORT" "$ADMIN" "$OUTBOX" >"$WORK/varco.yaml"
+        BENCH_HOOK_SECRET=bench-secret "$VARCO" serve --config "$WORK/varco.yaml" >"$WORK/varco.log" 2>&1 & VPID=$!; pids+=($VPID)
+        wait_up "http://127.0.0.1:$ADMIN/readyz"
+        t0=$(date +%s.%N)
+        while :; do
+            d=$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/^varco_events_delivered_total/ {print $2}'); d=${d:-0}
+            ((${d%.*} >= todo)) && break
+            sleep 0.05
+        done
+        t1=$(date +%s.%N)
+        sub=$(python3 -c "print(round($todo / ($t1 - $t0)))")
+        stop_varco
+    fi
     relay="" raw=""
     if ((HAVE_TANSU)); then
         KPORT=$(port); mkdir -p "$WORK/tansu-$run"
@@ -143,16 +191,18 @@ for run in $(seq "$RUNS"); do
         raw=$(BENCH_KAFKA="127.0.0.1:$KPORT" BENCH_TOPIC=raw-bench BENCH_RECORDS=$todo BENCH_EVENT_FILE="$WORK/stored.json" "$EVENTS_TEST" --ignored --exact bench::tests::raw_producer_throughput --nocapture 2>/dev/null | awk '/raw-producer/ {print $2}')
     fi
     rm -rf "$OUTBOX"
-    results+=("$run $direct $one_rps $one_p50 $one_p99 $b_rps $b_p50 $b_p99 ${relay:-nan} ${raw:-nan}")
-    python3 - "$BATCH" $direct $one_rps $one_p50 $one_p99 $b_rps $b_p50 $b_p99 ${relay:-nan} ${raw:-nan} <<'PY'
+    results+=("$run $direct $one_rps $one_p50 $one_p99 $b_rps $b_p50 $b_p99 ${relay:-nan} ${raw:-nan} ${sub:-nan}")
+    python3 - "$BATCH" $direct $one_rps $one_p50 $one_p99 $b_rps $b_p50 $b_p99 ${relay:-nan} ${raw:-nan} ${sub:-nan} <<'PY'
 import sys
 b = int(sys.argv[1]); v = [float(x) for x in sys.argv[2:]]
-direct, one, one50, one99, br, b50, b99, relay, raw = v
+direct, one, one50, one99, br, b50, b99, relay, raw, sub = v
 print("| row | events/s | p50 ms | p99 ms | note |")
 print("|---|---:|---:|---:|---|")
 print("| outbox alone (in-process, 64 appenders) | %.0f | | | disk + group commit |" % direct)
 print("| POST /events, 1 event per request | %.0f | %.2f | %.2f | %.0f req/s |" % (one, one50, one99, one))
 print("| POST /events, batch of %d | %.0f | %.2f | %.2f | %.0f req/s |" % (b, br * b, b50, b99, br))
+if sub == sub:
+    print("| one subscription → webhook (single node) | %.0f | | | %.2f × 1-event publish rate |" % (sub, sub / one))
 if relay == relay:
     print("| relay outbox → Kafka (tansu) | %.0f | | | %.2f × raw producer |" % (relay, relay / raw))
     print("| raw rdkafka producer, same settings | %.0f | | | reference |" % raw)
@@ -170,5 +220,7 @@ print("  outbox alone:        %s events/s" % rng(col(0)))
 print("  1 event/request:     %s events/s, p99 %.2f–%.2f ms" % (rng(col(1)), min(col(3)), max(col(3))))
 print("  batch of %d:        %s events/s, p99 %.2f–%.2f ms" % (b, rng([x * b for x in col(4)]), min(col(6)), max(col(6))))
 if rows[0][7] == rows[0][7]:
-    print("  relay/raw producer:  %.2f–%.2f" % (min(r[7] / r[8] for r in rows), max(r[7] / r[8] for r in rows)))'
+    print("  relay/raw producer:  %.2f–%.2f" % (min(r[7] / r[8] for r in rows), max(r[7] / r[8] for r in rows)))
+if rows[0][9] == rows[0][9]:
+    print("  subscription:        %s events/s, %.2f–%.2f × 1-event publish" % (rng(col(9)), min(r[9] / r[1] for r in rows), max(r[9] / r[1] for r in rows)))'
 fi

@@ -236,6 +236,38 @@ async fn a_failing_webhook_is_retried_then_dead_lettered() {
     assert_eq!(body_of(&got[0])["id"], "dl-2");
 }
 
+/// A receiver that refuses an event for good (422) sends it to the dead letters at once,
+/// after one attempt, and the events behind it are not held up.
+#[tokio::test]
+async fn a_refused_event_is_dead_lettered_at_once() {
+    let hook = Backend::start("bari-hook").await;
+    hook.set_mode(varco_tests::Mode::Status(422));
+    let v = Varco::start_with_env(&config(&hook, None), &[("BARI_HOOK_SECRET", SECRET)]).await;
+    assert_eq!(
+        publish(&v, MC, "application/cloudevents+json", &residenza("bad-1", "RSSMRA80A01H501U")).await.status,
+        202
+    );
+    let dead = v.dir.join("events/dead-letter/c_a662.anagrafe.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dead.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = std::fs::read_to_string(&dead).unwrap_or_default();
+    let line: Value = serde_json::from_str(text.lines().next().unwrap_or("null")).unwrap();
+    assert_eq!((line["event"]["id"].as_str(), line["attempts"].as_u64()), (Some("bad-1"), Some(1)), "{line}");
+    assert!(line["error"].as_str().unwrap().contains("422"));
+    assert_eq!(hook.hits(), 1, "a permanent refusal is not retried (max_attempts is 100 here)");
+    hook.set_mode(varco_tests::Mode::Echo);
+    assert_eq!(
+        publish(&v, MC, "application/cloudevents+json", &residenza("good-2", "RSSMRA80A01H501U")).await.status,
+        202
+    );
+    // (The hook records the requests it echoes, not the refused one.)
+    let got = deliveries(&hook, 1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(body_of(&got[0])["id"], "good-2");
+}
+
 /// Publishes `n` events from 8 concurrent clients while `kill` runs after `after`; returns
 /// the ids that got a 202. Connection failures (the killed process) are neither.
 async fn publish_through_a_kill<F, Fut>(v: &Varco, prefix: &str, n: usize, after: usize, kill: F) -> Vec<String>

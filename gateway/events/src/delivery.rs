@@ -143,6 +143,40 @@ pub enum ReplayFrom {
     Time(chrono::DateTime<chrono::Utc>),
 }
 
+/// Why one delivery attempt failed, and what to do about it.
+#[derive(Debug)]
+struct Failure {
+    why: String,
+    /// The receiver refused the event itself (400, 404, 410, 422): dead-letter it at once.
+    permanent: bool,
+    /// The receiver said when to come back (429, 503 with `Retry-After`).
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn retry(why: impl Into<String>) -> Self {
+        Self { why: why.into(), permanent: false, retry_after: None }
+    }
+
+    /// The outcome of an HTTP answer.
+    fn of_status(status: u16, retry_after: Option<Duration>) -> Result<(), Self> {
+        match status {
+            200..=299 => Ok(()),
+            400 | 404 | 410 | 422 => {
+                Err(Self { why: format!("answered {status}"), permanent: true, retry_after: None })
+            }
+            429 | 503 => Err(Self { why: format!("answered {status}"), permanent: false, retry_after }),
+            _ => Err(Self::retry(format!("answered {status}"))),
+        }
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from back-offices and is ignored).
+fn retry_after(h: &http::HeaderMap) -> Option<Duration> {
+    let secs: u64 = h.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs))
+}
+
 /// The outbox position of a single-node subscription.
 fn local_cursor(key: &str) -> String {
     format!("sub.{key}")
@@ -317,14 +351,29 @@ impl Deliveries {
         }
     }
 
-    /// Single-node mode: read the outbox from the subscription's cursor.
+    /// Single-node mode: read the outbox from the subscription's cursor. The position is
+    /// saved (written and synced) at most every 100 ms and when the worker stops, not per
+    /// event: a crash re-delivers what came after the last save (at least once, with the same
+    /// `Idempotency-Key`), and delivery is not bound by one fsync per event.
     async fn run_local(&self, sub: &Subscription, stop: &mut watch::Receiver<bool>) {
         let mut cursor = self.bus.outbox.cursor(&local_cursor(&sub.key()));
         let mut reader = self.bus.outbox.reader(cursor.next());
         let lag = self.bus.metrics.subscription_lag.with_label_values(&[&sub.tenant, &sub.cfg.name]);
+        let mut save = tokio::time::interval(Duration::from_millis(100));
+        save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let persist = |cursor: &mut crate::outbox::Cursor| {
+            if let Err(e) = cursor.save() {
+                tracing::error!(error = %e, "cannot save a subscription cursor");
+            }
+            lag.set((self.bus.outbox.committed() + 1).saturating_sub(cursor.next()) as i64);
+        };
         loop {
             let next = tokio::select! {
                 _ = stop.changed() => break,
+                _ = save.tick() => {
+                    persist(&mut cursor);
+                    continue;
+                }
                 n = reader.next() => n,
             };
             let (seq, bytes) = match next {
@@ -341,11 +390,8 @@ impl Deliveries {
                 }
             }
             cursor.advance(seq + 1);
-            if let Err(e) = cursor.save() {
-                tracing::error!(error = %e, "cannot save a subscription cursor");
-            }
-            lag.set((self.bus.outbox.committed() + 1).saturating_sub(cursor.next()) as i64);
         }
+        persist(&mut cursor);
     }
 
     /// Kafka mode: a consumer group per subscription.
@@ -418,43 +464,55 @@ impl Deliveries {
         let body = Bytes::from(serde_json::to_vec(e).unwrap_or_default());
         let mut delay = sub.cfg.backoff.0;
         let mut last_error = String::new();
+        let mut attempts = 0;
         for attempt in 1..=sub.cfg.max_attempts {
+            attempts = attempt;
             let result = match &sub.sink {
                 Some(sink) => match serde_json::to_value(e) {
-                    Ok(v) => sink.on_event(&v).await,
-                    Err(err) => Err(err.to_string()),
+                    Ok(v) => sink.on_event(&v).await.map_err(Failure::retry),
+                    Err(err) => Err(Failure::retry(err.to_string())),
                 },
                 None => self.post(sub, e.id(), &body).await,
             };
-            match result {
+            let wait = match result {
                 Ok(()) => {
                     self.bus.metrics.delivered.with_label_values(&labels).inc();
                     return true;
                 }
-                Err(why) => {
+                Err(f) => {
                     self.bus.metrics.delivery_failures.with_label_values(&labels).inc();
-                    tracing::warn!(tenant = %sub.tenant, subscription = %sub.cfg.name, id = %e.id(), attempt, error = %why, "webhook delivery failed");
-                    last_error = why;
+                    tracing::warn!(tenant = %sub.tenant, subscription = %sub.cfg.name, id = %e.id(), attempt, error = %f.why, "webhook delivery failed");
+                    last_error = f.why;
+                    if f.permanent {
+                        // The receiver refuses this event for good: retrying cannot help, and
+                        // it would hold up every event behind it.
+                        break;
+                    }
+                    f.retry_after
                 }
-            }
+            };
             if attempt == sub.cfg.max_attempts {
                 break;
             }
-            // Exponential backoff with ±50 % jitter, so that retries of many enti spread out.
-            let wait = delay.mul_f64(0.5 + fastrand::f64());
+            // Exponential backoff with ±50 % jitter, so that retries of many enti spread out;
+            // a receiver's `Retry-After` (429, 503) is honoured, up to `max_backoff`.
+            let wait = match wait {
+                Some(w) => w.min(sub.cfg.max_backoff.0),
+                None => delay.mul_f64(0.5 + fastrand::f64()),
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => return false,
             }
             delay = (delay * 2).min(sub.cfg.max_backoff.0);
         }
-        self.dead_letter(sub, e, &last_error);
+        self.dead_letter(sub, e, &last_error, attempts);
         self.bus.metrics.dead_lettered.with_label_values(&labels).inc();
         true
     }
 
-    async fn post(&self, sub: &Subscription, id: &str, body: &Bytes) -> Result<(), String> {
-        let Some(hook) = &sub.cfg.webhook else { return Err("no webhook and no route target".into()) };
+    async fn post(&self, sub: &Subscription, id: &str, body: &Bytes) -> Result<(), Failure> {
+        let Some(hook) = &sub.cfg.webhook else { return Err(Failure::retry("no webhook and no route target")) };
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let req = http::Request::post(&hook.url)
             .header(http::header::CONTENT_TYPE, "application/cloudevents+json")
@@ -462,25 +520,22 @@ impl Deliveries {
             .header("x-varco-signature", signature(&sub.secret, t, body))
             .header("x-varco-subscription", sub.cfg.name.as_str())
             .body(Full::new(body.clone()))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::retry(e.to_string()))?;
         let resp = tokio::time::timeout(hook.timeout.0, self.client.request(req))
             .await
-            .map_err(|_| "timed out".to_owned())?
-            .map_err(|e| format!("{e}"))?;
+            .map_err(|_| Failure::retry("timed out"))?
+            .map_err(|e| Failure::retry(format!("{e}")))?;
         let status = resp.status();
+        let retry_after = retry_after(resp.headers());
         let _ = resp.into_body().collect().await;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("answered {status}"))
-        }
+        Failure::of_status(status.as_u16(), retry_after)
     }
 
-    fn dead_letter(&self, sub: &Subscription, e: &Event, error: &str) {
+    fn dead_letter(&self, sub: &Subscription, e: &Event, error: &str, attempts: u32) {
         let dir = self.bus.config.dir.join("dead-letter");
         let line = serde_json::json!({
             "event": e, "subscription": sub.cfg.name, "tenant": sub.tenant,
-            "attempts": sub.cfg.max_attempts, "error": error, "at": chrono::Utc::now().to_rfc3339(),
+            "attempts": attempts, "error": error, "at": chrono::Utc::now().to_rfc3339(),
         });
         let res = std::fs::create_dir_all(&dir).and_then(|()| {
             let mut f =
@@ -521,5 +576,26 @@ mod tests {
         // Reference value from Python: hmac.new(b"s3cret", b"1700000000.{}", sha256).hexdigest()
         let s = super::signature(b"s3cret", 1_700_000_000, b"{}");
         assert_eq!(s, "t=1700000000,v1=97926816e98fbb41ccb1673225ff29a2f35369099990e1b1561651e7bd097ebf");
+    }
+
+    #[test]
+    fn answers_are_classified_for_retry() {
+        use super::Failure;
+        use std::time::Duration;
+        assert!(Failure::of_status(204, None).is_ok());
+        for permanent in [400, 404, 410, 422] {
+            assert!(Failure::of_status(permanent, None).unwrap_err().permanent, "{permanent}");
+        }
+        for transient in [401, 403, 408, 500, 502, 504] {
+            let f = Failure::of_status(transient, None).unwrap_err();
+            assert!(!f.permanent && f.retry_after.is_none(), "{transient}");
+        }
+        let f = Failure::of_status(429, Some(Duration::from_secs(7))).unwrap_err();
+        assert_eq!((f.permanent, f.retry_after), (false, Some(Duration::from_secs(7))));
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static(" 12 "));
+        assert_eq!(super::retry_after(&h), Some(Duration::from_secs(12)));
+        h.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("Wed, 21 Oct 2026 07:28:00 GMT"));
+        assert_eq!(super::retry_after(&h), None);
     }
 }
