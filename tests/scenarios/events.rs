@@ -110,6 +110,26 @@ fn signature_ok(req: &Value) -> bool {
     String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim() == "True"
 }
 
+/// The Standard Webhooks headers verify with that scheme's own Python library.
+fn standard_webhooks_ok(req: &Value) -> bool {
+    let h = &req["headers"];
+    let script = "import sys,json\nfrom standardwebhooks.webhooks import Webhook\nsecret,hid,ts,sig=sys.argv[1:5]\n\
+                  body=sys.stdin.read()\n\
+                  Webhook(secret.encode()).verify(body, {'webhook-id': hid, 'webhook-timestamp': ts, 'webhook-signature': sig})\n\
+                  print('True')";
+    let arg = |k: &str| h[k].as_str().unwrap_or("").to_owned();
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script, SECRET, &arg("webhook-id"), &arg("webhook-timestamp"), &arg("webhook-signature")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(req["body"].as_str().unwrap_or("").as_bytes()).unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim() == "True"
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_node_publish_checks_and_delivery() {
     let hook = Backend::start("bari-hook").await;
@@ -172,8 +192,13 @@ async fn single_node_publish_checks_and_delivery() {
     assert_eq!(got_all.len(), 4, "{got:?}");
     let ids: Vec<Value> = got_all.iter().map(|r| body_of(r)["id"].clone()).collect();
     assert_eq!(ids, vec![json!("ev-1"), json!("ev-2"), json!("ev-3"), json!("ev-4")], "order or ACL broken");
+    let mut tampered = got_all[0].clone();
+    tampered["body"] = json!(tampered["body"].as_str().unwrap_or("").replace("ev-1", "ev-9"));
+    assert!(!standard_webhooks_ok(&tampered) && !signature_ok(&tampered), "a changed body must not verify");
     for (i, req) in got_all.iter().enumerate() {
         assert!(signature_ok(req), "bad signature: {req}");
+        assert!(standard_webhooks_ok(req), "the Standard Webhooks library refused: {req}");
+        assert_eq!(req["headers"]["webhook-id"], body_of(req)["id"]);
         assert_eq!(req["headers"]["content-type"], "application/cloudevents+json");
         let e = body_of(req);
         assert_eq!(req["headers"]["idempotency-key"], e["id"]);

@@ -119,6 +119,23 @@ pub fn signature(secret: &[u8], t: u64, body: &[u8]) -> String {
     format!("t={t},v1={hex}")
 }
 
+/// The Standard Webhooks signature (standardwebhooks.com): `v1,<base64 HMAC-SHA256(key,
+/// "<id>.<t>.<body>")>`. The key is the secret's bytes; a secret written `whsec_<base64>` is
+/// decoded first, as the scheme's libraries do, so one secret serves both schemes.
+pub fn standard_signature(secret: &[u8], id: &str, t: u64, body: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let decoded = secret.strip_prefix(b"whsec_").and_then(|rest| b64.decode(rest).ok());
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, decoded.as_deref().unwrap_or(secret));
+    let mut ctx = ring::hmac::Context::with_key(&key);
+    ctx.update(id.as_bytes());
+    ctx.update(b".");
+    ctx.update(t.to_string().as_bytes());
+    ctx.update(b".");
+    ctx.update(body);
+    format!("v1,{}", b64.encode(ctx.sign().as_ref()))
+}
+
 /// Runs and replaces subscription workers as configurations come and go.
 #[derive(Debug)]
 pub struct Deliveries {
@@ -518,6 +535,10 @@ impl Deliveries {
             .header(http::header::CONTENT_TYPE, "application/cloudevents+json")
             .header("idempotency-key", id)
             .header("x-varco-signature", signature(&sub.secret, t, body))
+            // The same proof as Standard Webhooks headers, for receivers that use its libraries.
+            .header("webhook-id", id)
+            .header("webhook-timestamp", t)
+            .header("webhook-signature", standard_signature(&sub.secret, id, t, body))
             .header("x-varco-subscription", sub.cfg.name.as_str())
             .body(Full::new(body.clone()))
             .map_err(|e| Failure::retry(e.to_string()))?;
@@ -576,6 +597,16 @@ mod tests {
         // Reference value from Python: hmac.new(b"s3cret", b"1700000000.{}", sha256).hexdigest()
         let s = super::signature(b"s3cret", 1_700_000_000, b"{}");
         assert_eq!(s, "t=1700000000,v1=97926816e98fbb41ccb1673225ff29a2f35369099990e1b1561651e7bd097ebf");
+    }
+
+    #[test]
+    fn standard_webhooks_signature() {
+        // Reference from Python: base64(hmac.new(b"s3cret", b"msg_1.1700000000.{}", sha256).digest())
+        let s = super::standard_signature(b"s3cret", "msg_1", 1_700_000_000, b"{}");
+        assert_eq!(s, "v1,uNtIplUOMTIs6G1RRPpb6NsRUZZLxUiBZsZiXV3ycuM=");
+        // A whsec_ secret is the base64 of the key: the same key, the same signature.
+        let w = super::standard_signature(b"whsec_czNjcmV0", "msg_1", 1_700_000_000, b"{}");
+        assert_eq!(w, s);
     }
 
     #[test]
