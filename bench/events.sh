@@ -77,21 +77,21 @@ NGX
     wait_up "http://127.0.0.1:$HOOK/" || true
 fi
 
-subscriber_config() { # $1 port, $2 admin, $3 outbox dir: Bari subscribed to Macerata's residence changes
-    config "$1" "$2" "$3"
+subscriber_config() { # $1 port, $2 admin, $3 outbox dir, $4 kafka (or ""), $5 webhook port: Bari subscribed to Macerata's residence changes
+    config "$1" "$2" "$3" "${4:-}"
     cat <<YML
     events: {readers: [{tenant: c_a662, types: [it.varco.anagrafe.residenza.cambiata.v1]}]}
   - id: c_a662
     name: Bari
     events:
       subscriptions:
-        - {name: bench, types: [it.varco.anagrafe.residenza.cambiata.v1], sources: [c_e783], webhook: {url: "http://127.0.0.1:$HOOK/hook", secret: {env: BENCH_HOOK_SECRET}}}
+        - {name: bench, types: [it.varco.anagrafe.residenza.cambiata.v1], sources: [c_e783], webhook: {url: "http://127.0.0.1:${5:-$HOOK}/hook", secret: {env: BENCH_HOOK_SECRET}}}
 YML
 }
 
 config() { # $1 port, $2 admin, $3 outbox dir, $4 kafka bootstrap (optional)
     local kafka=""
-    [[ -n ${4:-} ]] && kafka=", kafka: {brokers: \"$4\", topic: varco-bench, create_partitions: 0}"
+    [[ -n ${4:-} ]] && kafka=", kafka: {brokers: \"$4\", topic: ${BENCH_TOPIC_NAME:-varco-bench}, create_partitions: 0}"
     cat <<YML
 server: {threads: 1, access_log: false, events: {dir: "$3", max_bytes: 17179869184$kafka}}
 listeners: [{name: public, address: "127.0.0.1:$1"}]
@@ -111,6 +111,17 @@ start_varco() { # $1 outbox dir, $2 kafka (optional)
     wait_up "http://127.0.0.1:$ADMIN/readyz"
 }
 stop_varco() { kill -INT "$VPID" 2>/dev/null || true; wait "$VPID" 2>/dev/null || true; }
+
+# Publish → webhook of another ente, one event at a time → "p50_ms p99_ms".
+latency_row() { # $1 outbox dir, $2 kafka bootstrap (optional)
+    local lhook; lhook=$(port)
+    PORT=$(port); ADMIN=$(port)
+    subscriber_config "$PORT" "$ADMIN" "$1" "${2:-}" "$lhook" >"$WORK/varco.yaml"
+    BENCH_HOOK_SECRET=bench-secret "$VARCO" serve --config "$WORK/varco.yaml" >"$WORK/varco.log" 2>&1 & VPID=$!; pids+=($VPID)
+    wait_up "http://127.0.0.1:$ADMIN/readyz"
+    python3 "$BENCH_DIR/latency.py" --hook "$lhook" --url "http://127.0.0.1:$PORT/events" --key "$KEY" --count "${BENCH_LATENCY_EVENTS:-200}"
+    stop_varco
+}
 
 # wrk → "req/s p50_ms p99_ms"
 wrk_row() { # $1 lua
@@ -162,6 +173,8 @@ for run in $(seq "$RUNS"); do
         sub=$(python3 -c "print(round($todo / ($t1 - $t0)))")
         stop_varco
     fi
+    read -r lat_p50 lat_p99 < <(latency_row "$WORK/latency-$run")
+    rm -rf "$WORK/latency-$run"
     relay="" raw=""
     if ((HAVE_TANSU)); then
         KPORT=$(port); mkdir -p "$WORK/tansu-$run"
@@ -188,14 +201,17 @@ for run in $(seq "$RUNS"); do
         t1=$(date +%s.%N)
         relay=$(python3 -c "print(round($todo / ($t1 - $t0)))")
         stop_varco
+        # Latency in Kafka mode: a fresh outbox and topic, the subscription's consumer group at its end.
+        tansu topic create varco-lat --broker "tcp://127.0.0.1:$KPORT" --partitions 6 >/dev/null
+        read -r klat_p50 klat_p99 < <(BENCH_TOPIC_NAME=varco-lat latency_row "$WORK/klatency-$run" "127.0.0.1:$KPORT")
         raw=$(BENCH_KAFKA="127.0.0.1:$KPORT" BENCH_TOPIC=raw-bench BENCH_RECORDS=$todo BENCH_EVENT_FILE="$WORK/stored.json" "$EVENTS_TEST" --ignored --exact bench::tests::raw_producer_throughput --nocapture 2>/dev/null | awk '/raw-producer/ {print $2}')
     fi
     rm -rf "$OUTBOX"
-    results+=("$run $direct $one_rps $one_p50 $one_p99 $b_rps $b_p50 $b_p99 ${relay:-nan} ${raw:-nan} ${sub:-nan}")
-    python3 - "$BATCH" $direct $one_rps $one_p50 $one_p99 $b_rps $b_p50 $b_p99 ${relay:-nan} ${raw:-nan} ${sub:-nan} <<'PY'
+    results+=("$run $direct $one_rps $one_p50 $one_p99 $b_rps $b_p50 $b_p99 ${relay:-nan} ${raw:-nan} ${sub:-nan} ${lat_p50:-nan} ${lat_p99:-nan} ${klat_p50:-nan} ${klat_p99:-nan}")
+    python3 - "$BATCH" $direct $one_rps $one_p50 $one_p99 $b_rps $b_p50 $b_p99 ${relay:-nan} ${raw:-nan} ${sub:-nan} ${lat_p50:-nan} ${lat_p99:-nan} ${klat_p50:-nan} ${klat_p99:-nan} <<'PY'
 import sys
 b = int(sys.argv[1]); v = [float(x) for x in sys.argv[2:]]
-direct, one, one50, one99, br, b50, b99, relay, raw, sub = v
+direct, one, one50, one99, br, b50, b99, relay, raw, sub, l50, l99, k50, k99 = v
 print("| row | events/s | p50 ms | p99 ms | note |")
 print("|---|---:|---:|---:|---|")
 print("| outbox alone (in-process, 64 appenders) | %.0f | | | disk + group commit |" % direct)
@@ -203,6 +219,10 @@ print("| POST /events, 1 event per request | %.0f | %.2f | %.2f | %.0f req/s |" 
 print("| POST /events, batch of %d | %.0f | %.2f | %.2f | %.0f req/s |" % (b, br * b, b50, b99, br))
 if sub == sub:
     print("| one subscription → webhook (single node) | %.0f | | | %.2f × 1-event publish rate |" % (sub, sub / one))
+if l50 == l50:
+    print("| publish → another ente's webhook, single node | | %.2f | %.2f | one event at a time |" % (l50, l99))
+if k50 == k50:
+    print("| publish → another ente's webhook, Kafka (tansu) | | %.2f | %.2f | one event at a time |" % (k50, k99))
 if relay == relay:
     print("| relay outbox → Kafka (tansu) | %.0f | | | %.2f × raw producer |" % (relay, relay / raw))
     print("| raw rdkafka producer, same settings | %.0f | | | reference |" % raw)
@@ -221,6 +241,10 @@ print("  1 event/request:     %s events/s, p99 %.2f–%.2f ms" % (rng(col(1)), m
 print("  batch of %d:        %s events/s, p99 %.2f–%.2f ms" % (b, rng([x * b for x in col(4)]), min(col(6)), max(col(6))))
 if rows[0][7] == rows[0][7]:
     print("  relay/raw producer:  %.2f–%.2f" % (min(r[7] / r[8] for r in rows), max(r[7] / r[8] for r in rows)))
+if rows[0][10] == rows[0][10]:
+    print("  latency single node: p50 %.2f–%.2f ms, p99 %.2f–%.2f ms" % (min(col(10)), max(col(10)), min(col(11)), max(col(11))))
+if rows[0][12] == rows[0][12]:
+    print("  latency Kafka:       p50 %.2f–%.2f ms, p99 %.2f–%.2f ms" % (min(col(12)), max(col(12)), min(col(13)), max(col(13))))
 if rows[0][9] == rows[0][9]:
     print("  subscription:        %s events/s, %.2f–%.2f × 1-event publish" % (rng(col(9)), min(r[9] / r[1] for r in rows), max(r[9] / r[1] for r in rows)))'
 fi

@@ -413,11 +413,8 @@ impl Deliveries {
 
     /// Kafka mode: a consumer group per subscription.
     async fn run_kafka(&self, sub: &Subscription, k: &varco_config::KafkaConfig, stop: &mut watch::Receiver<bool>) {
-        let mut c = crate::relay::client_config(k);
-        c.set("group.id", format!("varco.{}", sub.key()))
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
+        let mut c = crate::relay::consumer_config(k, &format!("varco.{}", sub.key()));
+        c.set("auto.offset.reset", "earliest");
         let consumer: Arc<StreamConsumer> = match c.create() {
             Ok(c) => Arc::new(c),
             Err(e) => {

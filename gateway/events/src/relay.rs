@@ -31,6 +31,28 @@ pub fn client_config(k: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// How long a consumer's fetch may wait for data. A real Kafka answers a fetch as soon as a
+/// record arrives (`fetch.min.bytes` 1), so this is only the idle poll interval there (40
+/// fetches a second per consumer); a broker that holds every fetch for the whole wait (tansu)
+/// adds up to this much to each delivery. librdkafka's 500 ms made cross-comune delivery take
+/// half a second on such a broker. `kafka.properties` may set another value.
+pub const FETCH_WAIT_MS: &str = "25";
+
+/// A consumer's settings: varco's defaults, then the configured `properties` (which win).
+pub fn consumer_config(k: &KafkaConfig, group: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers)
+        .set("client.id", "varco")
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS);
+    for (key, v) in &k.properties {
+        c.set(key, v);
+    }
+    c
+}
+
 /// Creates the topic when missing (`create_partitions` > 0).
 pub async fn ensure_topic(k: &KafkaConfig) -> Result<(), String> {
     if k.create_partitions == 0 {
@@ -55,6 +77,9 @@ pub fn producer(k: &KafkaConfig) -> Result<FutureProducer, String> {
     let mut c = client_config(k);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
+        // The Java clients' partitioner: another producer keying by the same subject lands on
+        // the same partition, so the order per subject holds across producers.
+        .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "0")
         .set("queue.buffering.max.messages", "200000");

@@ -306,10 +306,7 @@ async fn from_outbox(bus: Arc<EventBus>, from: u64, filter: Filter, tx: mpsc::Se
 /// A consumer assigned to every partition of the topic at its current end: no group to join,
 /// so the stream is live at once.
 async fn kafka_at_end(k: &varco_config::KafkaConfig) -> Result<StreamConsumer, String> {
-    let mut c = crate::relay::client_config(k);
-    c.set("group.id", format!("varco.stream.{:016x}", fastrand::u64(..)))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false");
+    let c = crate::relay::consumer_config(k, &format!("varco.stream.{:016x}", fastrand::u64(..)));
     let consumer: StreamConsumer = c.create().map_err(|e| e.to_string())?;
     let topic = k.topic.clone();
     // Metadata is a blocking call in librdkafka.
