@@ -282,15 +282,48 @@ async fn a_refused_event_is_dead_lettered_at_once() {
     assert_eq!((line["event"]["id"].as_str(), line["attempts"].as_u64()), (Some("bad-1"), Some(1)), "{line}");
     assert!(line["error"].as_str().unwrap().contains("422"));
     assert_eq!(hook.hits(), 1, "a permanent refusal is not retried (max_attempts is 100 here)");
+    // The dead letters through the admin API: list, show, re-drive (refused again, then taken), drop.
+    let admin = |m: &'static str, q: &str| {
+        let (c, q) = (v.admin_client.clone(), q.to_owned());
+        async move { c.send(m, "localhost", &format!("/admin/events/dead-letters{q}"), &[], b"").await }
+    };
+    let list = admin("GET", "?tenant=c_a662&subscription=anagrafe").await;
+    assert_eq!(list.status, 200, "{list:?}");
+    assert_eq!(list.json["dead_letters"][0]["id"], "bad-1");
+    assert_eq!(list.json["dead_letters"][0]["attempts"], 1);
+    assert_eq!(admin("GET", "?tenant=c_a662&subscription=anagrafe&id=bad-1").await.json["event"]["type"], RESIDENZA);
+    admin("POST", "/redrive?tenant=c_a662&subscription=anagrafe&id=bad-1").await.assert_problem(502, "bad-gateway");
+    admin("DELETE", "?tenant=c_a662&subscription=anagrafe&id=nope").await.assert_problem(404, "not-found");
+    admin("GET", "?tenant=c_a662").await.assert_problem(400, "bad-request");
+    hook.set_mode(varco_tests::Mode::Echo);
+    let r = admin("POST", "/redrive?tenant=c_a662&subscription=anagrafe&id=bad-1").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let got = deliveries(&hook, 1, Duration::from_secs(5)).await;
+    assert_eq!(body_of(&got[0])["id"], "bad-1", "re-driven through the webhook");
+    assert!(signature_ok(&got[0]), "signed as usual");
+    assert_eq!(admin("GET", "?tenant=c_a662&subscription=anagrafe").await.json["dead_letters"], json!([]));
+    hook.set_mode(varco_tests::Mode::Status(422));
+    assert_eq!(
+        publish(&v, MC, "application/cloudevents+json", &residenza("bad-3", "RSSMRA80A01H501U")).await.status,
+        202
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while admin("GET", "?tenant=c_a662&subscription=anagrafe").await.json["dead_letters"] == json!([])
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(admin("DELETE", "?tenant=c_a662&subscription=anagrafe&id=bad-3").await.json["dropped"], "bad-3");
+    assert_eq!(admin("GET", "?tenant=c_a662&subscription=anagrafe").await.json["dead_letters"], json!([]));
     hook.set_mode(varco_tests::Mode::Echo);
     assert_eq!(
         publish(&v, MC, "application/cloudevents+json", &residenza("good-2", "RSSMRA80A01H501U")).await.status,
         202
     );
-    // (The hook records the requests it echoes, not the refused one.)
-    let got = deliveries(&hook, 1, Duration::from_secs(10)).await;
-    assert_eq!(got.len(), 1);
-    assert_eq!(body_of(&got[0])["id"], "good-2");
+    // (The hook records the requests it echoes, not the refused ones.)
+    let got = deliveries(&hook, 2, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(body_of(&got[1])["id"], "good-2");
 }
 
 /// Publishes `n` events from 8 concurrent clients while `kill` runs after `after`; returns

@@ -177,6 +177,55 @@ impl AdminApp {
         }
     }
 
+    /// `GET /admin/events/dead-letters?tenant=&subscription=[&id=]` lists a subscription's dead
+    /// letters (or shows one), `DELETE …&id=` drops one, `POST …/redrive?…&id=` delivers it
+    /// again now.
+    async fn dead_letters(&self, s: &ServerSession, path: &str) -> Response<Vec<u8>> {
+        let query = Query::of(s.req_header().raw_path());
+        let bad = |kind, d: String| problem(&Problem::new(kind, d), path);
+        let (Some(tenant), Some(sub)) = (query.get("tenant"), query.get("subscription")) else {
+            return bad(ProblemKind::BadRequest, "name the `tenant` and the `subscription`".into());
+        };
+        let Some(d) = self.shared.reg.events.deliveries.get() else {
+            return bad(ProblemKind::NotFound, "no subscription is running".into());
+        };
+        let id = query.get("id");
+        let json =
+            |v: serde_json::Value| reply(200, "application/json", serde_json::to_vec_pretty(&v).unwrap_or_default());
+        match (&s.req_header().method, path, id) {
+            (&Method::GET, _, None) => {
+                let list: Vec<serde_json::Value> = d
+                    .dead_letters(&tenant, &sub)
+                    .iter()
+                    .map(|l| {
+                        serde_json::json!({"id": l["event"]["id"], "type": l["event"]["type"], "source": l["event"]["source"],
+                            "error": l["error"], "attempts": l["attempts"], "at": l["at"]})
+                    })
+                    .collect();
+                json(serde_json::json!({"tenant": tenant, "subscription": sub, "dead_letters": list}))
+            }
+            (&Method::GET, _, Some(id)) => {
+                match d.dead_letters(&tenant, &sub).into_iter().find(|l| l["event"]["id"] == id.as_str()) {
+                    Some(l) => json(l),
+                    None => bad(ProblemKind::NotFound, format!("no dead letter `{id}`")),
+                }
+            }
+            (&Method::DELETE, _, Some(id)) => match d.drop_dead_letter(&tenant, &sub, &id) {
+                Ok(true) => json(serde_json::json!({"dropped": id})),
+                Ok(false) => bad(ProblemKind::NotFound, format!("no dead letter `{id}`")),
+                Err(e) => bad(ProblemKind::Internal, e),
+            },
+            (&Method::POST, "/admin/events/dead-letters/redrive", Some(id)) => {
+                match d.redrive(&tenant, &sub, &id).await {
+                    Ok(()) => json(serde_json::json!({"redelivered": id})),
+                    Err(e) if e.starts_with("no ") || e.contains("has no running") => bad(ProblemKind::NotFound, e),
+                    Err(e) => bad(ProblemKind::BadGateway, format!("the receiver did not take it: {e}")),
+                }
+            }
+            _ => bad(ProblemKind::BadRequest, "name the dead letter (`id`)".into()),
+        }
+    }
+
     fn metrics(&self) -> Vec<u8> {
         let rt = self.shared.current.load();
         for t in &rt.tenants {
@@ -253,6 +302,8 @@ impl ServeHttp for AdminApp {
                 reply(200, "application/json", serde_json::to_vec_pretty(&list).unwrap_or_default())
             }
             (Method::POST | Method::DELETE, "/admin/events/subscriptions") => self.subscription(s, &path).await,
+            (Method::GET | Method::DELETE, "/admin/events/dead-letters")
+            | (Method::POST, "/admin/events/dead-letters/redrive") => self.dead_letters(s, &path).await,
             (
                 _,
                 "/healthz"
@@ -261,7 +312,9 @@ impl ServeHttp for AdminApp {
                 | "/admin/config"
                 | "/admin/reload"
                 | "/admin/events/replay"
-                | "/admin/events/subscriptions",
+                | "/admin/events/subscriptions"
+                | "/admin/events/dead-letters"
+                | "/admin/events/dead-letters/redrive",
             ) => problem(&Problem::new(ProblemKind::MethodNotAllowed, "wrong method for this admin endpoint"), &path),
             _ => problem(&Problem::new(ProblemKind::NotFound, format!("no admin endpoint {path}")), &path),
         }
