@@ -34,7 +34,7 @@ for l in sys.stdin:
 
 WORK=$(mktemp -d /tmp/varco-bench-events.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; [[ -n ${BENCH_KEEP_WORK:-} ]] && cp -r "$WORK" /tmp/bench-work-kept; rm -rf "$WORK"; }
 trap cleanup EXIT INT TERM
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_up() { for _ in $(seq 300); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; die "not up: $1"; }
@@ -83,6 +83,7 @@ subscriber_config() { # $1 port, $2 admin, $3 outbox dir, $4 kafka (or ""), $5 w
     events: {readers: [{tenant: c_a662, types: [it.varco.anagrafe.residenza.cambiata.v1]}]}
   - id: c_a662
     name: Bari
+    hosts: [bari.bench]
     events:
       subscriptions:
         - {name: bench, types: [it.varco.anagrafe.residenza.cambiata.v1], sources: [c_e783], webhook: {url: "http://127.0.0.1:${5:-$HOOK}/hook", secret: {env: BENCH_HOOK_SECRET}}}
