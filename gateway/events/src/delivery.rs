@@ -16,10 +16,11 @@ use crate::bus::EventBus;
 use bytes::Bytes;
 use cloudevents::binding::rdkafka::MessageExt;
 use cloudevents::{AttributesReader, Event};
+use futures::stream::{FuturesUnordered, StreamExt};
 use http_body_util::{BodyExt, Full};
 use parking_lot::Mutex;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -201,6 +202,11 @@ fn read_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
+/// Deliveries one single-node subscription runs at once (each for a different subject).
+const LANES: usize = 16;
+/// Events read ahead of the first unsettled one, at most.
+const READ_AHEAD: usize = 4096;
+
 /// The outbox position of a single-node subscription.
 fn local_cursor(key: &str) -> String {
     format!("sub.{key}")
@@ -375,16 +381,28 @@ impl Deliveries {
         }
     }
 
-    /// Single-node mode: read the outbox from the subscription's cursor. The position is
-    /// saved (written and synced) at most every 100 ms and when the worker stops, not per
+    /// Single-node mode: read the outbox from the subscription's cursor and deliver events of
+    /// different subjects side by side (at most [`LANES`] at once), each subject's events one
+    /// after the other in outbox order. The position is the first event not yet settled; it
+    /// is saved (written and synced) at most every 100 ms and when the worker stops, not per
     /// event: a crash re-delivers what came after the last save (at least once, with the same
-    /// `Idempotency-Key`), and delivery is not bound by one fsync per event.
+    /// `Idempotency-Key`).
     async fn run_local(&self, sub: &Subscription, stop: &mut watch::Receiver<bool>) {
         let mut cursor = self.bus.outbox.cursor(&local_cursor(&sub.key()));
         let mut reader = self.bus.outbox.reader(cursor.next());
         let lag = self.bus.metrics.subscription_lag.with_label_values(&[&sub.tenant, &sub.cfg.name]);
         let mut save = tokio::time::interval(Duration::from_millis(100));
         save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Read but not settled, by sequence number; the position is the smallest of them.
+        let mut open: BTreeSet<u64> = BTreeSet::new();
+        // Subjects with a delivery running, and the events waiting behind it.
+        let mut busy: HashMap<String, VecDeque<(u64, Event)>> = HashMap::new();
+        let mut running: FuturesUnordered<futures::future::BoxFuture<'_, (u64, String, bool)>> =
+            FuturesUnordered::new();
+        let mut stopping = false;
+        let settled = |open: &BTreeSet<u64>, reader: &crate::outbox::Reader| {
+            open.first().copied().unwrap_or_else(|| reader.position())
+        };
         let persist = |cursor: &mut crate::outbox::Cursor| {
             if let Err(e) = cursor.save() {
                 tracing::error!(error = %e, "cannot save a subscription cursor");
@@ -392,30 +410,73 @@ impl Deliveries {
             lag.set((self.bus.outbox.committed() + 1).saturating_sub(cursor.next()) as i64);
         };
         loop {
-            let next = tokio::select! {
-                _ = stop.changed() => break,
+            if stopping && running.is_empty() {
+                break;
+            }
+            let room = !stopping && open.len() < READ_AHEAD && running.len() < LANES;
+            tokio::select! {
+                _ = stop.changed(), if !stopping => stopping = true,
                 _ = save.tick() => {
+                    cursor.advance(settled(&open, &reader));
                     persist(&mut cursor);
-                    continue;
                 }
-                n = reader.next() => n,
-            };
-            let (seq, bytes) = match next {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "outbox read failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
+                Some((seq, key, done)) = running.next(), if !running.is_empty() => {
+                    if !done {
+                        // Stopped mid-retry: the event stays unsettled for the next run.
+                        stopping = true;
+                        continue;
+                    }
+                    open.remove(&seq);
+                    let next = busy.get_mut(&key).and_then(VecDeque::pop_front);
+                    match next {
+                        Some((seq, event)) if !stopping => running.push(self.deliver_one(sub, seq, key, event, stop.clone())),
+                        Some(_) => {}
+                        None => {
+                            busy.remove(&key);
+                        }
+                    }
                 }
-            };
-            if let Ok(event) = serde_json::from_slice::<Event>(&bytes) {
-                if sub.admits(&event) && !self.deliver(sub, &event, stop).await {
-                    break; // stopped mid-retry: the event stays undelivered for the next run
+                n = reader.next(), if room => {
+                    let (seq, bytes) = match n {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(error = %e, "outbox read failed");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    };
+                    let Some(event) = serde_json::from_slice::<Event>(&bytes).ok().filter(|e| sub.admits(e)) else {
+                        continue; // not for this subscription: settled as soon as it is read
+                    };
+                    open.insert(seq);
+                    let key = event.subject().map_or_else(|| format!("\0{}", event.id()), str::to_owned);
+                    match busy.get_mut(&key) {
+                        Some(queue) => queue.push_back((seq, event)),
+                        None => {
+                            busy.insert(key.clone(), VecDeque::new());
+                            running.push(self.deliver_one(sub, seq, key, event, stop.clone()));
+                        }
+                    }
                 }
             }
-            cursor.advance(seq + 1);
         }
+        cursor.advance(settled(&open, &reader));
         persist(&mut cursor);
+    }
+
+    /// One event's delivery as a future of (sequence, subject key, settled).
+    fn deliver_one<'a>(
+        &'a self,
+        sub: &'a Subscription,
+        seq: u64,
+        key: String,
+        event: Event,
+        mut stop: watch::Receiver<bool>,
+    ) -> futures::future::BoxFuture<'a, (u64, String, bool)> {
+        Box::pin(async move {
+            let done = self.deliver(sub, &event, &mut stop).await;
+            (seq, key, done)
+        })
     }
 
     /// Kafka mode: a consumer group per subscription.
