@@ -357,6 +357,38 @@ impl ModiVerifier {
     }
 }
 
+/// INTEGRITY_REST_02 on a request varco sends: `Digest` of the body and an
+/// `Agid-JWT-Signature` by the ente's active key (`kid`; with `x5c` when the key has a
+/// chain, as INTEGRITY_REST_01 wants) covering `digest` and `content-type`, for `audience`
+/// (the e-service URL), from `issuer` (the ente's PDND client id). The same checks
+/// [`ModiVerifier`] makes accept it.
+pub fn sign_request(
+    keys: &KeySet,
+    issuer: &str,
+    audience: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Vec<(HeaderName, HeaderValue)>, AuthError> {
+    let digest = format!("SHA-256={}", STANDARD.encode(ring::digest::digest(&ring::digest::SHA256, body)));
+    let mut signed = vec![serde_json::json!({ "digest": digest })];
+    if let Some(ct) = content_type {
+        signed.push(serde_json::json!({ "content-type": ct }));
+    }
+    let now = now_s();
+    let claims = serde_json::json!({
+        "iss": issuer, "sub": issuer, "aud": audience,
+        "iat": now, "nbf": now, "exp": now + 300,
+        "jti": format!("{:032x}", fastrand::u128(..)),
+        "signed_headers": signed,
+    });
+    let token = keys.active().sign(&claims, "JWT", true)?;
+    let text = |v: &str| {
+        HeaderValue::from_str(v)
+            .map_err(|_| AuthError::new(Reason::SigningFailed, "the signature is not a header value"))
+    };
+    Ok(vec![(DIGEST.clone(), text(&digest)?), (AGID_JWT_SIGNATURE.clone(), text(&token)?)])
+}
+
 fn header_text<'a>(headers: &'a HeaderMap, name: &HeaderName, kind: Reason) -> Result<&'a str, AuthError> {
     headers
         .get(name)
@@ -403,5 +435,73 @@ mod tests {
         assert!(parse_digest("MD5=abc").is_err());
         assert!(parse_digest("SHA-256=AAAA").is_err());
         assert!(parse_digest("nonsense").is_err());
+    }
+
+    /// No documents to fetch in these tests: the keys come from a JWKS file.
+    #[derive(Debug)]
+    struct NoFetch;
+
+    #[async_trait::async_trait]
+    impl Fetch for NoFetch {
+        async fn get(
+            &self,
+            _url: &str,
+            _t: std::time::Duration,
+        ) -> Result<bytes::Bytes, varco_core::fetch::FetchError> {
+            Err(varco_core::fetch::FetchError("no network in unit tests".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signed_request_passes_the_verifier_and_a_changed_one_does_not() {
+        let keys =
+            KeySet::new(vec![
+                crate::keys::SigningKey::from_pem("c_e783-2026", &crate::keys::tests::p256_pem(), None).unwrap()
+            ])
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("varco-modi-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("jwks.json"), &keys.jwks).unwrap();
+        let issuer_cfg: varco_config::IssuerConfig = serde_yaml_ng::from_str(&format!(
+            "{{issuer: \"https://pdnd\", audiences: [x], jwks_file: \"{}\", algorithms: [ES256]}}",
+            dir.join("jwks.json").display()
+        ))
+        .unwrap();
+        let issuer = Arc::new(Issuer::new("c_a662", "pdnd-clients", &issuer_cfg).unwrap());
+        let modi: ModiAccess = serde_yaml_ng::from_str(
+            "{integrity: INTEGRITY_REST_02, audience: \"https://api.bari.example.it/anpr/v1\", keys_issuer: pdnd-clients}",
+        )
+        .unwrap();
+        let verifier = ModiVerifier::build("c_a662", &modi, Some(issuer), None).unwrap();
+        let body = br#"{"codiceFiscale":"RSSMRA80A01H501U"}"#;
+        let signed =
+            sign_request(&keys, "client-c_e783", "https://api.bari.example.it/anpr/v1", Some("application/json"), body)
+                .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (k, v) in &signed {
+            headers.insert(k.clone(), v.clone());
+        }
+        let id = Identity::default();
+        let guard = ReplayGuard::default();
+        verifier.check_request(&headers, body, &id, &NoFetch, &guard).await.unwrap();
+        // The same JWT again is a replay; another body breaks the digest.
+        let again = verifier.check_request(&headers, body, &id, &NoFetch, &guard).await.unwrap_err();
+        assert_eq!(again.reason, Reason::TokenReplayed);
+        let signed =
+            sign_request(&keys, "client-c_e783", "https://api.bari.example.it/anpr/v1", Some("application/json"), body)
+                .unwrap();
+        for (k, v) in &signed {
+            headers.insert(k.clone(), v.clone());
+        }
+        let changed = verifier.check_request(&headers, b"{}", &id, &NoFetch, &guard).await.unwrap_err();
+        assert_eq!(changed.reason, Reason::ModiDigestMismatch);
+        // Signed for another e-service: refused by audience.
+        let other = sign_request(&keys, "client-c_e783", "https://elsewhere", Some("application/json"), body).unwrap();
+        for (k, v) in &other {
+            headers.insert(k.clone(), v.clone());
+        }
+        let aud = verifier.check_request(&headers, body, &id, &NoFetch, &guard).await.unwrap_err();
+        assert_eq!(aud.reason, Reason::ModiSignatureInvalid);
     }
 }
