@@ -60,7 +60,14 @@ open(d + "/stored.json", "w").write(json.dumps(stored))
 open(d + "/batch.json", "w").write(json.dumps([ev(i) for i in range(n)]))
 for name, ct in (("one", "application/cloudevents+json"), ("batch", "application/cloudevents-batch+json")):
     body = open(d + "/%s.json" % name).read()
-    open(d + "/%s.lua" % name, "w").write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "%s"\nwrk.headers["X-Api-Key"] = "%s"\nwrk.body = %s\n' % (ct, KEY, json.dumps(body)))
+    # Every request gets ids of its own (varco stores an event published again with the same
+    # source and id only once).
+    open(d + "/%s.lua" % name, "w").write(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "%s"\nwrk.headers["X-Api-Key"] = "%s"\n'
+        'local template = %s\nlocal n = 0\nlocal salt = os.time() .. "-" .. math.floor(os.clock() * 1000000)\n'
+        'request = function()\n  n = n + 1\n'
+        '  local body = string.gsub(template, \'"id": "bench%%-\', \'"id": "r\' .. salt .. "-" .. n .. \'-\')\n'
+        '  return wrk.format(nil, nil, nil, body)\nend\n' % (ct, KEY, json.dumps(body)))
 PY
 
 # The webhook of the subscription row: nginx answering 204 to every POST.

@@ -25,12 +25,27 @@ pub struct EventsConfig {
     /// (single-node mode: subscriptions read it directly).
     #[serde(default)]
     pub kafka: Option<KafkaConfig>,
+    /// An event published again with the same `source` and `id` within this window (a
+    /// back-office retrying a 202 it did not receive) is accepted without being stored a
+    /// second time. Remembered in memory: a restart forgets. `0s` turns it off. Default 10m.
+    #[serde(default = "d_dedupe_window")]
+    pub dedupe_window: Dur,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        Self { dir: d_dir(), max_bytes: d_max_bytes(), segment_bytes: d_segment_bytes(), kafka: None }
+        Self {
+            dir: d_dir(),
+            max_bytes: d_max_bytes(),
+            segment_bytes: d_segment_bytes(),
+            kafka: None,
+            dedupe_window: d_dedupe_window(),
+        }
     }
+}
+
+fn d_dedupe_window() -> Dur {
+    Dur::secs(600)
 }
 
 fn d_dir() -> PathBuf {

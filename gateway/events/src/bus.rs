@@ -4,7 +4,7 @@
 use crate::contract::Registry;
 use crate::outbox::{Outbox, OutboxError};
 use bytes::Bytes;
-use cloudevents::Event;
+use cloudevents::{AttributesReader, Event};
 use std::sync::Arc;
 use varco_config::EventsConfig;
 use varco_core::{Problem, ProblemKind};
@@ -78,6 +78,8 @@ impl EventMetrics {
 #[derive(Debug)]
 pub struct EventBus {
     pub registry: Registry,
+    /// Recently stored (`source`, `id`) pairs, for idempotent publishing.
+    dedupe: Dedupe,
     pub outbox: Arc<Outbox>,
     pub metrics: EventMetrics,
     pub config: EventsConfig,
@@ -90,6 +92,7 @@ impl EventBus {
         let outbox = Outbox::open(&cfg.dir, cfg.segment_bytes, cfg.max_bytes)
             .map_err(|e| format!("outbox `{}`: {e}", cfg.dir.display()))?;
         let metrics = EventMetrics::new(metrics).map_err(|e| e.to_string())?;
+        let dedupe = Dedupe::default();
         if cfg.kafka.is_some() {
             // The relay's position exists from the moment the outbox opens: while the broker
             // is unreachable nothing unrelayed is reclaimed, and a full outbox answers 503.
@@ -100,7 +103,7 @@ impl EventBus {
             // event still kept: at least once).
             outbox.forget(crate::relay::CURSOR);
         }
-        Ok(Arc::new(Self { registry, outbox, metrics, config: cfg.clone() }))
+        Ok(Arc::new(Self { registry, outbox, metrics, config: cfg.clone(), dedupe }))
     }
 
     /// The internal publish interface for adapters: checks the events for ente `tenant` and
@@ -120,8 +123,22 @@ impl EventBus {
         Ok(seq)
     }
 
-    /// Appends checked events; nothing is accepted unless all are durable.
+    /// Appends checked events; nothing is accepted unless all are durable. Events whose
+    /// `source` and `id` were stored within `dedupe_window` (or that repeat one of the same
+    /// batch) are accepted without being stored again.
     pub(crate) async fn append(&self, events: Vec<Event>) -> Result<u64, Problem> {
+        let window = self.config.dedupe_window.0;
+        let (events, reserved) =
+            if window.is_zero() { (events, Vec::new()) } else { self.dedupe.reserve(events, window) };
+        if events.is_empty() {
+            return Ok(self.outbox.committed());
+        }
+        let stored = self.store(events).await;
+        self.dedupe.settle(&reserved, stored.is_ok());
+        stored
+    }
+
+    async fn store(&self, events: Vec<Event>) -> Result<u64, Problem> {
         let mut records = Vec::with_capacity(events.len());
         for e in &events {
             let bytes = serde_json::to_vec(e)
@@ -145,5 +162,67 @@ impl EventBus {
         self.metrics.outbox_committed.set(seq as i64);
         self.metrics.outbox_bytes.set(self.outbox.disk_bytes() as i64);
         Ok(seq)
+    }
+}
+
+/// Most (`source`, `id`) pairs remembered; past it the oldest are forgotten first.
+const DEDUPE_MAX: usize = 1_000_000;
+
+/// The (`source`, `id`) pairs stored recently, and the ones being stored right now (so that
+/// two concurrent publishes of one event store it once).
+#[derive(Debug, Default)]
+struct Dedupe {
+    inner: parking_lot::Mutex<DedupeInner>,
+}
+
+#[derive(Debug, Default)]
+struct DedupeInner {
+    /// Pair → when it was stored (`None`: being stored).
+    seen: std::collections::HashMap<(String, String), Option<std::time::Instant>>,
+    /// Stored pairs in the order they were stored, for expiry.
+    order: std::collections::VecDeque<(std::time::Instant, (String, String))>,
+}
+
+impl Dedupe {
+    /// The events to store, and the pairs reserved for them.
+    fn reserve(&self, events: Vec<Event>, window: std::time::Duration) -> (Vec<Event>, Vec<(String, String)>) {
+        let now = std::time::Instant::now();
+        let mut g = self.inner.lock();
+        while let Some((at, _)) = g.order.front() {
+            if now.duration_since(*at) < window && g.order.len() < DEDUPE_MAX {
+                break;
+            }
+            if let Some((at, key)) = g.order.pop_front() {
+                if g.seen.get(&key) == Some(&Some(at)) {
+                    g.seen.remove(&key);
+                }
+            }
+        }
+        let mut keep = Vec::with_capacity(events.len());
+        let mut reserved = Vec::new();
+        for e in events {
+            let key = (e.source().to_string(), e.id().to_owned());
+            if g.seen.contains_key(&key) {
+                continue;
+            }
+            g.seen.insert(key.clone(), None);
+            reserved.push(key);
+            keep.push(e);
+        }
+        (keep, reserved)
+    }
+
+    /// After the store: remember the pairs (stored) or release them (not stored).
+    fn settle(&self, reserved: &[(String, String)], stored: bool) {
+        let now = std::time::Instant::now();
+        let mut g = self.inner.lock();
+        for key in reserved {
+            if stored {
+                g.seen.insert(key.clone(), Some(now));
+                g.order.push_back((now, key.clone()));
+            } else {
+                g.seen.remove(key);
+            }
+        }
     }
 }
