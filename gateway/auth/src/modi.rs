@@ -335,25 +335,9 @@ impl ModiVerifier {
         let Some(signer) = &self.signer else {
             return Err(AuthError::new(Reason::SigningFailed, "this route signs answers but has no signing key"));
         };
-        let digest = format!("SHA-256={}", STANDARD.encode(ring::digest::digest(&ring::digest::SHA256, body)));
-        let mut signed = vec![serde_json::json!({ "digest": digest })];
-        if let Some(ct) = content_type.and_then(|v| v.to_str().ok()) {
-            signed.push(serde_json::json!({ "content-type": ct }));
-        }
-        let now = now_s();
-        let claims = serde_json::json!({
-            "iss": self.cfg.audience,
-            "aud": id.client_id.as_deref().unwrap_or(&id.subject),
-            "iat": now, "nbf": now, "exp": now + 300,
-            "jti": format!("{:032x}", fastrand::u128(..)),
-            "signed_headers": signed,
-        });
-        let token = signer.active().sign(&claims, "JWT", false)?;
-        let text = |v: &str| {
-            HeaderValue::from_str(v)
-                .map_err(|_| AuthError::new(Reason::SigningFailed, "the signature is not a header value"))
-        };
-        Ok(vec![(DIGEST.clone(), text(&digest)?), (AGID_JWT_SIGNATURE.clone(), text(&token)?)])
+        let aud = id.client_id.as_deref().unwrap_or(&id.subject);
+        let content_type = content_type.and_then(|v| v.to_str().ok());
+        integrity_headers(signer, &self.cfg.audience, None, aud, content_type, body, false)
     }
 }
 
@@ -369,19 +353,35 @@ pub fn sign_request(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<Vec<(HeaderName, HeaderValue)>, AuthError> {
+    integrity_headers(keys, issuer, Some(issuer), audience, content_type, body, true)
+}
+
+/// `Digest` and an `Agid-JWT-Signature` whose `signed_headers` cover it and the content type.
+fn integrity_headers(
+    keys: &KeySet,
+    iss: &str,
+    sub: Option<&str>,
+    aud: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+    with_x5c: bool,
+) -> Result<Vec<(HeaderName, HeaderValue)>, AuthError> {
     let digest = format!("SHA-256={}", STANDARD.encode(ring::digest::digest(&ring::digest::SHA256, body)));
     let mut signed = vec![serde_json::json!({ "digest": digest })];
     if let Some(ct) = content_type {
         signed.push(serde_json::json!({ "content-type": ct }));
     }
     let now = now_s();
-    let claims = serde_json::json!({
-        "iss": issuer, "sub": issuer, "aud": audience,
+    let mut claims = serde_json::json!({
+        "iss": iss, "aud": aud,
         "iat": now, "nbf": now, "exp": now + 300,
         "jti": format!("{:032x}", fastrand::u128(..)),
         "signed_headers": signed,
     });
-    let token = keys.active().sign(&claims, "JWT", true)?;
+    if let Some(sub) = sub {
+        claims["sub"] = serde_json::json!(sub);
+    }
+    let token = keys.active().sign(&claims, "JWT", with_x5c)?;
     let text = |v: &str| {
         HeaderValue::from_str(v)
             .map_err(|_| AuthError::new(Reason::SigningFailed, "the signature is not a header value"))
