@@ -5,130 +5,14 @@
 //! mid-stream: every event that got a 202 arrives, none that got an error does.
 #![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
+#[path = "events_common.rs"]
+mod common;
+
+use common::*;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use varco_tests::{Backend, Broker, Sse, Varco, LISTENERS};
-
-const MC: &str = "macerata.example.it";
-const BA: &str = "bari.example.it";
-const TOPIC: &str = "varco.events";
-const RESIDENZA: &str = "it.varco.anagrafe.residenza.cambiata.v1";
-const PRATICA: &str = "it.varco.pratica.stato.cambiato.v1";
-const SECRET: &str = "webhook-secret-bari-0123456789";
-/// The API key of each ente's apps and back-offices (the event routes are never public).
-const KEY: &str = "events-key-0123456789";
-const AUTH: (&str, &str) = ("x-api-key", KEY);
-
-/// Macerata publishes; Bari may read Macerata's residence changes (not its cases) and
-/// subscribes to both types: only the granted one may arrive.
-fn config(hook: &Backend, kafka: Option<&str>) -> String {
-    let kafka = kafka.map_or(String::new(), |b| format!(", kafka: {{brokers: \"{b}\", create_partitions: 0}}"));
-    format!(
-        r#"
-server: {{events: {{dir: "{{DIR}}/events"{kafka}}}}}
-{LISTENERS}tenants:
-  - id: c_e783
-    name: Macerata
-    hosts: [{MC}]
-    api_keys: [{{name: anagrafe, hash: "{key}"}}]
-    routes:
-      - {{name: events, path: /events, methods: [POST], access: {{api_key: {{}}}}, to: {{adapter: {{kind: events}}}}}}
-    events:
-      readers: [{{tenant: c_a662, types: [{RESIDENZA}]}}]
-  - id: c_a662
-    name: Bari
-    hosts: [{BA}]
-    api_keys: [{{name: app, hash: "{key}"}}]
-    routes:
-      - {{name: events, path: /events, methods: [POST], access: {{api_key: {{}}}}, to: {{adapter: {{kind: events}}}}}}
-      - {{name: live, path: /live, methods: [GET], access: {{api_key: {{}}}}, to: {{adapter: {{kind: event_stream, heartbeat: 1s, max_streams: 3}}}}}}
-    events:
-      subscriptions:
-        - name: anagrafe
-          types: [{RESIDENZA}]
-          sources: [c_e783]
-          webhook: {{url: "http://{hook}/hook", secret: {{env: BARI_HOOK_SECRET}}, timeout: 2s}}
-          backoff: 100ms
-          max_backoff: 1s
-          max_attempts: 100
-"#,
-        hook = hook.addr,
-        key = varco_tests::api_key_hash(KEY),
-    )
-}
-
-async fn start(hook: &Backend, kafka: Option<&str>) -> Varco {
-    Varco::start_with_env(&config(hook, kafka), &[("BARI_HOOK_SECRET", SECRET)]).await
-}
-
-fn residenza(id: &str, cf: &str) -> Value {
-    json!({
-        "specversion": "1.0", "id": id, "source": "/enti/c_e783/anagrafe", "type": RESIDENZA,
-        "subject": cf,
-        "data": {"codiceFiscale": cf, "comuneProvenienza": "E783", "comuneDestinazione": "A662", "dataDecorrenza": "2026-11-20"}
-    })
-}
-
-async fn publish(v: &Varco, host: &str, ct: &str, body: &Value) -> varco_tests::Resp {
-    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    v.send("POST", host, "/events", &[("content-type", ct), ("traceparent", tp), AUTH], body.to_string().as_bytes())
-        .await
-}
-
-/// Waits until the webhook got at least `n` deliveries; their bodies (structured events).
-async fn deliveries(hook: &Backend, n: usize, within: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + within;
-    loop {
-        let got = hook.requests();
-        if got.len() >= n || Instant::now() > deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn body_of(req: &Value) -> Value {
-    serde_json::from_str(req["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
-}
-
-/// Python's hmac checks the signature header over "<t>.<body>".
-fn signature_ok(req: &Value) -> bool {
-    let sig = req["headers"]["x-varco-signature"].as_str().unwrap_or("");
-    let body = req["body"].as_str().unwrap_or("");
-    let script = "import hmac,hashlib,sys\nsig,secret,body=sys.argv[1],sys.argv[2],sys.stdin.read()\n\
-                  t=sig.split(',')[0][2:]; v=sig.split('v1=')[1]\n\
-                  print(hmac.compare_digest(v, hmac.new(secret.encode(), (t+'.'+body).encode(), hashlib.sha256).hexdigest()))";
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script, sig, SECRET])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim() == "True"
-}
-
-/// The Standard Webhooks headers verify with that scheme's own Python library.
-fn standard_webhooks_ok(req: &Value) -> bool {
-    let h = &req["headers"];
-    let script = "import sys,json\nfrom standardwebhooks.webhooks import Webhook\nsecret,hid,ts,sig=sys.argv[1:5]\n\
-                  body=sys.stdin.read()\n\
-                  Webhook(secret.encode()).verify(body, {'webhook-id': hid, 'webhook-timestamp': ts, 'webhook-signature': sig})\n\
-                  print('True')";
-    let arg = |k: &str| h[k].as_str().unwrap_or("").to_owned();
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script, SECRET, &arg("webhook-id"), &arg("webhook-timestamp"), &arg("webhook-signature")])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(req["body"].as_str().unwrap_or("").as_bytes()).unwrap();
-    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim() == "True"
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_node_publish_checks_and_delivery() {
@@ -241,66 +125,6 @@ async fn single_node_publish_checks_and_delivery() {
     r.assert_problem(404, "not-found");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_webhook_is_retried_then_dead_lettered() {
-    let hook = Backend::start("bari-hook").await;
-    hook.set_mode(varco_tests::Mode::Status(503));
-    let cfg = config(&hook, None).replace("max_attempts: 100", "max_attempts: 3");
-    let v = Varco::start_with_env(&cfg, &[("BARI_HOOK_SECRET", SECRET)]).await;
-    assert_eq!(
-        publish(&v, MC, "application/cloudevents+json", &residenza("dl-1", "RSSMRA80A01H501U")).await.status,
-        202
-    );
-    let dead = v.dir.join("events/dead-letter/c_a662.anagrafe.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !dead.exists() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let text = std::fs::read_to_string(&dead).unwrap_or_default();
-    let line: Value = serde_json::from_str(text.lines().next().unwrap_or("null")).unwrap();
-    assert_eq!(line["event"]["id"], "dl-1");
-    assert_eq!(line["attempts"], 3);
-    assert!(line["error"].as_str().unwrap().contains("503"));
-    assert_eq!(hook.hits(), 3, "attempts");
-    // The next event is delivered once the back-office is back.
-    hook.set_mode(varco_tests::Mode::Echo);
-    assert_eq!(
-        publish(&v, MC, "application/cloudevents+json", &residenza("dl-2", "RSSMRA80A01H501U")).await.status,
-        202
-    );
-    let got = deliveries(&hook, 1, Duration::from_secs(10)).await;
-    assert_eq!(body_of(&got[0])["id"], "dl-2");
-}
-
-/// Deliveries run side by side across subjects, never within one: 400 events over 5 subjects,
-/// published in batches, arrive each subject's in publishing order, every one once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parallel_delivery_keeps_each_subjects_order() {
-    let hook = Backend::start("bari-hook").await;
-    hook.set_mode(varco_tests::Mode::Delay(Duration::from_millis(2)));
-    let v = start(&hook, None).await;
-    let cfs = ["RSSMRA80A01H501U", "VRDLGU75B02E783X", "BNCGNN90C03A662Y", "FRRLCU85D04F205Z", "CSTMRC70E05L219W"];
-    for b in 0..40 {
-        let batch: Vec<Value> =
-            (0..10).map(|i| residenza(&format!("po-{}", b * 10 + i), cfs[(b * 10 + i) % 5])).collect();
-        assert_eq!(publish(&v, MC, "application/cloudevents-batch+json", &json!(batch)).await.status, 202);
-    }
-    let got = deliveries(&hook, 400, Duration::from_secs(30)).await;
-    assert_eq!(got.len(), 400);
-    let mut last: std::collections::HashMap<String, usize> = Default::default();
-    let mut seen = HashSet::new();
-    for r in &got {
-        let e = body_of(r);
-        let n: usize = e["id"].as_str().unwrap()["po-".len()..].parse().unwrap();
-        let subject = e["subject"].as_str().unwrap().to_owned();
-        assert!(seen.insert(n), "po-{n} delivered twice");
-        if let Some(&p) = last.get(&subject) {
-            assert!(p < n, "subject {subject}: po-{n} arrived after po-{p}");
-        }
-        last.insert(subject, n);
-    }
-}
-
 /// Publishing is idempotent by `source` + `id`: a back-office retrying a 202 it did not get, or
 /// a batch repeating an event, stores it once; another source with the same id is another event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,130 +153,6 @@ async fn publishing_the_same_event_again_stores_it_once() {
         })
         .collect();
     assert_eq!(ids.len(), 3, "{ids:?} {got:?}");
-}
-
-/// A receiver that refuses an event for good (422) sends it to the dead letters at once,
-/// after one attempt, and the events behind it are not held up.
-#[tokio::test]
-async fn a_refused_event_is_dead_lettered_at_once() {
-    let hook = Backend::start("bari-hook").await;
-    hook.set_mode(varco_tests::Mode::Status(422));
-    let v = Varco::start_with_env(&config(&hook, None), &[("BARI_HOOK_SECRET", SECRET)]).await;
-    assert_eq!(
-        publish(&v, MC, "application/cloudevents+json", &residenza("bad-1", "RSSMRA80A01H501U")).await.status,
-        202
-    );
-    let dead = v.dir.join("events/dead-letter/c_a662.anagrafe.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !dead.exists() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let text = std::fs::read_to_string(&dead).unwrap_or_default();
-    let line: Value = serde_json::from_str(text.lines().next().unwrap_or("null")).unwrap();
-    assert_eq!((line["event"]["id"].as_str(), line["attempts"].as_u64()), (Some("bad-1"), Some(1)), "{line}");
-    assert!(line["error"].as_str().unwrap().contains("422"));
-    assert_eq!(hook.hits(), 1, "a permanent refusal is not retried (max_attempts is 100 here)");
-    // The dead letters through the admin API: list, show, re-drive (refused again, then taken), drop.
-    let admin = |m: &'static str, q: &str| {
-        let (c, q) = (v.admin_client.clone(), q.to_owned());
-        async move { c.send(m, "localhost", &format!("/admin/events/dead-letters{q}"), &[], b"").await }
-    };
-    let list = admin("GET", "?tenant=c_a662&subscription=anagrafe").await;
-    assert_eq!(list.status, 200, "{list:?}");
-    assert_eq!(list.json["dead_letters"][0]["id"], "bad-1");
-    assert_eq!(list.json["dead_letters"][0]["attempts"], 1);
-    assert_eq!(admin("GET", "?tenant=c_a662&subscription=anagrafe&id=bad-1").await.json["event"]["type"], RESIDENZA);
-    admin("POST", "/redrive?tenant=c_a662&subscription=anagrafe&id=bad-1").await.assert_problem(502, "bad-gateway");
-    admin("DELETE", "?tenant=c_a662&subscription=anagrafe&id=nope").await.assert_problem(404, "not-found");
-    admin("GET", "?tenant=c_a662").await.assert_problem(400, "bad-request");
-    hook.set_mode(varco_tests::Mode::Echo);
-    let r = admin("POST", "/redrive?tenant=c_a662&subscription=anagrafe&id=bad-1").await;
-    assert_eq!(r.status, 200, "{r:?}");
-    let got = deliveries(&hook, 1, Duration::from_secs(5)).await;
-    assert_eq!(body_of(&got[0])["id"], "bad-1", "re-driven through the webhook");
-    assert!(signature_ok(&got[0]), "signed as usual");
-    assert_eq!(admin("GET", "?tenant=c_a662&subscription=anagrafe").await.json["dead_letters"], json!([]));
-    hook.set_mode(varco_tests::Mode::Status(422));
-    assert_eq!(
-        publish(&v, MC, "application/cloudevents+json", &residenza("bad-3", "RSSMRA80A01H501U")).await.status,
-        202
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while admin("GET", "?tenant=c_a662&subscription=anagrafe").await.json["dead_letters"] == json!([])
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(admin("DELETE", "?tenant=c_a662&subscription=anagrafe&id=bad-3").await.json["dropped"], "bad-3");
-    assert_eq!(admin("GET", "?tenant=c_a662&subscription=anagrafe").await.json["dead_letters"], json!([]));
-    hook.set_mode(varco_tests::Mode::Echo);
-    assert_eq!(
-        publish(&v, MC, "application/cloudevents+json", &residenza("good-2", "RSSMRA80A01H501U")).await.status,
-        202
-    );
-    // (The hook records the requests it echoes, not the refused ones.)
-    let got = deliveries(&hook, 2, Duration::from_secs(10)).await;
-    assert_eq!(got.len(), 2);
-    assert_eq!(body_of(&got[1])["id"], "good-2");
-}
-
-/// Publishes `n` events from 8 concurrent clients while `kill` runs after `after`; returns
-/// the ids that got a 202. Connection failures (the killed process) are neither.
-async fn publish_through_a_kill<F, Fut>(v: &Varco, prefix: &str, n: usize, after: usize, kill: F) -> Vec<String>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let client = v.client.clone();
-    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for w in 0..8 {
-        let (client, accepted, sent) = (client.clone(), accepted.clone(), sent.clone());
-        let prefix = prefix.to_owned();
-        tasks.push(tokio::spawn(async move {
-            for i in (w..n).step_by(8) {
-                let id = format!("{prefix}-{i}");
-                let body = residenza(&id, if i % 2 == 0 { "RSSMRA80A01H501U" } else { "VRDLGU75B02E783X" }).to_string();
-                let r = client
-                    .try_send(
-                        "POST",
-                        MC,
-                        "/events",
-                        &[("content-type", "application/cloudevents+json"), AUTH],
-                        body.as_bytes(),
-                    )
-                    .await;
-                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                match r {
-                    Ok(r) if r.status == 202 => accepted.lock().unwrap().push(id),
-                    Ok(r) => panic!("unexpected answer {r:?}"),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                }
-            }
-        }));
-    }
-    while sent.load(std::sync::atomic::Ordering::SeqCst) < after {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    kill().await;
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let ids = accepted.lock().unwrap().clone();
-    ids
-}
-
-/// Every accepted id arrived at the webhook (duplicates allowed), and per subject in order.
-fn assert_all_delivered(accepted: &[String], got: &[Value]) {
-    let delivered: HashSet<String> = got.iter().map(|r| body_of(r)["id"].as_str().unwrap_or("").to_owned()).collect();
-    let missing: Vec<&String> = accepted.iter().filter(|id| !delivered.contains(*id)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} accepted events never delivered: {:?}",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -485,22 +185,6 @@ async fn single_node_sigkill_loses_nothing_accepted() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Polls `/metrics` until Bari's subscription lag is `want` (up to 20 s); the last value seen.
-async fn lag_reaches(v: &Varco, want: i64) -> Option<i64> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = String::from_utf8_lossy(&v.admin_client.get("localhost", "/metrics").await.body).into_owned();
-        let seen = m
-            .lines()
-            .find(|l| l.starts_with("varco_subscription_lag_events{") && l.contains("anagrafe"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<i64>().ok());
-        if seen == Some(want) || Instant::now() > deadline {
-            return seen;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -609,51 +293,6 @@ async fn kafka_mode_survives_a_broker_kill_and_a_varco_kill() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// Publishes `n` events from 8 tasks as fast as varco answers; the accepted ids and the
-/// number of 503 `outbox-full` answers (any other answer fails the test).
-async fn publish_many(v: &Varco, prefix: &str, n: usize) -> (Vec<String>, usize) {
-    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let full = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for w in 0..8 {
-        let (client, accepted, full, prefix) = (v.client.clone(), accepted.clone(), full.clone(), prefix.to_owned());
-        tasks.push(tokio::spawn(async move {
-            for i in (w..n).step_by(8) {
-                let id = format!("{prefix}-{i}");
-                let body = residenza(&id, "RSSMRA80A01H501U").to_string();
-                let r = client
-                    .send(
-                        "POST",
-                        MC,
-                        "/events",
-                        &[("content-type", "application/cloudevents+json"), AUTH],
-                        body.as_bytes(),
-                    )
-                    .await;
-                match r.status {
-                    202 => accepted.lock().unwrap().push(id),
-                    503 => {
-                        r.assert_problem(503, "outbox-full");
-                        full.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    _ => panic!("unexpected answer {r:?}"),
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let ids = accepted.lock().unwrap().clone();
-    (ids, full.load(std::sync::atomic::Ordering::SeqCst))
-}
-
-/// A metric's value in `/metrics` (the first sample of that name).
-async fn metric(v: &Varco, name: &str) -> Option<f64> {
-    let text = String::from_utf8_lossy(&v.admin_client.get("localhost", "/metrics").await.body).into_owned();
-    text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|x| x.parse().ok())
 }
 
 /// Kafka mode, started while the broker is down, with a 1 MiB outbox: the relay's position
@@ -787,71 +426,6 @@ async fn a_clean_stop_relays_nothing_twice() {
         &missing[..missing.len().min(10)]
     );
     assert_eq!(records.len(), accepted.len());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscriptions_through_the_admin_api() {
-    let hook = Backend::start("bari-hook").await;
-    let hook2 = Backend::start("bari-hook-2").await;
-    let mut v = start(&hook, None).await;
-    let admin = |m: &'static str, q: &'static str, body: Value| {
-        let c = v.admin_client.clone();
-        async move {
-            c.send(
-                m,
-                "localhost",
-                &format!("/admin/events/subscriptions{q}"),
-                &[("content-type", "application/json")],
-                body.to_string().as_bytes(),
-            )
-            .await
-        }
-    };
-    let sub = json!({"name": "residenze-2", "types": [RESIDENZA], "sources": ["c_e783"],
-        "webhook": {"url": format!("http://{}/hook2", hook2.addr), "secret": {"env": "BARI_HOOK_SECRET"}}, "backoff": "100ms"});
-    let r = admin("POST", "?tenant=c_a662", sub.clone()).await;
-    assert_eq!(r.status, 201, "{r:?}");
-    // Deny by default holds for admin-made subscriptions too.
-    let mut denied = sub.clone();
-    denied["name"] = json!("pratiche");
-    denied["types"] = json!([PRATICA]);
-    let r = admin("POST", "?tenant=c_a662", denied).await;
-    r.assert_problem(422, "invalid-config");
-    assert!(r.json["detail"].as_str().unwrap().contains("does not let"), "{r:?}");
-    let list = admin("GET", "", Value::Null).await;
-    assert!(
-        list.json
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["origin"] == "admin" && s["subscription"]["name"] == "residenze-2"),
-        "{list:?}"
-    );
-    // It outlives a restart.
-    v.restart().await;
-    assert_eq!(
-        publish(&v, MC, "application/cloudevents+json", &residenza("adm-1", "RSSMRA80A01H501U")).await.status,
-        202
-    );
-    let got = deliveries(&hook2, 1, Duration::from_secs(10)).await;
-    assert_eq!(got.len(), 1, "{}", v.log_text());
-    assert_eq!(body_of(&got[0])["id"], "adm-1");
-    assert_eq!(deliveries(&hook, 1, Duration::from_secs(5)).await.len(), 1, "the configured subscription still works");
-    // Removed: no more deliveries there.
-    let admin = |m: &'static str, q: &'static str| {
-        let c = v.admin_client.clone();
-        async move { c.send(m, "localhost", &format!("/admin/events/subscriptions{q}"), &[], b"").await }
-    };
-    assert_eq!(admin("DELETE", "?tenant=c_a662&name=residenze-2").await.status, 200);
-    admin("DELETE", "?tenant=c_a662&name=residenze-2").await.assert_problem(404, "not-found");
-    tokio::time::sleep(Duration::from_millis(1500)).await; // the service re-syncs every second
-    assert_eq!(
-        publish(&v, MC, "application/cloudevents+json", &residenza("adm-2", "RSSMRA80A01H501U")).await.status,
-        202
-    );
-    assert_eq!(deliveries(&hook, 2, Duration::from_secs(10)).await.len(), 2);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(hook2.requests().len(), 1, "a removed subscription still delivered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@
 //!   the dead-letter store (`<outbox dir>/dead-letter/<ente>.<subscription>.jsonl`).
 
 use crate::bus::EventBus;
+use crate::webhook::{retry_after, signature, standard_signature, Failure};
 use bytes::Bytes;
 use cloudevents::binding::rdkafka::MessageExt;
 use cloudevents::{AttributesReader, Event};
@@ -21,7 +22,6 @@ use http_body_util::{BodyExt, Full};
 use parking_lot::Mutex;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -96,7 +96,7 @@ impl Subscription {
         Ok(out)
     }
 
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!("{}.{}", self.tenant, self.cfg.name)
     }
 
@@ -108,48 +108,19 @@ impl Subscription {
     }
 }
 
-/// `t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
-pub fn signature(secret: &[u8], t: u64, body: &[u8]) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-    let mut ctx = ring::hmac::Context::with_key(&key);
-    ctx.update(t.to_string().as_bytes());
-    ctx.update(b".");
-    ctx.update(body);
-    let tag = ctx.sign();
-    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("t={t},v1={hex}")
-}
-
-/// The Standard Webhooks signature (standardwebhooks.com): `v1,<base64 HMAC-SHA256(key,
-/// "<id>.<t>.<body>")>`. The key is the secret's bytes; a secret written `whsec_<base64>` is
-/// decoded first, as the scheme's libraries do, so one secret serves both schemes.
-pub fn standard_signature(secret: &[u8], id: &str, t: u64, body: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let decoded = secret.strip_prefix(b"whsec_").and_then(|rest| b64.decode(rest).ok());
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, decoded.as_deref().unwrap_or(secret));
-    let mut ctx = ring::hmac::Context::with_key(&key);
-    ctx.update(id.as_bytes());
-    ctx.update(b".");
-    ctx.update(t.to_string().as_bytes());
-    ctx.update(b".");
-    ctx.update(body);
-    format!("v1,{}", b64.encode(ctx.sign().as_ref()))
-}
-
 /// Runs and replaces subscription workers as configurations come and go.
 #[derive(Debug)]
 pub struct Deliveries {
-    bus: Arc<EventBus>,
+    pub(crate) bus: Arc<EventBus>,
     client: HttpClient,
-    workers: Mutex<HashMap<String, Worker>>,
+    pub(crate) workers: Mutex<HashMap<String, Worker>>,
     /// Serialises writes to the dead-letter files (workers append, the admin API rewrites).
-    dead: Mutex<()>,
+    pub(crate) dead: Mutex<()>,
 }
 
 #[derive(Debug)]
-struct Worker {
-    sub: Subscription,
+pub(crate) struct Worker {
+    pub(crate) sub: Subscription,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -161,45 +132,6 @@ pub enum ReplayFrom {
     Sequence(u64),
     /// The first event at or after this time.
     Time(chrono::DateTime<chrono::Utc>),
-}
-
-/// Why one delivery attempt failed, and what to do about it.
-#[derive(Debug)]
-struct Failure {
-    why: String,
-    /// The receiver refused the event itself (400, 404, 410, 422): dead-letter it at once.
-    permanent: bool,
-    /// The receiver said when to come back (429, 503 with `Retry-After`).
-    retry_after: Option<Duration>,
-}
-
-impl Failure {
-    fn retry(why: impl Into<String>) -> Self {
-        Self { why: why.into(), permanent: false, retry_after: None }
-    }
-
-    /// The outcome of an HTTP answer.
-    fn of_status(status: u16, retry_after: Option<Duration>) -> Result<(), Self> {
-        match status {
-            200..=299 => Ok(()),
-            400 | 404 | 410 | 422 => {
-                Err(Self { why: format!("answered {status}"), permanent: true, retry_after: None })
-            }
-            429 | 503 => Err(Self { why: format!("answered {status}"), permanent: false, retry_after }),
-            _ => Err(Self::retry(format!("answered {status}"))),
-        }
-    }
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is rare from back-offices and is ignored).
-fn retry_after(h: &http::HeaderMap) -> Option<Duration> {
-    let secs: u64 = h.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs))
-}
-
-/// The JSON lines of a file (missing file: none; a torn last line is skipped).
-fn read_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 /// Deliveries one single-node subscription runs at once (each for a different subject).
@@ -593,7 +525,7 @@ impl Deliveries {
         true
     }
 
-    async fn post(&self, sub: &Subscription, id: &str, body: &Bytes) -> Result<(), Failure> {
+    pub(crate) async fn post(&self, sub: &Subscription, id: &str, body: &Bytes) -> Result<(), Failure> {
         let Some(hook) = &sub.cfg.webhook else { return Err(Failure::retry("no webhook and no route target")) };
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let req = http::Request::post(&hook.url)
@@ -616,82 +548,6 @@ impl Deliveries {
         let _ = resp.into_body().collect().await;
         Failure::of_status(status.as_u16(), retry_after)
     }
-
-    fn dead_letter_path(&self, key: &str) -> std::path::PathBuf {
-        self.bus.config.dir.join("dead-letter").join(format!("{key}.jsonl"))
-    }
-
-    /// The dead letters of a subscription, oldest first (each as stored: `event`, `error`,
-    /// `attempts`, `at`).
-    pub fn dead_letters(&self, tenant: &str, name: &str) -> Vec<serde_json::Value> {
-        let _one = self.dead.lock();
-        read_lines(&self.dead_letter_path(&format!("{tenant}.{name}")))
-    }
-
-    /// Removes the dead letter of event `id`; false when there is none.
-    pub fn drop_dead_letter(&self, tenant: &str, name: &str, id: &str) -> Result<bool, String> {
-        let _one = self.dead.lock();
-        let path = self.dead_letter_path(&format!("{tenant}.{name}"));
-        let lines = read_lines(&path);
-        let keep: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event"]["id"] != id).collect();
-        if keep.len() == lines.len() {
-            return Ok(false);
-        }
-        let tmp = path.with_extension("tmp");
-        let text: String = keep.iter().map(|l| format!("{l}\n")).collect();
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| format!("`{}`: {e}", path.display()))?;
-        Ok(true)
-    }
-
-    /// Delivers dead letter `id` once more, now, through the subscription's own webhook or
-    /// route (signed as usual); on success it leaves the store. The answer's failure otherwise.
-    pub async fn redrive(&self, tenant: &str, name: &str, id: &str) -> Result<(), String> {
-        let key = format!("{tenant}.{name}");
-        let sub = self
-            .workers
-            .lock()
-            .get(&key)
-            .map(|w| w.sub.clone())
-            .ok_or_else(|| format!("ente `{tenant}` has no running subscription `{name}`"))?;
-        let line = self
-            .dead_letters(tenant, name)
-            .into_iter()
-            .find(|l| l["event"]["id"] == id)
-            .ok_or_else(|| format!("no dead letter `{id}` for `{key}`"))?;
-        let event: Event = serde_json::from_value(line["event"].clone()).map_err(|e| e.to_string())?;
-        let body = Bytes::from(serde_json::to_vec(&event).map_err(|e| e.to_string())?);
-        let result = match &sub.sink {
-            Some(sink) => sink.on_event(&line["event"]).await,
-            None => self.post(&sub, event.id(), &body).await.map_err(|f| f.why),
-        };
-        result?;
-        self.bus.metrics.delivered.with_label_values(&[sub.tenant.as_str(), sub.cfg.name.as_str()]).inc();
-        self.drop_dead_letter(tenant, name, id).map(|_| ())
-    }
-
-    fn dead_letter(&self, sub: &Subscription, e: &Event, error: &str, attempts: u32) {
-        let dir = self.bus.config.dir.join("dead-letter");
-        let line = serde_json::json!({
-            "event": e, "subscription": sub.cfg.name, "tenant": sub.tenant,
-            "attempts": attempts, "error": error, "at": chrono::Utc::now().to_rfc3339(),
-        });
-        let _one_writer = self.dead.lock();
-        let res = std::fs::create_dir_all(&dir).and_then(|()| {
-            let mut f =
-                std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{}.jsonl", sub.key())))?;
-            f.write_all(format!("{line}\n").as_bytes())?;
-            f.sync_data()
-        });
-        match res {
-            Ok(()) => {
-                tracing::warn!(tenant = %sub.tenant, subscription = %sub.cfg.name, id = %e.id(), "event moved to the dead-letter store")
-            }
-            Err(err) => tracing::error!(error = %err, id = %e.id(), "cannot write the dead-letter store"),
-        }
-    }
 }
 
 /// Events the group has not settled on its assigned partitions: high watermark minus the
@@ -709,45 +565,4 @@ fn consumer_lag(c: &StreamConsumer, topic: &str) -> Option<i64> {
         total += (high - pos).max(0);
     }
     Some(total)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn signature_is_hmac_sha256_of_time_dot_body() {
-        // Reference value from Python: hmac.new(b"s3cret", b"1700000000.{}", sha256).hexdigest()
-        let s = super::signature(b"s3cret", 1_700_000_000, b"{}");
-        assert_eq!(s, "t=1700000000,v1=97926816e98fbb41ccb1673225ff29a2f35369099990e1b1561651e7bd097ebf");
-    }
-
-    #[test]
-    fn standard_webhooks_signature() {
-        // Reference from Python: base64(hmac.new(b"s3cret", b"msg_1.1700000000.{}", sha256).digest())
-        let s = super::standard_signature(b"s3cret", "msg_1", 1_700_000_000, b"{}");
-        assert_eq!(s, "v1,uNtIplUOMTIs6G1RRPpb6NsRUZZLxUiBZsZiXV3ycuM=");
-        // A whsec_ secret is the base64 of the key: the same key, the same signature.
-        let w = super::standard_signature(b"whsec_czNjcmV0", "msg_1", 1_700_000_000, b"{}");
-        assert_eq!(w, s);
-    }
-
-    #[test]
-    fn answers_are_classified_for_retry() {
-        use super::Failure;
-        use std::time::Duration;
-        assert!(Failure::of_status(204, None).is_ok());
-        for permanent in [400, 404, 410, 422] {
-            assert!(Failure::of_status(permanent, None).unwrap_err().permanent, "{permanent}");
-        }
-        for transient in [401, 403, 408, 500, 502, 504] {
-            let f = Failure::of_status(transient, None).unwrap_err();
-            assert!(!f.permanent && f.retry_after.is_none(), "{transient}");
-        }
-        let f = Failure::of_status(429, Some(Duration::from_secs(7))).unwrap_err();
-        assert_eq!((f.permanent, f.retry_after), (false, Some(Duration::from_secs(7))));
-        let mut h = http::HeaderMap::new();
-        h.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static(" 12 "));
-        assert_eq!(super::retry_after(&h), Some(Duration::from_secs(12)));
-        h.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("Wed, 21 Oct 2026 07:28:00 GMT"));
-        assert_eq!(super::retry_after(&h), None);
-    }
 }

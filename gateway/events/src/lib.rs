@@ -10,6 +10,8 @@ pub mod publish;
 pub use bus::EventBus;
 pub use publish::EventsAdapter;
 mod bench;
+pub mod dead_letter;
 pub mod delivery;
 pub mod relay;
 pub mod stream;
+pub mod webhook;
