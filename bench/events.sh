@@ -120,6 +120,19 @@ start_varco() { # $1 outbox dir, $2 kafka (optional)
 }
 stop_varco() { kill -INT "$VPID" 2>/dev/null || true; wait "$VPID" 2>/dev/null || true; }
 
+# Events/s until the counter $1 (any labels) reaches $2 on the running varco.
+drain_rate() {
+    local t0 t1 n
+    t0=$(date +%s.%N)
+    while :; do
+        n=$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v m="$1" 'index($1, m) == 1 {print $2; exit}'); n=${n:-0}
+        ((${n%.*} >= $2)) && break
+        sleep 0.05
+    done
+    t1=$(date +%s.%N)
+    python3 -c "print(round($2 / ($t1 - $t0)))"
+}
+
 # Publish → webhook of another ente, one event at a time → "p50_ms p99_ms".
 latency_row() { # $1 outbox dir, $2 kafka bootstrap (optional)
     local lhook; lhook=$(port)
@@ -171,14 +184,7 @@ for run in $(seq "$RUNS"); do
         subscriber_config "$PORT" "$ADMIN" "$OUTBOX" >"$WORK/varco.yaml"
         BENCH_HOOK_SECRET=bench-secret "$VARCO" serve --config "$WORK/varco.yaml" >"$WORK/varco.log" 2>&1 & VPID=$!; pids+=($VPID)
         wait_up "http://127.0.0.1:$ADMIN/readyz"
-        t0=$(date +%s.%N)
-        while :; do
-            d=$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/^varco_events_delivered_total/ {print $2}'); d=${d:-0}
-            ((${d%.*} >= todo)) && break
-            sleep 0.05
-        done
-        t1=$(date +%s.%N)
-        sub=$(python3 -c "print(round($todo / ($t1 - $t0)))")
+        sub=$(drain_rate varco_events_delivered_total "$todo")
         stop_varco
     fi
     read -r lat_p50 lat_p99 < <(latency_row "$WORK/latency-$run")
@@ -200,14 +206,7 @@ for run in $(seq "$RUNS"); do
             todo=$stored
         fi
         start_varco "$OUTBOX" "127.0.0.1:$KPORT"
-        t0=$(date +%s.%N)
-        while :; do
-            done_=$(metric varco_events_relayed_total); done_=${done_:-0}
-            ((${done_%.*} >= todo)) && break
-            sleep 0.05
-        done
-        t1=$(date +%s.%N)
-        relay=$(python3 -c "print(round($todo / ($t1 - $t0)))")
+        relay=$(drain_rate varco_events_relayed_total "$todo")
         stop_varco
         # Latency in Kafka mode: a fresh outbox and topic, the subscription's consumer group at its end.
         tansu topic create varco-lat --broker "tcp://127.0.0.1:$KPORT" --partitions 6 >/dev/null
