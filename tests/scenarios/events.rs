@@ -190,7 +190,7 @@ async fn single_node_sigkill_loses_nothing_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_relay_binary_mode_and_delivery_through_the_broker() {
-    let broker = Broker::start(TOPIC, 3).await;
+    let broker = Broker::start(TOPICS, 3).await;
     let hook = Backend::start("bari-hook").await;
     let v = start(&hook, Some(&broker.bootstrap())).await;
     // Bari's back-office is down at first: the events wait in Kafka, and the lag says so.
@@ -200,7 +200,7 @@ async fn kafka_relay_binary_mode_and_delivery_through_the_broker() {
         assert_eq!(r.status, 202, "{r:?}");
     }
     // The independent client sees binary content mode.
-    let records = broker.consume(TOPIC, 3).await;
+    let records = broker.consume_with_key(TOPIC_MC, 3, Some(SUBJECT_KEY)).await;
     assert_eq!(records.len(), 3, "{records:?}");
     let mut by_id: Vec<&Value> = records.iter().collect();
     by_id.sort_by_key(|r| r["headers"]["ce_id"].as_str().unwrap_or("").to_owned());
@@ -214,14 +214,24 @@ async fn kafka_relay_binary_mode_and_delivery_through_the_broker() {
         assert!(h["ce_traceparent"].as_str().unwrap().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{r}");
         assert!(h["ce_time"].is_string());
         assert_eq!(h["content-type"], "application/json");
-        assert_eq!(r["key"], h["ce_subject"], "the key is the subject");
+        // A codice fiscale is never in the broker in the clear: the key is its keyed hash
+        // and the subject travels sealed; the independent client, holding the consortium's
+        // key, opens it and computes the same key.
+        assert!(h.get("ce_subject").is_none(), "a personal subject in the clear: {r}");
         let data: Value = serde_json::from_str(r["value"].as_str().unwrap()).unwrap();
-        assert_eq!(data["codiceFiscale"], h["ce_subject"]);
+        assert_eq!(r["subject"], data["codiceFiscale"], "{r}");
+        assert_eq!(r["key"], r["subject_key"], "{r}");
+        assert!(!r["key"].as_str().unwrap().contains("RSSMRA"), "{r}");
+        assert!(!h["varco_sealed_subject"].as_str().unwrap().contains("RSSMRA"), "{r}");
     }
     // Same subject, same partition (order per subject).
-    let parts: HashSet<i64> =
-        records.iter().filter(|r| r["key"] == "RSSMRA80A01H501U").map(|r| r["partition"].as_i64().unwrap()).collect();
+    let parts: HashSet<i64> = records
+        .iter()
+        .filter(|r| r["subject"] == "RSSMRA80A01H501U")
+        .map(|r| r["partition"].as_i64().unwrap())
+        .collect();
     assert_eq!(parts.len(), 1);
+    assert_eq!(records.iter().filter(|r| r["subject"] == "RSSMRA80A01H501U").count(), 2);
     assert_eq!(lag_reaches(&v, 3).await, Some(3), "consumer lag while the webhook fails");
     // Back: Bari's subscription consumes from Kafka and delivers; the lag drains.
     hook.set_mode(varco_tests::Mode::Echo);
@@ -263,7 +273,7 @@ async fn kafka_relay_binary_mode_and_delivery_through_the_broker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_mode_survives_a_broker_kill_and_a_varco_kill() {
-    let mut broker = Broker::start(TOPIC, 3).await;
+    let mut broker = Broker::start(TOPICS, 3).await;
     let hook = Backend::start("bari-hook").await;
     let mut v = start(&hook, Some(&broker.bootstrap())).await;
     // The broker dies mid-stream: publishing goes on (the outbox holds the events).
@@ -301,7 +311,7 @@ async fn kafka_mode_survives_a_broker_kill_and_a_varco_kill() {
 /// every accepted event reaches the topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_down_at_start_keeps_every_accepted_event() {
-    let mut broker = Broker::start(TOPIC, 3).await;
+    let mut broker = Broker::start(TOPICS, 3).await;
     broker.kill();
     let hook = Backend::start("bari-hook").await;
     // `create_partitions` above 0: the relay asks the broker for the topic before relaying,
@@ -309,7 +319,7 @@ async fn kafka_down_at_start_keeps_every_accepted_event() {
     let cfg = config(&hook, Some(&broker.bootstrap()))
         .replace("{DIR}/events\"", "{DIR}/events\", max_bytes: 1048576, segment_bytes: 65536")
         .replace("create_partitions: 0", "create_partitions: 3");
-    let v = Varco::start_with_env(&cfg, &[("BARI_HOOK_SECRET", SECRET)]).await;
+    let v = Varco::start_with_env(&cfg, ENV).await;
     let (accepted, full) = publish_many(&v, "down", 4000).await;
     assert!(
         full > 0,
@@ -328,7 +338,7 @@ async fn kafka_down_at_start_keeps_every_accepted_event() {
     }
     assert_eq!(pending as usize, accepted.len(), "relay_pending shows the depth during the outage");
     broker.restart().await;
-    let records = broker.consume(TOPIC, accepted.len()).await;
+    let records = broker.consume(TOPIC_MC, accepted.len()).await;
     let got: HashSet<String> =
         records.iter().map(|r| r["headers"]["ce_id"].as_str().unwrap_or("").to_owned()).collect();
     let missing: Vec<_> = accepted.iter().filter(|id| !got.contains(*id)).collect();
@@ -364,7 +374,7 @@ server: {{events: {{dir: "{{DIR}}/events", max_bytes: 1048576, segment_bytes: 65
 "#,
         key = varco_tests::api_key_hash(KEY),
     );
-    let v = Varco::start_with_env(&cfg, &[("BARI_HOOK_SECRET", SECRET)]).await;
+    let v = Varco::start_with_env(&cfg, ENV).await;
     let sub = json!({"name": "extra", "types": [RESIDENZA], "sources": ["c_e783"],
         "webhook": {"url": format!("http://{}/hook", hook.addr), "secret": {"env": "BARI_HOOK_SECRET"}}});
     let r = v
@@ -394,7 +404,7 @@ server: {{events: {{dir: "{{DIR}}/events", max_bytes: 1048576, segment_bytes: 65
 /// restart every accepted event is in Kafka exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_relays_nothing_twice() {
-    let broker = Broker::start(TOPIC, 3).await;
+    let broker = Broker::start(TOPICS, 3).await;
     let hook = Backend::start("bari-hook").await;
     let mut v = start(&hook, Some(&broker.bootstrap())).await;
     let pid = v.pid();
@@ -406,7 +416,7 @@ async fn a_clean_stop_relays_nothing_twice() {
     assert!(accepted.len() >= 200, "publishing ran until the stop: {}", accepted.len());
     v.restart().await;
     // Read more than were accepted: duplicates would show up as extra records.
-    let records = broker.consume(TOPIC, accepted.len() + 50).await;
+    let records = broker.consume(TOPIC_MC, accepted.len() + 50).await;
     let mut seen = std::collections::HashMap::new();
     for r in &records {
         *seen.entry(r["headers"]["ce_id"].as_str().unwrap_or("").to_owned()).or_insert(0) += 1;
@@ -437,7 +447,7 @@ async fn a_full_outbox_answers_503_and_takes_events_again_once_drained() {
         .replace("backoff: 100ms", "backoff: 50ms")
         .replace("max_backoff: 1s", "max_backoff: 200ms")
         .replace("max_attempts: 100", "max_attempts: 1000");
-    let v = Varco::start_with_env(&cfg, &[("BARI_HOOK_SECRET", SECRET)]).await;
+    let v = Varco::start_with_env(&cfg, ENV).await;
     let batch =
         |n: usize| Value::Array((0..100).map(|i| residenza(&format!("full-{n}-{i}"), "RSSMRA80A01H501U")).collect());
     let mut accepted = 0;

@@ -12,7 +12,17 @@ pub const MC: &str = "macerata.example.it";
 
 pub const BA: &str = "bari.example.it";
 
-pub const TOPIC: &str = "varco.events";
+/// The topics of the default layout (`ente`): one per publishing ente, and Bari's dead letters.
+pub const TOPIC_MC: &str = "varco.events.c_e783";
+pub const TOPIC_BA: &str = "varco.events.c_a662";
+pub const DEAD_BA: &str = "varco.events.c_a662.dead-letter";
+pub const TOPICS: &[&str] = &[TOPIC_MC, TOPIC_BA, DEAD_BA];
+
+/// The consortium's `subject_key` (record keys and sealed subjects).
+pub const SUBJECT_KEY: &str = "subject-key-of-the-consortium-0123456789";
+
+/// What every scenario's varco finds in its environment.
+pub const ENV: &[(&str, &str)] = &[("BARI_HOOK_SECRET", SECRET), ("VARCO_SUBJECT_KEY", SUBJECT_KEY)];
 
 pub const RESIDENZA: &str = "it.varco.anagrafe.residenza.cambiata.v1";
 
@@ -28,7 +38,9 @@ pub const AUTH: (&str, &str) = ("x-api-key", KEY);
 /// Macerata publishes; Bari may read Macerata's residence changes (not its cases) and
 /// subscribes to both types: only the granted one may arrive.
 pub fn config(hook: &Backend, kafka: Option<&str>) -> String {
-    let kafka = kafka.map_or(String::new(), |b| format!(", kafka: {{brokers: \"{b}\", create_partitions: 0}}"));
+    let kafka = kafka.map_or(String::new(), |b| {
+        format!(", kafka: {{brokers: \"{b}\", create_partitions: 0, subject_key: {{env: VARCO_SUBJECT_KEY}}}}")
+    });
     format!(
         r#"
 server: {{events: {{dir: "{{DIR}}/events"{kafka}}}}}
@@ -64,7 +76,7 @@ server: {{events: {{dir: "{{DIR}}/events"{kafka}}}}}
 }
 
 pub async fn start(hook: &Backend, kafka: Option<&str>) -> Varco {
-    Varco::start_with_env(&config(hook, kafka), &[("BARI_HOOK_SECRET", SECRET)]).await
+    Varco::start_with_env(&config(hook, kafka), ENV).await
 }
 
 pub fn residenza(id: &str, cf: &str) -> Value {

@@ -17,7 +17,7 @@ async fn a_failing_webhook_is_retried_then_dead_lettered() {
     let hook = Backend::start("bari-hook").await;
     hook.set_mode(varco_tests::Mode::Status(503));
     let cfg = config(&hook, None).replace("max_attempts: 100", "max_attempts: 3");
-    let v = Varco::start_with_env(&cfg, &[("BARI_HOOK_SECRET", SECRET)]).await;
+    let v = Varco::start_with_env(&cfg, ENV).await;
     assert_eq!(
         publish(&v, MC, "application/cloudevents+json", &residenza("dl-1", "RSSMRA80A01H501U")).await.status,
         202
@@ -78,7 +78,7 @@ async fn parallel_delivery_keeps_each_subjects_order() {
 async fn a_refused_event_is_dead_lettered_at_once() {
     let hook = Backend::start("bari-hook").await;
     hook.set_mode(varco_tests::Mode::Status(422));
-    let v = Varco::start_with_env(&config(&hook, None), &[("BARI_HOOK_SECRET", SECRET)]).await;
+    let v = Varco::start_with_env(&config(&hook, None), ENV).await;
     assert_eq!(
         publish(&v, MC, "application/cloudevents+json", &residenza("bad-1", "RSSMRA80A01H501U")).await.status,
         202

@@ -16,8 +16,8 @@ fn tool() -> PathBuf {
 }
 
 impl Broker {
-    /// Starts tansu and creates `topic` with `partitions`.
-    pub async fn start(topic: &str, partitions: u32) -> Self {
+    /// Starts tansu and creates `topics` with `partitions` each.
+    pub async fn start(topics: &[&str], partitions: u32) -> Self {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("varco-tansu-{}-{n}", std::process::id()));
@@ -25,11 +25,13 @@ impl Broker {
         std::fs::create_dir_all(&dir).unwrap();
         let mut b = Self { child: None, port: crate::free_port(), dir };
         b.spawn().await;
-        let out = Command::new("tansu")
-            .args(["topic", "create", topic, "--broker", &b.url(), "--partitions", &partitions.to_string()])
-            .output()
-            .expect("tansu");
-        assert!(out.status.success(), "tansu topic create: {}", String::from_utf8_lossy(&out.stderr));
+        for topic in topics {
+            let out = Command::new("tansu")
+                .args(["topic", "create", topic, "--broker", &b.url(), "--partitions", &partitions.to_string()])
+                .output()
+                .expect("tansu");
+            assert!(out.status.success(), "tansu topic create: {}", String::from_utf8_lossy(&out.stderr));
+        }
         b
     }
 
@@ -86,7 +88,18 @@ impl Broker {
     /// Reads `n` records of `topic` from the beginning with the independent client: each as
     /// `{"key", "value", "headers": {name: value}}`.
     pub async fn consume(&self, topic: &str, n: usize) -> Vec<serde_json::Value> {
-        let out = tokio::process::Command::new("python3")
+        self.consume_with_key(topic, n, None).await
+    }
+
+    /// As [`Broker::consume`]; with the consortium's `subject_key`, each record also has
+    /// `subject` (in the clear or opened from `varco_sealed_subject`) and `subject_key` (the
+    /// record key it must have), computed by the independent client.
+    pub async fn consume_with_key(&self, topic: &str, n: usize, subject_key: Option<&str>) -> Vec<serde_json::Value> {
+        let mut cmd = tokio::process::Command::new("python3");
+        if let Some(k) = subject_key {
+            cmd.env("VARCO_SUBJECT_KEY", k);
+        }
+        let out = cmd
             .arg(tool())
             .args(["consume", &self.bootstrap(), topic, &n.to_string(), "30"])
             .output()
@@ -94,6 +107,26 @@ impl Broker {
             .expect("python3");
         assert!(out.status.success(), "kafka_tool consume: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Broker {
+    /// Runs one command of the independent client; its JSON output.
+    async fn tool(&self, args: &[&str]) -> serde_json::Value {
+        let out = tokio::process::Command::new("python3").arg(tool()).args(args).output().await.expect("python3");
+        assert!(out.status.success(), "kafka_tool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The broker's topic names.
+    pub async fn topics(&self) -> Vec<String> {
+        let v = self.tool(&["topics", &self.bootstrap()]).await;
+        v.as_array().map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    }
+
+    /// The members of a consumer group as the broker describes them.
+    pub async fn group_members(&self, group: &str) -> serde_json::Value {
+        self.tool(&["describe-group", &self.bootstrap(), group]).await
     }
 }
 

@@ -2,17 +2,46 @@
 """Independent Kafka client for varco's tests (confluent-kafka, its own librdkafka).
 
   consume BOOTSTRAP TOPIC N TIMEOUT_S   read N records from the beginning; prints a JSON list of
-                                        {"key", "value", "headers", "partition", "offset"}
+                                        {"key", "value", "headers", "partition", "offset"}; with
+                                        VARCO_SUBJECT_KEY set, also "subject" (ce_subject, or the
+                                        sealed subject opened) and "subject_key" (the record key
+                                        that subject must have), computed here independently
+  topics BOOTSTRAP                      the broker's topic names, as a JSON list
+  describe-group BOOTSTRAP GROUP        the group's members: [{"member_id", "group_instance_id"}]
   produce BOOTSTRAP TOPIC N SIZE        produce N records of SIZE bytes as fast as possible
                                         (the raw-producer reference of bench/events); prints
                                         {"records", "seconds"}
 """
+import base64
+import hashlib
+import hmac
 import json
+import os
 import sys
 import time
 import uuid
 
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+
+def derive(secret, info):
+    """varco's documented derivation: HKDF-SHA256, salt "varco kafka subject"."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"varco kafka subject", info=info).derive(secret)
+
+
+def subject_of(headers, secret):
+    if "ce_subject" in headers:
+        return headers["ce_subject"]
+    sealed = headers.get("varco_sealed_subject")
+    if sealed is None:
+        return None
+    raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+    plain = AESGCM(derive(secret, b"subject-seal")).decrypt(raw[:12], raw[12:], headers["ce_id"].encode())
+    return plain.decode()
 
 
 def consume(bootstrap, topic, n, timeout):
@@ -32,15 +61,34 @@ def consume(bootstrap, topic, n, timeout):
         if m.error():
             continue
         headers = {k: (v.decode() if v is not None else None) for k, v in (m.headers() or [])}
-        out.append({
+        rec = {
             "key": m.key().decode() if m.key() else None,
             "value": m.value().decode() if m.value() else None,
             "headers": headers,
             "partition": m.partition(),
             "offset": m.offset(),
-        })
+        }
+        secret = os.environ.get("VARCO_SUBJECT_KEY")
+        if secret:
+            subject = subject_of(headers, secret.encode())
+            rec["subject"] = subject
+            if subject is not None:
+                tag = hmac.new(derive(secret.encode(), b"record-key"), subject.encode(), hashlib.sha256).digest()
+                rec["subject_key"] = tag[:16].hex()
+        out.append(rec)
     c.close()
     print(json.dumps(out))
+
+
+def topics(bootstrap):
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+    print(json.dumps(sorted(md.topics.keys())))
+
+
+def describe_group(bootstrap, group):
+    futures = AdminClient({"bootstrap.servers": bootstrap}).describe_consumer_groups([group])
+    d = futures[group].result(timeout=10)
+    print(json.dumps([{"member_id": m.member_id, "group_instance_id": m.group_instance_id} for m in d.members]))
 
 
 def produce(bootstrap, topic, n, size):
@@ -63,6 +111,10 @@ if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "consume":
         consume(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+    elif cmd == "topics":
+        topics(sys.argv[2])
+    elif cmd == "describe-group":
+        describe_group(sys.argv[2], sys.argv[3])
     elif cmd == "produce":
         produce(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     else:

@@ -64,12 +64,33 @@ fn d_segment_bytes() -> u64 {
 pub struct KafkaConfig {
     /// `host:port,host:port` bootstrap servers.
     pub brokers: String,
-    /// The topic every event goes to, keyed by `subject` (order holds per subject).
+    /// The topic name, or with `layout: ente`/`ente_family` the prefix of every topic.
     /// Default `varco.events`.
     #[serde(default = "d_topic")]
     pub topic: String,
-    /// Create the topic at start when missing, with this many partitions. Default 6; 0: never
-    /// create.
+    /// Which topic an event goes to. `ente` (default): `<topic>.<source ente>`, so Kafka's own
+    /// ACLs (a prefixed READ grant per ente) can enforce what `events.readers` grants;
+    /// `ente_family`: `<topic>.<source ente>.<family>`, the family being the type's third
+    /// segment (`anagrafe` in `it.varco.anagrafe.residenza.cambiata.v1`); `shared`: every
+    /// event in `<topic>` (one comune, or a cluster only varco reads).
+    #[serde(default)]
+    pub layout: TopicLayout,
+    /// Keys the record key and seals the subject (HMAC-SHA256 and AES-256-GCM keys derived
+    /// from it with HKDF). At least 32 bytes, the same on every instance; required. The
+    /// record key is a keyed hash of the subject (order per subject holds, the codice fiscale
+    /// is not in the broker in the clear); the subject travels sealed unless the type's
+    /// contract marks it as no personal data.
+    pub subject_key: SecretRef,
+    /// Static group membership (`group.instance.id`): a stable name of this instance, unique
+    /// in the cluster (e.g. the host name). A restarted varco then takes its partitions back
+    /// without a rebalance, provided it returns within the consumer session timeout
+    /// (`session.timeout.ms`, librdkafka's default 45 s); the partitions of an instance that
+    /// stays away wait that long before another instance takes them. Default: none (dynamic
+    /// membership).
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Create missing topics (events and dead letters) with this many partitions. Default 6;
+    /// 0: never create (an operator creates them).
     #[serde(default = "d_partitions")]
     pub create_partitions: i32,
     /// Extra librdkafka properties (e.g. `security.protocol`, `sasl.*`). Default none.
@@ -77,11 +98,51 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, String>,
 }
 
+/// Topic layouts (`server.events.kafka.layout`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TopicLayout {
+    /// One topic per publishing ente: `<topic>.<ente>`.
+    #[default]
+    Ente,
+    /// One topic per publishing ente and type family: `<topic>.<ente>.<family>`.
+    EnteFamily,
+    /// One topic for every event: `<topic>`.
+    Shared,
+}
+
+impl KafkaConfig {
+    /// The topic an event of `ente` with `event_type` goes to.
+    pub fn topic_for(&self, ente: &str, event_type: &str) -> String {
+        match self.layout {
+            TopicLayout::Shared => self.topic.clone(),
+            TopicLayout::Ente => format!("{}.{ente}", self.topic),
+            TopicLayout::EnteFamily => format!("{}.{ente}.{}", self.topic, type_family(event_type)),
+        }
+    }
+
+    /// Where a subscription of `ente` records the events it gave up on (besides the
+    /// dead-letter file): `<topic>.dead-letter`, or with an ente layout
+    /// `<topic>.<subscribing ente>.dead-letter`.
+    pub fn dead_letter_topic(&self, ente: &str) -> String {
+        match self.layout {
+            TopicLayout::Shared => format!("{}.dead-letter", self.topic),
+            TopicLayout::Ente | TopicLayout::EnteFamily => format!("{}.{ente}.dead-letter", self.topic),
+        }
+    }
+}
+
 fn d_topic() -> String {
     "varco.events".into()
 }
 fn d_partitions() -> i32 {
     6
+}
+
+/// The family of an event type: its third dot-separated segment (`anagrafe` in
+/// `it.varco.anagrafe.residenza.cambiata.v1`); types are checked to have one.
+pub fn type_family(event_type: &str) -> &str {
+    event_type.split('.').nth(2).unwrap_or("other")
 }
 
 /// An ente's side of the bus (`tenants[].events`).

@@ -137,6 +137,22 @@ pub(crate) fn validate_events(cfg: &Config, is: &mut Issues) {
         if k.create_partitions < 0 {
             is.add("server.events.kafka.create_partitions", "0 (never create) or more");
         }
+        if let crate::SecretRef::Env(v) = &k.subject_key {
+            if v.is_empty() {
+                is.add("server.events.kafka.subject_key.env", "names no variable");
+            }
+        }
+        if let Some(id) = &k.instance_id {
+            // group.instance.id: printable, no spaces (it appears in broker logs and tools).
+            if id.is_empty() || id.len() > 200 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+                is.add("server.events.kafka.instance_id", "1-200 printable ASCII characters, no spaces");
+            }
+        }
+        // Kafka refuses topic names over 249 characters: the longest one varco makes.
+        let longest = cfg.tenants.iter().map(|t| t.id.len()).max().unwrap_or(0) + ".dead-letter".len() + 32;
+        if k.topic.len() + 1 + longest > 249 {
+            is.add("server.events.kafka.topic", "too long: the topics made from it would pass Kafka's 249 characters");
+        }
     }
     for (ti, t) in cfg.tenants.iter().enumerate() {
         let p = format!("tenants[{ti}].events");

@@ -159,3 +159,24 @@ fn a_live_stream_is_not_a_modi_route() {
     let found = issues(&yaml);
     assert!(found.iter().any(|i| i.starts_with("tenants[0].routes[1].access.jwt.modi: a live stream")), "{found:?}");
 }
+
+#[test]
+fn kafka_needs_a_subject_key_and_a_sane_layout() {
+    let with = |kafka: &str| format!("server: {{events: {{kafka: {kafka}}}}}\n{BASE}");
+    let missing = issues(&with("{brokers: \"k:9092\"}"));
+    assert!(missing.iter().any(|i| i.contains("subject_key")), "{missing:?}");
+    let ok = with("{brokers: \"k:9092\", subject_key: {env: K}}");
+    assert!(issues(&ok).is_empty(), "{:?}", issues(&ok));
+    let cfg = crate::load_str(&ok).unwrap();
+    let k = cfg.server.events.kafka.unwrap();
+    assert_eq!(k.layout, crate::TopicLayout::Ente, "topics per ente by default");
+    assert_eq!(k.topic_for("c_e783", "it.varco.anagrafe.residenza.cambiata.v1"), "varco.events.c_e783");
+    let bad =
+        issues(&with("{brokers: \"k:9092\", subject_key: {env: \"\"}, instance_id: \"has space\", layout: per_type}"));
+    assert!(bad.iter().any(|i| i.contains("layout")), "{bad:?}");
+    let bad = issues(&with("{brokers: \"k:9092\", subject_key: {env: \"\"}, instance_id: \"has space\"}"));
+    assert!(bad.iter().any(|i| i.starts_with("server.events.kafka.subject_key.env")), "{bad:?}");
+    assert!(bad.iter().any(|i| i.starts_with("server.events.kafka.instance_id")), "{bad:?}");
+    let long = format!("{{brokers: \"k:9092\", subject_key: {{env: K}}, topic: {}}}", "t".repeat(230));
+    assert!(issues(&with(&long)).iter().any(|i| i.starts_with("server.events.kafka.topic")));
+}

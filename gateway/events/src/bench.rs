@@ -47,28 +47,26 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     #[ignore = "a measurement, run by bench/events.sh"]
     async fn raw_producer_throughput() {
-        use rdkafka::producer::FutureRecord;
         let (Some(brokers), Some(topic)) = (env("BENCH_KAFKA"), env("BENCH_TOPIC")) else { return };
         let n: usize = env("BENCH_RECORDS").and_then(|s| s.parse().ok()).unwrap_or(100_000);
         let event: cloudevents::Event =
             serde_json::from_str(&std::fs::read_to_string(env("BENCH_EVENT_FILE").unwrap()).unwrap()).unwrap();
-        let key = crate::relay::key_of(&event);
-        let record = cloudevents::binding::rdkafka::MessageRecord::from_event(event).unwrap();
-        let k = varco_config::KafkaConfig {
-            brokers,
-            topic: topic.clone(),
-            create_partitions: 0,
-            properties: Default::default(),
-        };
-        let p = crate::relay::producer(&k).unwrap();
-        use cloudevents::binding::rdkafka::FutureRecordExt;
+        let k: varco_config::KafkaConfig = serde_json::from_value(serde_json::json!({
+            "brokers": brokers, "topic": topic, "layout": "shared", "create_partitions": 0,
+            "subject_key": {"env": "UNUSED"},
+        }))
+        .unwrap();
+        // The relay's own encoding: keyed hash, sealed subject.
+        let codec = crate::kafka::KafkaCodec::new(&k, &[1u8; 32], &crate::contract::Registry::load().unwrap()).unwrap();
+        let out = codec.encode(event).unwrap();
+        let p = crate::kafka::producer(&k).unwrap();
         let start = Instant::now();
         let mut pending = futures::stream::FuturesUnordered::new();
         use futures::StreamExt;
         for i in 0..n {
             let _ = i;
             loop {
-                match p.send_result(FutureRecord::to(&topic).key(&key).message_record(&record)) {
+                match p.send_result(out.future_record(&[])) {
                     Ok(f) => {
                         pending.push(f);
                         break;

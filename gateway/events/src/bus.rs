@@ -83,12 +83,22 @@ pub struct EventBus {
     pub outbox: Arc<Outbox>,
     pub metrics: EventMetrics,
     pub config: EventsConfig,
+    /// Topics, record keys and subject seals, in Kafka mode.
+    pub kafka: Option<Arc<crate::kafka::KafkaCodec>>,
 }
 
 impl EventBus {
     /// Opens the outbox (recovering after a crash) and loads the contracts.
     pub fn open(cfg: &EventsConfig, metrics: &prometheus::Registry) -> Result<Arc<Self>, String> {
         let registry = Registry::load()?;
+        let kafka = match &cfg.kafka {
+            Some(k) => {
+                let secret =
+                    read_secret(&k.subject_key).map_err(|e| format!("server.events.kafka.subject_key: {e}"))?;
+                Some(Arc::new(crate::kafka::KafkaCodec::new(k, &secret, &registry)?))
+            }
+            None => None,
+        };
         let outbox = Outbox::open(&cfg.dir, cfg.segment_bytes, cfg.max_bytes)
             .map_err(|e| format!("outbox `{}`: {e}", cfg.dir.display()))?;
         let metrics = EventMetrics::new(metrics).map_err(|e| e.to_string())?;
@@ -103,7 +113,7 @@ impl EventBus {
             // event still kept: at least once).
             outbox.forget(crate::relay::CURSOR);
         }
-        Ok(Arc::new(Self { registry, outbox, metrics, config: cfg.clone(), dedupe }))
+        Ok(Arc::new(Self { registry, outbox, metrics, config: cfg.clone(), dedupe, kafka }))
     }
 
     /// The internal publish interface for adapters: checks the events for ente `tenant` and
@@ -162,6 +172,18 @@ impl EventBus {
         self.metrics.outbox_committed.set(seq as i64);
         self.metrics.outbox_bytes.set(self.outbox.disk_bytes() as i64);
         Ok(seq)
+    }
+}
+
+/// A secret's bytes (an environment variable, or a file without its trailing newline).
+pub(crate) fn read_secret(s: &varco_config::SecretRef) -> Result<Vec<u8>, String> {
+    match s {
+        varco_config::SecretRef::Env(v) => {
+            std::env::var(v).map(String::into_bytes).map_err(|_| format!("variable `{v}` is not set"))
+        }
+        varco_config::SecretRef::File(f) => std::fs::read_to_string(f)
+            .map(|x| x.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
+            .map_err(|e| format!("cannot read `{}`: {e}", f.display())),
     }
 }
 

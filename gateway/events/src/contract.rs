@@ -13,6 +13,10 @@ fn invalid(detail: impl Into<String>) -> Problem {
 pub struct EventType {
     pub name: &'static str,
     pub dataschema: String,
+    /// Whether `subject` may be personal data (a codice fiscale): then it never reaches Kafka
+    /// in the clear. The contract says otherwise with `"x-varco-subject-personal": false`;
+    /// absent means personal (deny by default).
+    pub subject_personal: bool,
     validator: jsonschema::Validator,
 }
 
@@ -72,7 +76,8 @@ impl Registry {
                 .should_validate_formats(true)
                 .build(&schema)
                 .map_err(|e| format!("contract {name} is not a valid schema: {e}"))?;
-            types.insert(*name, EventType { name, dataschema, validator });
+            let subject_personal = schema.get("x-varco-subject-personal").and_then(|v| v.as_bool()) != Some(false);
+            types.insert(*name, EventType { name, dataschema, subject_personal, validator });
         }
         Ok(Self { types })
     }
@@ -197,5 +202,10 @@ mod tests {
         assert!(all.contains("/codiceFiscale"), "{all}");
         assert!(all.contains("/dataDecorrenza"), "{all}");
         assert!(!all.contains("rossi"), "a value was echoed: {all}");
+        // A codice fiscale as subject is personal; a case id or an IUV is not.
+        assert!(t.subject_personal);
+        assert!(r.get("it.varco.sociale.prestazione.erogata.v1").unwrap().subject_personal);
+        assert!(!r.get("it.varco.pratica.stato.cambiato.v1").unwrap().subject_personal);
+        assert!(!r.get("it.varco.tributi.pagamento.ricevuto.v1").unwrap().subject_personal);
     }
 }

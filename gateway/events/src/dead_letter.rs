@@ -1,5 +1,7 @@
 //! The dead-letter store of each subscription (`<events dir>/dead-letter/<ente>.<sub>.jsonl`):
-//! written by the workers, listed, re-driven and dropped through the admin API.
+//! written by the workers, listed, re-driven and dropped through the admin API. In Kafka mode
+//! each dead letter is also produced to the subscribing ente's dead-letter topic, for the
+//! consortium's Kafka tooling (the file stays the store the admin API works on).
 
 use crate::delivery::{Deliveries, Subscription};
 use bytes::Bytes;
@@ -86,5 +88,50 @@ impl Deliveries {
             }
             Err(err) => tracing::error!(error = %err, id = %e.id(), "cannot write the dead-letter store"),
         }
+        if let (Some(producer), Some(codec)) = (&self.dead_topic, &self.bus.kafka) {
+            let (producer, codec, sub, e) = (producer.clone(), codec.clone(), sub.clone(), e.clone());
+            let (error, attempts) = (error.to_owned(), attempts.to_string());
+            // Beside the worker: the broker may be slow or away, and the file already holds it.
+            tokio::spawn(async move {
+                let topic = codec.cfg.dead_letter_topic(&sub.tenant);
+                if let Err(why) = crate::kafka::ensure_topics(&codec.cfg, std::slice::from_ref(&topic)).await {
+                    tracing::warn!(error = %why, %topic, "dead-letter topic not ready");
+                }
+                let id = e.id().to_owned();
+                let mut out = match codec.encode(e) {
+                    Ok(o) => o,
+                    Err(why) => return tracing::error!(error = %why, %id, "cannot encode a dead letter for Kafka"),
+                };
+                out.topic = topic;
+                let extra = [
+                    ("varco_dead_letter_tenant", sub.tenant.as_str()),
+                    ("varco_dead_letter_subscription", sub.cfg.name.as_str()),
+                    ("varco_dead_letter_error", error.as_str()),
+                    ("varco_dead_letter_attempts", attempts.as_str()),
+                ];
+                let sent = producer.0.send(out.future_record(&extra), std::time::Duration::from_secs(10)).await;
+                if let Err((why, _)) = sent {
+                    tracing::warn!(error = %why, %id, topic = %out.topic, "dead letter not produced to Kafka (it is in the file)");
+                }
+            });
+        }
     }
+}
+
+/// The producer of dead-letter topics.
+#[derive(Clone)]
+pub(crate) struct TopicProducer(rdkafka::producer::FutureProducer);
+
+impl std::fmt::Debug for TopicProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TopicProducer")
+    }
+}
+
+/// Acknowledged by all replicas, given up after 5 minutes (the dead-letter file holds every
+/// dead letter anyway).
+pub(crate) fn topic_producer(k: &varco_config::KafkaConfig) -> Result<TopicProducer, String> {
+    let mut c = crate::kafka::client_config(k);
+    c.set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "300000");
+    c.create().map(TopicProducer).map_err(|e| e.to_string())
 }

@@ -1,9 +1,8 @@
 //! Subscriptions: events an ente may read are delivered to its back-office webhook, in order,
 //! at least once.
 //!
-//! - Source: the Kafka topic (one consumer group per subscription, offsets committed after
-//!   each event is settled) or, in single-node mode, the outbox itself (a cursor per
-//!   subscription).
+//! - Source: the Kafka topics of the enti it reads (`delivery_kafka.rs`: one consumer group per
+//!   subscription) or, in single-node mode, the outbox itself (a cursor per subscription).
 //! - ACL: an event is delivered only when its `source` ente is listed in the subscription and
 //!   grants this ente its `type` (`events.readers`); everything else is skipped (deny by
 //!   default).
@@ -15,12 +14,10 @@
 use crate::bus::EventBus;
 use crate::webhook::{retry_after, signature, standard_signature, Failure};
 use bytes::Bytes;
-use cloudevents::binding::rdkafka::MessageExt;
 use cloudevents::{AttributesReader, Event};
 use futures::stream::{FuturesUnordered, StreamExt};
 use http_body_util::{BodyExt, Full};
 use parking_lot::Mutex;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +97,11 @@ impl Subscription {
         format!("{}.{}", self.tenant, self.cfg.name)
     }
 
+    /// The (source ente, type) pairs this subscription is granted.
+    pub fn allowed_pairs(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.allowed.iter().map(|(e, t)| (e.as_str(), t.as_str()))
+    }
+
     /// Whether the ACL lets this event through.
     pub fn admits(&self, e: &Event) -> bool {
         let src = e.source().as_str();
@@ -116,6 +118,8 @@ pub struct Deliveries {
     pub(crate) workers: Mutex<HashMap<String, Worker>>,
     /// Serialises writes to the dead-letter files (workers append, the admin API rewrites).
     pub(crate) dead: Mutex<()>,
+    /// Kafka mode: the producer of the dead-letter topics.
+    pub(crate) dead_topic: Option<crate::dead_letter::TopicProducer>,
 }
 
 #[derive(Debug)]
@@ -135,9 +139,9 @@ pub enum ReplayFrom {
 }
 
 /// Deliveries one single-node subscription runs at once (each for a different subject).
-const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 /// Events read ahead of the first unsettled one, at most.
-const READ_AHEAD: usize = 4096;
+pub(crate) const READ_AHEAD: usize = 4096;
 
 /// The outbox position of a single-node subscription.
 fn local_cursor(key: &str) -> String {
@@ -147,7 +151,11 @@ fn local_cursor(key: &str) -> String {
 impl Deliveries {
     pub fn new(bus: Arc<EventBus>) -> Result<Arc<Self>, String> {
         let client = varco_outbound::https_client();
-        Ok(Arc::new(Self { bus, client, workers: Mutex::new(HashMap::new()), dead: Mutex::new(()) }))
+        let dead_topic = match &bus.kafka {
+            Some(codec) => Some(crate::dead_letter::topic_producer(&codec.cfg)?),
+            None => None,
+        };
+        Ok(Arc::new(Self { bus, client, workers: Mutex::new(HashMap::new()), dead: Mutex::new(()), dead_topic }))
     }
 
     /// Starts new or changed subscriptions and stops removed ones (on the caller's runtime).
@@ -222,9 +230,12 @@ impl Deliveries {
             self.workers.lock().remove(&key).ok_or_else(|| format!("ente `{tenant}` has no subscription `{name}`"))?;
         let _ = w.stop.send(true);
         let _ = w.task.await;
-        let moved = match self.bus.config.kafka.clone() {
+        let moved = match self.bus.config.kafka {
             None => self.rewind_local(&w.sub, from),
-            Some(k) => self.rewind_kafka(&w.sub, &k, from).await,
+            Some(_) => match self.bus.kafka.clone() {
+                Some(codec) => self.rewind_kafka(&w.sub, &codec, from).await,
+                None => Err("Kafka is not available".into()),
+            },
         };
         let again = self.spawn(w.sub);
         self.workers.lock().insert(key, again);
@@ -254,61 +265,10 @@ impl Deliveries {
         Ok(format!("outbox sequence {seq}"))
     }
 
-    async fn rewind_kafka(
-        &self,
-        sub: &Subscription,
-        k: &varco_config::KafkaConfig,
-        from: ReplayFrom,
-    ) -> Result<String, String> {
-        use rdkafka::consumer::BaseConsumer;
-        use rdkafka::{Offset, TopicPartitionList};
-        let ReplayFrom::Time(t) = from else {
-            return Err("with Kafka, replay from a time (`from_time`); sequence numbers are outbox positions".into());
-        };
-        let mut c = crate::relay::client_config(k);
-        c.set("group.id", format!("varco.{}", sub.key())).set("enable.auto.commit", "false");
-        let topic = k.topic.clone();
-        let ms = t.timestamp_millis();
-        // librdkafka's admin calls block: keep them off the async workers.
-        tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = c.create().map_err(|e| e.to_string())?;
-            let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).map_err(|e| e.to_string())?;
-            let parts = md.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
-            let mut tpl = TopicPartitionList::new();
-            for p in 0..parts as i32 {
-                tpl.add_partition_offset(&topic, p, Offset::Offset(ms)).map_err(|e| e.to_string())?;
-            }
-            let found = consumer.offsets_for_times(tpl, Duration::from_secs(10)).map_err(|e| e.to_string())?;
-            let mut commit = TopicPartitionList::new();
-            for e in found.elements() {
-                let offset = match e.offset() {
-                    Offset::Offset(o) => o,
-                    // No record at or after the time: start at the end of the partition.
-                    _ => {
-                        consumer
-                            .fetch_watermarks(&topic, e.partition(), Duration::from_secs(10))
-                            .map_err(|e| e.to_string())?
-                            .1
-                    }
-                };
-                commit
-                    .add_partition_offset(&topic, e.partition(), Offset::Offset(offset))
-                    .map_err(|e| e.to_string())?;
-            }
-            consumer.commit(&commit, CommitMode::Sync).map_err(|e| e.to_string())?;
-            Ok(format!(
-                "Kafka offsets {:?}",
-                commit.elements().iter().map(|e| (e.partition(), e.offset())).collect::<Vec<_>>()
-            ))
-        })
-        .await
-        .map_err(|e| e.to_string())?
-    }
-
     async fn run(self: Arc<Self>, sub: Subscription, mut stop: watch::Receiver<bool>) {
         tracing::info!(tenant = %sub.tenant, subscription = %sub.cfg.name, "subscription started");
-        match self.bus.config.kafka.clone() {
-            Some(k) => self.run_kafka(&sub, &k, &mut stop).await,
+        match self.bus.kafka.clone() {
+            Some(codec) => self.run_kafka(&sub, &codec, &mut stop).await,
             None => self.run_local(&sub, &mut stop).await,
         }
     }
@@ -411,69 +371,8 @@ impl Deliveries {
         })
     }
 
-    /// Kafka mode: a consumer group per subscription.
-    async fn run_kafka(&self, sub: &Subscription, k: &varco_config::KafkaConfig, stop: &mut watch::Receiver<bool>) {
-        let mut c = crate::relay::consumer_config(k, &format!("varco.{}", sub.key()));
-        c.set("auto.offset.reset", "earliest");
-        let consumer: Arc<StreamConsumer> = match c.create() {
-            Ok(c) => Arc::new(c),
-            Err(e) => {
-                tracing::error!(error = %e, subscription = %sub.cfg.name, "cannot create a Kafka consumer");
-                return;
-            }
-        };
-        while let Err(e) = consumer.subscribe(&[&k.topic]) {
-            tracing::warn!(error = %e, "Kafka: cannot subscribe; retrying");
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-        // Lag beside the loop (which may be held up retrying a webhook): every 5 s, the
-        // group's committed offsets against the high watermarks (blocking calls).
-        let lag_task = {
-            let lag = self.bus.metrics.subscription_lag.with_label_values(&[&sub.tenant, &sub.cfg.name]);
-            let (c, topic, mut stop) = (consumer.clone(), k.topic.clone(), stop.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.changed() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    }
-                    let (c, topic) = (c.clone(), topic.clone());
-                    if let Ok(Some(n)) = tokio::task::spawn_blocking(move || consumer_lag(&c, &topic)).await {
-                        lag.set(n);
-                    }
-                }
-            })
-        };
-        loop {
-            let msg = tokio::select! {
-                _ = stop.changed() => break,
-                m = consumer.recv() => m,
-            };
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Kafka: receive failed");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            };
-            match msg.to_event() {
-                Ok(event) => {
-                    if sub.admits(&event) && !self.deliver(sub, &event, stop).await {
-                        break;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "Kafka: a record is not a CloudEvent; skipped"),
-            }
-            if let Err(e) = consumer.commit_message(&msg, CommitMode::Async) {
-                tracing::warn!(error = %e, "Kafka: cannot commit an offset");
-            }
-        }
-        lag_task.abort();
-    }
-
     /// Delivers one event with retries; false only when stopped before it was settled.
-    async fn deliver(&self, sub: &Subscription, e: &Event, stop: &mut watch::Receiver<bool>) -> bool {
+    pub(crate) async fn deliver(&self, sub: &Subscription, e: &Event, stop: &mut watch::Receiver<bool>) -> bool {
         let labels = [sub.tenant.as_str(), sub.cfg.name.as_str()];
         let body = Bytes::from(serde_json::to_vec(e).unwrap_or_default());
         let mut delay = sub.cfg.backoff.0;
@@ -548,21 +447,4 @@ impl Deliveries {
         let _ = resp.into_body().collect().await;
         Failure::of_status(status.as_u16(), retry_after)
     }
-}
-
-/// Events the group has not settled on its assigned partitions: high watermark minus the
-/// committed offset (the low watermark where nothing is committed yet). Blocking.
-fn consumer_lag(c: &StreamConsumer, topic: &str) -> Option<i64> {
-    let timeout = Duration::from_secs(2);
-    let committed = c.committed_offsets(c.assignment().ok()?, timeout).ok()?;
-    let mut total = 0;
-    for e in committed.elements().iter().filter(|e| e.topic() == topic) {
-        let (low, high) = c.fetch_watermarks(topic, e.partition(), timeout).ok()?;
-        let pos = match e.offset() {
-            rdkafka::Offset::Offset(o) => o,
-            _ => low,
-        };
-        total += (high - pos).max(0);
-    }
-    Some(total)
 }

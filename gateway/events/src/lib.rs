@@ -12,6 +12,8 @@ pub use publish::EventsAdapter;
 mod bench;
 pub mod dead_letter;
 pub mod delivery;
+mod delivery_kafka;
+pub mod kafka;
 pub mod relay;
 pub mod stream;
 pub mod webhook;

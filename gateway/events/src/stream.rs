@@ -5,7 +5,8 @@
 //!   other enti grant it in `events.readers`. `?types=a,b` and `?sources=ente,…` narrow it.
 //! - Source: in single-node mode the outbox, so `Last-Event-ID` (the outbox sequence number)
 //!   resumes exactly after the last event a client saw; with Kafka, a consumer per stream
-//!   assigned to the topic's end (live only: ids are `<partition>-<offset>`, not resumable).
+//!   assigned to the end of the topics of what the ente may read, chosen when the stream
+//!   opens (live only: ids are `<partition>-<offset>`, not resumable).
 //! - Frames: `id`, `event` (the CloudEvents `type`), `data` (the structured CloudEvent on one
 //!   line); a `: keep-alive` comment after `heartbeat` without events, so that proxies keep
 //!   the connection and a vanished caller is noticed.
@@ -19,7 +20,6 @@ use crate::bus::EventBus;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
-use cloudevents::binding::rdkafka::MessageExt;
 use cloudevents::{AttributesReader, Event};
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -54,6 +54,17 @@ impl StreamAcl {
 
     fn admits(&self, ente: &str, ty: &str) -> bool {
         self.0.get(ente).is_some_and(|t| t.as_ref().is_none_or(|t| t.contains(ty)))
+    }
+
+    /// The (source ente, type) pairs admitted, among the `known` types.
+    fn pairs<'a>(&'a self, known: &[&'a str]) -> Vec<(&'a str, &'a str)> {
+        let mut out = Vec::new();
+        for (ente, types) in &self.0 {
+            for ty in known.iter().filter(|t| types.as_ref().is_none_or(|s| s.contains(**t))) {
+                out.push((ente.as_str(), *ty));
+            }
+        }
+        out
     }
 }
 
@@ -230,13 +241,21 @@ impl EventStreamAdapter {
                 let from = resume.map_or(now, |id| id.min(now)) + 1;
                 tokio::spawn(from_outbox(self.bus.clone(), from, filter, tx, self.heartbeat));
             }
-            Some(k) => {
-                let consumer = kafka_at_end(&k).await.map_err(|e| {
+            Some(_) => {
+                let Some(codec) = self.bus.kafka.clone() else {
+                    return Err(Problem::new(ProblemKind::Internal, "the Kafka codec is missing"));
+                };
+                // The topics of what the ente may read (and the caller asked for), at open time.
+                let known: Vec<&str> = self.bus.registry.names().collect();
+                let pairs: Vec<(&str, &str)> =
+                    self.acl.pairs(&known).into_iter().filter(|(e, t)| filter.narrowing.admits(e, t)).collect();
+                let topics = codec.topics_for(pairs);
+                let consumer = kafka_at_end(&codec, topics).await.map_err(|e| {
                     tracing::warn!(error = %e, "event stream: Kafka unavailable");
                     Problem::new(ProblemKind::UpstreamUnavailable, "the event bus is not reachable; retry later")
                         .retry_after(5)
                 })?;
-                tokio::spawn(from_kafka(consumer, filter, tx, self.heartbeat));
+                tokio::spawn(from_kafka(consumer, codec, filter, tx, self.heartbeat));
             }
         }
         let mut head = AdapterResponse { status: 200, headers: Vec::new(), body: Bytes::new() };
@@ -303,27 +322,30 @@ async fn from_outbox(bus: Arc<EventBus>, from: u64, filter: Filter, tx: mpsc::Se
     }
 }
 
-/// A consumer assigned to every partition of the topic at its current end: no group to join,
-/// so the stream is live at once.
-async fn kafka_at_end(k: &varco_config::KafkaConfig) -> Result<StreamConsumer, String> {
-    let c = crate::relay::consumer_config(k, &format!("varco.stream.{:016x}", fastrand::u64(..)));
+/// A consumer assigned to every partition of `topics` at their current end: no group to join,
+/// so the stream is live at once. Missing topics are created when allowed, else left out.
+async fn kafka_at_end(codec: &crate::kafka::KafkaCodec, topics: Vec<String>) -> Result<StreamConsumer, String> {
+    let k = &codec.cfg;
+    crate::kafka::ensure_topics(k, &topics).await?;
+    let c = crate::kafka::consumer_config(k, &format!("varco.stream.{:016x}", fastrand::u64(..)));
     let consumer: StreamConsumer = c.create().map_err(|e| e.to_string())?;
-    let topic = k.topic.clone();
     // Metadata is a blocking call in librdkafka.
     tokio::task::spawn_blocking(move || {
-        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5)).map_err(|e| e.to_string())?;
         let mut tpl = TopicPartitionList::new();
-        for t in md.topics().iter().filter(|t| t.name() == topic) {
-            for p in t.partitions() {
-                // The end resolved now (not lazily by the fetcher): nothing published after
-                // the stream opened can fall before its start.
-                let (_, high) =
-                    consumer.fetch_watermarks(&topic, p.id(), Duration::from_secs(5)).map_err(|e| e.to_string())?;
-                tpl.add_partition_offset(&topic, p.id(), Offset::Offset(high)).map_err(|e| e.to_string())?;
+        for topic in &topics {
+            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+            for t in md.topics().iter().filter(|t| t.name() == topic && t.error().is_none()) {
+                for p in t.partitions() {
+                    // The end resolved now (not lazily by the fetcher): nothing published after
+                    // the stream opened can fall before its start.
+                    let (_, high) =
+                        consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+                    tpl.add_partition_offset(topic, p.id(), Offset::Offset(high)).map_err(|e| e.to_string())?;
+                }
             }
         }
         if tpl.count() == 0 {
-            return Err(format!("topic `{topic}` has no partitions"));
+            return Err(format!("none of the topics {topics:?} has partitions"));
         }
         consumer.assign(&tpl).map_err(|e| e.to_string())?;
         Ok(consumer)
@@ -332,7 +354,13 @@ async fn kafka_at_end(k: &varco_config::KafkaConfig) -> Result<StreamConsumer, S
     .map_err(|e| e.to_string())?
 }
 
-async fn from_kafka(consumer: StreamConsumer, filter: Filter, tx: mpsc::Sender<Bytes>, heartbeat: Duration) {
+async fn from_kafka(
+    consumer: StreamConsumer,
+    codec: Arc<crate::kafka::KafkaCodec>,
+    filter: Filter,
+    tx: mpsc::Sender<Bytes>,
+    heartbeat: Duration,
+) {
     let mut quiet = Box::pin(tokio::time::sleep(heartbeat));
     loop {
         if filter.retired() {
@@ -348,7 +376,7 @@ async fn from_kafka(consumer: StreamConsumer, filter: Filter, tx: mpsc::Sender<B
             }
         };
         let frame = match msg {
-            Ok(m) => match m.to_event() {
+            Ok(m) => match codec.decode(&m) {
                 Ok(e) => {
                     filter.frame(&format!("{}-{}", rdkafka::Message::partition(&m), rdkafka::Message::offset(&m)), &e)
                 }

@@ -212,8 +212,8 @@ impl BackgroundService for Events {
                 }
             };
             generation = rt.generation;
-            if let (Some(k), None) = (bus.config.kafka.clone(), &relay) {
-                relay = Some(tokio::spawn(varco_events::relay::run(bus.clone(), k, shutdown.clone())));
+            if let (Some(codec), None) = (bus.kafka.clone(), &relay) {
+                relay = Some(tokio::spawn(varco_events::relay::run(bus.clone(), codec, shutdown.clone())));
             }
             if deliveries.is_none() {
                 match Deliveries::new(bus.clone()) {
