@@ -42,6 +42,8 @@ metric() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v m="$1" '$1==m {pri
 
 # The publishing back-office's API key (event routes are never public).
 KEY=bench-key-0123456789
+# The Kafka-mode rows seal subjects and hash keys with this (>= 32 bytes).
+export BENCH_SUBJECT_KEY=bench-subject-key-0123456789abcdef0123
 
 # One residence-change event (~450 bytes as stored), and a batch of BATCH of them.
 python3 - "$WORK" "$BATCH" "$KEY" <<'PY'
@@ -99,7 +101,7 @@ YML
 
 config() { # $1 port, $2 admin, $3 outbox dir, $4 kafka bootstrap (optional)
     local kafka=""
-    [[ -n ${4:-} ]] && kafka=", kafka: {brokers: \"$4\", topic: ${BENCH_TOPIC_NAME:-varco-bench}, create_partitions: 0}"
+    [[ -n ${4:-} ]] && kafka=", kafka: {brokers: \"$4\", topic: ${BENCH_TOPIC_NAME:-varco-bench}, layout: shared, create_partitions: 0, subject_key: {env: BENCH_SUBJECT_KEY}}"
     cat <<YML
 server: {threads: 1, access_log: false, events: {dir: "$3", max_bytes: 17179869184$kafka}}
 listeners: [{name: public, address: "127.0.0.1:$1"}]
@@ -189,7 +191,7 @@ for run in $(seq "$RUNS"); do
     fi
     read -r lat_p50 lat_p99 < <(latency_row "$WORK/latency-$run")
     rm -rf "$WORK/latency-$run"
-    relay="" raw=""
+    relay="" raw="" ksub=""
     if ((HAVE_TANSU)); then
         KPORT=$(port); mkdir -p "$WORK/tansu-$run"
         (cd "$WORK/tansu-$run" && exec tansu broker --listener-url "tcp://127.0.0.1:$KPORT" --advertised-listener-url "tcp://127.0.0.1:$KPORT" --storage-engine sqlite://tansu.db) >"$WORK/tansu.log" 2>&1 & pids+=($!)
@@ -208,17 +210,28 @@ for run in $(seq "$RUNS"); do
         start_varco "$OUTBOX" "127.0.0.1:$KPORT"
         relay=$(drain_rate varco_events_relayed_total "$todo")
         stop_varco
+        # One subscription drains the topic the relay filled, from its start, through its
+        # consumer group (Kafka-mode delivery: subjects side by side, subject seals opened).
+        if command -v nginx >/dev/null; then
+            kcap=${BENCH_SUB_EVENTS:-100000}
+            PORT=$(port); ADMIN=$(port)
+            subscriber_config "$PORT" "$ADMIN" "$OUTBOX" "127.0.0.1:$KPORT" >"$WORK/varco.yaml"
+            BENCH_HOOK_SECRET=bench-secret "$VARCO" serve --config "$WORK/varco.yaml" >"$WORK/varco.log" 2>&1 & VPID=$!; pids+=($VPID)
+            wait_up "http://127.0.0.1:$ADMIN/readyz"
+            ksub=$(drain_rate varco_events_delivered_total $((todo < kcap ? todo : kcap)))
+            stop_varco
+        fi
         # Latency in Kafka mode: a fresh outbox and topic, the subscription's consumer group at its end.
         tansu topic create varco-lat --broker "tcp://127.0.0.1:$KPORT" --partitions 6 >/dev/null
         read -r klat_p50 klat_p99 < <(BENCH_TOPIC_NAME=varco-lat latency_row "$WORK/klatency-$run" "127.0.0.1:$KPORT")
         raw=$(BENCH_KAFKA="127.0.0.1:$KPORT" BENCH_TOPIC=raw-bench BENCH_RECORDS=$todo BENCH_EVENT_FILE="$WORK/stored.json" "$EVENTS_TEST" --ignored --exact bench::tests::raw_producer_throughput --nocapture 2>/dev/null | awk '/raw-producer/ {print $2}')
     fi
     rm -rf "$OUTBOX"
-    results+=("$run $direct $one_rps $one_p50 $one_p99 $b_rps $b_p50 $b_p99 ${relay:-nan} ${raw:-nan} ${sub:-nan} ${lat_p50:-nan} ${lat_p99:-nan} ${klat_p50:-nan} ${klat_p99:-nan}")
-    python3 - "$BATCH" $direct $one_rps $one_p50 $one_p99 $b_rps $b_p50 $b_p99 ${relay:-nan} ${raw:-nan} ${sub:-nan} ${lat_p50:-nan} ${lat_p99:-nan} ${klat_p50:-nan} ${klat_p99:-nan} <<'PY'
+    results+=("$run $direct $one_rps $one_p50 $one_p99 $b_rps $b_p50 $b_p99 ${relay:-nan} ${raw:-nan} ${sub:-nan} ${lat_p50:-nan} ${lat_p99:-nan} ${klat_p50:-nan} ${klat_p99:-nan} ${ksub:-nan}")
+    python3 - "$BATCH" $direct $one_rps $one_p50 $one_p99 $b_rps $b_p50 $b_p99 ${relay:-nan} ${raw:-nan} ${sub:-nan} ${lat_p50:-nan} ${lat_p99:-nan} ${klat_p50:-nan} ${klat_p99:-nan} ${ksub:-nan} <<'PY'
 import sys
 b = int(sys.argv[1]); v = [float(x) for x in sys.argv[2:]]
-direct, one, one50, one99, br, b50, b99, relay, raw, sub, l50, l99, k50, k99 = v
+direct, one, one50, one99, br, b50, b99, relay, raw, sub, l50, l99, k50, k99, ksub = v
 print("| row | events/s | p50 ms | p99 ms | note |")
 print("|---|---:|---:|---:|---|")
 print("| outbox alone (in-process, 64 appenders) | %.0f | | | disk + group commit |" % direct)
@@ -226,6 +239,8 @@ print("| POST /events, 1 event per request | %.0f | %.2f | %.2f | %.0f req/s |" 
 print("| POST /events, batch of %d | %.0f | %.2f | %.2f | %.0f req/s |" % (b, br * b, b50, b99, br))
 if sub == sub:
     print("| one subscription → webhook (single node) | %.0f | | | %.2f × 1-event publish rate |" % (sub, sub / one))
+if ksub == ksub:
+    print("| one subscription → webhook (Kafka, tansu) | %.0f | | | %.2f × 1-event publish rate |" % (ksub, ksub / one))
 if l50 == l50:
     print("| publish → another ente's webhook, single node | | %.2f | %.2f | one event at a time |" % (l50, l99))
 if k50 == k50:
@@ -253,5 +268,7 @@ if rows[0][10] == rows[0][10]:
 if rows[0][12] == rows[0][12]:
     print("  latency Kafka:       p50 %.2f–%.2f ms, p99 %.2f–%.2f ms" % (min(col(12)), max(col(12)), min(col(13)), max(col(13))))
 if rows[0][9] == rows[0][9]:
-    print("  subscription:        %s events/s, %.2f–%.2f × 1-event publish" % (rng(col(9)), min(r[9] / r[1] for r in rows), max(r[9] / r[1] for r in rows)))'
+    print("  subscription:        %s events/s, %.2f–%.2f × 1-event publish" % (rng(col(9)), min(r[9] / r[1] for r in rows), max(r[9] / r[1] for r in rows)))
+if rows[0][14] == rows[0][14]:
+    print("  subscription, Kafka: %s events/s, %.2f–%.2f × 1-event publish" % (rng(col(14)), min(r[14] / r[1] for r in rows), max(r[14] / r[1] for r in rows)))'
 fi

@@ -48,7 +48,7 @@ async fn a_failing_webhook_is_retried_then_dead_lettered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_delivery_keeps_each_subjects_order() {
     let hook = Backend::start("bari-hook").await;
-    hook.set_mode(varco_tests::Mode::Delay(Duration::from_millis(2)));
+    hook.set_mode(varco_tests::Mode::Delay(Duration::from_millis(10)));
     let v = start(&hook, None).await;
     let cfs = ["RSSMRA80A01H501U", "VRDLGU75B02E783X", "BNCGNN90C03A662Y", "FRRLCU85D04F205Z", "CSTMRC70E05L219W"];
     for b in 0..40 {
@@ -70,6 +70,8 @@ async fn parallel_delivery_keeps_each_subjects_order() {
         }
         last.insert(subject, n);
     }
+    let most = hook.max_in_flight();
+    assert!((2..=16).contains(&most), "deliveries at once: {most}");
 }
 
 /// A receiver that refuses an event for good (422) sends it to the dead letters at once,

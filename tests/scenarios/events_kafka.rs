@@ -13,7 +13,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
-use varco_tests::kafka::Broker;
+use varco_tests::Broker;
 use varco_tests::{Backend, Varco};
 
 fn pratica(id: &str, case: &str) -> Value {
@@ -25,7 +25,8 @@ fn pratica(id: &str, case: &str) -> Value {
 
 /// Topics one per ente and type family, created by varco on a broker that has none; a
 /// personal subject sealed, a case id in the clear, both keyed by the keyed hash; the
-/// subscription's group is a static member; a refused event lands in Bari's dead-letter topic.
+/// subscription's consumer is a static member; a refused event lands in Bari's dead-letter
+/// topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_topics_per_ente_and_family_keys_and_dead_letter_topic() {
     let broker = Broker::start(&[], 1).await;
@@ -55,7 +56,22 @@ async fn kafka_topics_per_ente_and_family_keys_and_dead_letter_topic() {
     assert!(p["headers"].get("varco_sealed_subject").is_none(), "{p}");
     assert_eq!(p["key"], p["subject_key"]);
 
-    // Both events are refused for good: Bari's dead-letter topic holds them, sealed as usual.
+    // Both events are refused for good: the file store the admin API works on has them ...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut list = Value::Null;
+    while Instant::now() < deadline {
+        list = v
+            .admin_client
+            .get("localhost", "/admin/events/dead-letters?tenant=c_a662&subscription=anagrafe")
+            .await
+            .json;
+        if list["dead_letters"].as_array().is_some_and(|a| a.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(list["dead_letters"].as_array().map(Vec::len), Some(2), "{list}");
+    // ... and Bari's dead-letter topic holds them too, sealed as usual.
     let dead = broker.consume_with_key("varco.events.c_a662.dead-letter", 2, Some(SUBJECT_KEY)).await;
     assert_eq!(dead.len(), 2, "{dead:?}\n{}", v.log_text());
     let by_id: HashMap<&str, &Value> = dead.iter().map(|d| (d["headers"]["ce_id"].as_str().unwrap(), d)).collect();
@@ -67,9 +83,6 @@ async fn kafka_topics_per_ente_and_family_keys_and_dead_letter_topic() {
     assert_eq!(d["subject"], "RSSMRA80A01H501U");
     assert!(d["headers"].get("ce_subject").is_none(), "{d}");
     assert_eq!(by_id["fam-2"]["headers"]["ce_subject"], "SUAP-2026-0042");
-    // ... and the file store the admin API works on has them too.
-    let list = v.admin_client.get("localhost", "/admin/events/dead-letters?tenant=c_a662&subscription=anagrafe").await;
-    assert_eq!(list.json["dead_letters"].as_array().map(Vec::len), Some(2), "{list:?}");
 
     let topics: HashSet<String> = broker.topics().await.into_iter().collect();
     for t in ["varco.events.c_e783.anagrafe", "varco.events.c_e783.pratica", "varco.events.c_a662.dead-letter"] {
@@ -77,12 +90,9 @@ async fn kafka_topics_per_ente_and_family_keys_and_dead_letter_topic() {
     }
     assert!(!topics.contains("varco.events"), "no shared topic in this layout: {topics:?}");
 
-    // The subscription's consumer is a static member named by `instance_id`.
-    let members = broker.group_members("varco.c_a662.anagrafe").await;
-    let ids: Vec<&str> = members.as_array().unwrap().iter().filter_map(|m| m["group_instance_id"].as_str()).collect();
-    assert_eq!(ids, ["varco-a"], "{members}");
-
-    // Delivered events carry the subject again (opened on the way out).
+    // Delivered events carry the subject again (opened on the way out); the subscription's
+    // consumer joined as a static member (`instance_id`), which the broker took. (tansu does
+    // not answer DescribeGroups, so the member's id is checked in varco-events' unit tests.)
     hook.set_mode(varco_tests::Mode::Echo);
     let r = publish(&v, MC, "application/cloudevents+json", &residenza("fam-3", "VRDLGU75B02E783X")).await;
     assert_eq!(r.status, 202);
@@ -109,16 +119,14 @@ async fn a_subject_sealed_with_another_key_goes_to_the_dead_letters() {
     v.signal(15);
     assert_eq!(v.wait_exit(Duration::from_secs(15)).await, Some(0));
     let v = Varco::start_with_env(&cfg, ENV).await;
-    let r = v
-        .admin_client
-        .send(
-            "POST",
-            "localhost",
-            "/admin/events/replay?tenant=c_a662&subscription=anagrafe&from_time=2020-01-01T00:00:00Z",
-            &[],
-            b"",
-        )
-        .await;
+    // (The subscription's worker starts within the event service's first tick after ready.)
+    let replay = "/admin/events/replay?tenant=c_a662&subscription=anagrafe&from_time=2020-01-01T00:00:00Z";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut r = v.admin_client.send("POST", "localhost", replay, &[], b"").await;
+    while r.status != 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        r = v.admin_client.send("POST", "localhost", replay, &[], b"").await;
+    }
     assert_eq!(r.status, 200, "{r:?}");
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut list = Value::Null;
@@ -144,7 +152,7 @@ async fn a_subject_sealed_with_another_key_goes_to_the_dead_letters() {
 async fn kafka_delivery_keeps_each_subjects_order() {
     let broker = Broker::start(TOPICS, 3).await;
     let hook = Backend::start("bari-hook").await;
-    hook.set_mode(varco_tests::Mode::Delay(Duration::from_millis(2)));
+    hook.set_mode(varco_tests::Mode::Delay(Duration::from_millis(10)));
     let v = start(&hook, Some(&broker.bootstrap())).await;
     let cfs = ["RSSMRA80A01H501U", "VRDLGU75B02E783X", "BNCGNN90C03A662Y", "FRRLCU85D04F205Z", "CSTMRC70E05L219W"];
     for b in 0..40 {
@@ -167,5 +175,9 @@ async fn kafka_delivery_keeps_each_subjects_order() {
         last.insert(subject, n);
     }
     assert_eq!(last.len(), 5);
+    // Side by side: more than one subject's delivery was in the webhook at once (at most the
+    // 16 lanes, and never two of one subject, which the order above shows).
+    let most = hook.max_in_flight();
+    assert!((2..=16).contains(&most), "deliveries at once: {most}");
     assert_eq!(lag_reaches(&v, 0).await, Some(0), "every offset committed");
 }

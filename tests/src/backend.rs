@@ -34,6 +34,9 @@ pub struct State {
     pub last: Mutex<Option<serde_json::Value>>,
     /// Every request answered with 2xx, in order (webhook deliveries).
     pub log: Mutex<Vec<serde_json::Value>>,
+    /// Requests being answered now (in `Delay` mode), and the most seen at once.
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
     /// Fixed documents by path (e.g. a JWKS), served with 200 regardless of the mode.
     pub statics: Mutex<std::collections::HashMap<String, Vec<u8>>>,
 }
@@ -57,6 +60,8 @@ impl Backend {
             health_hits: AtomicUsize::new(0),
             last: Mutex::new(None),
             log: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
             statics: Mutex::new(Default::default()),
         });
         let (st, nm) = (state.clone(), name.to_owned());
@@ -80,6 +85,11 @@ impl Backend {
 
     pub fn set_healthy(&self, h: bool) {
         *self.state.healthy.lock().unwrap() = h;
+    }
+
+    /// The most requests this backend answered at once (counted in `Delay` mode).
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
     }
 
     pub fn hits(&self) -> usize {
@@ -143,7 +153,10 @@ async fn handle(req: Request<Incoming>, st: Arc<State>, name: String) -> Result<
         Mode::Echo => 200,
         Mode::Status(s) => s,
         Mode::Delay(d) => {
+            let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            st.max_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(d).await;
+            st.in_flight.fetch_sub(1, Ordering::SeqCst);
             200
         }
         Mode::Close => return Err(std::io::Error::other("closing without an answer")),

@@ -123,11 +123,6 @@ impl Broker {
         let v = self.tool(&["topics", &self.bootstrap()]).await;
         v.as_array().map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect()).unwrap_or_default()
     }
-
-    /// The members of a consumer group as the broker describes them.
-    pub async fn group_members(&self, group: &str) -> serde_json::Value {
-        self.tool(&["describe-group", &self.bootstrap(), group]).await
-    }
 }
 
 impl Drop for Broker {

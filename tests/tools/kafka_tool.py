@@ -7,7 +7,6 @@
                                         sealed subject opened) and "subject_key" (the record key
                                         that subject must have), computed here independently
   topics BOOTSTRAP                      the broker's topic names, as a JSON list
-  describe-group BOOTSTRAP GROUP        the group's members: [{"member_id", "group_instance_id"}]
   produce BOOTSTRAP TOPIC N SIZE        produce N records of SIZE bytes as fast as possible
                                         (the raw-producer reference of bench/events); prints
                                         {"records", "seconds"}
@@ -50,6 +49,8 @@ def consume(bootstrap, topic, n, timeout):
         "group.id": "varco-test-" + uuid.uuid4().hex,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
+        # A topic created after the subscription (varco creates some on demand) is seen soon.
+        "topic.metadata.refresh.interval.ms": 1000,
     })
     c.subscribe([topic])
     out = []
@@ -85,12 +86,6 @@ def topics(bootstrap):
     print(json.dumps(sorted(md.topics.keys())))
 
 
-def describe_group(bootstrap, group):
-    futures = AdminClient({"bootstrap.servers": bootstrap}).describe_consumer_groups([group])
-    d = futures[group].result(timeout=10)
-    print(json.dumps([{"member_id": m.member_id, "group_instance_id": m.group_instance_id} for m in d.members]))
-
-
 def produce(bootstrap, topic, n, size):
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5})
     value = b"x" * size
@@ -113,8 +108,6 @@ if __name__ == "__main__":
         consume(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
     elif cmd == "topics":
         topics(sys.argv[2])
-    elif cmd == "describe-group":
-        describe_group(sys.argv[2], sys.argv[3])
     elif cmd == "produce":
         produce(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     else:

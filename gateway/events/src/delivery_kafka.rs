@@ -50,13 +50,7 @@ impl Deliveries {
                 _ = stop.changed() => return,
             }
         }
-        let mut c = consumer_config(k, &format!("varco.{}", sub.key()));
-        c.set("auto.offset.reset", "earliest");
-        if let Some(id) = &k.instance_id {
-            // Static membership: a restart within the session timeout keeps the partitions.
-            c.set("group.instance.id", id);
-        }
-        let consumer: Arc<StreamConsumer> = match c.create() {
+        let consumer: Arc<StreamConsumer> = match subscription_consumer(k, sub).create() {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 tracing::error!(error = %e, subscription = %sub.cfg.name, "cannot create a Kafka consumer");
@@ -257,6 +251,18 @@ impl Deliveries {
     }
 }
 
+/// The settings of a subscription's consumer: its group, from the earliest offset when the
+/// group has none, and static membership when `instance_id` is set.
+fn subscription_consumer(k: &varco_config::KafkaConfig, sub: &Subscription) -> rdkafka::ClientConfig {
+    let mut c = consumer_config(k, &format!("varco.{}", sub.key()));
+    c.set("auto.offset.reset", "earliest");
+    if let Some(id) = &k.instance_id {
+        // Static membership: a restart within the session timeout keeps the partitions.
+        c.set("group.instance.id", id);
+    }
+    c
+}
+
 /// The event of a record as it stands (no subject restored).
 fn rdkafka_event<M: Message>(msg: &M) -> Result<Event, String> {
     cloudevents::binding::rdkafka::record_to_event(msg).map_err(|e| e.to_string())
@@ -310,4 +316,37 @@ fn consumer_lag(c: &StreamConsumer) -> Option<i64> {
         total += (high - pos).max(0);
     }
     Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscription_consumer_is_a_static_member_when_asked() {
+        let cfg: varco_config::Config = varco_config::load_str(
+            r#"
+server: {events: {kafka: {brokers: "k:9092", subject_key: {env: K}, instance_id: varco-a}}}
+listeners: [{name: public, address: "127.0.0.1:8080"}]
+tenants:
+  - id: c_a662
+    name: Bari
+    events:
+      subscriptions: [{name: anagrafe, types: [it.varco.anagrafe.residenza.cambiata.v1], sources: [c_a662], webhook: {url: "http://h/x", secret: {env: PATH}}}]
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let subs = Subscription::all(&cfg).unwrap();
+        let mut k = cfg.server.events.kafka.clone().unwrap();
+        let c = subscription_consumer(&k, &subs[0]);
+        assert_eq!(c.get("group.id"), Some("varco.c_a662.anagrafe"));
+        assert_eq!(c.get("group.instance.id"), Some("varco-a"));
+        assert_eq!(c.get("auto.offset.reset"), Some("earliest"));
+        assert_eq!(c.get("enable.auto.commit"), Some("false"), "offsets are committed when settled");
+        k.instance_id = None;
+        assert_eq!(subscription_consumer(&k, &subs[0]).get("group.instance.id"), None, "dynamic by default");
+        // Properties win over varco's defaults (e.g. a longer session for static members).
+        k.properties.insert("session.timeout.ms".into(), "60000".into());
+        assert_eq!(subscription_consumer(&k, &subs[0]).get("session.timeout.ms"), Some("60000"));
+    }
 }
