@@ -92,10 +92,14 @@ async fn a_valid_token_passes_and_the_back_office_gets_the_identity() {
     // caller's reaches the back-office; the rest of the identity does.
     let token = jose.mint("k-rsa", "RS256", &claims(), None).await;
     let auth = format!("Bearer {token}");
-    let r = v.send("GET", MC, "/minimal", &[("authorization", &auth), ("x-varco-fiscal-code", "spoofed")], b"").await;
+    let spoofs =
+        [("authorization", auth.as_str()), ("x-varco-fiscal-code", "spoofed"), ("X_Varco_Fiscal_Code", "spoofed")];
+    let r = v.send("GET", MC, "/minimal", &spoofs, b"").await;
     assert_eq!(r.status, 200, "{r:?}");
     let h = &be.last()["headers"];
     assert!(h.get("x-varco-fiscal-code").is_none(), "{h}");
+    // A CGI/WSGI back-office reads `X_Varco_Fiscal_Code` as varco's header: never passed on.
+    assert!(h.as_object().unwrap().keys().all(|k| !k.replace('_', "-").starts_with("x-varco-fiscal")), "{h}");
     assert_eq!(h["x-varco-subject"], "citizen-42", "{h}");
     // The public route stays public and carries no identity.
     assert_eq!(v.get(MC, "/open").await.status, 200);
@@ -115,6 +119,12 @@ async fn missing_token_and_missing_scope() {
     assert!(r.json["detail"].as_str().unwrap().contains("anagrafe.read"));
     let r = v.send("GET", MC, "/anagrafe/v1/x", &[("authorization", "Basic dXNlcjpwYXNz")], b"").await;
     r.assert_problem(401, "token-invalid");
+    // Scopes as a space-separated `scp` string (some issuers' spelling) count like `scope`.
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("scope");
+    c["scp"] = json!("profile anagrafe.read");
+    let r = get(&v, MC, &jose.mint("k-rsa", "RS256", &c, None).await).await;
+    assert_eq!(r.status, 200, "{r:?}");
 }
 
 #[tokio::test]
@@ -156,6 +166,11 @@ async fn the_jwt_attack_suite_is_refused() {
             jose.mint("k-rsa", "RS256", &c, None).await
         }),
         ("oversize", jose.mint("k-rsa", "RS256", &with("pad", json!("x".repeat(5000))), None).await),
+        (
+            "crit names an extension varco does not understand",
+            jose.mint("k-rsa", "RS256", &claims(), Some(&json!({"crit": ["x-evil"], "x-evil": true}))).await,
+        ),
+        ("issued in the future, no nbf", jose.mint("k-rsa", "RS256", &with("iat", json!("+3600")), None).await),
         ("garbage", "not.a.token".to_owned()),
         ("empty", String::new()),
     ];
@@ -264,6 +279,11 @@ async fn pdnd_voucher_purposes_clients_and_spid_level() {
     call(jose.mint("k-rsa", "RS256", &voucher("purpose-1", "consumer-2"), Some(&at)).await, "/eservice")
         .await
         .assert_problem(403, "forbidden");
+    // RFC 9068 §2.1: `application/at+jwt` is the same type.
+    let long = json!({"typ": "application/at+jwt"});
+    let r =
+        call(jose.mint("k-rsa", "RS256", &voucher("purpose-1", "consumer-1"), Some(&long)).await, "/eservice").await;
+    assert_eq!(r.status, 200, "{r:?}");
     // A voucher must be typ at+jwt.
     let r = call(jose.mint("k-rsa", "RS256", &voucher("purpose-1", "consumer-1"), None).await, "/eservice").await;
     r.assert_problem(401, "token-invalid");
@@ -472,7 +492,11 @@ redis: {{url: "{url}", timeout: 500ms}}
     c["jti"] = json!("once-1");
     let t = format!("Bearer {}", jose.mint("k-rsa", "RS256", &c, None).await);
     assert_eq!(a.send("GET", MC, "/once", &[("authorization", &t)], b"").await.status, 200);
-    b.send("GET", MC, "/once", &[("authorization", &t)], b"").await.assert_problem(401, "token-replayed");
+    let r = b.send("GET", MC, "/once", &[("authorization", &t)], b"").await;
+    r.assert_problem(401, "token-replayed");
+    // Every 401 says how to authenticate (RFC 9110 §11.6.1).
+    let challenge = r.header("www-authenticate").unwrap_or_default();
+    assert!(challenge.starts_with("Bearer realm=\"c_e783\", error=\"invalid_token\""), "{r:?}");
     a.send("GET", MC, "/once", &[("authorization", &t)], b"").await.assert_problem(401, "token-replayed");
     c["jti"] = json!("once-2");
     let t2 = format!("Bearer {}", jose.mint("k-rsa", "RS256", &c, None).await);

@@ -143,6 +143,7 @@ async fn integrity_rest_02_passes_the_exact_body_and_the_answer_is_signed() {
     // The same signature again is a replay.
     let again = post(&env, "/anpr/v1/notifiche", &h, BODY).await;
     again.assert_problem(401, "token-replayed");
+    assert!(again.header("www-authenticate").is_some_and(|c| c.contains("invalid_request")), "{again:?}");
     // An RSA consumer key works too.
     let (digest, sig) = env.jose.modi("k-cons-rsa", "RS256", AUD, CT, BODY, &json!({}), &json!({})).await;
     let h =

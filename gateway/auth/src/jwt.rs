@@ -114,6 +114,34 @@ fn invalid(detail: impl Into<String>, realm: &str) -> AuthError {
     p
 }
 
+/// Whether a JOSE `typ` names the media type `want` (RFC 7515 §4.1.9: the `application/`
+/// prefix may be left out, so `at+jwt` and `application/at+jwt` are one type; case-insensitive).
+pub fn typ_is(typ: &str, want: &str) -> bool {
+    let bare = |t: &str| {
+        let t = t.trim();
+        match t.get(..12) {
+            Some(p) if p.eq_ignore_ascii_case("application/") => t[12..].to_owned(),
+            _ => t.to_owned(),
+        }
+    };
+    bare(typ).eq_ignore_ascii_case(&bare(want))
+}
+
+/// Refuses a JOSE header with `crit` (RFC 7515 §4.1.11): varco understands no extension, so a
+/// token that says one must be understood is not one varco may accept.
+pub fn check_crit(token: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    let head = token.split('.').next().unwrap_or("");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head)
+        .map_err(|_| "malformed token header".to_owned())?;
+    let header: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| "malformed token header".to_owned())?;
+    match header.get("crit") {
+        None => Ok(()),
+        Some(c) => Err(format!("the header marks extensions varco does not understand as critical (`crit`: {c})")),
+    }
+}
+
 impl Issuer {
     /// Builds the issuer; a `jwks_file` is read now (I/O at build time, not per request).
     pub fn new(tenant: &str, name: &str, cfg: &IssuerConfig) -> Result<Self, String> {
@@ -230,10 +258,11 @@ impl Issuer {
             ));
         }
         if let Some(want) = &self.cfg.typ {
-            if !header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(want)) {
+            if !header.typ.as_deref().is_some_and(|t| typ_is(t, want)) {
                 return Err(invalid(format!("token typ must be `{want}`"), realm));
             }
         }
+        check_crit(token).map_err(|e| invalid(e, realm))?;
         let kid = header.kid.as_deref();
         if kid.is_some_and(|k| k.len() > 256) {
             return Err(invalid("kid too long", realm));
@@ -264,9 +293,16 @@ impl Issuer {
             invalid(why, realm)
         })?;
         let c = &data.claims;
+        // A token from the future (and no `nbf` to say when it starts) is a clock gone wrong or a
+        // forgery made to outlive its keys: refused like `nbf` in the future.
+        if c.get("iat").and_then(|v| v.as_u64()).is_some_and(|iat| iat > now_s() + self.cfg.leeway.0.as_secs()) {
+            return Err(invalid("the token was issued in the future (iat)", realm));
+        }
         let s = |k: &str| c.get(k).and_then(|v| v.as_str()).map(str::to_owned);
         let scopes = match (c.get("scope"), c.get("scp")) {
-            (Some(serde_json::Value::String(s)), _) => s.split_whitespace().map(str::to_owned).collect(),
+            (Some(serde_json::Value::String(s)), _) | (None, Some(serde_json::Value::String(s))) => {
+                s.split_whitespace().map(str::to_owned).collect()
+            }
             (_, Some(serde_json::Value::Array(a))) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
             _ => Vec::new(),
         };
@@ -368,7 +404,10 @@ pub async fn authenticate(
         // The mark outlives the token's acceptance, leeway included.
         let leeway = issuers.iter().map(|i| i.cfg.leeway.0.as_secs()).max().unwrap_or(0);
         if !replay.first_use(&format!("{tenant}/bearer/{}", id.issuer), jti, id.exp.saturating_add(leeway)).await {
-            return Err(AuthError::new(Reason::TokenReplayed, "this token (`jti`) was already used on this ente"));
+            // A 401 always says how to authenticate (RFC 9110 §11.6.1): here, with a new token.
+            let mut e = invalid("this token (`jti`) was already used on this ente", tenant);
+            e.reason = Reason::TokenReplayed;
+            return Err(e);
         }
     }
     if let Some(missing) = policy.scopes.iter().find(|s| !id.scopes.contains(s)) {
@@ -477,6 +516,27 @@ mod tests {
         assert_eq!(t("Basic dXNlcjpwYXNz"), None);
         assert_eq!(t("DPoP abc"), None);
         assert_eq!(t(""), None);
+    }
+
+    #[test]
+    fn typ_with_or_without_the_application_prefix() {
+        assert!(super::typ_is("at+jwt", "at+jwt"));
+        assert!(super::typ_is("application/at+jwt", "at+jwt"));
+        assert!(super::typ_is("AT+JWT", "Application/at+jwt"));
+        assert!(super::typ_is("JWT", "application/jwt"));
+        assert!(!super::typ_is("jwt", "at+jwt"));
+        assert!(!super::typ_is("application/", "at+jwt"));
+        assert!(!super::typ_is("text/at+jwt", "at+jwt"));
+    }
+
+    #[test]
+    fn crit_is_refused() {
+        use base64::Engine as _;
+        let enc = |h: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h) + ".e30.c2ln";
+        assert!(super::check_crit(&enc(r#"{"alg":"RS256","kid":"k"}"#)).is_ok());
+        assert!(super::check_crit(&enc(r#"{"alg":"RS256","crit":["x-evil"],"x-evil":1}"#)).is_err());
+        assert!(super::check_crit(&enc(r#"{"alg":"RS256","crit":[]}"#)).is_err());
+        assert!(super::check_crit("%%%.e30.c2ln").is_err());
     }
 
     #[test]

@@ -223,7 +223,14 @@ impl ModiVerifier {
         let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0).saturating_add(self.cfg.leeway.0.as_secs());
         let scope = format!("{}/{what}/{}", self.tenant, claims.get("iss").and_then(Value::as_str).unwrap_or(""));
         if !replay.first_use(&scope, jti, exp).await {
-            return Err(bad(Reason::TokenReplayed, format!("this {what} (`jti`) was already used")));
+            let mut e = bad(Reason::TokenReplayed, format!("this {what} (`jti`) was already used"));
+            // A 401 always says how to authenticate (RFC 9110 §11.6.1): a new, signed request.
+            e.challenge = http::HeaderValue::from_str(&format!(
+                "Bearer realm=\"{}\", error=\"invalid_request\", error_description=\"this {what} was already used\"",
+                self.tenant
+            ))
+            .ok();
+            return Err(e);
         }
         Ok(())
     }
@@ -246,9 +253,10 @@ impl ModiVerifier {
         if !self.algorithms.contains(&header.alg) {
             return Err(bad(kind, format!("{what}: algorithm {:?} is not accepted", header.alg)));
         }
-        if header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
+        if header.typ.as_deref().is_some_and(|t| !crate::jwt::typ_is(t, "JWT")) {
             return Err(bad(kind, format!("{what}: `typ` must be JWT")));
         }
+        crate::jwt::check_crit(token).map_err(|e| bad(kind, format!("{what}: {e}")))?;
         let key = if require_x5c {
             let chain = header.x5c.as_ref().filter(|c| !c.is_empty()).ok_or_else(|| {
                 bad(kind, format!("{what}: INTEGRITY_REST_01 needs the signing certificate in `x5c`"))
@@ -488,6 +496,7 @@ mod tests {
         // The same JWT again is a replay; another body breaks the digest.
         let again = verifier.check_request(&headers, body, &id, &NoFetch, &guard).await.unwrap_err();
         assert_eq!(again.reason, Reason::TokenReplayed);
+        assert!(again.challenge.is_some(), "a 401 says how to authenticate");
         let signed =
             sign_request(&keys, "client-c_e783", "https://api.bari.example.it/anpr/v1", Some("application/json"), body)
                 .unwrap();

@@ -7,9 +7,15 @@ use http::HeaderName;
 /// The prefix of every identity header (lower case, as `http` stores names).
 pub const IDENTITY_PREFIX: &str = "x-varco-";
 
-/// Whether `name` is one of the reserved `X-Varco-*` headers (ASCII case-insensitive).
+/// Whether `name` is one of the reserved `X-Varco-*` headers (ASCII case-insensitive), also
+/// spelt with `_` for `-` (`X_Varco_Fiscal_Code`): CGI, WSGI and PHP stacks map `_` to `-`, so
+/// the back-office would read such a header as varco's.
 pub fn is_identity(name: &str) -> bool {
-    name.len() >= IDENTITY_PREFIX.len() && name.as_bytes()[..IDENTITY_PREFIX.len()].eq_ignore_ascii_case(b"x-varco-")
+    let b = name.as_bytes();
+    b.len() >= IDENTITY_PREFIX.len()
+        && b.iter()
+            .zip(IDENTITY_PREFIX.as_bytes())
+            .all(|(c, w)| c.eq_ignore_ascii_case(w) || (*c == b'_' && *w == b'-'))
 }
 
 pub static TENANT: HeaderName = HeaderName::from_static("x-varco-tenant");

@@ -108,13 +108,13 @@ pub fn check_path(raw_path: &[u8]) -> Result<(), Problem> {
     Ok(())
 }
 
-/// Removes every header a caller must not set: varco's identity headers.
+/// Removes every header a caller must not set: varco's identity headers, in any spelling a
+/// back-office stack could read as one (`crate::headers::is_identity`).
 pub fn strip_identity_headers(req: &mut pingora_http::RequestHeader) -> usize {
-    if !req.headers.keys().any(|k| k.as_str().starts_with(IDENTITY_HEADER_PREFIX)) {
+    if !req.headers.keys().any(|k| crate::headers::is_identity(k.as_str())) {
         return 0; // the common case: no allocation
     }
-    let spoofed: Vec<_> =
-        req.headers.keys().filter(|k| k.as_str().starts_with(IDENTITY_HEADER_PREFIX)).cloned().collect();
+    let spoofed: Vec<_> = req.headers.keys().filter(|k| crate::headers::is_identity(k.as_str())).cloned().collect();
     for k in &spoofed {
         req.remove_header(k);
     }
@@ -200,10 +200,19 @@ mod tests {
     #[test]
     fn identity_headers_are_stripped() {
         let mut r = pingora_http::RequestHeader::build("GET", b"/", None).unwrap();
-        for (k, v) in [("x-varco-subject", "evil"), ("X-Varco-Tenant", "other"), ("accept", "*/*")] {
+        for (k, v) in [
+            ("x-varco-subject", "evil"),
+            ("X-Varco-Tenant", "other"),
+            ("X_Varco_Fiscal_Code", "RSSMRA80A01H501U"),
+            ("x-varco_acr", "https://www.spid.gov.it/SpidL3"),
+            ("accept", "*/*"),
+            ("x-varcoo", "not ours"),
+            ("x_forwarded_for", "not ours either"),
+        ] {
             r.append_header(k.to_owned(), v).unwrap();
         }
-        assert_eq!(strip_identity_headers(&mut r), 2);
-        assert_eq!(r.headers.len(), 1);
+        assert_eq!(strip_identity_headers(&mut r), 4);
+        assert_eq!(r.headers.len(), 3);
+        assert!(r.headers.get("x_varco_fiscal_code").is_none());
     }
 }

@@ -120,6 +120,10 @@ impl Deliveries {
                             tracing::warn!(topic = %tp.0, partition = tp.1, offset, error = %why, "Kafka: a record is not a CloudEvent; skipped");
                             continue;
                         }
+                        Err(err @ DecodeError::WrongTopic { .. }) => {
+                            tracing::warn!(partition = tp.1, offset, error = %err, "Kafka: a record varco did not write; skipped");
+                            continue;
+                        }
                         Err(err @ DecodeError::Seal(_)) => {
                             // Not deliverable as it is (its subject is lost to this instance),
                             // never dropped: the dead letters keep it, sealed, for an operator.

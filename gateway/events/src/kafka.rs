@@ -55,6 +55,10 @@ pub enum DecodeError {
     NotAnEvent(String),
     #[error("the sealed subject of event `{0}` does not open with this subject_key (another instance's key?)")]
     Seal(String),
+    /// Only varco writes these topics: an event whose source ente or type does not belong to
+    /// the topic it was found in was forged by another producer.
+    #[error("event `{id}` from `{from}` does not belong in topic `{topic}`")]
+    WrongTopic { id: String, from: String, topic: String },
 }
 
 impl KafkaCodec {
@@ -157,6 +161,13 @@ impl KafkaCodec {
     /// The event of a record, its subject restored.
     pub fn decode<M: Message>(&self, msg: &M) -> Result<Event, DecodeError> {
         let mut e = record_to_event(msg).map_err(|e| DecodeError::NotAnEvent(e.to_string()))?;
+        if self.topic_of(&e) != msg.topic() {
+            return Err(DecodeError::WrongTopic {
+                id: e.id().to_owned(),
+                from: e.source().to_string(),
+                topic: msg.topic().to_owned(),
+            });
+        }
         let sealed = msg.headers().and_then(|h| h.iter().find(|h| h.key == SEALED_SUBJECT).and_then(|h| h.value));
         if let Some(sealed) = sealed {
             let subject = self.open_subject(e.id(), sealed).ok_or_else(|| DecodeError::Seal(e.id().to_owned()))?;
@@ -372,6 +383,10 @@ mod tests {
         assert!(matches!(other.decode(&msg), Err(DecodeError::Seal(id)) if id == "ev-1"));
         let public = as_received(&c.encode(event("it.varco.pratica.stato.cambiato.v1", "PR-1")).unwrap());
         assert_eq!(other.decode(&public).unwrap().subject(), Some("PR-1"), "a clear subject needs no key");
+        // Macerata's event found in Bari's topic was written there by someone else.
+        let mut forged = c.encode(sent).unwrap();
+        forged.topic = "varco.events.c_a662".into();
+        assert!(matches!(c.decode(&as_received(&forged)), Err(DecodeError::WrongTopic { .. })));
     }
 
     #[test]

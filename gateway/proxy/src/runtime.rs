@@ -378,7 +378,7 @@ impl TenantBuild<'_> {
             }
         }
         if !limiters.is_empty() {
-            filters.push(Arc::new(varco_traffic::RateLimit { limiters }));
+            filters.push(Arc::new(varco_traffic::RateLimit::new(limiters)));
         }
         filters.push(Arc::new(BodyLimit { max: max_body_bytes }));
         let mut withhold = Vec::new();

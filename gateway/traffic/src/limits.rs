@@ -154,7 +154,24 @@ fn ip_key(ip: std::net::IpAddr) -> u64 {
 /// The filter: every limit of the tenant and the route.
 #[derive(Debug)]
 pub struct RateLimit {
-    pub limiters: Vec<Arc<Limiter>>,
+    /// Narrowest first (see [`RateLimit::new`]).
+    limiters: Vec<Arc<Limiter>>,
+}
+
+impl RateLimit {
+    /// The limits in the order they are taken: per caller (address, header, subject, client)
+    /// first, then the route's, then the ente's. A request stops at the first limit that
+    /// refuses it, so a caller refused by its own limit takes nothing from the limits it
+    /// shares with everyone else (a noisy address cannot drain the ente-wide limit). A request
+    /// that its own limits admit and a shared one refuses has taken from its own: only its own.
+    pub fn new(mut limiters: Vec<Arc<Limiter>>) -> Self {
+        limiters.sort_by_key(|l| match l.cfg.per {
+            LimitKey::ClientIp | LimitKey::Header | LimitKey::Subject | LimitKey::ClientId => 0,
+            LimitKey::Route => 1,
+            LimitKey::Tenant => 2,
+        });
+        Self { limiters }
+    }
 }
 
 impl Filter for RateLimit {
@@ -174,9 +191,9 @@ impl Filter for RateLimit {
                 }
                 Ok(None) => {}
                 Err((s, retry)) => {
-                    if denied.as_ref().is_none_or(|(_, r, _)| retry > *r) {
-                        denied = Some((s, retry, l));
-                    }
+                    // Refused: the broader limits after this one are left untouched.
+                    denied = Some((s, retry, l));
+                    break;
                 }
             }
         }
@@ -272,11 +289,9 @@ mod tests {
 
     #[test]
     fn per_ip_limit_counts_down_then_answers_429_with_headers() {
-        let f = RateLimit {
-            limiters: vec![Arc::new(
-                Limiter::new(&cfg("{per: client_ip, requests: 3, period: 1m}"), "route r").unwrap(),
-            )],
-        };
+        let f = RateLimit::new(vec![Arc::new(
+            Limiter::new(&cfg("{per: client_ip, requests: 3, period: 1m}"), "route r").unwrap(),
+        )]);
         let mut st = state("10.0.0.1");
         for left in [2, 1, 0] {
             f.on_request(&mut req(&[]), &mut st).unwrap();
@@ -299,13 +314,33 @@ mod tests {
         let tight = Arc::new(
             Limiter::new(&cfg("{per: header, header: X-Api-Key, requests: 2, period: 1h}"), "route r").unwrap(),
         );
-        let f = RateLimit { limiters: vec![loose, tight] };
+        let f = RateLimit::new(vec![loose, tight]);
         let mut st = state("10.0.0.1");
         f.on_request(&mut req(&[("x-api-key", "a")]), &mut st).unwrap();
         assert_eq!(st.rate_limit.map(|s| (s.limit, s.remaining)), Some((2, 1)));
         f.on_request(&mut req(&[("x-api-key", "a")]), &mut st).unwrap();
         assert!(f.on_request(&mut req(&[("x-api-key", "a")]), &mut st).is_err());
         f.on_request(&mut req(&[("x-api-key", "b")]), &mut st).unwrap();
+    }
+
+    /// The example consortium's shape: one noisy address over its own limit must not lock the
+    /// other citizens of the ente out.
+    #[test]
+    fn a_refused_request_takes_nothing_from_the_shared_limits() {
+        let ente = Arc::new(Limiter::new(&cfg("{per: tenant, requests: 5, period: 1h}"), "ente").unwrap());
+        let per_ip = Arc::new(Limiter::new(&cfg("{per: client_ip, requests: 2, period: 1h}"), "ente").unwrap());
+        // Configured tenant-first: the order of the file does not matter.
+        let f = RateLimit::new(vec![ente, per_ip]);
+        let noisy = state("10.0.0.1");
+        let refused = (0..50).filter(|_| f.on_request(&mut req(&[]), &mut noisy.clone()).is_err()).count();
+        assert_eq!(refused, 48, "the noisy address gets its own 2");
+        for (i, ip) in ["10.0.0.2", "10.0.0.3", "10.0.0.4"].iter().enumerate() {
+            let mut st = state(ip);
+            assert!(f.on_request(&mut req(&[]), &mut st).is_ok(), "citizen {i} was locked out by the noisy one");
+        }
+        // The ente-wide limit still holds: 2 + 3 taken, the next citizen is refused by it.
+        let p = f.on_request(&mut req(&[]), &mut state("10.0.0.5")).unwrap_err();
+        assert!(p.detail.contains("per ente"), "{}", p.detail);
     }
 
     #[test]
