@@ -251,7 +251,10 @@ async fn limits_and_quotas_count_per_verified_caller() {
     assert_eq!(call(jose.mint("k-rsa", "RS256", &token("bob", "app-1"), None).await).await.status, 200);
     // Three requests per client app per day, whatever the subject.
     assert_eq!(call(jose.mint("k-rsa", "RS256", &token("carol", "app-1"), None).await).await.status, 200);
-    call(jose.mint("k-rsa", "RS256", &token("dave", "app-1"), None).await).await.assert_problem(429, "quota-exhausted");
+    let r = call(jose.mint("k-rsa", "RS256", &token("dave", "app-1"), None).await).await;
+    r.assert_problem(429, "quota-exhausted");
+    // The rate limit dave passed still shows on the quota's refusal.
+    assert_eq!(r.header("x-ratelimit-limit"), Some("1"), "{r:?}");
     assert_eq!(call(jose.mint("k-rsa", "RS256", &token("erin", "app-2"), None).await).await.status, 200);
 }
 

@@ -56,6 +56,21 @@ async fn headers_then_429_with_retry_after() {
     assert_eq!(v.get(H, "/status").await.header("x-ratelimit-limit"), Some("100000"));
 }
 
+/// A limited route's error answers carry the headers too: a caller that gets a 502 (the
+/// back-office down) must still pace itself.
+#[tokio::test]
+async fn error_answers_of_a_limited_route_carry_the_headers() {
+    let be = Backend::start("bo").await;
+    let dead = varco_tests::free_port();
+    let cfg = config(&be, A3, B5).replace(&format!("\"{}\"", be.addr), &format!("\"127.0.0.1:{dead}\""));
+    let v = Varco::start(&cfg).await;
+    let r = v.get(H, "/a").await;
+    r.assert_problem(502, "bad-gateway");
+    assert_eq!(r.header("x-ratelimit-limit"), Some("3"), "{r:?}");
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("2"), "{r:?}");
+    assert!(r.header("x-ratelimit-reset").is_some(), "{r:?}");
+}
+
 #[tokio::test]
 async fn each_key_has_its_own_bucket() {
     let be = Backend::start("bo").await;

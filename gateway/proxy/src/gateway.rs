@@ -99,7 +99,7 @@ impl ProxyHttp for Gateway {
         let routed = self.route(session, ctx, &rt);
         ctx.rt = Some(rt.clone());
         if let Err((p, close)) = routed {
-            respond::problem(session, ctx.trace.as_ref(), &p, close).await?;
+            respond::problem(session, ctx, &p, close).await?;
             return Ok(true);
         }
         crate::pipeline::run(&self.shared, session, ctx, &rt).await
@@ -224,7 +224,7 @@ impl ProxyHttp for Gateway {
         let code = match p {
             Some(p) if session.response_written().is_none() => {
                 // pingora does not reuse a connection after a failed proxy attempt: say so.
-                if let Err(err) = respond::problem(session, ctx.trace.as_ref(), &p, true).await {
+                if let Err(err) = respond::problem(session, ctx, &p, true).await {
                     tracing::debug!(error = %err, "could not send the problem answer");
                 }
                 p.status()

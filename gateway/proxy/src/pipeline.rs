@@ -43,7 +43,7 @@ pub async fn run(shared: &Shared, session: &mut Session, ctx: &mut RequestCtx, r
             Step::Adapter(a) => return adapter(session, ctx, rt, a).await,
         };
         if let Err(p) = checked {
-            respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
+            respond::problem(session, ctx, &p, false).await?;
             return Ok(true);
         }
     }
@@ -150,7 +150,7 @@ async fn modi(
     let body = match read_body(session, route.max_body_bytes).await? {
         Ok(b) => b,
         Err(p) => {
-            respond::problem(session, ctx.trace.as_ref(), &p, true).await?;
+            respond::problem(session, ctx, &p, true).await?;
             return Ok(true);
         }
     };
@@ -161,7 +161,7 @@ async fn modi(
     let audit = match checked {
         Ok(a) => a,
         Err(p) => {
-            respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
+            respond::problem(session, ctx, &p, false).await?;
             return Ok(true);
         }
     };
@@ -213,7 +213,7 @@ async fn modi(
                         // Fail closed: an e-service that signs its answers never answers unsigned.
                         tracing::error!(tenant = %tenant.id, route = %route.name, error = %e, "answer not signed; refused");
                         let p = crate::authn::problem(e);
-                        respond::problem(session, ctx.trace.as_ref(), &p, false).await?;
+                        respond::problem(session, ctx, &p, false).await?;
                         return Ok(true);
                     }
                 }
@@ -221,9 +221,9 @@ async fn modi(
             if let Some(s) = ctx.state.rate_limit {
                 resp.headers.extend(s.headers());
             }
-            respond::adapter(session, ctx.trace.as_ref(), resp).await?;
+            respond::adapter(session, ctx, resp).await?;
         }
-        Err(p) => respond::problem(session, ctx.trace.as_ref(), &p, false).await?,
+        Err(p) => respond::problem(session, ctx, &p, false).await?,
     }
     Ok(true)
 }
@@ -240,7 +240,7 @@ async fn adapter(
     let body = match read_body(session, route.max_body_bytes).await? {
         Ok(b) => b,
         Err(p) => {
-            respond::problem(session, ctx.trace.as_ref(), &p, true).await?;
+            respond::problem(session, ctx, &p, true).await?;
             return Ok(true);
         }
     };
@@ -251,7 +251,7 @@ async fn adapter(
             if let Some(s) = ctx.state.rate_limit {
                 resp.headers.extend(s.headers());
             }
-            respond::adapter(session, ctx.trace.as_ref(), resp).await?
+            respond::adapter(session, ctx, resp).await?
         }
         Ok(Answer::Stream(head, body)) => {
             // A stream lives as long as its caller: it is bounded by the route's `max_streams`,
@@ -259,9 +259,9 @@ async fn adapter(
             // for it (the caller reconnects elsewhere).
             ctx.tenant_slot = None;
             ctx.in_flight = None;
-            respond::stream(session, ctx.trace.as_ref(), head, body).await?
+            respond::stream(session, ctx, head, body).await?
         }
-        Err(p) => respond::problem(session, ctx.trace.as_ref(), &p, false).await?,
+        Err(p) => respond::problem(session, ctx, &p, false).await?,
     }
     Ok(true)
 }

@@ -1,5 +1,6 @@
 //! Writing varco's own answers (problems and adapter responses) to a downstream session.
 
+use crate::ctx::RequestCtx;
 use bytes::Bytes;
 use pingora_error::{Error, ErrorSource, ErrorType};
 use pingora_http::ResponseHeader;
@@ -11,15 +12,23 @@ fn ids(trace: Option<&TraceContext>) -> (&str, &str) {
     trace.map(|t| (t.request_id(), t.trace_id.as_str())).unwrap_or(("", ""))
 }
 
+/// The route's `X-RateLimit-*` on every answer once its limits ran (errors too: a caller that
+/// gets a 502 or a 429 `quota-exhausted` still needs to pace itself), unless already set.
+fn rate_limit_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error::Result<()> {
+    if let Some(s) = ctx.state.rate_limit {
+        for (k, v) in s.headers() {
+            if !h.headers.contains_key(&k) {
+                h.insert_header(k, v)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes a problem+json answer. `close` ends the connection afterwards (framing errors, where
 /// the rest of the stream cannot be trusted).
-pub async fn problem(
-    session: &mut Session,
-    trace: Option<&TraceContext>,
-    p: &Problem,
-    close: bool,
-) -> pingora_error::Result<()> {
-    let (request_id, trace_id) = ids(trace);
+pub async fn problem(session: &mut Session, ctx: &RequestCtx, p: &Problem, close: bool) -> pingora_error::Result<()> {
+    let (request_id, trace_id) = ids(ctx.trace.as_ref());
     let instance = String::from_utf8_lossy(session.req_header().raw_path()).into_owned();
     let body = p.to_body(&instance, request_id, trace_id);
     let mut h = ResponseHeader::build(p.status(), Some(6))?;
@@ -36,6 +45,7 @@ pub async fn problem(
     for (k, v) in &p.headers {
         h.insert_header(k.clone(), v.clone())?;
     }
+    rate_limit_headers(&mut h, ctx)?;
     if close {
         session.set_keepalive(None);
         h.insert_header(http::header::CONNECTION, "close")?;
@@ -44,17 +54,14 @@ pub async fn problem(
 }
 
 /// Writes an adapter's answer.
-pub async fn adapter(
-    session: &mut Session,
-    trace: Option<&TraceContext>,
-    r: AdapterResponse,
-) -> pingora_error::Result<()> {
-    let mut h = ResponseHeader::build(r.status, Some(r.headers.len() + 2))?;
+pub async fn adapter(session: &mut Session, ctx: &RequestCtx, r: AdapterResponse) -> pingora_error::Result<()> {
+    let mut h = ResponseHeader::build(r.status, Some(r.headers.len() + 5))?;
     for (k, v) in r.headers {
         h.append_header(k, v)?;
     }
     h.insert_header(http::header::CONTENT_LENGTH, r.body.len())?;
-    h.insert_header("x-request-id", ids(trace).0)?;
+    h.insert_header("x-request-id", ids(ctx.trace.as_ref()).0)?;
+    rate_limit_headers(&mut h, ctx)?;
     write(session, h, r.body).await
 }
 
@@ -65,17 +72,18 @@ const STREAM_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// stream ends or the caller goes away (a failed write ends it quietly).
 pub async fn stream(
     session: &mut Session,
-    trace: Option<&TraceContext>,
+    ctx: &RequestCtx,
     head: AdapterResponse,
     mut body: varco_core::BodyStream,
 ) -> pingora_error::Result<()> {
     use futures::StreamExt;
-    let mut h = ResponseHeader::build(head.status, Some(head.headers.len() + 2))?;
+    let mut h = ResponseHeader::build(head.status, Some(head.headers.len() + 5))?;
     for (k, v) in head.headers {
         h.append_header(k, v)?;
     }
     h.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-    h.insert_header("x-request-id", ids(trace).0)?;
+    h.insert_header("x-request-id", ids(ctx.trace.as_ref()).0)?;
+    rate_limit_headers(&mut h, ctx)?;
     // Not reused afterwards: the stream ends when one side closes.
     session.set_keepalive(None);
     session.write_response_header(Box::new(h), false).await?;
