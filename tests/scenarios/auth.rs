@@ -339,6 +339,13 @@ async fn the_back_office_can_verify_varcos_identity_token() {
     assert_eq!(c["iss"], "varco");
     let ttl = c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap();
     assert_eq!(ttl, 30);
+    // A route that withholds the codice fiscale withholds it from the signed token too.
+    let auth = format!("Bearer {}", jose.mint("k-rsa", "RS256", &claims(), None).await);
+    assert_eq!(v.send("GET", MC, "/minimal", &[("authorization", &auth)], b"").await.status, 200);
+    let token = be.last()["headers"]["x-varco-identity"].as_str().unwrap().to_owned();
+    let c = jose.verify(&jwks.body, &token, "c_e783").await;
+    assert_eq!(c["sub"], "citizen-42", "{c}");
+    assert!(c.get("fiscal_code").is_none(), "withheld means withheld everywhere: {c}");
     // A caller cannot forge it on a public route either.
     assert_eq!(v.send("GET", MC, "/open", &[("x-varco-identity", "forged")], b"").await.status, 200);
     assert!(be.last()["headers"].get("x-varco-identity").is_none());

@@ -36,17 +36,43 @@ impl IdentitySigner {
         KeySet::new(vec![key])
     }
 
-    /// The token for one request: audience is the ente, lifetime `ttl`.
-    pub fn sign(&self, tenant: &str, id: &Identity) -> Result<String, AuthError> {
+    /// The token for one request: audience is the ente, lifetime `ttl`. The claims behind the
+    /// identity headers a route withholds (`request_headers.remove`) are left out too: a
+    /// back-office that must not see the codice fiscale does not find it in the token either.
+    pub fn sign(&self, tenant: &str, id: &Identity, withhold: &[http::HeaderName]) -> Result<String, AuthError> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let claims = serde_json::json!({
+        let mut claims = serde_json::json!({
             "iss": "varco", "aud": tenant, "sub": id.subject, "iat": now, "exp": now + self.ttl_secs,
             "jti": format!("{:032x}", fastrand::u128(..)),
             "issuer": id.issuer, "client_id": id.client_id, "fiscal_code": id.fiscal_code,
             "acr": id.acr, "scope": id.scopes.join(" "), "purpose_id": id.purpose_id,
         });
+        if let Some(map) = claims.as_object_mut() {
+            for h in withhold {
+                if let Some(claim) = claim_of(h) {
+                    map.remove(claim);
+                }
+            }
+        }
         self.keys.active().sign(&claims, "JWT", false)
     }
+}
+
+/// The identity-token claim carrying the same fact as an identity header.
+fn claim_of(header: &http::HeaderName) -> Option<&'static str> {
+    use varco_core::headers as h;
+    [
+        (&h::SUBJECT, "sub"),
+        (&h::ISSUER, "issuer"),
+        (&h::CLIENT_ID, "client_id"),
+        (&h::FISCAL_CODE, "fiscal_code"),
+        (&h::ACR, "acr"),
+        (&h::SCOPES, "scope"),
+        (&h::PURPOSE_ID, "purpose_id"),
+    ]
+    .into_iter()
+    .find(|(n, _)| *n == header)
+    .map(|(_, c)| c)
 }
 
 /// `GET /.well-known/jwks.json`: the ente's public signing keys.

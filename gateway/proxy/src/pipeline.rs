@@ -84,7 +84,8 @@ async fn jwt(
     if let Some(signer) = tenant.identity.as_deref() {
         // Fail closed: a back-office that expects the signed identity never gets the
         // request without it.
-        let token = signer.sign(&tenant.id, &id).map_err(crate::authn::problem)?;
+        let withhold = ctx.route(rt).map_or(&[][..], |r| r.withhold.as_slice());
+        let token = signer.sign(&tenant.id, &id, withhold).map_err(crate::authn::problem)?;
         ctx.identity_token = Some(
             HeaderValue::from_str(&token)
                 .map_err(|_| Problem::new(ProblemKind::Internal, "varco could not sign the identity token"))?,
