@@ -64,6 +64,8 @@ pub struct Issuer {
     last_fetch_ms: AtomicU64,
     pub up: AtomicBool,
     verified: DashMap<u64, Cached, KeyIsHash>,
+    /// The `jwks_file` as read when built: a reload that finds it changed builds a new issuer.
+    file: Option<Vec<u8>>,
 }
 
 /// The cache key is already a hash ([`token_key`]): use it as is instead of SipHashing it
@@ -142,16 +144,20 @@ pub fn check_crit(token: &str) -> Result<(), String> {
     }
 }
 
+fn read_jwks_file(f: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(f).map_err(|e| format!("cannot read `{}`: {e}", f.display()))
+}
+
 impl Issuer {
     /// Builds the issuer; a `jwks_file` is read now (I/O at build time, not per request).
     pub fn new(tenant: &str, name: &str, cfg: &IssuerConfig) -> Result<Self, String> {
         let algorithms = cfg.algorithms.iter().filter_map(|a| a.parse::<Algorithm>().ok()).collect();
-        let keys = match &cfg.jwks_file {
-            Some(f) => {
-                let text = std::fs::read(f).map_err(|e| format!("cannot read `{}`: {e}", f.display()))?;
-                serde_json::from_slice(&text).map_err(|e| format!("`{}` is not a JWKS: {e}", f.display()))?
+        let file = cfg.jwks_file.as_ref().map(|f| read_jwks_file(f)).transpose()?;
+        let keys = match (&cfg.jwks_file, &file) {
+            (Some(f), Some(text)) => {
+                serde_json::from_slice(text).map_err(|e| format!("`{}` is not a JWKS: {e}", f.display()))?
             }
-            None => JwkSet { keys: Vec::new() },
+            _ => JwkSet { keys: Vec::new() },
         };
         Ok(Self {
             name: name.to_owned(),
@@ -162,6 +168,7 @@ impl Issuer {
             last_fetch_ms: AtomicU64::new(0),
             up: AtomicBool::new(cfg.jwks_file.is_some()),
             verified: DashMap::with_hasher(KeyIsHash),
+            file,
         })
     }
 
@@ -480,7 +487,16 @@ impl IssuerRegistry {
         let mut map = self.map.lock();
         let key = (tenant.to_owned(), name.to_owned(), cfg.clone());
         if let Some(i) = map.get(&key) {
-            return Ok(i.clone());
+            // A `jwks_file` is read again at every build (a reload): an operator replacing a
+            // compromised key gets a new issuer, whose empty cache forgets every token the
+            // old keys verified. A file that cannot be read fails the reload.
+            let unchanged = match &cfg.jwks_file {
+                Some(f) => i.file.as_deref() == Some(read_jwks_file(f)?.as_slice()),
+                None => true,
+            };
+            if unchanged {
+                return Ok(i.clone());
+            }
         }
         let i = Arc::new(Issuer::new(tenant, name, cfg)?);
         map.insert(key, i.clone());
@@ -516,6 +532,35 @@ mod tests {
         assert_eq!(t("Basic dXNlcjpwYXNz"), None);
         assert_eq!(t("DPoP abc"), None);
         assert_eq!(t(""), None);
+    }
+
+    #[test]
+    fn a_changed_jwks_file_is_read_again_at_reload() {
+        let dir = std::env::temp_dir().join(format!("varco-jwks-{:016x}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("jwks.json");
+        std::fs::write(&file, r#"{"keys":[]}"#).unwrap();
+        let cfg: varco_config::IssuerConfig = serde_yaml_ng::from_str(&format!(
+            "{{issuer: \"https://i\", audiences: [a], jwks_file: \"{}\", algorithms: [ES256]}}",
+            file.display()
+        ))
+        .unwrap();
+        let reg = super::IssuerRegistry::default();
+        let a = reg.get("t", "i", &cfg).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&a, &reg.get("t", "i", &cfg).unwrap()), "unchanged: the same issuer");
+        assert!(a.key_for(Some("1")).is_none());
+        // RFC 7517 A.1's EC key replaces the (compromised) empty set.
+        std::fs::write(
+            &file,
+            r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"1","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}]}"#,
+        )
+        .unwrap();
+        let b = reg.get("t", "i", &cfg).unwrap();
+        assert!(!std::sync::Arc::ptr_eq(&a, &b), "a changed file makes a new issuer (and an empty cache)");
+        assert!(b.key_for(Some("1")).is_some());
+        std::fs::remove_file(&file).unwrap();
+        assert!(reg.get("t", "i", &cfg).is_err(), "an unreadable file fails the reload");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
