@@ -214,6 +214,44 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
     for (i, q) in t.quotas.iter().enumerate() {
         validate_quota(q, &format!("{p}.quotas[{i}]"), is);
     }
+    // The API-key header is removed once the key is verified, before limits run: a limit keyed
+    // on it would put every key in one bucket.
+    let key_headers: Vec<&str> = t
+        .routes
+        .iter()
+        .filter_map(|r| match &r.access {
+            Access::ApiKey(a) => Some(a.header.as_str()),
+            _ => None,
+        })
+        .collect();
+    let on_key_header = |per: LimitKey, header: Option<&str>, at: String, keys: &[&str], is: &mut Issues| {
+        if let (LimitKey::Header, Some(h)) = (per, header) {
+            if keys.iter().any(|k| k.eq_ignore_ascii_case(h)) {
+                is.add(
+                    at,
+                    format!(
+                        "`{h}` carries API keys, which are removed once verified: count per key with `per: client_id`"
+                    ),
+                );
+            }
+        }
+    };
+    for (i, l) in t.rate_limits.iter().enumerate() {
+        on_key_header(l.per, l.header.as_deref(), format!("{p}.rate_limits[{i}].header"), &key_headers, is);
+    }
+    for (i, q) in t.quotas.iter().enumerate() {
+        on_key_header(q.per, q.header.as_deref(), format!("{p}.quotas[{i}].header"), &key_headers, is);
+    }
+    for (ri, r) in t.routes.iter().enumerate() {
+        let Access::ApiKey(a) = &r.access else { continue };
+        let own = [a.header.as_str()];
+        for (i, l) in r.rate_limits.iter().enumerate() {
+            on_key_header(l.per, l.header.as_deref(), format!("{p}.routes[{ri}].rate_limits[{i}].header"), &own, is);
+        }
+        for (i, q) in r.quotas.iter().enumerate() {
+            on_key_header(q.per, q.header.as_deref(), format!("{p}.routes[{ri}].quotas[{i}].header"), &own, is);
+        }
+    }
     if t.max_concurrent == Some(0) {
         is.add(format!("{p}.max_concurrent"), "must be at least 1");
     }

@@ -180,3 +180,25 @@ fn kafka_needs_a_subject_key_and_a_sane_layout() {
     let long = format!("{{brokers: \"k:9092\", subject_key: {{env: K}}, topic: {}}}", "t".repeat(230));
     assert!(issues(&with(&long)).iter().any(|i| i.starts_with("server.events.kafka.topic")));
 }
+
+#[test]
+fn a_limit_on_the_api_key_header_is_refused() {
+    let yaml = BASE.replace(
+        "access: public, to: {upstream: anagrafe}}",
+        "access: {api_key: {}}, to: {upstream: anagrafe}, rate_limits: [{per: header, header: x-api-key, requests: 5, period: 1s}]}",
+    )
+    .replace("    upstreams:", "    quotas: [{per: header, header: X-Api-Key, requests: 5, window: day}]\n    upstreams:");
+    let found = issues(&yaml);
+    assert!(
+        found.iter().any(|i| i.starts_with("tenants[0].routes[0].rate_limits[0].header: `x-api-key` carries API keys")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|i| i.starts_with("tenants[0].quotas[0].header: `X-Api-Key` carries API keys")),
+        "{found:?}"
+    );
+    let fixed = yaml
+        .replace("per: header, header: x-api-key", "per: client_id")
+        .replace("per: header, header: X-Api-Key", "per: client_id");
+    assert!(issues(&fixed).is_empty(), "{:?}", issues(&fixed));
+}
