@@ -139,3 +139,30 @@ async fn hostile_http_never_wedges_the_process() {
     assert_eq!(v.get(H, "/live/ok").await.status, 200);
     assert_eq!(v.admin_client.get("localhost", "/healthz").await.status, 200);
 }
+
+/// `Connection` naming the forwarding headers varco writes (a trick to make a proxy drop
+/// them): the request goes through with varco's own values; a malformed option list is a clear
+/// 400 problem before anything else runs.
+#[tokio::test]
+async fn connection_options_naming_forwarding_headers() {
+    let (be, v) = start().await;
+    let r = v
+        .send(
+            "GET",
+            H,
+            "/live/x",
+            &[("connection", "X-Forwarded-For, keep-alive"), ("x-forwarded-for", "6.6.6.6")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(be.last()["headers"]["x-forwarded-for"], "127.0.0.1", "varco's value, not the caller's");
+    let r = v.send("GET", H, "/live/x", &[("connection", "Host, X-Forwarded-Host, X-Forwarded-Proto")], b"").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(be.last()["headers"]["x-forwarded-host"], H);
+    let hits = be.hits();
+    let r = v.send("GET", H, "/live/x", &[("connection", "a, b, c, d, e, f, g, h, i, j")], b"").await;
+    r.assert_problem(400, "bad-request");
+    assert!(r.json["detail"].as_str().unwrap().contains("Connection"), "{r:?}");
+    assert_eq!(be.hits(), hits);
+}

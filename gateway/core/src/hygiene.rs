@@ -108,6 +108,62 @@ pub fn check_path(raw_path: &[u8]) -> Result<(), Problem> {
     Ok(())
 }
 
+/// Options a `Connection` header may list, at most (pingora refuses 10 or more).
+const MAX_CONNECTION_OPTIONS: usize = 9;
+
+/// Headers varco writes for the upstream itself: a caller listing them in `Connection` (asking
+/// the proxy to drop them as hop-by-hop) changes nothing, since varco replaces them anyway.
+const OWN_FORWARDING: &[&str] = &["host", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded"];
+
+/// Checks the options of `Connection` (RFC 9110 §7.6.1): each a token, at most nine; the
+/// forwarding headers varco writes itself are taken off the list (the request goes on, with
+/// varco's own values upstream), so the proxy layer never refuses such a request late.
+pub fn clean_connection(req: &mut pingora_http::RequestHeader) -> Result<(), Problem> {
+    if !req.headers.contains_key(header::CONNECTION) {
+        return Ok(()); // the common case
+    }
+    let mut keep: Vec<String> = Vec::new();
+    let mut dropped = false;
+    let mut count = 0;
+    for value in req.headers.get_all(header::CONNECTION) {
+        for token in value.as_bytes().split(|b| *b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty()) {
+            count += 1;
+            if count > MAX_CONNECTION_OPTIONS {
+                return Err(Problem::new(
+                    ProblemKind::BadRequest,
+                    format!("the Connection header lists more than {MAX_CONNECTION_OPTIONS} options"),
+                ));
+            }
+            let Some(name) = std::str::from_utf8(token).ok().filter(|t| t.bytes().all(is_tchar)) else {
+                return Err(Problem::new(
+                    ProblemKind::BadRequest,
+                    "the Connection header lists an option that is not a token",
+                ));
+            };
+            if OWN_FORWARDING.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+                dropped = true;
+            } else {
+                keep.push(name.to_owned());
+            }
+        }
+    }
+    if dropped {
+        req.remove_header(&header::CONNECTION);
+        if !keep.is_empty() {
+            let v = http::HeaderValue::from_str(&keep.join(", "))
+                .map_err(|_| Problem::new(ProblemKind::BadRequest, "the Connection header is malformed"))?;
+            req.insert_header(header::CONNECTION, v)
+                .map_err(|_| Problem::new(ProblemKind::BadRequest, "the Connection header is malformed"))?;
+        }
+    }
+    Ok(())
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// Removes every header a caller must not set: varco's identity headers, in any spelling a
 /// back-office stack could read as one (`crate::headers::is_identity`).
 pub fn strip_identity_headers(req: &mut pingora_http::RequestHeader) -> usize {
@@ -195,6 +251,26 @@ mod tests {
         for m in [Method::TRACE, Method::CONNECT, Method::from_bytes(b"FOO").unwrap()] {
             assert_eq!(check_method(&m).unwrap_err().kind, ProblemKind::MethodNotImplemented);
         }
+    }
+
+    #[test]
+    fn connection_options_are_checked_and_varcos_own_headers_taken_off() {
+        let conn = |v: &str| {
+            let mut r = pingora_http::RequestHeader::build("GET", b"/", None).unwrap();
+            r.append_header("connection", v).unwrap();
+            let res = clean_connection(&mut r);
+            res.map(|()| r.headers.get("connection").map(|v| v.to_str().unwrap().to_owned()))
+        };
+        assert_eq!(conn("keep-alive").unwrap().as_deref(), Some("keep-alive"), "untouched");
+        assert_eq!(conn("X-Forwarded-For").unwrap(), None, "nothing left: the header goes");
+        assert_eq!(conn("close, x-forwarded-host,Host").unwrap().as_deref(), Some("close"));
+        assert_eq!(conn("te, Forwarded, x-custom").unwrap().as_deref(), Some("te, x-custom"));
+        assert!(conn(":authority").is_err());
+        assert!(conn("a b").is_err());
+        assert!(conn("a,b,c,d,e,f,g,h,i,j").is_err(), "ten options");
+        assert!(conn("a,b,c,d,e,f,g,h,i").is_ok(), "nine options");
+        let mut r = pingora_http::RequestHeader::build("GET", b"/", None).unwrap();
+        assert!(clean_connection(&mut r).is_ok());
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl Gateway {
         let route = t.table.lookup(&req.method, if sub.is_empty() { "/" } else { sub }).map_err(|p| (p, false))?;
         ctx.route = Some(route);
         ctx.prefix_len = prefix_len;
+        hygiene::clean_connection(session.req_header_mut()).map_err(|p| (p, false))?;
         hygiene::strip_identity_headers(session.req_header_mut());
         Ok(())
     }
