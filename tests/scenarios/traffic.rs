@@ -16,7 +16,7 @@ tenants:
     name: Comune
     hosts: [{H}]
     {tenant_extra}
-    upstreams: {{pool: {{servers: ["{be}"], retries: 0, passive: {{max_failures: 0}}{upstream_extra}}}}}
+    upstreams: {{pool: {{servers: ["{be}"], retries: 0{upstream_extra}}}}}
     routes:
       - {{name: r, path: "/{{*rest}}", methods: [GET], access: public, to: {{upstream: pool}}}}
 "#,
@@ -27,7 +27,10 @@ tenants:
 #[tokio::test]
 async fn breaker_opens_answers_503_without_calling_and_recloses() {
     let be = Backend::start("bo").await;
-    let cb = ", circuit_breaker: {consecutive_failures: 3, failure_ratio: 0, open_for: 500ms, half_open_probes: 1}";
+    // This back-office's 500 means "broken": listed in `passive.statuses`, it counts for the
+    // breaker (ejection off, so the breaker alone decides).
+    let cb = ", passive: {max_failures: 0, statuses: [500, 502, 503, 504]}, \
+              circuit_breaker: {consecutive_failures: 3, failure_ratio: 0, open_for: 500ms, half_open_probes: 1}";
     let v = Varco::start(&config(&be, cb, "")).await;
     be.set_mode(Mode::Status(500));
     for _ in 0..3 {
@@ -55,7 +58,7 @@ async fn breaker_opens_answers_503_without_calling_and_recloses() {
 #[tokio::test]
 async fn a_failed_probe_keeps_it_open() {
     let be = Backend::start("bo").await;
-    let cb = ", circuit_breaker: {consecutive_failures: 1, open_for: 300ms}";
+    let cb = ", passive: {max_failures: 0}, circuit_breaker: {consecutive_failures: 1, open_for: 300ms}";
     let v = Varco::start(&config(&be, cb, "")).await;
     be.set_mode(Mode::Close);
     v.get(H, "/x").await.assert_problem(502, "bad-gateway");
@@ -88,11 +91,11 @@ async fn concurrent(v: &Varco, n: usize) -> Vec<u16> {
 async fn load_is_shed_per_upstream_and_per_tenant() {
     let be = Backend::start("bo").await;
     be.set_mode(Mode::Delay(Duration::from_millis(700)));
-    let v = Varco::start(&config(&be, ", max_concurrent: 2", "")).await;
+    let v = Varco::start(&config(&be, ", passive: {max_failures: 0}, max_concurrent: 2", "")).await;
     assert_eq!(concurrent(&v, 5).await, [200, 200, 503, 503, 503]);
     // Slots come back: the next wave gets the same.
     assert_eq!(concurrent(&v, 3).await, [200, 200, 503]);
 
-    let v = Varco::start(&config(&be, "", "max_concurrent: 3")).await;
+    let v = Varco::start(&config(&be, ", passive: {max_failures: 0}", "max_concurrent: 3")).await;
     assert_eq!(concurrent(&v, 5).await, [200, 200, 200, 503, 503]);
 }

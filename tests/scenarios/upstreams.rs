@@ -169,3 +169,30 @@ async fn total_budget_caps_time_across_retries() {
     v.get(H, "/x").await.assert_problem(504, "gateway-timeout");
     assert!(t.elapsed() < Duration::from_millis(1900), "total budget not applied: {:?}", t.elapsed());
 }
+
+/// One server of two answers 503 to everything: passive health ejects it after three in a
+/// row, so the pool's breaker (which counts the same statuses) sees the healthy server's
+/// answers and stays closed. Before, the broken server was never ejected and its 503s opened
+/// the breaker on both: a full outage from a half fault.
+#[tokio::test]
+async fn a_server_answering_503_is_ejected_and_the_breaker_spares_its_healthy_peer() {
+    let (good, bad) = (Backend::start("good").await, Backend::start("bad").await);
+    bad.set_mode(Mode::Status(503));
+    let breaker = ", circuit_breaker: {consecutive_failures: 5, failure_ratio: 0.5, min_requests: 10, window: 10s, open_for: 30s}";
+    let v = Varco::start(&config(&[&good, &bad], breaker)).await;
+    let mut ok = 0;
+    for _ in 0..100 {
+        if v.get(H, "/x").await.status == 200 {
+            ok += 1;
+        }
+    }
+    assert!(ok >= 96, "only {ok} of 100 answered 200 (bad server hits: {})", bad.hits());
+    assert!(bad.hits() <= 4, "the 503 server kept getting traffic: {}", bad.hits());
+    let m = v.metrics().await;
+    assert!(m.lines().any(|l| l.starts_with("varco_upstream_ejections_total{") && !l.ends_with(" 0")), "{m}");
+    // A status not in `passive.statuses` (default 502, 503, 504) is the request's, not the server's.
+    good.set_mode(Mode::Status(500));
+    for _ in 0..30 {
+        assert_eq!(v.get(H, "/x").await.status, 500);
+    }
+}

@@ -401,18 +401,29 @@ fn d_two() -> u32 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PassiveHealth {
-    /// Consecutive connection failures or 5xx-free errors before ejection; 0 disables. Default 3.
+    /// Consecutive failures (no connection, no answer, or an answer with one of `statuses`)
+    /// before the server is ejected; 0 disables. Default 3.
     #[serde(default = "d_three")]
     pub max_failures: u32,
     /// How long an ejected server is skipped. Default 10s.
     #[serde(default = "d_eject")]
     pub eject_for: Dur,
+    /// Answer statuses that count as a failure of the server that gave them, for passive
+    /// health and for the pool's circuit breaker alike (so a broken server is ejected before
+    /// its errors open the breaker on its healthy peers). Default `[502, 503, 504]`; add 500
+    /// for back-offices whose 500 means "broken" rather than "this request failed".
+    #[serde(default = "d_fail_statuses")]
+    pub statuses: Vec<u16>,
 }
 
 impl Default for PassiveHealth {
     fn default() -> Self {
-        Self { max_failures: d_three(), eject_for: d_eject() }
+        Self { max_failures: d_three(), eject_for: d_eject(), statuses: d_fail_statuses() }
     }
+}
+
+fn d_fail_statuses() -> Vec<u16> {
+    vec![502, 503, 504]
 }
 
 fn d_three() -> u32 {

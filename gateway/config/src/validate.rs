@@ -472,6 +472,11 @@ fn validate_upstream(u: &UpstreamConfig, p: &str, name: &str, is: &mut Issues) {
     if u.max_concurrent == Some(0) {
         is.add(format!("{p}.max_concurrent"), "must be at least 1");
     }
+    for (i, st) in u.passive.statuses.iter().enumerate() {
+        if !(400..=599).contains(st) {
+            is.add(format!("{p}.passive.statuses[{i}]"), "an error status, 400 to 599");
+        }
+    }
     if let Some(cb) = &u.circuit_breaker {
         if cb.consecutive_failures == 0 || cb.half_open_probes == 0 {
             is.add(format!("{p}.circuit_breaker"), "consecutive_failures and half_open_probes must be at least 1");

@@ -80,7 +80,13 @@ pub fn circuit_opened(shared: &Shared, ctx: &RequestCtx, pool: &Pool) {
 /// Passive health and the breaker after a failed attempt.
 pub fn note_failure(shared: &Shared, ctx: &RequestCtx) {
     let Some(rt) = &ctx.rt else { return };
-    let (Some(pool), Some(i), Some(t)) = (ctx.pool(rt), ctx.server, ctx.tenant(rt)) else { return };
+    let (Some(pool), Some(i)) = (ctx.pool(rt), ctx.server) else { return };
+    note_failure_of(shared, ctx, pool, i);
+}
+
+/// Server `i` of `pool` failed an attempt.
+fn note_failure_of(shared: &Shared, ctx: &RequestCtx, pool: &Pool, i: usize) {
+    let Some(t) = ctx.rt.as_ref().and_then(|rt| ctx.tenant(rt)) else { return };
     let tenant = &t.id;
     shared.metrics.upstream_failures.with_label_values(&[tenant, &pool.name]).inc();
     if pool.breaker.as_ref().is_some_and(|b| b.record(false)) {
@@ -92,10 +98,16 @@ pub fn note_failure(shared: &Shared, ctx: &RequestCtx) {
     }
 }
 
-/// Passive health and the breaker after an answer (an upstream 5xx is a failure of the pool).
+/// Passive health and the breaker after an answer: a status of `passive.statuses` is a
+/// failure of the server that gave it (ejected after `max_failures` in a row) and of the pool
+/// (the breaker); any other answer shows the server works.
 pub fn note_answer(shared: &Shared, ctx: &RequestCtx, pool: &Pool, server: usize, status: u16) {
+    if pool.failure_statuses.contains(&status) {
+        note_failure_of(shared, ctx, pool, server);
+        return;
+    }
     pool.record_success(server);
-    if pool.breaker.as_ref().is_some_and(|b| b.record(status < 500)) {
+    if pool.breaker.as_ref().is_some_and(|b| b.record(true)) {
         circuit_opened(shared, ctx, pool);
     }
 }

@@ -41,6 +41,8 @@ pub struct Pool {
     pub health_check: Option<HealthCheckConfig>,
     pub max_failures: u32,
     pub eject_for: Duration,
+    /// Answer statuses that count as a failure of the server (`passive.statuses`).
+    pub failure_statuses: Vec<u16>,
     /// Host header and path for health checks.
     pub tls: bool,
     epoch: Instant,
@@ -123,6 +125,7 @@ impl Pool {
             health_check: cfg.health_check.clone(),
             max_failures: cfg.passive.max_failures,
             eject_for: cfg.passive.eject_for.0,
+            failure_statuses: cfg.passive.statuses.clone(),
             tls: cfg.tls.is_some(),
             epoch: Instant::now(),
             rr: AtomicUsize::new(fastrand::usize(..1024)),
