@@ -177,3 +177,25 @@ async fn caller_forwarded_header_is_dropped_unless_varco_sets_its_own() {
     assert!(h.get("forwarded").is_none(), "a caller's Forwarded reached the back-office: {h}");
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
 }
+
+/// `response_headers` rewrites the back-office's answer: what it leaks goes, what the ente's
+/// security policy asks for comes; other routes' answers are untouched.
+#[tokio::test]
+async fn response_headers_are_rewritten_per_route() {
+    let (mc, ba, ge) = (Backend::start("mc").await, Backend::start("ba").await, Backend::start("ge").await);
+    let cfg = consortium(&mc, &ba, &ge).replace(
+        "strip_prefix: /anagrafe}",
+        "strip_prefix: /anagrafe, response_headers: {set: {Strict-Transport-Security: max-age=63072000, X-Frame-Options: DENY}, remove: [Content-Type]}}",
+    );
+    assert!(cfg.contains("response_headers"));
+    let v = Varco::start(&cfg).await;
+    let r = v.get("macerata.example.it", "/anagrafe/v1/x").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("strict-transport-security"), Some("max-age=63072000"));
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    assert!(r.header("content-type").is_none(), "{r:?}");
+    assert!(r.header("x-request-id").is_some(), "varco's own headers stay");
+    let other = v.get("consorzio.example.it", "/c_a662/tributi/x").await;
+    assert_eq!(other.header("content-type"), Some("application/json"));
+    assert!(other.header("x-frame-options").is_none());
+}

@@ -458,6 +458,11 @@ pub struct RouteConfig {
     /// Headers set or removed on the way to the upstream.
     #[serde(default)]
     pub request_headers: Option<HeaderRewrite>,
+    /// Headers set or removed on the back-office's answers before they reach the caller (e.g.
+    /// remove `Server`, `X-Powered-By`; set `Strict-Transport-Security`). Only for upstream
+    /// targets. Default: none.
+    #[serde(default)]
+    pub response_headers: Option<ResponseHeaderRewrite>,
     /// Rate limits of this route, on top of the tenant's.
     #[serde(default)]
     pub rate_limits: Vec<RateLimitConfig>,
@@ -495,6 +500,19 @@ pub struct HeaderRewrite {
     /// Headers to set (replacing the caller's), value inline or from a secret.
     #[serde(default)]
     pub set: BTreeMap<String, HeaderValueSource>,
+    /// Headers to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// Header changes on the answers going to the caller (values inline: answers carry no
+/// secrets).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseHeaderRewrite {
+    /// Headers to set (replacing the back-office's).
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
     /// Headers to remove.
     #[serde(default)]
     pub remove: Vec<String>,

@@ -398,8 +398,11 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
                         }
                     }
                 }
-                if r.strip_prefix.is_some() || r.request_headers.is_some() {
-                    is.add(rp.clone(), "strip_prefix and request_headers apply to upstream targets only");
+                if r.strip_prefix.is_some() || r.request_headers.is_some() || r.response_headers.is_some() {
+                    is.add(
+                        rp.clone(),
+                        "strip_prefix, request_headers and response_headers apply to upstream targets only",
+                    );
                 }
             }
         }
@@ -432,6 +435,43 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
             for (i, name) in h.remove.iter().enumerate() {
                 if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                     is.add(format!("{rp}.request_headers.remove[{i}]"), "not a valid header name");
+                }
+            }
+        }
+        if let Some(h) = &r.response_headers {
+            // Framing and connection headers belong to the proxy: rewriting them would corrupt
+            // the answer; X-Request-Id and X-RateLimit-* are varco's promise to callers.
+            let owned = |n: &str| {
+                [
+                    "content-length",
+                    "transfer-encoding",
+                    "connection",
+                    "keep-alive",
+                    "upgrade",
+                    "te",
+                    "trailer",
+                    "x-request-id",
+                ]
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(n))
+                    || n.to_ascii_lowercase().starts_with("x-ratelimit-")
+            };
+            for (name, v) in &h.set {
+                let at = format!("{rp}.response_headers.set.{name}");
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    is.add(at, "not a valid header name");
+                } else if owned(name) {
+                    is.add(at, "set by varco itself (framing, request id, rate limits)");
+                } else if http::HeaderValue::from_str(v).is_err() {
+                    is.add(at, "not a valid header value");
+                }
+            }
+            for (i, name) in h.remove.iter().enumerate() {
+                let at = format!("{rp}.response_headers.remove[{i}]");
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    is.add(at, "not a valid header name");
+                } else if owned(name) {
+                    is.add(at, "set by varco itself (framing, request id, rate limits)");
                 }
             }
         }

@@ -202,3 +202,18 @@ fn a_limit_on_the_api_key_header_is_refused() {
         .replace("per: header, header: X-Api-Key", "per: client_id");
     assert!(issues(&fixed).is_empty(), "{:?}", issues(&fixed));
 }
+
+#[test]
+fn response_headers_leave_framing_and_varcos_headers_alone() {
+    let yaml = BASE.replace(
+        "to: {upstream: anagrafe}}",
+        "to: {upstream: anagrafe}, response_headers: {set: {Content-Length: \"0\", X-Frame-Options: DENY}, remove: [X-RateLimit-Remaining, Server]}}",
+    );
+    let found = issues(&yaml);
+    assert!(
+        found.iter().any(|i| i.starts_with("tenants[0].routes[0].response_headers.set.Content-Length")),
+        "{found:?}"
+    );
+    assert!(found.iter().any(|i| i.starts_with("tenants[0].routes[0].response_headers.remove[0]")), "{found:?}");
+    assert_eq!(found.len(), 2, "{found:?}");
+}

@@ -57,6 +57,33 @@ impl Filter for HeaderRewrite {
     }
 }
 
+/// Header changes on the back-office's answer (`response_headers`).
+#[derive(Debug)]
+pub struct ResponseHeaderRewrite {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl Filter for ResponseHeaderRewrite {
+    fn name(&self) -> &'static str {
+        "response_headers"
+    }
+
+    fn on_request(&self, _req: &mut RequestHeader, _state: &mut FilterState) -> Result<(), Problem> {
+        Ok(())
+    }
+
+    fn on_response(&self, resp: &mut pingora_http::ResponseHeader, _state: &FilterState) {
+        for name in &self.remove {
+            resp.remove_header(name);
+        }
+        for (name, value) in &self.set {
+            // Names and values were validated when the filter was built.
+            let _ = resp.insert_header(name.clone(), value.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +94,25 @@ mod tests {
             r.insert_header(k.to_string(), v.to_string()).unwrap();
         }
         r
+    }
+
+    #[test]
+    fn response_headers_are_removed_then_set() {
+        let f = ResponseHeaderRewrite {
+            set: vec![(
+                HeaderName::from_static("strict-transport-security"),
+                HeaderValue::from_static("max-age=63072000"),
+            )],
+            remove: vec![HeaderName::from_static("server"), HeaderName::from_static("x-powered-by")],
+        };
+        let mut resp = pingora_http::ResponseHeader::build(200, None).unwrap();
+        for (k, v) in [("Server", "Apache/2.2.3 (CentOS)"), ("X-Powered-By", "PHP/5.2"), ("Content-Type", "text/xml")] {
+            resp.append_header(k, v).unwrap();
+        }
+        f.on_response(&mut resp, &FilterState::default());
+        assert!(resp.headers.get("server").is_none() && resp.headers.get("x-powered-by").is_none());
+        assert_eq!(resp.headers.get("strict-transport-security").unwrap(), "max-age=63072000");
+        assert_eq!(resp.headers.get("content-type").unwrap(), "text/xml");
     }
 
     #[test]

@@ -212,6 +212,7 @@ fn builtin_route(name: &str, path: &str, to: AdapterConfig) -> RouteConfig {
         max_body_bytes: None,
         strip_prefix: None,
         request_headers: None,
+        response_headers: None,
         rate_limits: Vec::new(),
         quotas: Vec::new(),
     }
@@ -406,6 +407,16 @@ impl TenantBuild<'_> {
                 .partition(|n| varco_core::headers::is_identity(n.as_str()));
             withhold = withheld;
             filters.push(Arc::new(HeaderRewrite { set, remove }));
+        }
+        if let Some(h) = &r.response_headers {
+            let hp = format!("{rp}.response_headers");
+            let name = |n: &str| HeaderName::from_bytes(n.as_bytes()).map_err(|e| build_err(&hp, e.to_string()));
+            let mut set = Vec::new();
+            for (n, v) in &h.set {
+                set.push((name(n)?, HeaderValue::from_str(v).map_err(|_| build_err(&hp, "not a valid header value"))?));
+            }
+            let remove = h.remove.iter().map(|n| name(n)).collect::<Result<Vec<_>, _>>()?;
+            filters.push(Arc::new(crate::filters::ResponseHeaderRewrite { set, remove }));
         }
         steps.extend(filters.iter().cloned().map(Step::Filter));
         let scope = format!("route `{}`", r.name);
