@@ -267,8 +267,9 @@ pub struct TenantKeyConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// Servers as `host:port` (resolved when the config is built).
-    pub servers: Vec<String>,
+    /// Servers as `host:port` (resolved when the config is built), or `{address, weight}` to
+    /// move a share of the traffic (a canary of a new back-office release).
+    pub servers: Vec<ServerSpec>,
     /// How a server is chosen. Default `round_robin`.
     #[serde(default)]
     pub balance: Balance,
@@ -295,6 +296,48 @@ pub struct UpstreamConfig {
     /// unlimited.
     #[serde(default)]
     pub max_concurrent: Option<u32>,
+}
+
+/// One server of a pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ServerSpec {
+    /// `host:port`, weight 1.
+    Address(String),
+    /// A server with its share of the traffic.
+    Weighted(WeightedServer),
+}
+
+/// A server with a weight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedServer {
+    /// `host:port`.
+    pub address: String,
+    /// Its share of the pool's traffic, relative to the others' (`1` to `1000`); `0` takes it
+    /// out of rotation without removing it. Default 1.
+    #[serde(default = "d_weight")]
+    pub weight: u32,
+}
+
+fn d_weight() -> u32 {
+    1
+}
+
+impl ServerSpec {
+    pub fn address(&self) -> &str {
+        match self {
+            Self::Address(a) => a,
+            Self::Weighted(w) => &w.address,
+        }
+    }
+
+    pub fn weight(&self) -> u32 {
+        match self {
+            Self::Address(_) => 1,
+            Self::Weighted(w) => w.weight,
+        }
+    }
 }
 
 /// Load-balancing policy.

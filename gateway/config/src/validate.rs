@@ -486,9 +486,15 @@ fn validate_upstream(u: &UpstreamConfig, p: &str, name: &str, is: &mut Issues) {
         is.add(format!("{p}.servers"), "at least one server is needed");
     }
     for (i, s) in u.servers.iter().enumerate() {
-        if !is_host_port(s) {
-            is.add(format!("{p}.servers[{i}]"), format!("`{s}` is not host:port"));
+        if !is_host_port(s.address()) {
+            is.add(format!("{p}.servers[{i}]"), format!("`{}` is not host:port", s.address()));
         }
+        if s.weight() > 1000 {
+            is.add(format!("{p}.servers[{i}].weight"), "at most 1000");
+        }
+    }
+    if !u.servers.is_empty() && u.servers.iter().all(|s| s.weight() == 0) {
+        is.add(format!("{p}.servers"), "every server has weight 0: nothing would get traffic");
     }
     if let Balance::ConsistentHash { header } = &u.balance {
         if http::HeaderName::from_bytes(header.as_bytes()).is_err() {

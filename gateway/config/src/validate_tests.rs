@@ -217,3 +217,15 @@ fn response_headers_leave_framing_and_varcos_headers_alone() {
     assert!(found.iter().any(|i| i.starts_with("tenants[0].routes[0].response_headers.remove[0]")), "{found:?}");
     assert_eq!(found.len(), 2, "{found:?}");
 }
+
+#[test]
+fn weighted_servers_are_checked() {
+    let with = |servers: &str| BASE.replace("servers: [\"127.0.0.1:9001\"]", servers);
+    assert!(issues(&with("servers: [{address: \"127.0.0.1:9001\", weight: 9}, \"127.0.0.1:9002\"]")).is_empty());
+    let found = issues(&with("servers: [{address: \"127.0.0.1:9001\", weight: 1001}, {address: nohost, weight: 1}]"));
+    assert!(found.iter().any(|i| i.starts_with("tenants[0].upstreams.anagrafe.servers[0].weight")), "{found:?}");
+    assert!(found.iter().any(|i| i.starts_with("tenants[0].upstreams.anagrafe.servers[1]: `nohost`")), "{found:?}");
+    let found = issues(&with("servers: [{address: \"127.0.0.1:9001\", weight: 0}]"));
+    assert!(found.iter().any(|i| i.contains("weight 0")), "{found:?}");
+    assert!(!issues(&with("servers: [{address: \"127.0.0.1:9001\", wieght: 2}]")).is_empty(), "typos are refused");
+}

@@ -301,7 +301,8 @@ impl TenantBuild<'_> {
         for (name, u) in &self.t.upstreams {
             let up = format!("{}.upstreams.{name}", self.p);
             let mut servers = Vec::new();
-            for (i, s) in u.servers.iter().enumerate() {
+            for (i, spec) in u.servers.iter().enumerate() {
+                let s = spec.address();
                 let addr = s
                     .to_socket_addrs()
                     .map_err(|e| build_err(format!("{up}.servers[{i}]"), format!("cannot resolve `{s}`: {e}")))?
@@ -322,7 +323,7 @@ impl TenantBuild<'_> {
                 if let Some(ca) = u.tls.as_ref().and_then(|t| t.ca.as_ref()) {
                     peer.options.ca = Some(crate::tls::load_ca(ca).map_err(|m| build_err(format!("{up}.tls.ca"), m))?);
                 }
-                servers.push(ResolvedServer { name: s.clone(), addr, peer });
+                servers.push(ResolvedServer { name: s.to_owned(), addr, peer, weight: spec.weight() });
             }
             let old_pool = self.previous.and_then(|o| o.pools.iter().find(|op| op.name == *name));
             let pool = Arc::new(Pool::new(name, u, servers, old_pool.map(|p| p.as_ref())));

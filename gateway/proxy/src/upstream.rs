@@ -47,12 +47,48 @@ pub struct Pool {
     pub tls: bool,
     epoch: Instant,
     rr: AtomicUsize,
+    /// Round-robin order of server indexes, each as often as its weight (smooth weighted round
+    /// robin, so a heavy server's turns are spread out, not bunched).
+    schedule: Vec<u16>,
+    /// Each server's weight, for rendezvous hashing.
+    weights: Vec<u32>,
     /// ms since epoch at which the next active check is due.
     pub next_check_ms: AtomicU64,
     pub breaker: Option<Arc<varco_traffic::Breaker>>,
     pub max_concurrent: Option<u32>,
     /// Requests in flight to the pool (shared with the previous generation's pool).
     pub in_flight: Arc<AtomicUsize>,
+}
+
+/// Smooth weighted round robin (as nginx): each turn, every server gains its weight and the
+/// richest takes the turn and pays the total. Weights are divided by their common divisor
+/// first, so equal weights give a plain rotation.
+fn schedule(weights: &[u32]) -> Vec<u16> {
+    fn gcd(a: u32, b: u32) -> u32 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let g = weights.iter().copied().filter(|w| *w > 0).fold(0, gcd).max(1);
+    let w: Vec<i64> = weights.iter().map(|x| i64::from(x / g)).collect();
+    let total: i64 = w.iter().sum();
+    let mut current = vec![0i64; w.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, wi) in current.iter_mut().zip(&w) {
+            *c += wi;
+        }
+        let Some((best, _)) =
+            current.iter().enumerate().filter(|(i, _)| w[*i] > 0).max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))
+        else {
+            break;
+        };
+        current[best] -= total;
+        out.push(best as u16);
+    }
+    out
 }
 
 /// Holds one unit of a concurrency counter; gives it back when dropped.
@@ -82,6 +118,8 @@ pub struct ResolvedServer {
     pub name: String,
     pub addr: SocketAddr,
     pub peer: HttpPeer,
+    /// Share of the traffic (`servers[].weight`), 0 for none.
+    pub weight: u32,
 }
 
 impl Pool {
@@ -95,7 +133,10 @@ impl Pool {
                 .filter(|b| b.config() == c)
                 .unwrap_or_else(|| Arc::new(varco_traffic::Breaker::new(c)))
         });
+        let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
         Self {
+            schedule: schedule(&weights),
+            weights,
             breaker,
             max_concurrent: cfg.max_concurrent,
             in_flight: previous.map_or_else(|| Arc::new(AtomicUsize::new(0)), |p| p.in_flight.clone()),
@@ -149,10 +190,20 @@ impl Pool {
         let n = self.servers.len();
         let ok = |i: usize| !tried.contains(&i) && self.available(i, now);
         if let Some(h) = hash {
-            return (0..n).filter(|&i| ok(i)).max_by_key(|&i| mix(h ^ mix(i as u64 + 1)));
+            // Weighted rendezvous hashing: the highest `w / -ln(u)` wins, `u` the key's hash
+            // with the server's in (0, 1). Equal weights order like `u` itself.
+            let score = |i: usize| {
+                let u = (mix(h ^ mix(i as u64 + 1)) >> 11) as f64 / (1u64 << 53) as f64;
+                f64::from(self.weights[i]) / -(u.max(f64::MIN_POSITIVE)).ln()
+            };
+            return (0..n).filter(|&i| ok(i) && self.weights[i] > 0).max_by(|&a, &b| score(a).total_cmp(&score(b)));
+        }
+        let len = self.schedule.len();
+        if len == 0 {
+            return None;
         }
         let start = self.rr.fetch_add(1, Relaxed);
-        (0..n).map(|k| (start + k) % n).find(|&i| ok(i))
+        (0..len).map(|k| usize::from(self.schedule[(start + k) % len])).find(|&i| ok(i))
     }
 
     /// Live traffic reached the server: forget its failures.
@@ -264,10 +315,54 @@ mod tests {
         let resolved = (0..n)
             .map(|i| {
                 let addr: SocketAddr = format!("127.0.0.1:{}", 9000 + i).parse().unwrap();
-                ResolvedServer { name: addr.to_string(), addr, peer: HttpPeer::new(addr, false, String::new()) }
+                ResolvedServer {
+                    name: addr.to_string(),
+                    addr,
+                    peer: HttpPeer::new(addr, false, String::new()),
+                    weight: 1,
+                }
             })
             .collect();
         Pool::new("p", &cfg, resolved, None)
+    }
+
+    fn weighted(weights: &[u32]) -> Pool {
+        let mut p = pool(weights.len(), "");
+        p.weights = weights.to_vec();
+        p.schedule = schedule(weights);
+        p
+    }
+
+    #[test]
+    fn weights_share_the_traffic_smoothly() {
+        assert_eq!(schedule(&[1, 1, 1]), [0, 1, 2], "equal weights: a plain rotation");
+        assert_eq!(schedule(&[5, 1, 1]), [0, 0, 1, 0, 2, 0, 0], "spread, not bunched");
+        assert_eq!(schedule(&[90, 10]).len(), 10, "divided by the common divisor");
+        assert_eq!(schedule(&[1, 0]), [0]);
+        let p = weighted(&[95, 5]);
+        let mut n = [0usize; 2];
+        for _ in 0..10_000 {
+            n[p.select(None, &[]).unwrap()] += 1;
+        }
+        assert_eq!(n, [9_500, 500]);
+        // A weight-0 server gets nothing, even by hash; a tried heavy server leaves the light one.
+        let p = weighted(&[1, 0, 3]);
+        for k in 0..200u64 {
+            assert_ne!(p.select(Some(k), &[]), Some(1));
+            assert_ne!(p.select(None, &[]), Some(1));
+        }
+        assert_eq!(p.select(None, &[2]), Some(0));
+    }
+
+    #[test]
+    fn weighted_hashing_keeps_keys_in_proportion() {
+        let p = weighted(&[3, 1]);
+        let mut n = [0usize; 2];
+        for k in 0..20_000u64 {
+            n[p.select(Some(varco_core::hash::mix(k)), &[]).unwrap()] += 1;
+        }
+        let share = n[0] as f64 / 20_000.0;
+        assert!((0.73..=0.77).contains(&share), "{n:?}");
     }
 
     #[test]
