@@ -199,3 +199,55 @@ async fn response_headers_are_rewritten_per_route() {
     assert_eq!(other.header("content-type"), Some("application/json"));
     assert!(other.header("x-frame-options").is_none());
 }
+
+/// Address rules, with callers on two loopback addresses: the station's route admits the
+/// node's address only, the ente refuses a third one everywhere (its /status too), and a
+/// trusted load balancer's X-Forwarded-For names the caller while anyone else's is ignored.
+#[tokio::test]
+async fn source_address_rules_per_ente_and_route_with_a_trusted_proxy() {
+    use std::net::IpAddr;
+    use varco_tests::Client;
+    let (mc, ba, ge) = (Backend::start("mc").await, Backend::start("ba").await, Backend::start("ge").await);
+    let cfg = consortium(&mc, &ba, &ge)
+        .replace(
+            "server: {access_log: true, forwarded_header: true}",
+            "server: {access_log: true, forwarded_header: true, trusted_proxies: [127.0.0.4]}",
+        )
+        .replace(
+            "strip_prefix: /anagrafe}",
+            "strip_prefix: /anagrafe, source: {allow: [127.0.0.1/32, 198.51.100.0/24]}}",
+        )
+        .replace(
+            "    hosts: [macerata.example.it]\n",
+            "    hosts: [macerata.example.it]\n    source: {deny: [127.0.0.3]}\n",
+        );
+    assert!(cfg.contains("source: {deny"), "{cfg}");
+    let v = Varco::start(&cfg).await;
+    let from = |ip: &str| Client::from_address(v.port, Some(ip.parse::<IpAddr>().unwrap()));
+    let (node, other, banned, lb) = (from("127.0.0.1"), from("127.0.0.2"), from("127.0.0.3"), from("127.0.0.4"));
+    const MC: &str = "macerata.example.it";
+    assert_eq!(node.get(MC, "/anagrafe/v1/x").await.status, 200);
+    let hits = mc.hits();
+    let r = other.get(MC, "/anagrafe/v1/x").await;
+    r.assert_problem(403, "forbidden");
+    assert!(r.json["detail"].as_str().unwrap().contains("route"), "{r:?}");
+    assert_eq!(mc.hits(), hits, "a refused address reached the back-office");
+    // The ente's rule covers every route, the built-in /status included.
+    banned.get(MC, "/anagrafe/v1/x").await.assert_problem(403, "forbidden");
+    banned.get(MC, "/status").await.assert_problem(403, "forbidden");
+    assert_eq!(other.get(MC, "/status").await.status, 200, "no route rule on /status");
+    // Behind the trusted balancer the caller is the address it forwards for ...
+    let r = lb.send("GET", MC, "/anagrafe/v1/x", &[("x-forwarded-for", "6.6.6.6, 198.51.100.7")], b"").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(mc.last()["headers"]["x-forwarded-for"], "198.51.100.7");
+    lb.send("GET", MC, "/anagrafe/v1/x", &[("x-forwarded-for", "203.0.113.9")], b"")
+        .await
+        .assert_problem(403, "forbidden");
+    // ... while an untrusted caller cannot claim an admitted address.
+    other
+        .send("GET", MC, "/anagrafe/v1/x", &[("x-forwarded-for", "198.51.100.7")], b"")
+        .await
+        .assert_problem(403, "forbidden");
+    // Another ente is not concerned by Macerata's rules.
+    assert_eq!(banned.get("consorzio.example.it", "/c_a662/tributi/x").await.status, 200);
+}

@@ -42,8 +42,15 @@ pub struct Client {
 
 impl Client {
     pub fn new(port: u16) -> Self {
+        Self::from_address(port, None)
+    }
+
+    /// A client whose connections leave from `local` (e.g. 127.0.0.2: another caller on the
+    /// same machine, for address rules).
+    pub fn from_address(port: u16, local: Option<std::net::IpAddr>) -> Self {
         let mut conn = HttpConnector::new();
         conn.set_nodelay(true);
+        conn.set_local_address(local);
         Self { inner: HClient::builder(TokioExecutor::new()).build(conn), base: format!("http://127.0.0.1:{port}") }
     }
 

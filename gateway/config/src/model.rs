@@ -69,6 +69,11 @@ pub struct ServerConfig {
     /// always sent). Default false.
     #[serde(default)]
     pub forwarded_header: bool,
+    /// Load balancers in front of varco whose `X-Forwarded-For` is believed (CIDRs or
+    /// addresses): the caller is the right-most address in it that is not one of them.
+    /// Everyone else's `X-Forwarded-For` is ignored. Default none: the TCP peer is the caller.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// The event bus: durable outbox, optional Kafka. Default: an outbox in
     /// `varco-data/events`, no Kafka.
     #[serde(default)]
@@ -85,6 +90,7 @@ impl Default for ServerConfig {
             max_body_bytes: d_max_body(),
             upstream_keepalive_pool: d_pool(),
             forwarded_header: false,
+            trusted_proxies: Vec::new(),
             client_body_timeout: d_body_timeout(),
             identity_token: None,
             events: EventsConfig::default(),
@@ -229,6 +235,10 @@ pub struct TenantConfig {
     /// cannot take the whole gateway. Default: unlimited.
     #[serde(default)]
     pub max_concurrent: Option<u32>,
+    /// Which caller addresses may reach the ente at all (checked before anything else).
+    /// Default: any.
+    #[serde(default)]
+    pub source: Option<SourceRules>,
     /// Daily or monthly quotas shared by all routes of the tenant.
     #[serde(default)]
     pub quotas: Vec<QuotaConfig>,
@@ -296,6 +306,28 @@ pub struct UpstreamConfig {
     /// unlimited.
     #[serde(default)]
     pub max_concurrent: Option<u32>,
+}
+
+/// Caller addresses admitted: `deny` wins; a non-empty `allow` admits only its networks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRules {
+    /// Networks (`10.0.0.0/8`, `2001:db8::/32`) or single addresses admitted. Empty: all.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Networks or addresses refused, even inside `allow`.
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+/// A network or a single address (`/32`, `/128`) as written in `source` or
+/// `trusted_proxies`.
+pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .map(|n| n.trunc())
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{s}` is not an address or a network like 10.0.0.0/8"))
 }
 
 /// One server of a pool.
@@ -498,6 +530,10 @@ pub struct RouteConfig {
     /// `/v1/x`). Only for upstream targets.
     #[serde(default)]
     pub strip_prefix: Option<String>,
+    /// Which caller addresses may call the route, on top of the ente's `source` (e.g. the
+    /// pagoPA node's ranges on the station's route). Default: any.
+    #[serde(default)]
+    pub source: Option<SourceRules>,
     /// Headers set or removed on the way to the upstream.
     #[serde(default)]
     pub request_headers: Option<HeaderRewrite>,

@@ -54,6 +54,11 @@ impl Config {
     pub fn validate(&self) -> Vec<ConfigIssue> {
         let mut is = Issues::default();
         self.validate_server(&mut is);
+        for (i, n) in self.server.trusted_proxies.iter().enumerate() {
+            if let Err(e) = crate::parse_net(n) {
+                is.add(format!("server.trusted_proxies[{i}]"), e);
+            }
+        }
         crate::validate_rules::validate_events(self, &mut is);
         let mut seen_tenants = HashSet::new();
         let mut seen_keys = HashSet::new();
@@ -252,6 +257,9 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
             on_key_header(q.per, q.header.as_deref(), format!("{p}.routes[{ri}].quotas[{i}].header"), &own, is);
         }
     }
+    if let Some(r) = &t.source {
+        validate_source(r, &format!("{p}.source"), is);
+    }
     if t.max_concurrent == Some(0) {
         is.add(format!("{p}.max_concurrent"), "must be at least 1");
     }
@@ -438,6 +446,9 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
                 }
             }
         }
+        if let Some(src) = &r.source {
+            validate_source(src, &format!("{rp}.source"), is);
+        }
         if let Some(h) = &r.response_headers {
             // Framing and connection headers belong to the proxy: rewriting them would corrupt
             // the answer; X-Request-Id and X-RateLimit-* are varco's promise to callers.
@@ -553,3 +564,16 @@ fn validate_upstream(u: &UpstreamConfig, p: &str, name: &str, is: &mut Issues) {
 #[cfg(test)]
 #[path = "validate_tests.rs"]
 mod tests;
+
+fn validate_source(r: &SourceRules, p: &str, is: &mut Issues) {
+    for (what, list) in [("allow", &r.allow), ("deny", &r.deny)] {
+        for (i, n) in list.iter().enumerate() {
+            if let Err(e) = crate::parse_net(n) {
+                is.add(format!("{p}.{what}[{i}]"), e);
+            }
+        }
+    }
+    if r.allow.is_empty() && r.deny.is_empty() {
+        is.add(p.to_owned(), "list `allow` or `deny` networks (or leave `source` out)");
+    }
+}

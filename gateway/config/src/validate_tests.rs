@@ -229,3 +229,19 @@ fn weighted_servers_are_checked() {
     assert!(found.iter().any(|i| i.contains("weight 0")), "{found:?}");
     assert!(!issues(&with("servers: [{address: \"127.0.0.1:9001\", wieght: 2}]")).is_empty(), "typos are refused");
 }
+
+#[test]
+fn source_rules_and_trusted_proxies_are_networks() {
+    let yaml = format!(
+        "server: {{trusted_proxies: [10.0.0.0/8, not-a-net]}}\n{}",
+        BASE.replace("    upstreams:", "    source: {allow: [10.0.0.0/33], deny: [192.0.2.1]}\n    upstreams:")
+            .replace("to: {upstream: anagrafe}}", "to: {upstream: anagrafe}, source: {}}")
+    );
+    let found = issues(&yaml);
+    assert!(found.iter().any(|i| i.starts_with("server.trusted_proxies[1]")), "{found:?}");
+    assert!(found.iter().any(|i| i.starts_with("tenants[0].source.allow[0]")), "{found:?}");
+    assert!(found.iter().any(|i| i.starts_with("tenants[0].routes[0].source: list")), "{found:?}");
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert_eq!(crate::parse_net("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8", "host bits dropped");
+    assert_eq!(crate::parse_net("2001:db8::1").unwrap().to_string(), "2001:db8::1/128");
+}

@@ -17,7 +17,7 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::Arc;
-use varco_core::headers::{TRACEPARENT, X_REQUEST_ID};
+use varco_core::headers::{TRACEPARENT, X_FORWARDED_FOR, X_REQUEST_ID};
 use varco_core::{hygiene, Problem, ProblemKind, TraceContext};
 
 /// The gateway service: shared state behind an `Arc`, cheap to clone per listener.
@@ -92,9 +92,18 @@ impl ProxyHttp for Gateway {
             _ => HeaderValue::from_str(tc.request_id()).ok(),
         };
         ctx.trace = Some(tc);
-        ctx.state.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        ctx.state.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let rt = self.shared.current.load_full();
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.state.client_ip = match peer {
+            // Behind a trusted load balancer the caller is in its X-Forwarded-For.
+            Some(ip) if !rt.trusted_proxies.is_empty() => Some(varco_traffic::source::client_address(
+                ip,
+                req.headers.get_all(&X_FORWARDED_FOR).iter().map(|v| v.as_bytes()),
+                &rt.trusted_proxies,
+            )),
+            other => other,
+        };
+        ctx.state.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         // Slow-client protection for body reads (headers: pingora's own 60 s).
         session.set_read_timeout(Some(rt.client_body_timeout));
         let routed = self.route(session, ctx, &rt);

@@ -107,6 +107,8 @@ pub struct Runtime {
     pub index: TenantIndex,
     pub access_log: bool,
     pub forwarded_header: bool,
+    /// Load balancers whose `X-Forwarded-For` names the caller (`server.trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub client_body_timeout: std::time::Duration,
 }
 
@@ -151,10 +153,18 @@ impl Runtime {
             }
             tenants.push(tenant);
         }
+        let trusted_proxies = cfg
+            .server
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, n)| varco_config::parse_net(n).map_err(|m| build_err(format!("server.trusted_proxies[{i}]"), m)))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             generation,
             access_log: cfg.server.access_log,
             forwarded_header: cfg.server.forwarded_header,
+            trusted_proxies,
             client_body_timeout: cfg.server.client_body_timeout.0,
             config: cfg,
             tenants,
@@ -213,6 +223,7 @@ fn builtin_route(name: &str, path: &str, to: AdapterConfig) -> RouteConfig {
         strip_prefix: None,
         request_headers: None,
         response_headers: None,
+        source: None,
         rate_limits: Vec::new(),
         quotas: Vec::new(),
     }
@@ -344,6 +355,16 @@ impl TenantBuild<'_> {
         let t = self.t;
         let max_body_bytes = r.max_body_bytes.unwrap_or(self.cfg.server.max_body_bytes);
         let mut steps = Vec::new();
+        if t.source.is_some() || r.source.is_some() {
+            // First of all: a refused address costs no token check, limit or quota.
+            let rules = |src: &Option<varco_config::SourceRules>, at: String| {
+                src.as_ref().map(|x| varco_traffic::source::Rules::new(x).map_err(|m| build_err(at, m))).transpose()
+            };
+            steps.push(Step::Filter(Arc::new(varco_traffic::SourceFilter {
+                tenant: rules(&t.source, format!("{}.source", self.p))?,
+                route: rules(&r.source, format!("{rp}.source"))?,
+            })));
+        }
         let mut modi = None;
         match &r.access {
             Access::Public => {}

@@ -6,8 +6,10 @@ pub mod breaker;
 pub mod limits;
 pub mod quotas;
 pub mod redis_store;
+pub mod source;
 
 pub use breaker::Breaker;
 pub use limits::{Limiter, RateLimit, Registry as LimiterRegistry};
 pub use quotas::{Quota, QuotaRegistry};
 pub use redis_store::RedisStore;
+pub use source::SourceFilter;
