@@ -251,3 +251,85 @@ async fn source_address_rules_per_ente_and_route_with_a_trusted_proxy() {
     // Another ente is not concerned by Macerata's rules.
     assert_eq!(banned.get("consorzio.example.it", "/c_a662/tributi/x").await.status, 200);
 }
+
+/// CORS for a comune's web app: the preflight exactly as a browser sends it (curl), answered
+/// by varco before authentication; the real call and its errors carry the headers the page
+/// needs; another origin, method or header is refused; a route without CORS keeps 405.
+#[tokio::test]
+async fn cors_preflight_and_answers_for_a_web_app() {
+    let (mc, ba, ge) = (Backend::start("mc").await, Backend::start("ba").await, Backend::start("ge").await);
+    let cfg = consortium(&mc, &ba, &ge).replace(
+        "    prefix: /c_a662\n",
+        "    prefix: /c_a662\n    cors: {allow_origins: [\"https://app.comune.bari.it\"], allow_headers: [Authorization, X-Api-Key], max_age: 1h}\n",
+    );
+    assert!(cfg.contains("cors:"), "{cfg}");
+    let v = Varco::start(&cfg).await;
+    const APP: &str = "https://app.comune.bari.it";
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-i", "-H", "Host: consorzio.example.it"])
+            .args(args)
+            .arg(format!("http://127.0.0.1:{}/c_a662/tributi/avvisi", v.port))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+    };
+    let hits = ba.hits();
+    let pre = curl(&[
+        "-X",
+        "OPTIONS",
+        "-H",
+        &format!("Origin: {APP}"),
+        "-H",
+        "Access-Control-Request-Method: GET",
+        "-H",
+        "Access-Control-Request-Headers: authorization,x-api-key",
+    ]);
+    assert!(pre.starts_with("http/1.1 204"), "{pre}");
+    assert!(pre.contains(&format!("access-control-allow-origin: {APP}")), "{pre}");
+    assert!(pre.contains("access-control-allow-methods: get"), "{pre}");
+    assert!(pre.contains("access-control-allow-headers: authorization, x-api-key"), "{pre}");
+    assert!(pre.contains("access-control-max-age: 3600"), "{pre}");
+    assert_eq!(ba.hits(), hits, "a preflight is varco's to answer");
+    // Refused: another origin, a method the route does not take, a header not listed.
+    for (origin, method, hdrs) in [("https://evil.example", "GET", ""), (APP, "DELETE", ""), (APP, "GET", "x-secret")] {
+        let mut args = vec!["-X", "OPTIONS", "-H"];
+        let o = format!("Origin: {origin}");
+        let m = format!("Access-Control-Request-Method: {method}");
+        let h = format!("Access-Control-Request-Headers: {hdrs}");
+        args.extend([o.as_str(), "-H", m.as_str()]);
+        if !hdrs.is_empty() {
+            args.extend(["-H", h.as_str()]);
+        }
+        let r = curl(&args);
+        // A browser needs a 2xx preflight granting the method: neither is there.
+        assert!(!r.contains("access-control-allow-methods"), "{origin} {method} {hdrs}: {r}");
+        assert!(r.starts_with("http/1.1 403") || r.starts_with("http/1.1 405"), "{origin} {method} {hdrs}: {r}");
+    }
+    // The real call: the page may read the answer and varco's headers.
+    let r = v.send("GET", "consorzio.example.it", "/c_a662/tributi/avvisi", &[("origin", APP)], b"").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some(APP));
+    assert_eq!(r.header("vary"), Some("Origin"));
+    assert!(r.header("access-control-expose-headers").unwrap().contains("X-Request-Id"), "{r:?}");
+    // An error too, so the page can read the problem.
+    let r = v.send("POST", "consorzio.example.it", "/c_a662/tributi/avvisi", &[("origin", APP)], b"").await;
+    r.assert_problem(405, "method-not-allowed");
+    assert_eq!(r.header("access-control-allow-origin"), Some(APP), "{r:?}");
+    // Another origin's page gets the answer without CORS headers (the browser hides it).
+    let r = v
+        .send("GET", "consorzio.example.it", "/c_a662/tributi/avvisi", &[("origin", "https://evil.example")], b"")
+        .await;
+    assert!(r.header("access-control-allow-origin").is_none());
+    // Macerata has no CORS: a preflight is still a 405.
+    let r = v
+        .send(
+            "OPTIONS",
+            "macerata.example.it",
+            "/anagrafe/v1/x",
+            &[("origin", APP), ("access-control-request-method", "GET")],
+            b"",
+        )
+        .await;
+    r.assert_problem(405, "method-not-allowed");
+}

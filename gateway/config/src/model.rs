@@ -239,6 +239,10 @@ pub struct TenantConfig {
     /// Default: any.
     #[serde(default)]
     pub source: Option<SourceRules>,
+    /// Cross-origin calls from web apps (CORS) on every route of the ente, unless a route has
+    /// its own `cors`. Default: none (browsers refuse cross-origin reads).
+    #[serde(default)]
+    pub cors: Option<CorsConfig>,
     /// Daily or monthly quotas shared by all routes of the tenant.
     #[serde(default)]
     pub quotas: Vec<QuotaConfig>,
@@ -306,6 +310,44 @@ pub struct UpstreamConfig {
     /// unlimited.
     #[serde(default)]
     pub max_concurrent: Option<u32>,
+}
+
+/// CORS (the Fetch standard): which web origins may call, with what. Preflights (`OPTIONS` with
+/// `Access-Control-Request-Method`) are answered by varco without authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins (`https://app.comune.macerata.it`, scheme and host, a port if not the
+    /// default), or `["*"]` for any (not with `allow_credentials`).
+    pub allow_origins: Vec<String>,
+    /// Methods a page may use. Default: the route's methods.
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    /// Request headers a page may send beyond the CORS-safelisted ones (e.g. `Authorization`,
+    /// `Content-Type`, `X-Api-Key`). Default none.
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    /// Answer headers a page may read. Default `X-Request-Id`, `X-RateLimit-Limit`,
+    /// `X-RateLimit-Remaining`, `X-RateLimit-Reset`, `Retry-After`.
+    #[serde(default = "d_expose")]
+    pub expose_headers: Vec<String>,
+    /// Whether pages may send cookies or HTTP authentication. Default false.
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// How long a browser may cache a preflight answer. Default 10m (browsers cap it: Chromium
+    /// at 2 hours).
+    #[serde(default = "d_cors_max_age")]
+    pub max_age: Dur,
+}
+
+fn d_expose() -> Vec<String> {
+    ["X-Request-Id", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn d_cors_max_age() -> Dur {
+    Dur::secs(600)
 }
 
 /// Caller addresses admitted: `deny` wins; a non-empty `allow` admits only its networks.
@@ -534,6 +576,9 @@ pub struct RouteConfig {
     /// pagoPA node's ranges on the station's route). Default: any.
     #[serde(default)]
     pub source: Option<SourceRules>,
+    /// Cross-origin calls from web apps on this route, replacing the ente's `cors`.
+    #[serde(default)]
+    pub cors: Option<CorsConfig>,
     /// Headers set or removed on the way to the upstream.
     #[serde(default)]
     pub request_headers: Option<HeaderRewrite>,

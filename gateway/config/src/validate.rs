@@ -260,6 +260,9 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
     if let Some(r) = &t.source {
         validate_source(r, &format!("{p}.source"), is);
     }
+    if let Some(c) = &t.cors {
+        validate_cors(c, &format!("{p}.cors"), is);
+    }
     if t.max_concurrent == Some(0) {
         is.add(format!("{p}.max_concurrent"), "must be at least 1");
     }
@@ -449,6 +452,14 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
         if let Some(src) = &r.source {
             validate_source(src, &format!("{rp}.source"), is);
         }
+        if let Some(c) = &r.cors {
+            validate_cors(c, &format!("{rp}.cors"), is);
+            for (i, m) in c.allow_methods.iter().enumerate() {
+                if !r.methods.contains(m) {
+                    is.add(format!("{rp}.cors.allow_methods[{i}]"), format!("`{m}` is not one of the route's methods"));
+                }
+            }
+        }
         if let Some(h) = &r.response_headers {
             // Framing and connection headers belong to the proxy: rewriting them would corrupt
             // the answer; X-Request-Id and X-RateLimit-* are varco's promise to callers.
@@ -576,4 +587,46 @@ fn validate_source(r: &SourceRules, p: &str, is: &mut Issues) {
     if r.allow.is_empty() && r.deny.is_empty() {
         is.add(p.to_owned(), "list `allow` or `deny` networks (or leave `source` out)");
     }
+}
+
+fn validate_cors(c: &CorsConfig, p: &str, is: &mut Issues) {
+    if c.allow_origins.is_empty() {
+        is.add(format!("{p}.allow_origins"), "list the web origins admitted, or `*`");
+    }
+    let any = c.allow_origins.iter().any(|o| o == "*");
+    if any && c.allow_origins.len() > 1 {
+        is.add(format!("{p}.allow_origins"), "`*` stands alone");
+    }
+    if any && c.allow_credentials {
+        is.add(format!("{p}.allow_credentials"), "not with `*` origins: browsers refuse it; list the origins");
+    }
+    for (i, o) in c.allow_origins.iter().enumerate().filter(|(_, o)| *o != "*") {
+        if !is_origin(o) {
+            is.add(format!("{p}.allow_origins[{i}]"), format!("`{o}` is not an origin like https://app.example.it"));
+        }
+    }
+    for (i, m) in c.allow_methods.iter().enumerate() {
+        if !METHODS.contains(&m.as_str()) {
+            is.add(format!("{p}.allow_methods[{i}]"), format!("`{m}` is not one of {}", METHODS.join(", ")));
+        }
+    }
+    for (what, list) in [("allow_headers", &c.allow_headers), ("expose_headers", &c.expose_headers)] {
+        for (i, h) in list.iter().enumerate() {
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() || h == "*" {
+                is.add(format!("{p}.{what}[{i}]"), format!("`{h}` is not a header name"));
+            }
+        }
+    }
+    if c.max_age.0 > std::time::Duration::from_secs(86_400) {
+        is.add(format!("{p}.max_age"), "at most 24h");
+    }
+}
+
+/// `scheme://host[:port]`, lower case, nothing after: what a browser sends as `Origin`.
+fn is_origin(o: &str) -> bool {
+    let Some((scheme, rest)) = o.split_once("://") else { return false };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@'])
+        && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-:[]".contains(&b))
 }

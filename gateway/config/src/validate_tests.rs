@@ -245,3 +245,24 @@ fn source_rules_and_trusted_proxies_are_networks() {
     assert_eq!(crate::parse_net("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8", "host bits dropped");
     assert_eq!(crate::parse_net("2001:db8::1").unwrap().to_string(), "2001:db8::1/128");
 }
+
+#[test]
+fn cors_is_checked() {
+    let with =
+        |cors: &str| BASE.replace("to: {upstream: anagrafe}}", &format!("to: {{upstream: anagrafe}}, cors: {cors}}}"));
+    assert!(issues(&with("{allow_origins: [\"https://app.comune.macerata.it\"], allow_headers: [Authorization]}"))
+        .is_empty());
+    let found = issues(&with(
+        "{allow_origins: [\"*\", \"https://app.example.it/path\"], allow_credentials: true, allow_methods: [POST], max_age: 48h}",
+    ));
+    for want in [
+        "tenants[0].routes[0].cors.allow_origins: `*` stands alone",
+        "tenants[0].routes[0].cors.allow_credentials",
+        "tenants[0].routes[0].cors.allow_origins[1]",
+        "tenants[0].routes[0].cors.allow_methods[0]: `POST` is not one of the route's methods",
+        "tenants[0].routes[0].cors.max_age",
+    ] {
+        assert!(found.iter().any(|i| i.starts_with(want)), "{want}: {found:?}");
+    }
+    assert!(!issues(&with("{allow_origins: []}")).is_empty());
+}

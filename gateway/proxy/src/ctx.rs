@@ -41,6 +41,10 @@ pub struct RequestCtx {
     pub identity_token: Option<HeaderValue>,
     /// Further identity headers for the back-office (API-key caller, ModI audit).
     pub forward: Vec<(HeaderName, HeaderValue)>,
+    /// `Access-Control-*` headers for every answer to this request (an admitted origin).
+    pub cors: Option<crate::cors::Headers>,
+    /// A CORS preflight varco answers itself, with these headers.
+    pub preflight: Option<crate::cors::Headers>,
 }
 
 impl RequestCtx {
@@ -58,6 +62,8 @@ impl RequestCtx {
             server: None,
             body_seen: 0,
             problem: None,
+            cors: None,
+            preflight: None,
             host: None,
             request_id: None,
             allow_same: false,

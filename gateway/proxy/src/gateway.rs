@@ -61,9 +61,38 @@ impl Gateway {
             (p.retry_after(1), false)
         })?);
         let sub = &path[prefix_len..];
-        let route = t.table.lookup(&req.method, if sub.is_empty() { "/" } else { sub }).map_err(|p| (p, false))?;
-        ctx.route = Some(route);
+        let sub = if sub.is_empty() { "/" } else { sub };
         ctx.prefix_len = prefix_len;
+        let origin = req.headers.get(http::header::ORIGIN);
+        // A CORS preflight names the method it asks for; a route with a CORS policy answers it
+        // here, before authentication (browsers send preflights without credentials).
+        if let (Some(origin), true) = (origin, req.method == http::Method::OPTIONS) {
+            let asked = req.headers.get(http::header::ACCESS_CONTROL_REQUEST_METHOD);
+            if let Some(m) = asked.and_then(|m| http::Method::from_bytes(m.as_bytes()).ok()) {
+                if let Some(ri) = t.table.lookup(&m, sub).ok().filter(|ri| t.routes[*ri].cors.is_some()) {
+                    ctx.route = Some(ri);
+                    if let Some(c) = &t.routes[ri].cors {
+                        let asked_headers = req.headers.get(http::header::ACCESS_CONTROL_REQUEST_HEADERS);
+                        ctx.preflight = Some(c.preflight(origin, &m, asked_headers).map_err(|p| (p, false))?);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        let route = match t.table.lookup(&req.method, sub) {
+            Ok(r) => r,
+            Err(p) => {
+                // The ente's CORS still lets its web app read the 404 or 405.
+                if let (Some(origin), Some(c)) = (origin, &t.cors) {
+                    ctx.cors = c.actual(origin);
+                }
+                return Err((p, false));
+            }
+        };
+        ctx.route = Some(route);
+        if let (Some(origin), Some(c)) = (origin, &t.routes[route].cors) {
+            ctx.cors = c.actual(origin);
+        }
         hygiene::clean_connection(session.req_header_mut()).map_err(|p| (p, false))?;
         hygiene::strip_identity_headers(session.req_header_mut());
         Ok(())
@@ -110,6 +139,10 @@ impl ProxyHttp for Gateway {
         ctx.rt = Some(rt.clone());
         if let Err((p, close)) = routed {
             respond::problem(session, ctx, &p, close).await?;
+            return Ok(true);
+        }
+        if let Some(h) = ctx.preflight.take() {
+            respond::preflight(session, ctx, h).await?;
             return Ok(true);
         }
         crate::pipeline::run(&self.shared, session, ctx, &rt).await
@@ -183,6 +216,7 @@ impl ProxyHttp for Gateway {
                 f.on_response(resp, &ctx.state);
             }
         }
+        crate::respond::cors_headers(resp, ctx)?;
         Ok(())
     }
 

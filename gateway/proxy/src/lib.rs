@@ -8,6 +8,7 @@ mod access_log;
 mod adapters;
 mod admin;
 mod authn;
+mod cors;
 mod ctx;
 mod events;
 mod exchange;

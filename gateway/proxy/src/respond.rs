@@ -12,6 +12,32 @@ fn ids(trace: Option<&TraceContext>) -> (&str, &str) {
     trace.map(|t| (t.request_id(), t.trace_id.as_str())).unwrap_or(("", ""))
 }
 
+/// The `Access-Control-*` headers of an admitted origin, on every answer (a web app must be
+/// able to read its errors too). The back-office's own are replaced: varco's policy decides.
+pub fn cors_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error::Result<()> {
+    if let Some(list) = &ctx.cors {
+        for (k, v) in list {
+            h.insert_header(k.clone(), v.clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// Answers a CORS preflight: 204 with the policy's headers.
+pub async fn preflight(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    headers: crate::cors::Headers,
+) -> pingora_error::Result<()> {
+    let mut h = ResponseHeader::build(204, Some(headers.len() + 2))?;
+    for (k, v) in headers {
+        h.insert_header(k, v)?;
+    }
+    h.insert_header(http::header::CONTENT_LENGTH, 0)?;
+    h.insert_header("x-request-id", ids(ctx.trace.as_ref()).0)?;
+    write(session, h, Bytes::new()).await
+}
+
 /// The route's `X-RateLimit-*` on every answer once its limits ran (errors too: a caller that
 /// gets a 502 or a 429 `quota-exhausted` still needs to pace itself), unless already set.
 fn rate_limit_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error::Result<()> {
@@ -46,6 +72,7 @@ pub async fn problem(session: &mut Session, ctx: &RequestCtx, p: &Problem, close
         h.insert_header(k.clone(), v.clone())?;
     }
     rate_limit_headers(&mut h, ctx)?;
+    cors_headers(&mut h, ctx)?;
     if close {
         session.set_keepalive(None);
         h.insert_header(http::header::CONNECTION, "close")?;
@@ -62,6 +89,7 @@ pub async fn adapter(session: &mut Session, ctx: &RequestCtx, r: AdapterResponse
     h.insert_header(http::header::CONTENT_LENGTH, r.body.len())?;
     h.insert_header("x-request-id", ids(ctx.trace.as_ref()).0)?;
     rate_limit_headers(&mut h, ctx)?;
+    cors_headers(&mut h, ctx)?;
     write(session, h, r.body).await
 }
 
@@ -84,6 +112,7 @@ pub async fn stream(
     h.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
     h.insert_header("x-request-id", ids(ctx.trace.as_ref()).0)?;
     rate_limit_headers(&mut h, ctx)?;
+    cors_headers(&mut h, ctx)?;
     // Not reused afterwards: the stream ends when one side closes.
     session.set_keepalive(None);
     session.write_response_header(Box::new(h), false).await?;

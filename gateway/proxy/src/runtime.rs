@@ -61,6 +61,8 @@ pub struct Route {
     pub steps: Vec<Step>,
     /// The filters among the steps, for their `on_response`.
     pub filters: Vec<Arc<dyn Filter>>,
+    /// The route's CORS policy (its own `cors`, or the ente's).
+    pub cors: Option<Arc<crate::cors::Cors>>,
     pub latency: Histogram,
     pub requests: crate::metrics::StatusCounters,
 }
@@ -77,6 +79,8 @@ pub struct Tenant {
     pub pools: Vec<Arc<Pool>>,
     pub max_concurrent: Option<u32>,
     pub api_keys: varco_auth::ApiKeys,
+    /// The ente's CORS policy, for the answers of requests no route took (404, 405).
+    pub cors: Option<Arc<crate::cors::Cors>>,
     /// Signs the identity token for this ente's back-offices (its own key, or the
     /// server-wide one), when `server.identity_token` is configured.
     pub identity: Option<Arc<IdentitySigner>>,
@@ -224,6 +228,7 @@ fn builtin_route(name: &str, path: &str, to: AdapterConfig) -> RouteConfig {
         request_headers: None,
         response_headers: None,
         source: None,
+        cors: None,
         rate_limits: Vec::new(),
         quotas: Vec::new(),
     }
@@ -299,6 +304,12 @@ impl TenantBuild<'_> {
             pools,
             max_concurrent: t.max_concurrent,
             api_keys: varco_auth::ApiKeys::build(&t.id, &t.api_keys, |r| route_cfgs.iter().position(|x| x.name == r)),
+            cors: match &t.cors {
+                Some(c) => {
+                    Some(Arc::new(crate::cors::Cors::build(c, &[]).map_err(|m| build_err(format!("{p}.cors"), m))?))
+                }
+                None => None,
+            },
             identity,
             in_flight: self.previous.map_or_else(Default::default, |o| o.in_flight.clone()),
         })
@@ -462,6 +473,12 @@ impl TenantBuild<'_> {
             withhold,
             steps,
             filters,
+            cors: match r.cors.as_ref().or(t.cors.as_ref()) {
+                Some(c) => Some(Arc::new(
+                    crate::cors::Cors::build(c, &r.methods).map_err(|m| build_err(format!("{rp}.cors"), m))?,
+                )),
+                None => None,
+            },
             latency: self.metrics.route_latency(&t.id, &r.name),
             requests: self.metrics.route_requests(&t.id, &r.name),
         })
