@@ -142,3 +142,80 @@ async fn upstream_tls_is_verified_against_the_configured_ca() {
     let _ = std::fs::remove_dir_all(pki);
     let _ = std::fs::remove_dir_all(other);
 }
+
+/// Mutual TLS to a back-office that requires a client certificate (Python's ssl module): with
+/// the configured certificate the call passes and the back-office sees varco's name; without
+/// one, or with one of another CA, the back-office refuses the handshake and the caller gets a
+/// 502 problem. A key that does not fit is a clear start error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_to_a_back_office_that_requires_a_client_certificate() {
+    let pki = pki();
+    issue(&pki, "bo", "bo.example.it", false);
+    let port = varco_tests::free_port();
+    let p = |f: &str| pki.join(f).display().to_string();
+    let mut server = tokio::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/tools/mtls_server.py"))
+        .args([port.to_string(), p("bo.crt"), p("bo.key"), p("ca.crt")])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    use tokio::io::AsyncBufReadExt;
+    tokio::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut ready).await.unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let edge = |client: &str| {
+        format!(
+            r#"
+{LISTENERS}tenants:
+  - id: c_e783
+    name: Macerata
+    upstreams: {{bo: {{servers: ["127.0.0.1:{port}"], retries: 0, tls: {{sni: bo.example.it, ca: "{ca}"{client}}}}}}}
+    routes: [{{name: r, path: "/{{*rest}}", methods: [GET], access: public, to: {{upstream: bo}}}}]
+"#,
+            ca = p("ca.crt")
+        )
+    };
+    let with_cert = format!(", client_certificate: {{cert: \"{}\", key: \"{}\"}}", p("client.crt"), p("client.key"));
+    let v = Varco::start(&edge(&with_cert)).await;
+    let r = v.get("macerata.example.it", "/anagrafe/1").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json["client_cn"], "pdnd-client", "{r:?}");
+    assert_eq!(r.json["path"], "/anagrafe/1");
+
+    let without = Varco::start(&edge("")).await;
+    without.get("macerata.example.it", "/anagrafe/1").await.assert_problem(502, "bad-gateway");
+
+    let other = std::env::temp_dir().join(format!("varco-pki-mtls-{}", std::process::id()));
+    std::fs::create_dir_all(&other).unwrap();
+    make_ca(&other, "rogue CA");
+    issue(&other, "client", "rogue", true);
+    let o = |f: &str| other.join(f).display().to_string();
+    let rogue = Varco::start(&edge(&format!(
+        ", client_certificate: {{cert: \"{}\", key: \"{}\"}}",
+        o("client.crt"),
+        o("client.key")
+    )))
+    .await;
+    rogue.get("macerata.example.it", "/anagrafe/1").await.assert_problem(502, "bad-gateway");
+
+    // A key file that is not there: refused when the configuration is built.
+    let bad = edge(&format!(", client_certificate: {{cert: \"{}\", key: \"{}\"}}", p("client.crt"), p("missing.key")));
+    let dir = std::env::temp_dir().join(format!("varco-mtls-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("varco.yaml");
+    std::fs::write(
+        &cfg,
+        bad.replace("{PORT}", &varco_tests::free_port().to_string())
+            .replace("{ADMIN}", &varco_tests::free_port().to_string()),
+    )
+    .unwrap();
+    let out = Command::new(Varco::bin()).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(err.contains("client_certificate") && err.contains("missing.key"), "{err}");
+    let _ = server.kill().await;
+    let _ = std::fs::remove_dir_all(&pki);
+    let _ = std::fs::remove_dir_all(&other);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -439,6 +439,20 @@ pub struct UpstreamTls {
     /// PEM bundle of CAs to trust instead of the system roots.
     #[serde(default)]
     pub ca: Option<PathBuf>,
+    /// varco's client certificate for back-offices that require one (mutual TLS). Default:
+    /// none.
+    #[serde(default)]
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// A client certificate and its key (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificate {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, RSA or EC), readable by varco only.
+    pub key: PathBuf,
 }
 
 /// Upstream timeouts.

@@ -323,6 +323,13 @@ impl TenantBuild<'_> {
         for (name, u) in &self.t.upstreams {
             let up = format!("{}.upstreams.{name}", self.p);
             let mut servers = Vec::new();
+            let client_cert = match u.tls.as_ref().and_then(|t| t.client_certificate.as_ref()) {
+                Some(c) => Some(
+                    crate::tls::load_client_cert(&c.cert, &c.key)
+                        .map_err(|m| build_err(format!("{up}.tls.client_certificate"), m))?,
+                ),
+                None => None,
+            };
             for (i, spec) in u.servers.iter().enumerate() {
                 let s = spec.address();
                 let addr = s
@@ -342,6 +349,7 @@ impl TenantBuild<'_> {
                 peer.options.read_timeout = Some(u.timeouts.read.0);
                 peer.options.write_timeout = Some(u.timeouts.write.0);
                 peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+                peer.client_cert_key = client_cert.clone();
                 if let Some(ca) = u.tls.as_ref().and_then(|t| t.ca.as_ref()) {
                     peer.options.ca = Some(crate::tls::load_ca(ca).map_err(|m| build_err(format!("{up}.tls.ca"), m))?);
                 }

@@ -42,6 +42,19 @@ pub fn load_ca(path: &Path) -> Result<Arc<CaType>, String> {
     Ok(Arc::from(wrapped.into_boxed_slice()))
 }
 
+/// A client certificate for an upstream (mutual TLS), checked now: the key must parse and
+/// must be one rustls can sign with.
+pub fn load_client_cert(cert: &Path, key: &Path) -> Result<Arc<pingora_core::utils::tls::CertKey>, String> {
+    let certs = read_certs(cert)?;
+    let k = read_key(key)?;
+    rustls::crypto::ring::sign::any_supported_type(&k)
+        .map_err(|e| format!("`{}` is not a key varco can sign with: {e}", key.display()))?;
+    Ok(Arc::new(pingora_core::utils::tls::CertKey::new(
+        certs.into_iter().map(|c| c.to_vec()).collect(),
+        k.secret_der().to_vec(),
+    )))
+}
+
 /// Chooses the certificate by SNI; the first configured one answers unknown or missing names.
 #[derive(Debug)]
 struct SniResolver {
