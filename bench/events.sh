@@ -213,13 +213,16 @@ for run in $(seq "$RUNS"); do
         start_varco "$OUTBOX" "127.0.0.1:$KPORT"
         relay=$(drain_rate varco_events_relayed_total "$todo")
         stop_varco
-        # Kafka-mode delivery on a fresh broker (tansu slows down with the relay row's records):
-        # publish for 2 s, then time from the first publish until one subscription has
-        # delivered every event (relay + consumer group + webhook, subjects side by side).
+        # A fresh broker for the Kafka delivery rows (tansu slows down with the relay row's
+        # records): latency one event at a time, the subscription's consumer group at the end
+        # of a new topic; then throughput: publish for 2 s and time from the first publish until
+        # one subscription has delivered every event (relay + consumer group + webhook).
+        K2=$(port); mkdir -p "$WORK/tansu-ksub-$run"
+        (cd "$WORK/tansu-ksub-$run" && exec tansu broker --listener-url "tcp://127.0.0.1:$K2" --advertised-listener-url "tcp://127.0.0.1:$K2" --storage-engine sqlite://tansu.db) >"$WORK/tansu-ksub.log" 2>&1 & kpid=$!; pids+=($kpid)
+        for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$K2) 2>/dev/null && break; sleep 0.1; done
+        tansu topic create varco-lat --broker "tcp://127.0.0.1:$K2" --partitions 6 >/dev/null
+        read -r klat_p50 klat_p99 < <(BENCH_TOPIC_NAME=varco-lat latency_row "$WORK/klatency-$run" "127.0.0.1:$K2")
         if command -v nginx >/dev/null; then
-            K2=$(port); mkdir -p "$WORK/tansu-ksub-$run"
-            (cd "$WORK/tansu-ksub-$run" && exec tansu broker --listener-url "tcp://127.0.0.1:$K2" --advertised-listener-url "tcp://127.0.0.1:$K2" --storage-engine sqlite://tansu.db) >"$WORK/tansu-ksub.log" 2>&1 & kpid=$!; pids+=($kpid)
-            for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$K2) 2>/dev/null && break; sleep 0.1; done
             tansu topic create varco-ksub --broker "tcp://127.0.0.1:$K2" --partitions 6 >/dev/null
             PORT=$(port); ADMIN=$(port)
             BENCH_TOPIC_NAME=varco-ksub subscriber_config "$PORT" "$ADMIN" "$WORK/ksub-$run" "127.0.0.1:$K2" >"$WORK/varco.yaml"
@@ -230,12 +233,9 @@ for run in $(seq "$RUNS"); do
             published=$(metric varco_outbox_committed_sequence)
             ksub=$(drain_rate varco_events_delivered_total "$published" "$t_pub")
             stop_varco
-            kill "$kpid" 2>/dev/null || true
-            rm -rf "$WORK/ksub-$run" "$WORK/tansu-ksub-$run"
         fi
-        # Latency in Kafka mode: a fresh outbox and topic, the subscription's consumer group at its end.
-        tansu topic create varco-lat --broker "tcp://127.0.0.1:$KPORT" --partitions 6 >/dev/null
-        read -r klat_p50 klat_p99 < <(BENCH_TOPIC_NAME=varco-lat latency_row "$WORK/klatency-$run" "127.0.0.1:$KPORT")
+        kill "$kpid" 2>/dev/null || true
+        rm -rf "$WORK/ksub-$run" "$WORK/tansu-ksub-$run" "$WORK/klatency-$run"
         raw=$(BENCH_KAFKA="127.0.0.1:$KPORT" BENCH_TOPIC=raw-bench BENCH_RECORDS=$todo BENCH_EVENT_FILE="$WORK/stored.json" "$EVENTS_TEST" --ignored --exact bench::tests::raw_producer_throughput --nocapture 2>/dev/null | awk '/raw-producer/ {print $2}')
     fi
     rm -rf "$OUTBOX"
@@ -256,7 +256,7 @@ if ksub == ksub:
 if l50 == l50:
     print("| publish → another ente's webhook, single node | | %.2f | %.2f | one event at a time |" % (l50, l99))
 if k50 == k50:
-    print("| publish → another ente's webhook, Kafka (tansu) | | %.2f | %.2f | one event at a time |" % (k50, k99))
+    print("| publish → another ente's webhook, Kafka (fresh tansu) | | %.2f | %.2f | one event at a time |" % (k50, k99))
 if relay == relay:
     print("| relay outbox → Kafka (tansu) | %.0f | | | %.2f × raw producer |" % (relay, relay / raw))
     print("| raw rdkafka producer, same settings | %.0f | | | reference |" % raw)
