@@ -223,3 +223,68 @@ async fn weighted_servers_share_traffic_by_weight() {
     assert_eq!(o + n, 10_000);
     assert!((950..=1050).contains(&n), "the weight-1 server got {n} of 10000 (old {o})");
 }
+
+/// gRPC through varco: a grpcio client over h2c to varco, varco over h2c (`protocol: http2`)
+/// to a grpcio back-office; the answer and a gRPC error (its status travels in HTTP/2
+/// trailers) reach the client intact, and the back-office sees varco's forwarding headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_passes_through_http2_to_the_back_office() {
+    let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/tools/grpc_tool.py");
+    let port = varco_tests::free_port();
+    let mut server = tokio::process::Command::new("python3")
+        .args([tool, "serve", &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    use tokio::io::AsyncBufReadExt;
+    tokio::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut ready).await.unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let cfg = format!(
+        r#"
+server: {{access_log: false}}
+{LISTENERS}tenants:
+  - id: c_e783
+    name: Comune
+    hosts: [{H}]
+    upstreams:
+      grpc: {{servers: ["127.0.0.1:{port}"], protocol: http2, retries: 0}}
+    routes:
+      - {{name: anagrafe, path: "/anagrafe.Anagrafe/{{method}}", methods: [POST], access: public, to: {{upstream: grpc}}}}
+"#
+    );
+    let v = Varco::start(&cfg).await;
+    let call = |method: &'static str| {
+        let target = format!("127.0.0.1:{}", v.port);
+        async move {
+            let out = tokio::process::Command::new("python3")
+                .args([tool, "call", &target, method, H, "RSSMRA80A01H501U"])
+                .output()
+                .await
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        }
+    };
+    let ok = call("/anagrafe.Anagrafe/Residenza").await;
+    assert_eq!(ok["code"], "OK", "{ok}\n{}", v.log_text());
+    assert_eq!(
+        ok["response"], "residenza:RSSMRA80A01H501U|forwarded-for=127.0.0.1",
+        "varco's forwarding headers reach it"
+    );
+    let missing = call("/anagrafe.Anagrafe/Missing").await;
+    assert_eq!(missing["code"], "NOT_FOUND", "{missing}");
+    assert_eq!(missing["details"], "nessun cittadino con questo codice fiscale");
+    // With HTTP/1.1 towards it, the gRPC back-office cannot answer: the choice matters.
+    let h1 = Varco::start(&cfg.replace("protocol: http2, ", "")).await;
+    let target = format!("127.0.0.1:{}", h1.port);
+    let out = tokio::process::Command::new("python3")
+        .args([tool, "call", &target, "/anagrafe.Anagrafe/Residenza", H, "x"])
+        .output()
+        .await
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(r["code"], "OK", "{r}");
+    let _ = server.kill().await;
+}

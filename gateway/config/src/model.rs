@@ -290,6 +290,12 @@ pub struct UpstreamConfig {
     /// Talk TLS to the servers.
     #[serde(default)]
     pub tls: Option<UpstreamTls>,
+    /// The HTTP version towards the servers: `http1` (default), `http2` (plaintext: HTTP/2
+    /// with prior knowledge, h2c; with `tls`: h2 by ALPN, only h2), or `auto` (with `tls`: h2
+    /// when the server offers it by ALPN, else HTTP/1.1; plaintext: HTTP/1.1). gRPC
+    /// back-offices need `http2`.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
     /// Timeouts.
     #[serde(default)]
     pub timeouts: Timeouts,
@@ -310,6 +316,19 @@ pub struct UpstreamConfig {
     /// unlimited.
     #[serde(default)]
     pub max_concurrent: Option<u32>,
+}
+
+/// HTTP versions towards an upstream pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1.
+    #[default]
+    Http1,
+    /// HTTP/2 only (h2c with prior knowledge in plaintext).
+    Http2,
+    /// h2 or HTTP/1.1 as the TLS server chooses by ALPN.
+    Auto,
 }
 
 /// CORS (the Fetch standard): which web origins may call, with what. Preflights (`OPTIONS` with

@@ -350,6 +350,11 @@ impl TenantBuild<'_> {
                 peer.options.write_timeout = Some(u.timeouts.write.0);
                 peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
                 peer.client_cert_key = client_cert.clone();
+                match u.protocol {
+                    varco_config::UpstreamProtocol::Http1 => peer.options.set_http_version(1, 1),
+                    varco_config::UpstreamProtocol::Http2 => peer.options.set_http_version(2, 2),
+                    varco_config::UpstreamProtocol::Auto => peer.options.set_http_version(2, 1),
+                }
                 if let Some(ca) = u.tls.as_ref().and_then(|t| t.ca.as_ref()) {
                     peer.options.ca = Some(crate::tls::load_ca(ca).map_err(|m| build_err(format!("{up}.tls.ca"), m))?);
                 }
