@@ -166,3 +166,31 @@ async fn connection_options_naming_forwarding_headers() {
     assert!(r.json["detail"].as_str().unwrap().contains("Connection"), "{r:?}");
     assert_eq!(be.hits(), hits);
 }
+
+/// An idle keep-alive connection is closed after `server.keepalive_idle` (pingora alone keeps
+/// HTTP/1.1 connections open for ever, one file descriptor each); a busy one is not.
+#[tokio::test]
+async fn idle_keepalive_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let be = Backend::start("live").await;
+    let cfg = config(&be, varco_tests::free_port(), "")
+        .replace("server: {max_body_bytes: 1024,", "server: {keepalive_idle: 1s, max_body_bytes: 1024,");
+    assert!(cfg.contains("keepalive_idle"));
+    let v = Varco::start(&cfg).await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", v.port)).await.unwrap();
+    let mut buf = vec![0u8; 16384];
+    for _ in 0..3 {
+        // Requests 0.5 s apart keep the connection: each answer arrives on it.
+        s.write_all(format!("GET /live/x HTTP/1.1\r\nHost: {H}\r\n\r\n").as_bytes()).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Then nothing: varco closes it (EOF) after about a second, not never.
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the idle connection is still open: {closed:?}");
+}

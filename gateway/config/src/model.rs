@@ -62,6 +62,11 @@ pub struct ServerConfig {
     /// must arrive within pingora's 60 s.) Default 30s.
     #[serde(default = "d_body_timeout")]
     pub client_body_timeout: Dur,
+    /// How long an idle keep-alive connection waits for its next request before varco closes
+    /// it (pingora otherwise keeps HTTP/1.1 connections open for ever). Whole seconds, at
+    /// least 1s. Default 60s.
+    #[serde(default = "d_keepalive_idle")]
+    pub keepalive_idle: Dur,
     /// Sign the verified identity as a short-lived JWT for back-offices. Default: off.
     #[serde(default)]
     pub identity_token: Option<IdentityTokenConfig>,
@@ -92,12 +97,16 @@ impl Default for ServerConfig {
             forwarded_header: false,
             trusted_proxies: Vec::new(),
             client_body_timeout: d_body_timeout(),
+            keepalive_idle: d_keepalive_idle(),
             identity_token: None,
             events: EventsConfig::default(),
         }
     }
 }
 
+fn d_keepalive_idle() -> Dur {
+    Dur::secs(60)
+}
 fn d_grace() -> Dur {
     Dur::secs(10)
 }

@@ -54,6 +54,9 @@ impl Config {
     pub fn validate(&self) -> Vec<ConfigIssue> {
         let mut is = Issues::default();
         self.validate_server(&mut is);
+        if self.server.keepalive_idle.0 < std::time::Duration::from_secs(1) {
+            is.add("server.keepalive_idle", "at least 1s");
+        }
         for (i, n) in self.server.trusted_proxies.iter().enumerate() {
             if let Err(e) = crate::parse_net(n) {
                 is.add(format!("server.trusted_proxies[{i}]"), e);

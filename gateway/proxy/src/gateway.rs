@@ -135,6 +135,11 @@ impl ProxyHttp for Gateway {
         ctx.state.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         // Slow-client protection for body reads (headers: pingora's own 60 s).
         session.set_read_timeout(Some(rt.client_body_timeout));
+        // An HTTP/1.1 connection kept alive waits at most this long for its next request
+        // (pingora's default is for ever; `Connection: close` stays close).
+        if session.get_keepalive() == Some(0) {
+            session.set_keepalive(Some(rt.keepalive_idle_secs));
+        }
         let routed = self.route(session, ctx, &rt);
         ctx.rt = Some(rt.clone());
         if let Err((p, close)) = routed {

@@ -114,6 +114,8 @@ pub struct Runtime {
     /// Load balancers whose `X-Forwarded-For` names the caller (`server.trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub client_body_timeout: std::time::Duration,
+    /// `server.keepalive_idle` in whole seconds (at least 1).
+    pub keepalive_idle_secs: u64,
 }
 
 impl Runtime {
@@ -169,6 +171,7 @@ impl Runtime {
             access_log: cfg.server.access_log,
             forwarded_header: cfg.server.forwarded_header,
             trusted_proxies,
+            keepalive_idle_secs: cfg.server.keepalive_idle.0.as_secs().max(1),
             client_body_timeout: cfg.server.client_body_timeout.0,
             config: cfg,
             tenants,
