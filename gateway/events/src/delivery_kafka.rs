@@ -62,7 +62,7 @@ impl Deliveries {
             tracing::warn!(error = %e, "Kafka: cannot subscribe; retrying");
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        let lag_task = self.spawn_lag(sub, consumer.clone(), stop.clone());
+        let lag_task = self.spawn_lag(sub, k, consumer.clone(), stop.clone());
 
         let mut commit = tokio::time::interval(Duration::from_millis(100));
         commit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -186,18 +186,26 @@ impl Deliveries {
     fn spawn_lag(
         &self,
         sub: &Subscription,
+        k: &varco_config::KafkaConfig,
         consumer: Arc<StreamConsumer>,
         mut stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let lag = self.bus.metrics.subscription_lag.with_label_values(&[&sub.tenant, &sub.cfg.name]);
+        // Its own connections: a broker answers one connection's requests in order, so
+        // offset look-ups on the consumer's would queue behind a fetch the broker holds (tansu
+        // held them past librdkafka's timeouts, stalling delivery for a minute).
+        let mut c = crate::kafka::client_config(k);
+        c.set("group.id", format!("varco.{}", sub.key())).set("enable.auto.commit", "false");
+        let watcher: Option<Arc<rdkafka::consumer::BaseConsumer>> = c.create().ok().map(Arc::new);
         tokio::spawn(async move {
+            let Some(watcher) = watcher else { return };
             loop {
                 tokio::select! {
                     _ = stop.changed() => return,
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                 }
-                let c = consumer.clone();
-                if let Ok(Some(n)) = tokio::task::spawn_blocking(move || consumer_lag(&c)).await {
+                let (c, w) = (consumer.clone(), watcher.clone());
+                if let Ok(Some(n)) = tokio::task::spawn_blocking(move || consumer_lag(&c, &w)).await {
                     lag.set(n);
                 }
             }
@@ -305,14 +313,15 @@ fn commit_positions(
     }
 }
 
-/// Events the group has not settled on its assigned partitions: high watermark minus the
-/// committed offset (the low watermark where nothing is committed yet). Blocking.
-fn consumer_lag(c: &StreamConsumer) -> Option<i64> {
+/// Events the group has not settled on the partitions `c` holds: high watermark minus the
+/// committed offset (the low watermark where nothing is committed yet), asked through `w`.
+/// Blocking.
+fn consumer_lag(c: &StreamConsumer, w: &rdkafka::consumer::BaseConsumer) -> Option<i64> {
     let timeout = Duration::from_secs(2);
-    let committed = c.committed_offsets(c.assignment().ok()?, timeout).ok()?;
+    let committed = w.committed_offsets(c.assignment().ok()?, timeout).ok()?;
     let mut total = 0;
     for e in committed.elements() {
-        let (low, high) = c.fetch_watermarks(e.topic(), e.partition(), timeout).ok()?;
+        let (low, high) = w.fetch_watermarks(e.topic(), e.partition(), timeout).ok()?;
         let pos = match e.offset() {
             Offset::Offset(o) => o,
             _ => low,
