@@ -229,7 +229,10 @@ for run in $(seq "$RUNS"); do
         if command -v nginx >/dev/null; then
             tansu topic create varco-ksub --broker "tcp://127.0.0.1:$K2" --partitions 6 >/dev/null
             PORT=$(port); ADMIN=$(port)
-            BENCH_TOPIC_NAME=varco-ksub subscriber_config "$PORT" "$ADMIN" "$WORK/ksub-$run" "127.0.0.1:$K2" >"$WORK/varco.yaml"
+            # A subscription name (so a consumer group) of its own: the latency row's group on
+            # this broker read another topic.
+            BENCH_TOPIC_NAME=varco-ksub subscriber_config "$PORT" "$ADMIN" "$WORK/ksub-$run" "127.0.0.1:$K2" \
+                | sed 's/{name: bench,/{name: ksub,/' >"$WORK/varco.yaml"
             BENCH_HOOK_SECRET=bench-secret "$VARCO" serve --config "$WORK/varco.yaml" >"$WORK/varco.log" 2>&1 & VPID=$!; pids+=($VPID)
             wait_up "http://127.0.0.1:$ADMIN/readyz"
             t_pub=$(date +%s.%N)

@@ -16,6 +16,19 @@ use std::time::{Duration, Instant};
 use varco_tests::Broker;
 use varco_tests::{Backend, Varco};
 
+/// Bari's dead letters through the admin API, once there are `n` (or the time is up).
+async fn dead_letters(v: &Varco, n: usize, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let list =
+            v.admin_client.get("localhost", "/admin/events/dead-letters?tenant=c_a662&subscription=anagrafe").await.json;
+        if list["dead_letters"].as_array().is_some_and(|a| a.len() >= n) || Instant::now() > deadline {
+            return list;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn pratica(id: &str, case: &str) -> Value {
     json!({
         "specversion": "1.0", "id": id, "source": "/enti/c_e783/suap", "type": PRATICA, "subject": case,
@@ -57,19 +70,7 @@ async fn kafka_topics_per_ente_and_family_keys_and_dead_letter_topic() {
     assert_eq!(p["key"], p["subject_key"]);
 
     // Both events are refused for good: the file store the admin API works on has them ...
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut list = Value::Null;
-    while Instant::now() < deadline {
-        list = v
-            .admin_client
-            .get("localhost", "/admin/events/dead-letters?tenant=c_a662&subscription=anagrafe")
-            .await
-            .json;
-        if list["dead_letters"].as_array().is_some_and(|a| a.len() == 2) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let list = dead_letters(&v, 2, Duration::from_secs(30)).await;
     assert_eq!(list["dead_letters"].as_array().map(Vec::len), Some(2), "{list}");
     // ... and Bari's dead-letter topic holds them too, sealed as usual.
     let dead = broker.consume_with_key("varco.events.c_a662.dead-letter", 2, Some(SUBJECT_KEY)).await;
@@ -128,19 +129,7 @@ async fn a_subject_sealed_with_another_key_goes_to_the_dead_letters() {
         r = v.admin_client.send("POST", "localhost", replay, &[], b"").await;
     }
     assert_eq!(r.status, 200, "{r:?}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut list = Value::Null;
-    while Instant::now() < deadline {
-        list = v
-            .admin_client
-            .get("localhost", "/admin/events/dead-letters?tenant=c_a662&subscription=anagrafe")
-            .await
-            .json;
-        if list["dead_letters"].as_array().is_some_and(|a| !a.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let list = dead_letters(&v, 1, Duration::from_secs(20)).await;
     assert_eq!(list["dead_letters"][0]["id"], "alien-1", "{list}\n{}", v.log_text());
     assert!(list["dead_letters"][0]["error"].as_str().unwrap().contains("sealed subject"), "{list}");
     assert_eq!(hook.requests().len(), 1, "delivered once, with its subject, never without");

@@ -153,17 +153,8 @@ async fn mutual_tls_to_a_back_office_that_requires_a_client_certificate() {
     issue(&pki, "bo", "bo.example.it", false);
     let port = varco_tests::free_port();
     let p = |f: &str| pki.join(f).display().to_string();
-    let mut server = tokio::process::Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/tools/mtls_server.py"))
-        .args([port.to_string(), p("bo.crt"), p("bo.key"), p("ca.crt")])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    use tokio::io::AsyncBufReadExt;
-    tokio::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut ready).await.unwrap();
-    assert_eq!(ready.trim(), "ready");
+    let (port_s, cert, key, ca) = (port.to_string(), p("bo.crt"), p("bo.key"), p("ca.crt"));
+    let mut server = varco_tests::spawn_ready_tool("mtls_server.py", &[&port_s, &cert, &key, &ca]).await;
     let edge = |client: &str| {
         format!(
             r#"

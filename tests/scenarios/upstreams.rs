@@ -231,16 +231,7 @@ async fn weighted_servers_share_traffic_by_weight() {
 async fn grpc_passes_through_http2_to_the_back_office() {
     let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/tools/grpc_tool.py");
     let port = varco_tests::free_port();
-    let mut server = tokio::process::Command::new("python3")
-        .args([tool, "serve", &port.to_string()])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    use tokio::io::AsyncBufReadExt;
-    tokio::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut ready).await.unwrap();
-    assert_eq!(ready.trim(), "ready");
+    let mut server = varco_tests::spawn_ready_tool("grpc_tool.py", &["serve", &port.to_string()]).await;
     let cfg = format!(
         r#"
 server: {{access_log: false}}

@@ -8,6 +8,25 @@ use std::time::{Duration, Instant};
 /// A free TCP port on 127.0.0.1 (bound and released), never the same one twice in a test
 /// process: the kernel may hand a just-released port out again, and two listeners of one
 /// config on the same port fail the start.
+/// Starts a helper peer (a tool under `tests/tools/`, run by python3) that prints `ready` on its
+/// first line once it serves; it is killed when the returned child is dropped.
+pub async fn spawn_ready_tool(tool: &str, args: &[&str]) -> tokio::process::Child {
+    use tokio::io::AsyncBufReadExt;
+    let path = format!("{}/tools/{tool}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = tokio::process::Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut ready = String::new();
+    let out = child.stdout.take().expect("piped stdout");
+    tokio::io::BufReader::new(out).read_line(&mut ready).await.expect("the tool's first line");
+    assert_eq!(ready.trim(), "ready", "{tool} did not start");
+    child
+}
+
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
