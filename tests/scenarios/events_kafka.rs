@@ -20,8 +20,11 @@ use varco_tests::{Backend, Varco};
 async fn dead_letters(v: &Varco, n: usize, within: Duration) -> Value {
     let deadline = Instant::now() + within;
     loop {
-        let list =
-            v.admin_client.get("localhost", "/admin/events/dead-letters?tenant=c_a662&subscription=anagrafe").await.json;
+        let list = v
+            .admin_client
+            .get("localhost", "/admin/events/dead-letters?tenant=c_a662&subscription=anagrafe")
+            .await
+            .json;
         if list["dead_letters"].as_array().is_some_and(|a| a.len() >= n) || Instant::now() > deadline {
             return list;
         }

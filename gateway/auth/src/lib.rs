@@ -9,6 +9,7 @@
 pub mod apikey;
 pub mod error;
 pub mod identity_token;
+pub mod jose;
 pub mod jti;
 pub mod jwt;
 pub mod keys;

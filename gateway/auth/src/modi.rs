@@ -253,10 +253,10 @@ impl ModiVerifier {
         if !self.algorithms.contains(&header.alg) {
             return Err(bad(kind, format!("{what}: algorithm {:?} is not accepted", header.alg)));
         }
-        if header.typ.as_deref().is_some_and(|t| !crate::jwt::typ_is(t, "JWT")) {
+        if header.typ.as_deref().is_some_and(|t| !crate::jose::typ_is(t, "JWT")) {
             return Err(bad(kind, format!("{what}: `typ` must be JWT")));
         }
-        crate::jwt::check_crit(token).map_err(|e| bad(kind, format!("{what}: {e}")))?;
+        crate::jose::check_crit(token).map_err(|e| bad(kind, format!("{what}: {e}")))?;
         let key = if require_x5c {
             let chain = header.x5c.as_ref().filter(|c| !c.is_empty()).ok_or_else(|| {
                 bad(kind, format!("{what}: INTEGRITY_REST_01 needs the signing certificate in `x5c`"))

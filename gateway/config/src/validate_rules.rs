@@ -1,7 +1,11 @@
-//! Validation of access and traffic policies: issuers, rate limits, quotas.
+//! Validation of access and traffic policies: issuers, rate limits, quotas, address rules, CORS,
+//! and the event bus.
 
 use crate::issues::Issues;
 use crate::model::*;
+
+/// Methods a route may admit.
+pub(crate) const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
 
 pub(crate) fn validate_limit(l: &RateLimitConfig, p: &str, is: &mut Issues) {
     if l.requests == 0 {
@@ -233,4 +237,59 @@ pub(crate) fn validate_events(cfg: &Config, is: &mut Issues) {
             }
         }
     }
+}
+
+pub(crate) fn validate_source(r: &SourceRules, p: &str, is: &mut Issues) {
+    for (what, list) in [("allow", &r.allow), ("deny", &r.deny)] {
+        for (i, n) in list.iter().enumerate() {
+            if let Err(e) = crate::parse_net(n) {
+                is.add(format!("{p}.{what}[{i}]"), e);
+            }
+        }
+    }
+    if r.allow.is_empty() && r.deny.is_empty() {
+        is.add(p.to_owned(), "list `allow` or `deny` networks (or leave `source` out)");
+    }
+}
+
+pub(crate) fn validate_cors(c: &CorsConfig, p: &str, is: &mut Issues) {
+    if c.allow_origins.is_empty() {
+        is.add(format!("{p}.allow_origins"), "list the web origins admitted, or `*`");
+    }
+    let any = c.allow_origins.iter().any(|o| o == "*");
+    if any && c.allow_origins.len() > 1 {
+        is.add(format!("{p}.allow_origins"), "`*` stands alone");
+    }
+    if any && c.allow_credentials {
+        is.add(format!("{p}.allow_credentials"), "not with `*` origins: browsers refuse it; list the origins");
+    }
+    for (i, o) in c.allow_origins.iter().enumerate().filter(|(_, o)| *o != "*") {
+        if !is_origin(o) {
+            is.add(format!("{p}.allow_origins[{i}]"), format!("`{o}` is not an origin like https://app.example.it"));
+        }
+    }
+    for (i, m) in c.allow_methods.iter().enumerate() {
+        if !METHODS.contains(&m.as_str()) {
+            is.add(format!("{p}.allow_methods[{i}]"), format!("`{m}` is not one of {}", METHODS.join(", ")));
+        }
+    }
+    for (what, list) in [("allow_headers", &c.allow_headers), ("expose_headers", &c.expose_headers)] {
+        for (i, h) in list.iter().enumerate() {
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() || h == "*" {
+                is.add(format!("{p}.{what}[{i}]"), format!("`{h}` is not a header name"));
+            }
+        }
+    }
+    if c.max_age.0 > std::time::Duration::from_secs(86_400) {
+        is.add(format!("{p}.max_age"), "at most 24h");
+    }
+}
+
+/// `scheme://host[:port]`, lower case, nothing after: what a browser sends as `Origin`.
+fn is_origin(o: &str) -> bool {
+    let Some((scheme, rest)) = o.split_once("://") else { return false };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@'])
+        && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-:[]".contains(&b))
 }

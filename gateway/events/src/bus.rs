@@ -106,12 +106,12 @@ impl EventBus {
         if cfg.kafka.is_some() {
             // The relay's position exists from the moment the outbox opens: while the broker
             // is unreachable nothing unrelayed is reclaimed, and a full outbox answers 503.
-            outbox.hold(crate::relay::CURSOR);
+            outbox.hold(crate::kafka::RELAY_CURSOR);
         } else {
             // Without Kafka nobody relays: a position left by an earlier Kafka setup would pin
             // the outbox for ever (should Kafka come back, the relay starts from the oldest
             // event still kept: at least once).
-            outbox.forget(crate::relay::CURSOR);
+            outbox.forget(crate::kafka::RELAY_CURSOR);
         }
         Ok(Arc::new(Self { registry, outbox, metrics, config: cfg.clone(), dedupe, kafka }))
     }

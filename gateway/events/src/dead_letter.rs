@@ -117,21 +117,3 @@ impl Deliveries {
         }
     }
 }
-
-/// The producer of dead-letter topics.
-#[derive(Clone)]
-pub(crate) struct TopicProducer(rdkafka::producer::FutureProducer);
-
-impl std::fmt::Debug for TopicProducer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TopicProducer")
-    }
-}
-
-/// Acknowledged by all replicas, given up after 5 minutes (the dead-letter file holds every
-/// dead letter anyway).
-pub(crate) fn topic_producer(k: &varco_config::KafkaConfig) -> Result<TopicProducer, String> {
-    let mut c = crate::kafka::client_config(k);
-    c.set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "300000");
-    c.create().map(TopicProducer).map_err(|e| e.to_string())
-}

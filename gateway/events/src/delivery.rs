@@ -119,7 +119,7 @@ pub struct Deliveries {
     /// Serialises writes to the dead-letter files (workers append, the admin API rewrites).
     pub(crate) dead: Mutex<()>,
     /// Kafka mode: the producer of the dead-letter topics.
-    pub(crate) dead_topic: Option<crate::dead_letter::TopicProducer>,
+    pub(crate) dead_topic: Option<crate::kafka::TopicProducer>,
 }
 
 #[derive(Debug)]
@@ -152,7 +152,7 @@ impl Deliveries {
     pub fn new(bus: Arc<EventBus>) -> Result<Arc<Self>, String> {
         let client = varco_outbound::https_client();
         let dead_topic = match &bus.kafka {
-            Some(codec) => Some(crate::dead_letter::topic_producer(&codec.cfg)?),
+            Some(codec) => Some(crate::kafka::topic_producer(&codec.cfg)?),
             None => None,
         };
         Ok(Arc::new(Self { bus, client, workers: Mutex::new(HashMap::new()), dead: Mutex::new(()), dead_topic }))

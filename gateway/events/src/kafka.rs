@@ -275,6 +275,27 @@ pub fn producer(k: &KafkaConfig) -> Result<FutureProducer, String> {
     c.create().map_err(|e| e.to_string())
 }
 
+/// The relay's outbox position (held from the moment the bus opens in Kafka mode).
+pub const RELAY_CURSOR: &str = "relay";
+
+/// The producer of dead-letter topics.
+#[derive(Clone)]
+pub(crate) struct TopicProducer(pub(crate) rdkafka::producer::FutureProducer);
+
+impl std::fmt::Debug for TopicProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TopicProducer")
+    }
+}
+
+/// Acknowledged by all replicas, given up after 5 minutes (the dead-letter file holds every
+/// dead letter anyway).
+pub(crate) fn topic_producer(k: &varco_config::KafkaConfig) -> Result<TopicProducer, String> {
+    let mut c = client_config(k);
+    c.set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "300000");
+    c.create().map(TopicProducer).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@
 //! is down, librdkafka keeps retrying (no message timeout) and the outbox grows on disk.
 
 use crate::bus::EventBus;
-use crate::kafka::{ensure_topics, producer, KafkaCodec};
+use crate::kafka::{ensure_topics, producer, KafkaCodec, RELAY_CURSOR as CURSOR};
 use cloudevents::Event;
 use futures::stream::{FuturesOrdered, StreamExt};
 use std::collections::HashSet;
@@ -16,9 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const MAX_IN_FLIGHT: usize = 50_000;
-
-/// The relay's outbox position.
-pub const CURSOR: &str = "relay";
 
 /// Relays until `stop` turns true.
 pub async fn run(bus: Arc<EventBus>, codec: Arc<KafkaCodec>, mut stop: tokio::sync::watch::Receiver<bool>) {
