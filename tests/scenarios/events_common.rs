@@ -266,3 +266,34 @@ pub async fn metric(v: &Varco, name: &str) -> Option<f64> {
     let text = String::from_utf8_lossy(&v.admin_client.get("localhost", "/metrics").await.body).into_owned();
     text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|x| x.parse().ok())
 }
+
+/// Publishes 400 residence changes over 5 subjects (`<prefix>-0` … `<prefix>-399`, batches of
+/// 10) from Macerata.
+pub async fn publish_five_subjects(v: &Varco, prefix: &str) {
+    let cfs = ["RSSMRA80A01H501U", "VRDLGU75B02E783X", "BNCGNN90C03A662Y", "FRRLCU85D04F205Z", "CSTMRC70E05L219W"];
+    for b in 0..40 {
+        let batch: Vec<Value> =
+            (0..10).map(|i| residenza(&format!("{prefix}-{}", b * 10 + i), cfs[(b * 10 + i) % 5])).collect();
+        assert_eq!(publish(v, MC, "application/cloudevents-batch+json", &json!(batch)).await.status, 202);
+    }
+}
+
+/// Each delivery once, each subject's in publishing order, and more than one delivery (at most
+/// the 16 lanes) in the webhook at once; the number of subjects seen.
+pub fn assert_side_by_side_in_order(got: &[Value], prefix: &str, hook: &Backend) -> usize {
+    let mut last: std::collections::HashMap<String, usize> = Default::default();
+    let mut seen = HashSet::new();
+    for r in got {
+        let e = body_of(r);
+        let n: usize = e["id"].as_str().unwrap()[prefix.len() + 1..].parse().unwrap();
+        let subject = e["subject"].as_str().unwrap().to_owned();
+        assert!(seen.insert(n), "{prefix}-{n} delivered twice");
+        if let Some(&p) = last.get(&subject) {
+            assert!(p < n, "subject {subject}: {prefix}-{n} arrived after {prefix}-{p}");
+        }
+        last.insert(subject, n);
+    }
+    let most = hook.max_in_flight();
+    assert!((2..=16).contains(&most), "deliveries at once: {most}");
+    last.len()
+}

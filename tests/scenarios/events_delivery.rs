@@ -50,28 +50,10 @@ async fn parallel_delivery_keeps_each_subjects_order() {
     let hook = Backend::start("bari-hook").await;
     hook.set_mode(varco_tests::Mode::Delay(Duration::from_millis(10)));
     let v = start(&hook, None).await;
-    let cfs = ["RSSMRA80A01H501U", "VRDLGU75B02E783X", "BNCGNN90C03A662Y", "FRRLCU85D04F205Z", "CSTMRC70E05L219W"];
-    for b in 0..40 {
-        let batch: Vec<Value> =
-            (0..10).map(|i| residenza(&format!("po-{}", b * 10 + i), cfs[(b * 10 + i) % 5])).collect();
-        assert_eq!(publish(&v, MC, "application/cloudevents-batch+json", &json!(batch)).await.status, 202);
-    }
+    publish_five_subjects(&v, "po").await;
     let got = deliveries(&hook, 400, Duration::from_secs(30)).await;
     assert_eq!(got.len(), 400);
-    let mut last: std::collections::HashMap<String, usize> = Default::default();
-    let mut seen = HashSet::new();
-    for r in &got {
-        let e = body_of(r);
-        let n: usize = e["id"].as_str().unwrap()["po-".len()..].parse().unwrap();
-        let subject = e["subject"].as_str().unwrap().to_owned();
-        assert!(seen.insert(n), "po-{n} delivered twice");
-        if let Some(&p) = last.get(&subject) {
-            assert!(p < n, "subject {subject}: po-{n} arrived after po-{p}");
-        }
-        last.insert(subject, n);
-    }
-    let most = hook.max_in_flight();
-    assert!((2..=16).contains(&most), "deliveries at once: {most}");
+    assert_eq!(assert_side_by_side_in_order(&got, "po", &hook), 5);
 }
 
 /// A receiver that refuses an event for good (422) sends it to the dead letters at once,

@@ -146,30 +146,9 @@ async fn kafka_delivery_keeps_each_subjects_order() {
     let hook = Backend::start("bari-hook").await;
     hook.set_mode(varco_tests::Mode::Delay(Duration::from_millis(10)));
     let v = start(&hook, Some(&broker.bootstrap())).await;
-    let cfs = ["RSSMRA80A01H501U", "VRDLGU75B02E783X", "BNCGNN90C03A662Y", "FRRLCU85D04F205Z", "CSTMRC70E05L219W"];
-    for b in 0..40 {
-        let batch: Vec<Value> =
-            (0..10).map(|i| residenza(&format!("ko-{}", b * 10 + i), cfs[(b * 10 + i) % 5])).collect();
-        assert_eq!(publish(&v, MC, "application/cloudevents-batch+json", &json!(batch)).await.status, 202);
-    }
+    publish_five_subjects(&v, "ko").await;
     let got = deliveries(&hook, 400, Duration::from_secs(60)).await;
     assert_eq!(got.len(), 400, "{}", v.log_text());
-    let mut last: HashMap<String, usize> = HashMap::new();
-    let mut seen = HashSet::new();
-    for r in &got {
-        let e = body_of(r);
-        let n: usize = e["id"].as_str().unwrap()["ko-".len()..].parse().unwrap();
-        let subject = e["subject"].as_str().unwrap().to_owned();
-        assert!(seen.insert(n), "ko-{n} delivered twice");
-        if let Some(&p) = last.get(&subject) {
-            assert!(p < n, "subject {subject}: ko-{n} arrived after ko-{p}");
-        }
-        last.insert(subject, n);
-    }
-    assert_eq!(last.len(), 5);
-    // Side by side: more than one subject's delivery was in the webhook at once (at most the
-    // 16 lanes, and never two of one subject, which the order above shows).
-    let most = hook.max_in_flight();
-    assert!((2..=16).contains(&most), "deliveries at once: {most}");
+    assert_eq!(assert_side_by_side_in_order(&got, "ko", &hook), 5);
     assert_eq!(lag_reaches(&v, 0).await, Some(0), "every offset committed");
 }
