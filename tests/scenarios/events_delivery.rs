@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use varco_tests::{Backend, Varco};
 
