@@ -8,7 +8,13 @@ use varco_tests::{Backend, Mode, Varco, LISTENERS};
 const H: &str = "comune.example.it";
 
 fn config(servers: &[&Backend], upstream_extra: &str) -> String {
-    let list: Vec<String> = servers.iter().map(|b| format!("\"{}\"", b.addr)).collect();
+    let addrs: Vec<String> = servers.iter().map(|b| b.addr.to_string()).collect();
+    config_at(&addrs, upstream_extra)
+}
+
+/// The pool of servers at `addrs` (any kind of server, not only a test `Backend`).
+fn config_at(addrs: &[String], upstream_extra: &str) -> String {
+    let list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
     format!(
         r#"
 server: {{access_log: false}}
@@ -232,19 +238,7 @@ async fn grpc_passes_through_http2_to_the_back_office() {
     let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/tools/grpc_tool.py");
     let port = varco_tests::free_port();
     let mut server = varco_tests::spawn_ready_tool("grpc_tool.py", &["serve", &port.to_string()]).await;
-    let cfg = format!(
-        r#"
-server: {{access_log: false}}
-{LISTENERS}tenants:
-  - id: c_e783
-    name: Comune
-    hosts: [{H}]
-    upstreams:
-      grpc: {{servers: ["127.0.0.1:{port}"], protocol: http2, retries: 0}}
-    routes:
-      - {{name: anagrafe, path: "/anagrafe.Anagrafe/{{method}}", methods: [POST], access: public, to: {{upstream: grpc}}}}
-"#
-    );
+    let cfg = config_at(&[format!("127.0.0.1:{port}")], ", protocol: http2, retries: 0");
     let v = Varco::start(&cfg).await;
     let call = |method: &'static str| {
         let target = format!("127.0.0.1:{}", v.port);
@@ -268,7 +262,7 @@ server: {{access_log: false}}
     assert_eq!(missing["code"], "NOT_FOUND", "{missing}");
     assert_eq!(missing["details"], "nessun cittadino con questo codice fiscale");
     // With HTTP/1.1 towards it, the gRPC back-office cannot answer: the choice matters.
-    let h1 = Varco::start(&cfg.replace("protocol: http2, ", "")).await;
+    let h1 = Varco::start(&config_at(&[format!("127.0.0.1:{port}")], ", retries: 0")).await;
     let target = format!("127.0.0.1:{}", h1.port);
     let out = tokio::process::Command::new("python3")
         .args([tool, "call", &target, "/anagrafe.Anagrafe/Residenza", H, "x"])

@@ -122,7 +122,18 @@ pub fn clean_connection(req: &mut pingora_http::RequestHeader) -> Result<(), Pro
     if !req.headers.contains_key(header::CONNECTION) {
         return Ok(()); // the common case
     }
-    let mut keep: Vec<String> = Vec::new();
+    // One pass checks every option without allocating (`Connection: keep-alive` is common);
+    // the header is rebuilt only when it named one of varco's forwarding headers.
+    let options = |req: &pingora_http::RequestHeader| -> Vec<String> {
+        req.headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty())
+            .map(|t| String::from_utf8_lossy(t).into_owned())
+            .collect()
+    };
     let mut dropped = false;
     let mut count = 0;
     for value in req.headers.get_all(header::CONNECTION) {
@@ -134,20 +145,18 @@ pub fn clean_connection(req: &mut pingora_http::RequestHeader) -> Result<(), Pro
                     format!("the Connection header lists more than {MAX_CONNECTION_OPTIONS} options"),
                 ));
             }
-            let Some(name) = std::str::from_utf8(token).ok().filter(|t| t.bytes().all(is_tchar)) else {
+            if !token.iter().all(|b| is_tchar(*b)) {
                 return Err(Problem::new(
                     ProblemKind::BadRequest,
                     "the Connection header lists an option that is not a token",
                 ));
-            };
-            if OWN_FORWARDING.iter().any(|h| h.eq_ignore_ascii_case(name)) {
-                dropped = true;
-            } else {
-                keep.push(name.to_owned());
             }
+            dropped |= OWN_FORWARDING.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(token));
         }
     }
     if dropped {
+        let keep: Vec<String> =
+            options(req).into_iter().filter(|o| !OWN_FORWARDING.iter().any(|h| h.eq_ignore_ascii_case(o))).collect();
         req.remove_header(&header::CONNECTION);
         if !keep.is_empty() {
             let v = http::HeaderValue::from_str(&keep.join(", "))

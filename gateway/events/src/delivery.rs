@@ -60,13 +60,16 @@ impl Subscription {
         for t in &cfg.tenants {
             for s in &t.events.subscriptions {
                 let secret = match s.webhook.as_ref().map(|w| &w.secret) {
-                    None => String::new(),
-                    Some(varco_config::SecretRef::Env(v)) => {
-                        std::env::var(v).map_err(|_| format!("subscription `{}`: variable `{v}` is not set", s.name))?
+                    None => Vec::new(),
+                    Some(r) => {
+                        let mut b =
+                            crate::bus::read_secret(r).map_err(|e| format!("subscription `{}`: {e}", s.name))?;
+                        if matches!(r, varco_config::SecretRef::File(_)) {
+                            // A secret file's trailing whitespace is not part of the secret.
+                            b.truncate(b.trim_ascii_end().len());
+                        }
+                        b
                     }
-                    Some(varco_config::SecretRef::File(f)) => std::fs::read_to_string(f)
-                        .map(|x| x.trim_end().to_owned())
-                        .map_err(|e| format!("subscription `{}`: cannot read `{}`: {e}", s.name, f.display()))?,
                 };
                 let mut allowed = HashSet::new();
                 for src in &s.sources {
@@ -81,13 +84,7 @@ impl Subscription {
                         }
                     }
                 }
-                out.push(Subscription {
-                    tenant: t.id.clone(),
-                    cfg: s.clone(),
-                    secret: secret.into_bytes(),
-                    allowed,
-                    sink: None,
-                });
+                out.push(Subscription { tenant: t.id.clone(), cfg: s.clone(), secret, allowed, sink: None });
             }
         }
         Ok(out)

@@ -81,6 +81,8 @@ pub struct Tenant {
     pub api_keys: varco_auth::ApiKeys,
     /// The ente's CORS policy, for the answers of requests no route took (404, 405).
     pub cors: Option<Arc<crate::cors::Cors>>,
+    /// Whether the ente or any of its routes has a CORS policy (else `Origin` is not read).
+    pub has_cors: bool,
     /// Signs the identity token for this ente's back-offices (its own key, or the
     /// server-wide one), when `server.identity_token` is configured.
     pub identity: Option<Arc<IdentitySigner>>,
@@ -298,7 +300,9 @@ impl TenantBuild<'_> {
             table.insert(&r.path, &methods, routes.len()).map_err(|e| build_err(format!("{rp}.path"), e))?;
             routes.push(route);
         }
+        let has_cors = routes.iter().any(|r| r.cors.is_some());
         Ok(Tenant {
+            has_cors,
             id: t.id.clone(),
             name: t.name.clone(),
             routes,
