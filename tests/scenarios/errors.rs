@@ -1,5 +1,5 @@
-//! Every error kind varco produces, and hostile input: each gets a problem+json answer (or, for
-//! HTTP the parser cannot read, a 400 and a closed connection) and the process keeps serving.
+//! Every error kind varco produces, and hostile input: each gets a problem+json answer (HTTP
+//! the parser cannot read too, then the connection closes) and the process keeps serving.
 #![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
 use std::time::Duration;
@@ -119,7 +119,8 @@ async fn hostile_http_never_wedges_the_process() {
         let out = raw_http(v.port, bytes).await;
         let status = out.split(' ').nth(1).unwrap_or("");
         assert!(status.starts_with('4') || out.is_empty(), "{what}: {out}");
-        if out.contains("application/problem+json") {
+        // Whoever refuses it (pingora's parser or varco), the answer is a problem.
+        if !out.is_empty() {
             assert!(out.contains("\"type\":\"urn:varco:problem:"), "{what}: {out}");
         }
     }
@@ -193,4 +194,168 @@ async fn idle_keepalive_connections_are_closed() {
     // Then nothing: varco closes it (EOF) after about a second, not never.
     let closed = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the idle connection is still open: {closed:?}");
+}
+
+/// Reads what varco sends on `s` until it closes the connection (or `limit` passes).
+async fn read_until_closed(s: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(String::from_utf8_lossy(&out).into_owned()),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// A request header trickled one byte at a time, a connection that sends nothing, and a
+/// header that stalls half-way are all cut off after `server.header_timeout`, however often
+/// bytes come; a slow *body* is not (it has `client_body_timeout`). Before, the trickle kept the
+/// connection for ever: pingora times each read, not the header.
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let be = Backend::start("live").await;
+    let cfg = config(&be, varco_tests::free_port(), "")
+        .replace("server: {max_body_bytes: 1024,", "server: {header_timeout: 1s, max_body_bytes: 1024,");
+    let v = Varco::start(&cfg).await;
+    let connect = || tokio::net::TcpStream::connect(("127.0.0.1", v.port));
+
+    // One byte every 200 ms: each read is quick, the header never ends.
+    let mut s = connect().await.unwrap();
+    s.write_all(b"GET /live/x HTTP/1.1\r\n").await.unwrap();
+    let trickle = async {
+        let mut w = s;
+        for b in format!("Host: {H}\r\nX-Slow: ").bytes().chain(std::iter::repeat(b'a')) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if w.write_all(&[b]).await.is_err() {
+                break;
+            }
+            // Stop once varco has answered and closed.
+            let mut peek = [0u8; 1];
+            if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), w.peek(&mut peek)).await {
+                if n > 0 {
+                    break;
+                }
+            }
+        }
+        w
+    };
+    let mut s = tokio::time::timeout(Duration::from_secs(10), trickle).await.expect("the trickle was never cut off");
+    let answer = read_until_closed(&mut s, Duration::from_secs(5)).await.expect("closed");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("application/problem+json") && answer.contains("urn:varco:problem:request-timeout"));
+
+    // Nothing at all: closed without an answer.
+    let mut s = connect().await.unwrap();
+    assert_eq!(read_until_closed(&mut s, Duration::from_secs(5)).await.as_deref(), Some(""), "silent connection kept");
+
+    // Half a header then silence.
+    let mut s = connect().await.unwrap();
+    s.write_all(b"GET /live/x HTTP/1.1\r\nHo").await.unwrap();
+    let answer = read_until_closed(&mut s, Duration::from_secs(5)).await.expect("stalled header kept");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+
+    // A header sent at once with a slow body is fine until the body's own timeout.
+    let mut s = connect().await.unwrap();
+    s.write_all(format!("POST /live/x HTTP/1.1\r\nHost: {H}\r\nContent-Length: 4\r\n\r\nab").as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(b"cd").await.unwrap();
+    let answer = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(answer.as_deref().is_none_or(|a| a.starts_with("HTTP/1.1 200")), "{answer:?}");
+    assert_eq!(be.last()["body"], "abcd");
+
+    let m = v.metrics().await;
+    assert!(m.contains("varco_header_timeouts_total{listener=\"public\"} 3"), "{m}");
+    assert_eq!(v.get(H, "/live/ok").await.status, 200);
+}
+
+/// A short HTTP/1.0 request on a listener that also accepts h2c (the default): answered at
+/// once. Before, pingora waited for 24 bytes to compare with the HTTP/2 preface and the
+/// request got no answer at all.
+#[tokio::test]
+async fn short_http10_request_on_an_h2c_listener_is_answered() {
+    let (_be, v) = start().await;
+    let out = raw_http(v.port, format!("GET /live/x HTTP/1.0\r\nHost: {H}\r\n\r\n").as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"), "{out}");
+    // Shorter than the preface, and no Host to route by: a clear answer all the same.
+    let out = raw_http(v.port, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(out.contains(" 400 ") && out.contains("urn:varco:problem:bad-request"), "{out}");
+}
+
+/// What pingora's parser refuses before varco sees a request is answered as problem+json too.
+#[tokio::test]
+async fn unparseable_requests_get_problem_json() {
+    let (_be, v) = start().await;
+    for bytes in [
+        format!("GET /live/x HTTP/1.1\r\nHost: {H}\r\nnocolon\r\n\r\n").into_bytes(),
+        b"\x16\x03\x01\x02\x00hello\r\n\r\n".to_vec(),
+        format!("GET /live/x HTTP/1.1\r\nHost: {H}\r\nBad Name: v\r\n\r\n").into_bytes(),
+    ] {
+        let out = raw_http(v.port, &bytes).await;
+        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+        assert!(out.contains("content-type: application/problem+json"), "{out}");
+        assert!(out.contains("urn:varco:problem:bad-request") && out.contains("\"trace_id\":"), "{out}");
+        assert!(!out.to_ascii_lowercase().contains("server: pingora"), "{out}");
+    }
+    let out = raw_http(v.port, format!("CONNECT {H}:443 HTTP/1.1\r\nHost: {H}:443\r\n\r\n").as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 405 ") && out.contains("application/problem+json"), "{out}");
+    assert_eq!(v.get(H, "/live/ok").await.status, 200);
+}
+
+/// `max_connections_per_address` and `max_connections`: one address cannot take every
+/// connection of a listener; an extra connection is closed at once, a closed one frees its
+/// place, and another address still gets in.
+#[tokio::test]
+async fn connection_limits_per_address_and_listener() {
+    use tokio::io::AsyncWriteExt;
+    let be = Backend::start("live").await;
+    let cfg = config(&be, varco_tests::free_port(), "").replace(
+        "listeners: [{name: public, address: \"127.0.0.1:{PORT}\"}]",
+        "listeners: [{name: public, address: \"127.0.0.1:{PORT}\", max_connections: 3, max_connections_per_address: 2}]",
+    );
+    assert!(cfg.contains("max_connections: 3"), "{cfg}");
+    let v = Varco::start(&cfg).await;
+    let from = |ip: &'static str| async move {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        sock.connect(format!("127.0.0.1:{}", v.port).parse().unwrap()).await.unwrap()
+    };
+    let request = format!("GET /live/x HTTP/1.1\r\nHost: {H}\r\n\r\n");
+    let served = |mut s: tokio::net::TcpStream| {
+        let request = request.clone();
+        async move {
+            use tokio::io::AsyncReadExt;
+            if s.write_all(request.as_bytes()).await.is_err() {
+                return (s, false);
+            }
+            let mut buf = [0u8; 4096];
+            let ok = matches!(
+                tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await,
+                Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 200")
+            );
+            (s, ok)
+        }
+    };
+    let (a1, ok1) = served(from("127.0.0.1").await).await;
+    let (_a2, ok2) = served(from("127.0.0.1").await).await;
+    assert!(ok1 && ok2);
+    let (_a3, ok3) = served(from("127.0.0.1").await).await;
+    assert!(!ok3, "a third connection from one address was served");
+    let (_b1, okb) = served(from("127.0.0.2").await).await;
+    assert!(okb, "another address was refused");
+    // The listener is full (3): even a new address is refused.
+    let (_c1, okc) = served(from("127.0.0.3").await).await;
+    assert!(!okc, "a fourth connection on the listener was served");
+    drop(a1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_a4, ok4) = served(from("127.0.0.1").await).await;
+    assert!(ok4, "a closed connection did not give its place back");
+    let m = v.metrics().await;
+    assert!(m.contains("varco_connections_refused_total{listener=\"public\",reason=\"address\"} 1"), "{m}");
+    assert!(m.contains("varco_connections_refused_total{listener=\"public\",reason=\"listener\"} 1"), "{m}");
+    assert!(m.contains("varco_connections_open{listener=\"public\"} 3"), "{m}");
 }

@@ -61,7 +61,7 @@ pub struct ServerConfig {
     pub upstream_keepalive_pool: usize,
     /// Slow-client protection: the longest wait for each read of a request body from the
     /// caller; a caller that stalls longer gets 408 and is disconnected. (Request headers
-    /// must arrive within pingora's 60 s.) Default 30s.
+    /// have `header_timeout`.) Default 30s.
     #[serde(default = "d_body_timeout")]
     pub client_body_timeout: Dur,
     /// How long an idle keep-alive connection waits for its next request before varco closes
@@ -69,6 +69,12 @@ pub struct ServerConfig {
     /// least 1s. Default 60s.
     #[serde(default = "d_keepalive_idle")]
     pub keepalive_idle: Dur,
+    /// Slow-header protection: a request header must be complete this long after its first
+    /// byte (on a new connection: after the connection opened, the h2c preface included),
+    /// however it trickles in; otherwise the caller gets 408 and the connection is closed.
+    /// Default 10s.
+    #[serde(default = "d_header_timeout")]
+    pub header_timeout: Dur,
     /// Sign the verified identity as a short-lived JWT for back-offices. Default: off.
     #[serde(default)]
     pub identity_token: Option<IdentityTokenConfig>,
@@ -100,6 +106,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             client_body_timeout: d_body_timeout(),
             keepalive_idle: d_keepalive_idle(),
+            header_timeout: d_header_timeout(),
             identity_token: None,
             events: EventsConfig::default(),
         }
@@ -108,6 +115,15 @@ impl Default for ServerConfig {
 
 fn d_keepalive_idle() -> Dur {
     Dur::secs(60)
+}
+fn d_header_timeout() -> Dur {
+    Dur::secs(10)
+}
+fn d_max_connections() -> usize {
+    16384
+}
+fn d_max_connections_per_address() -> usize {
+    1000
 }
 fn d_grace() -> Dur {
     Dur::secs(10)
@@ -143,6 +159,15 @@ pub struct ListenerConfig {
     /// Terminate TLS on this listener.
     #[serde(default)]
     pub tls: Option<TlsListenerConfig>,
+    /// Open connections this listener holds at most; one more is closed as soon as it is
+    /// accepted (counted in `varco_connections_refused_total`). Default 16384 (keep it under
+    /// the process's `ulimit -n`).
+    #[serde(default = "d_max_connections")]
+    pub max_connections: usize,
+    /// Open connections one client address may hold on this listener. The TCP peer counts
+    /// (not `X-Forwarded-For`); `server.trusted_proxies` are not limited. Default 1000.
+    #[serde(default = "d_max_connections_per_address")]
+    pub max_connections_per_address: usize,
 }
 
 /// TLS termination with one certificate per set of tenant hostnames (chosen by SNI).

@@ -56,6 +56,17 @@ impl Config {
         if self.server.keepalive_idle.0 < std::time::Duration::from_secs(1) {
             is.add("server.keepalive_idle", "at least 1s");
         }
+        if self.server.header_timeout.0 < std::time::Duration::from_millis(100) {
+            is.add("server.header_timeout", "at least 100ms");
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            if l.max_connections == 0 {
+                is.add(format!("listeners[{i}].max_connections"), "at least 1");
+            }
+            if l.max_connections_per_address == 0 {
+                is.add(format!("listeners[{i}].max_connections_per_address"), "at least 1");
+            }
+        }
         for (i, n) in self.server.trusted_proxies.iter().enumerate() {
             if let Err(e) = crate::parse_net(n) {
                 is.add(format!("server.trusted_proxies[{i}]"), e);

@@ -113,6 +113,9 @@ impl ProxyHttp for Gateway {
     /// Runs first, once the request header is read: ids, hygiene, tenant, route, then the
     /// route's pipeline; adapter and ModI routes are answered here.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(g) = crate::conn::GuardedStream::of(session) {
+            g.header_done();
+        }
         let req = session.req_header();
         let caller_rid = req.headers.get(&X_REQUEST_ID);
         let tc = TraceContext::from_headers(
@@ -136,7 +139,7 @@ impl ProxyHttp for Gateway {
             other => other,
         };
         ctx.state.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        // Slow-client protection for body reads (headers: pingora's own 60 s).
+        // Slow-client protection for body reads (headers: `conn.rs`, `server.header_timeout`).
         session.set_read_timeout(Some(rt.client_body_timeout));
         // An HTTP/1.1 connection kept alive waits at most this long for its next request
         // (pingora's default is for ever; `Connection: close` stays close).
@@ -289,6 +292,9 @@ impl ProxyHttp for Gateway {
 
     /// Runs last, after the response is sent or the request failed: metrics and access log.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(g) = crate::conn::GuardedStream::of(session) {
+            g.request_done();
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed();
         let Some(rt) = &ctx.rt else { return };

@@ -8,6 +8,7 @@ mod access_log;
 mod adapters;
 mod admin;
 mod authn;
+mod conn;
 mod cors;
 mod ctx;
 mod events;

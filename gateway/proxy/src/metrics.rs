@@ -20,6 +20,9 @@ pub struct Metrics {
     pub circuit_opened: IntCounterVec,
     pub quota_redis_up: IntGauge,
     pub jwks_up: IntGaugeVec,
+    pub connections_open: IntGaugeVec,
+    pub connections_refused: IntCounterVec,
+    pub header_timeouts: IntCounterVec,
 }
 
 impl Metrics {
@@ -76,8 +79,27 @@ impl Metrics {
             Opts::new("jwks_up", "1 when the issuer's keys were fetched (or are static), 0 while serving from cache."),
             &["tenant", "issuer"],
         )?;
+        let connections_open =
+            IntGaugeVec::new(Opts::new("connections_open", "Client connections open, by listener."), &["listener"])?;
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "connections_refused_total",
+                "Client connections closed at accept: `listener` (max_connections) or `address` (max_connections_per_address).",
+            ),
+            &["listener", "reason"],
+        )?;
+        let header_timeouts = IntCounterVec::new(
+            Opts::new(
+                "header_timeouts_total",
+                "Connections closed because a request header was not complete within server.header_timeout.",
+            ),
+            &["listener"],
+        )?;
         for c in [
             Box::new(quota_redis_up.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections_open.clone()),
+            Box::new(connections_refused.clone()),
+            Box::new(header_timeouts.clone()),
             Box::new(jwks_up.clone()),
             Box::new(ratelimit_keys.clone()),
             Box::new(circuit_state.clone()),
@@ -106,6 +128,9 @@ impl Metrics {
             circuit_opened,
             quota_redis_up,
             jwks_up,
+            connections_open,
+            connections_refused,
+            header_timeouts,
         })
     }
 

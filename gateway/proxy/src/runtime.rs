@@ -116,6 +116,8 @@ pub struct Runtime {
     /// Load balancers whose `X-Forwarded-For` names the caller (`server.trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub client_body_timeout: std::time::Duration,
+    /// `server.header_timeout`: a request header is complete this long after its first byte.
+    pub header_timeout: std::time::Duration,
     /// `server.keepalive_idle` in whole seconds (at least 1).
     pub keepalive_idle_secs: u64,
 }
@@ -175,6 +177,7 @@ impl Runtime {
             trusted_proxies,
             keepalive_idle_secs: cfg.server.keepalive_idle.0.as_secs().max(1),
             client_body_timeout: cfg.server.client_body_timeout.0,
+            header_timeout: cfg.server.header_timeout.0,
             config: cfg,
             tenants,
             index,

@@ -14,7 +14,6 @@ use pingora_core::apps::HttpServerOptions;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
 use pingora_core::services::listening::Service;
-use pingora_proxy::ProxyServiceBuilder;
 use std::path::PathBuf;
 use std::sync::Arc;
 use varco_config::Config;
@@ -94,8 +93,12 @@ pub fn run(cfg: Config, path: Option<PathBuf>, overrides: varco_config::Override
         let gw = Gateway { shared: shared.clone() };
         let mut options = HttpServerOptions::default();
         options.h2c = l.http2 && l.tls.is_none();
+        // An idle HTTP/2 connection closes like an idle HTTP/1.1 one.
+        options.h2_idle_timeout = Some(cfg.server.keepalive_idle.0);
+        let mut proxy = pingora_proxy::http_proxy(&conf, gw);
+        proxy.server_options = Some(options);
         let mut svc =
-            ProxyServiceBuilder::new(&conf, gw).name(format!("listener {}", l.name)).server_options(options).build();
+            Service::new(format!("listener {}", l.name), crate::conn::GuardedApp::new(proxy, shared.clone(), l));
         match &l.tls {
             None => svc.add_tcp(&l.address),
             Some(tls) => {

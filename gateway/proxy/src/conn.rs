@@ -1,0 +1,626 @@
+//! The connection guard: what varco does with a client connection around pingora's own
+//! handling of it, where `ProxyHttp` has no phase.
+//!
+//! - **Connection limits** per listener and per client address (`listeners[].max_connections`,
+//!   `max_connections_per_address`): an extra connection is closed when accepted.
+//! - **A total deadline for each request header** (`server.header_timeout`), counted from the
+//!   header's first byte (from the accept on a new connection), however slowly it trickles:
+//!   pingora only times each read. The gateway stops the clock once it has the header
+//!   ([`GuardedStream::header_done`]) and re-arms it when the request is over
+//!   ([`GuardedStream::request_done`]). A header late after some bytes gets 408 problem+json.
+//! - **The h2c sniff**: pingora waits for 24 bytes to compare with the HTTP/2 preface, so a
+//!   short HTTP/1.0 request on an h2c listener got no answer; the guard decides as soon as a
+//!   byte differs from the preface, within the header deadline.
+//! - **pingora's own error answers** (a header it cannot parse, a `CONNECT`) are written before
+//!   varco sees a request; the guard replaces them with problem+json.
+//!
+//! The guard wraps the connection's byte stream, so it works the same under TLS.
+
+use crate::gateway::Gateway;
+use crate::shared::Shared;
+use async_trait::async_trait;
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::tls::{SslDigest, TlsRef};
+use pingora_core::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream, TimingDigest,
+    UniqueID, UniqueIDType, ALPN,
+};
+use pingora_core::server::ShutdownWatch;
+use pingora_proxy::HttpProxy;
+use prometheus::{IntCounter, IntGauge};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+use varco_core::problem::PROBLEM_JSON;
+use varco_core::{Problem, ProblemKind, TraceContext};
+use varco_traffic::connections::{ConnectionLimits, Permit, Refusal};
+
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The header clock: not running (varco has the header, or the connection speaks HTTP/2).
+const OFF: u8 = 0;
+/// Waiting for the first byte of the next request header.
+const WAITING: u8 = 1;
+/// Running since the first byte (or since the accept).
+const RUNNING: u8 = 2;
+
+/// One listener's pingora proxy behind the guard.
+pub struct GuardedApp {
+    proxy: Arc<HttpProxy<Gateway>>,
+    shared: Arc<Shared>,
+    limits: ConnectionLimits,
+    open: IntGauge,
+    refused_listener: IntCounter,
+    refused_address: IntCounter,
+    timeouts: IntCounter,
+}
+
+impl GuardedApp {
+    pub fn new(proxy: HttpProxy<Gateway>, shared: Arc<Shared>, listener: &varco_config::ListenerConfig) -> Self {
+        let m = &shared.metrics;
+        let name = listener.name.as_str();
+        Self {
+            proxy: Arc::new(proxy),
+            limits: ConnectionLimits::new(listener.max_connections, listener.max_connections_per_address),
+            open: m.connections_open.with_label_values(&[name]),
+            refused_listener: m.connections_refused.with_label_values(&[name, Refusal::Listener.as_str()]),
+            refused_address: m.connections_refused.with_label_values(&[name, Refusal::Address.as_str()]),
+            timeouts: m.header_timeouts.with_label_values(&[name]),
+            shared,
+        }
+    }
+}
+
+#[async_trait]
+impl ServerApp for GuardedApp {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let peer = stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let (timeout, trusted) = {
+            let rt = self.shared.current.load();
+            (rt.header_timeout, peer.is_some_and(|ip| rt.trusted_proxies.iter().any(|n| n.contains(&ip))))
+        };
+        let permit = match self.limits.admit(peer, trusted) {
+            Ok(p) => p,
+            Err(why) => {
+                match why {
+                    Refusal::Listener => self.refused_listener.inc(),
+                    Refusal::Address => self.refused_address.inc(),
+                }
+                tracing::debug!(peer = ?peer, reason = why.as_str(), "connection refused at accept");
+                return None;
+            }
+        };
+        let place = Place::new(permit, self.open.clone());
+        let guarded = GuardedStream::new(stream, timeout, place, self.timeouts.clone());
+        ServerApp::process_new(&self.proxy, Box::new(guarded), shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.proxy.cleanup().await;
+    }
+}
+
+/// A granted connection: its place in the limits and in the open-connections gauge.
+#[derive(Debug)]
+struct Place {
+    _permit: Permit,
+    open: IntGauge,
+}
+
+impl Place {
+    fn new(permit: Permit, open: IntGauge) -> Self {
+        open.inc();
+        Self { _permit: permit, open }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
+/// A client connection's bytes, as pingora reads and writes them, with the guard's clock.
+pub struct GuardedStream {
+    inner: Stream,
+    /// Bytes read to sniff the h2c preface, given back to the first reads.
+    replay: Vec<u8>,
+    replay_at: usize,
+    clock: AtomicU8,
+    timeout: Duration,
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// Some byte of a request arrived (a new connection that sent nothing is closed silently).
+    seen: bool,
+    /// HTTP/2 bytes still to come before the clock stops (the preface).
+    h2_preface_left: Option<usize>,
+    /// varco's answer replacing one pingora wrote, and how much of it is out.
+    own_answer: Option<(Vec<u8>, usize)>,
+    timeouts: IntCounter,
+    _place: Place,
+}
+
+impl std::fmt::Debug for GuardedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedStream")
+            .field("inner", &self.inner)
+            .field("clock", &self.clock.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl GuardedStream {
+    fn new(inner: Stream, timeout: Duration, place: Place, timeouts: IntCounter) -> Self {
+        // With TLS, ALPN has said already whether this is HTTP/2.
+        let h2_preface_left = matches!(inner.selected_alpn_proto(), Some(ALPN::H2)).then_some(H2_PREFACE.len());
+        Self {
+            inner,
+            replay: Vec::new(),
+            replay_at: 0,
+            clock: AtomicU8::new(RUNNING),
+            timeout,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            seen: false,
+            h2_preface_left,
+            own_answer: None,
+            timeouts,
+            _place: place,
+        }
+    }
+
+    /// The guard of an HTTP/1 session's connection (HTTP/2 sessions have none to reach).
+    pub fn of(session: &pingora_core::protocols::http::ServerSession) -> Option<&GuardedStream> {
+        session.stream().and_then(|s| (**s).as_any().downcast_ref::<GuardedStream>())
+    }
+
+    /// varco has the request header: its clock stops.
+    pub fn header_done(&self) {
+        self.clock.store(OFF, Ordering::Relaxed);
+    }
+
+    /// The request is over: the next header's clock starts with its first byte.
+    pub fn request_done(&self) {
+        self.clock.store(WAITING, Ordering::Relaxed);
+    }
+
+    fn is_h2(&self) -> bool {
+        self.h2_preface_left.is_some()
+    }
+
+    /// Bytes of a request arrived.
+    fn on_bytes(&mut self, n: usize) {
+        self.seen = true;
+        if let Some(left) = self.h2_preface_left.as_mut() {
+            *left = left.saturating_sub(n);
+            if *left == 0 {
+                // HTTP/2 has its own idle timeout; its headers come in frames pingora's h2
+                // crate bounds.
+                self.clock.store(OFF, Ordering::Relaxed);
+                self.deadline = None;
+            }
+            return;
+        }
+        if self.clock.load(Ordering::Relaxed) == WAITING {
+            self.clock.store(RUNNING, Ordering::Relaxed);
+            self.deadline = Some(Box::pin(tokio::time::sleep(self.timeout)));
+        }
+    }
+
+    /// Reads from the connection unless the header's deadline has passed.
+    fn poll_read_timed(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.clock.load(Ordering::Relaxed) {
+            RUNNING => {
+                if let Some(d) = self.deadline.as_mut() {
+                    if d.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(self.expired(cx)));
+                    }
+                }
+            }
+            OFF => self.deadline = None,
+            _ => {}
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.on_bytes(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The header is late: count it, tell an HTTP/1 caller that sent something, and end the
+    /// read with an error (pingora closes the connection).
+    fn expired(&mut self, cx: &mut Context<'_>) -> io::Error {
+        self.clock.store(OFF, Ordering::Relaxed);
+        self.deadline = None;
+        self.timeouts.inc();
+        if self.seen && !self.is_h2() {
+            let secs = self.timeout.as_secs_f64();
+            let answer = own_answer(Problem::new(
+                ProblemKind::RequestTimeout,
+                format!("the request header was not complete within {secs}s"),
+            ));
+            // Best effort: a caller this slow may not read either, and nothing waits for it.
+            if let Poll::Ready(Ok(_)) = Pin::new(&mut self.inner).poll_write(cx, &answer) {
+                let _ = Pin::new(&mut self.inner).poll_flush(cx);
+            }
+        }
+        io::Error::new(io::ErrorKind::TimedOut, "request header not complete within server.header_timeout")
+    }
+
+    /// Writes what is left of varco's own answer.
+    fn poll_own_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some((bytes, at)) = self.own_answer.as_mut() {
+            while *at < bytes.len() {
+                let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*at..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                *at += n;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Is this write pingora answering on its own, before varco has seen a request header?
+    fn is_pingoras_answer(&self, buf: &[u8]) -> bool {
+        !self.is_h2() && self.clock.load(Ordering::Relaxed) != OFF && buf.starts_with(b"HTTP/1.")
+    }
+}
+
+/// An HTTP/1.1 answer with a problem body; the connection closes after it.
+fn own_answer(p: Problem) -> Vec<u8> {
+    let tc = TraceContext::from_headers(None, None);
+    let body = p.to_body("", tc.request_id(), tc.trace_id.as_str());
+    let status = p.status();
+    let reason = http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {PROBLEM_JSON}\r\ncontent-length: {}\r\nx-request-id: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
+        body.len(),
+        tc.request_id(),
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The problem for a status pingora answers with before varco sees the request.
+fn pingoras_problem(status: u16) -> Problem {
+    match status {
+        405 => Problem::new(ProblemKind::MethodNotAllowed, "CONNECT is not proxied"),
+        _ => Problem::new(
+            ProblemKind::BadRequest,
+            "the request header is not valid HTTP/1.1 (a malformed line or field, too many fields, or too large)",
+        ),
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.replay_at < this.replay.len() {
+            let n = buf.remaining().min(this.replay.len() - this.replay_at);
+            buf.put_slice(&this.replay[this.replay_at..this.replay_at + n]);
+            this.replay_at += n;
+            if this.replay_at == this.replay.len() {
+                this.replay = Vec::new();
+                this.replay_at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        this.poll_read_timed(cx, buf)
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.own_answer.is_none() && this.is_pingoras_answer(buf) {
+            let status = std::str::from_utf8(buf.get(9..12).unwrap_or_default()).ok().and_then(|s| s.parse().ok());
+            this.own_answer = Some((own_answer(pingoras_problem(status.unwrap_or(400))), 0));
+        }
+        if this.own_answer.is_some() {
+            // pingora's answer (and anything after it: the connection closes) is swallowed.
+            ready!(this.poll_own_answer(cx))?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+        if this.own_answer.is_some() || this.is_pingoras_answer(first) {
+            return Pin::new(this).poll_write(cx, first);
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_own_answer(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_own_answer(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for GuardedStream {
+    async fn shutdown(&mut self) {
+        let _ = std::future::poll_fn(|cx| self.poll_own_answer(cx)).await;
+        self.inner.shutdown().await;
+    }
+}
+
+#[async_trait]
+impl Peek for GuardedStream {
+    /// pingora peeks for the h2c preface. Reads until `buf` is full or what came can no longer
+    /// be the preface (then `buf` differs from it and pingora reads HTTP/1), within the
+    /// header deadline; what was read is given back to the next reads.
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        loop {
+            let have = &self.replay[self.replay_at..];
+            let n = have.len().min(buf.len());
+            let could_be_preface = H2_PREFACE.get(..n).is_some_and(|p| p == &have[..n]);
+            if have.len() >= buf.len() || !could_be_preface {
+                buf[..n].copy_from_slice(&have[..n]);
+                if n == H2_PREFACE.len() && could_be_preface && buf.len() == n {
+                    // HTTP/2 with prior knowledge: the preface is in hand; the clock stops.
+                    self.h2_preface_left = Some(0);
+                    self.clock.store(OFF, Ordering::Relaxed);
+                    self.deadline = None;
+                }
+                return Ok(true);
+            }
+            let mut chunk = [0u8; 256];
+            let mut rb = ReadBuf::new(&mut chunk);
+            std::future::poll_fn(|cx| self.poll_read_timed(cx, &mut rb)).await?;
+            if rb.filled().is_empty() {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.replay.extend_from_slice(rb.filled());
+        }
+    }
+}
+
+impl UniqueID for GuardedStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for GuardedStream {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for GuardedStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for GuardedStream {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora_core::protocols::raw_connect::ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+}
+
+impl GetSocketDigest for GuardedStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+    fn set_socket_digest(&mut self, d: SocketDigest) {
+        self.inner.set_socket_digest(d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    const T: Duration = Duration::from_millis(300);
+
+    /// A guarded stream over an in-memory pipe, and the caller's end of it.
+    fn guarded() -> (GuardedStream, DuplexStream, IntCounter) {
+        let (server, client) = tokio::io::duplex(64 * 1024);
+        let limits = ConnectionLimits::new(10, 10);
+        let place =
+            Place::new(limits.admit(None, false).expect("place"), IntGauge::new("open", "open").expect("gauge"));
+        let timeouts = IntCounter::new("timeouts", "timeouts").expect("counter");
+        (GuardedStream::new(Box::new(server), T, place, timeouts.clone()), client, timeouts)
+    }
+
+    /// Reads as pingora reads a header: until an error, the end, or `\r\n\r\n`.
+    async fn read_header(s: &mut GuardedStream) -> io::Result<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        Ok(got)
+    }
+
+    async fn read_all(c: &mut DuplexStream) -> String {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_trickled_header_is_cut_off_with_408() {
+        let (mut s, mut c, timeouts) = guarded();
+        let trickle = tokio::spawn(async move {
+            c.write_all(b"GET / HTTP/1.1\r\n").await.expect("write");
+            for b in b"Host: a\r\nX: " {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                if c.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+            }
+            c
+        });
+        let err = read_header(&mut s).await.expect_err("the header never completes in time");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(timeouts.get(), 1);
+        drop(s);
+        let mut c = trickle.await.expect("trickle");
+        let answer = read_all(&mut c).await;
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+        assert!(answer.contains("application/problem+json") && answer.contains("request-timeout"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_sends_nothing_is_closed_without_an_answer() {
+        let (mut s, mut c, timeouts) = guarded();
+        let err = read_header(&mut s).await.expect_err("nothing comes");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(timeouts.get(), 1);
+        drop(s);
+        assert_eq!(read_all(&mut c).await, "");
+    }
+
+    #[tokio::test]
+    async fn the_clock_stops_with_the_header_and_restarts_with_the_next_first_byte() {
+        let (mut s, mut c, timeouts) = guarded();
+        c.write_all(b"POST / HTTP/1.1\r\ncontent-length: 2\r\n\r\n").await.expect("write");
+        read_header(&mut s).await.expect("header in time");
+        s.header_done();
+        // A body (or an upstream) slower than the header deadline is not the guard's business.
+        tokio::time::sleep(T * 2).await;
+        c.write_all(b"ok").await.expect("body");
+        let mut body = [0u8; 2];
+        s.read_exact(&mut body).await.expect("body read after the deadline");
+        s.request_done();
+        // Idle between requests: the clock waits for the next first byte (keep-alive idle
+        // is pingora's own timeout).
+        tokio::time::sleep(T * 2).await;
+        c.write_all(b"GET / HTTP/1.1\r\n\r\n").await.expect("write");
+        read_header(&mut s).await.expect("second header in time");
+        assert_eq!(timeouts.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_short_http1_request_on_an_h2c_listener_is_not_held_for_the_preface() {
+        let (mut s, mut c, _) = guarded();
+        c.write_all(b"GET / HTTP/1.0\r\n\r\n").await.expect("write");
+        let mut peek = [0u8; 24];
+        let peeked = tokio::time::timeout(T / 3, s.try_peek(&mut peek)).await.expect("decided at once");
+        assert!(peeked.expect("peek"));
+        assert_ne!(&peek, H2_PREFACE);
+        assert_eq!(read_header(&mut s).await.expect("replayed"), b"GET / HTTP/1.0\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn the_h2c_preface_is_recognised_and_stops_the_clock() {
+        let (mut s, mut c, timeouts) = guarded();
+        c.write_all(H2_PREFACE).await.expect("write");
+        let mut peek = [0u8; 24];
+        assert!(s.try_peek(&mut peek).await.expect("peek"));
+        assert_eq!(&peek, H2_PREFACE);
+        let mut back = [0u8; 24];
+        s.read_exact(&mut back).await.expect("replayed");
+        assert_eq!(&back, H2_PREFACE);
+        // HTTP/2 frames are not held to the HTTP/1 header clock.
+        tokio::time::sleep(T * 2).await;
+        c.write_all(b"frames").await.expect("write");
+        let mut more = [0u8; 6];
+        s.read_exact(&mut more).await.expect("read after the deadline");
+        assert_eq!(timeouts.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_preface_that_never_completes_is_cut_off() {
+        let (mut s, mut c, _) = guarded();
+        c.write_all(b"PRI * HTTP/2.0\r\n").await.expect("write");
+        let mut peek = [0u8; 24];
+        let err = s.try_peek(&mut peek).await.expect_err("stalled preface");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn pingoras_own_400_goes_out_as_problem_json() {
+        let (mut s, mut c, _) = guarded();
+        s.write_all(b"HTTP/1.1 400 Bad Request\r\nServer: Pingora\r\nContent-Length: 0\r\n\r\n").await.expect("write");
+        pingora_core::protocols::Shutdown::shutdown(&mut s).await;
+        drop(s);
+        let answer = read_all(&mut c).await;
+        assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+        assert!(answer.contains("application/problem+json"), "{answer}");
+        assert!(!answer.contains("Pingora"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn answers_to_requests_varco_has_seen_pass_unchanged() {
+        let (mut s, mut c, _) = guarded();
+        c.write_all(b"GET / HTTP/1.1\r\n\r\n").await.expect("write");
+        read_header(&mut s).await.expect("header");
+        s.header_done();
+        let resp = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n\r\nno";
+        s.write_all(resp).await.expect("write");
+        drop(s);
+        assert_eq!(read_all(&mut c).await.as_bytes(), resp);
+    }
+
+    #[test]
+    fn own_answers_are_problem_json_and_close() {
+        let a = String::from_utf8(own_answer(pingoras_problem(400))).expect("utf8");
+        assert!(a.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{a}");
+        assert!(a.contains("content-type: application/problem+json\r\n"));
+        assert!(a.contains("connection: close\r\n"));
+        let (head, body) = a.split_once("\r\n\r\n").expect("head and body");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.parse().ok())
+            .expect("content-length");
+        assert_eq!(len, body.len());
+        let v: serde_json::Value = serde_json::from_str(body).expect("json body");
+        assert_eq!(v["status"], 400);
+        assert!(v["type"].as_str().is_some_and(|t| t.ends_with("bad-request")), "{v}");
+        assert_eq!(v["trace_id"].as_str().map(str::len), Some(32));
+    }
+
+    #[test]
+    fn a_connect_refusal_keeps_its_status() {
+        assert_eq!(pingoras_problem(405).status(), 405);
+        assert_eq!(pingoras_problem(400).status(), 400);
+        assert_eq!(pingoras_problem(999).status(), 400);
+    }
+}
