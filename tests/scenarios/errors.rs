@@ -359,3 +359,78 @@ async fn connection_limits_per_address_and_listener() {
     assert!(m.contains("varco_connections_refused_total{listener=\"public\",reason=\"listener\"} 1"), "{m}");
     assert!(m.contains("varco_connections_open{listener=\"public\"} 3"), "{m}");
 }
+
+/// A listener behind a load balancer that speaks the PROXY protocol (v1 text and v2 binary,
+/// as HAProxy and cloud balancers send it): the client it names is the caller for the
+/// back-office's `X-Forwarded-For` and for per-address limits; the balancer alone may send the
+/// header; a connection without one, or from anyone else, is closed unanswered.
+#[tokio::test]
+async fn proxy_protocol_from_a_trusted_balancer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let be = Backend::start("live").await;
+    let cfg = config(&be, varco_tests::free_port(), "")
+        .replace(
+            "listeners: [{name: public, address: \"127.0.0.1:{PORT}\"}]",
+            "listeners: [{name: public, address: \"127.0.0.1:{PORT}\", proxy_protocol: true, max_connections_per_address: 1}]",
+        )
+        .replace("server: {max_body_bytes: 1024,", "server: {trusted_proxies: [127.0.0.4], max_body_bytes: 1024,");
+    assert!(cfg.contains("proxy_protocol: true") && cfg.contains("127.0.0.4"), "{cfg}");
+    let v = Varco::start(&cfg).await;
+    let from = |ip: &'static str| async move {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        sock.connect(format!("127.0.0.1:{}", v.port).parse().unwrap()).await.unwrap()
+    };
+    let exchange = |mut s: tokio::net::TcpStream, head: Vec<u8>, extra: &'static str| async move {
+        let mut bytes = head;
+        bytes.extend_from_slice(format!("GET /live/x HTTP/1.1\r\nHost: {H}\r\n{extra}\r\n").as_bytes());
+        let _ = s.write_all(&bytes).await;
+        let mut buf = vec![0u8; 8192];
+        let n = match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => 0,
+        };
+        (s, String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let v1 = |client: &str| format!("PROXY TCP4 {client} 127.0.0.1 40000 80\r\n").into_bytes();
+    let v2 = |client: [u8; 4]| {
+        let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        h.extend_from_slice(&[0x21, 0x11, 0, 12]); // v2 PROXY, TCP over IPv4, 12 address bytes
+        h.extend_from_slice(&client);
+        h.extend_from_slice(&[127, 0, 0, 1]);
+        h.extend_from_slice(&40001u16.to_be_bytes());
+        h.extend_from_slice(&80u16.to_be_bytes());
+        h
+    };
+
+    let (_a, out) = exchange(from("127.0.0.4").await, v1("198.51.100.7"), "X-Forwarded-For: 6.6.6.6\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(be.last()["headers"]["x-forwarded-for"], "198.51.100.7", "the client the header names, not the XFF");
+    let (_b, out) = exchange(from("127.0.0.4").await, v2([203, 0, 113, 9]), "").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(be.last()["headers"]["x-forwarded-for"], "203.0.113.9");
+    // The named client has its own connection limit (1): a second connection for it is closed.
+    let (_c, out) = exchange(from("127.0.0.4").await, v1("198.51.100.7"), "").await;
+    assert_eq!(out, "", "a second connection for the same client was served");
+
+    let hits = be.hits();
+    let refused = || async {
+        let m = v.metrics().await;
+        let line = m
+            .lines()
+            .find(|l| l.starts_with("varco_connections_refused_total{listener=\"public\",reason=\"proxy_protocol\"}"))
+            .map(str::to_owned);
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let before = refused().await;
+    // Not the balancer: the same header is not believed, the connection closes.
+    let (_d, out) = exchange(from("127.0.0.1").await, v1("198.51.100.8"), "").await;
+    assert_eq!(out, "");
+    // The balancer without the header, or with a broken one.
+    let (_e, out) = exchange(from("127.0.0.4").await, Vec::new(), "").await;
+    assert_eq!(out, "");
+    let (_f, out) = exchange(from("127.0.0.4").await, b"PROXY TCP4 nonsense\r\n".to_vec(), "").await;
+    assert_eq!(out, "");
+    assert_eq!(be.hits(), hits, "a refused connection reached the back-office");
+    assert_eq!(refused().await - before, 3);
+}

@@ -254,13 +254,14 @@ async fn source_address_rules_per_ente_and_route_with_a_trusted_proxy() {
 
 /// CORS for a comune's web app: the preflight exactly as a browser sends it (curl), answered
 /// by varco before authentication; the real call and its errors carry the headers the page
-/// needs; another origin, method or header is refused; a route without CORS keeps 405.
+/// needs; another origin, method or header is refused; an address the ente refuses gets 403
+/// (before, its preflight was answered); a route without CORS keeps 405.
 #[tokio::test]
 async fn cors_preflight_and_answers_for_a_web_app() {
     let (mc, ba, ge) = (Backend::start("mc").await, Backend::start("ba").await, Backend::start("ge").await);
     let cfg = consortium(&mc, &ba, &ge).replace(
         "    prefix: /c_a662\n",
-        "    prefix: /c_a662\n    cors: {allow_origins: [\"https://app.comune.bari.it\"], allow_headers: [Authorization, X-Api-Key], max_age: 1h}\n",
+        "    prefix: /c_a662\n    cors: {allow_origins: [\"https://app.comune.bari.it\"], allow_headers: [Authorization, X-Api-Key], max_age: 1h}\n    source: {deny: [127.0.0.3]}\n",
     );
     assert!(cfg.contains("cors:"), "{cfg}");
     let v = Varco::start(&cfg).await;
@@ -321,6 +322,19 @@ async fn cors_preflight_and_answers_for_a_web_app() {
         .send("GET", "consorzio.example.it", "/c_a662/tributi/avvisi", &[("origin", "https://evil.example")], b"")
         .await;
     assert!(r.header("access-control-allow-origin").is_none());
+    // A refused address learns nothing from a preflight either.
+    let banned = varco_tests::Client::from_address(v.port, Some("127.0.0.3".parse().unwrap()));
+    let r = banned
+        .send(
+            "OPTIONS",
+            "consorzio.example.it",
+            "/c_a662/tributi/avvisi",
+            &[("origin", APP), ("access-control-request-method", "GET")],
+            b"",
+        )
+        .await;
+    r.assert_problem(403, "forbidden");
+    assert!(r.header("access-control-allow-methods").is_none(), "{r:?}");
     // Macerata has no CORS: a preflight is still a 405.
     let r = v
         .send(

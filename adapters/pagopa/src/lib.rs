@@ -483,6 +483,17 @@ impl PagopaAdapter {
     }
 }
 
+/// Reads a paForNode message as far as it can be read without an ente: the XML, the
+/// envelope, the operation and the XSD's types; the operation's response name on success.
+/// (What `handle` does first; the fuzz target's entry point.)
+pub fn check_message(body: &[u8]) -> Result<&'static str, String> {
+    let doc = xml::parse(body)?;
+    let req = request_element(&doc)?;
+    let op = Op::from_request(&req.name).ok_or_else(|| format!("`{}` is not a paForNode request", req.name))?;
+    schema::check(req, op.schema(), &req.name)?;
+    Ok(op.response())
+}
+
 /// The request element inside `Envelope/Body`.
 fn request_element(doc: &Element) -> Result<&Element, String> {
     if doc.ns.as_deref() != Some(SOAP_ENV) || doc.name != "Envelope" {

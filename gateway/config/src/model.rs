@@ -168,6 +168,13 @@ pub struct ListenerConfig {
     /// (not `X-Forwarded-For`); `server.trusted_proxies` are not limited. Default 1000.
     #[serde(default = "d_max_connections_per_address")]
     pub max_connections_per_address: usize,
+    /// Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy and cloud
+    /// load balancers send it) naming the client; the client is then that address, for
+    /// address rules, limits, logs and `X-Forwarded-For`. Only peers in
+    /// `server.trusted_proxies` may connect; a connection without a valid header is closed.
+    /// Plain listeners only (the header comes before TLS). Default false.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// TLS termination with one certificate per set of tenant hostnames (chosen by SNI).

@@ -66,6 +66,18 @@ impl Config {
             if l.max_connections_per_address == 0 {
                 is.add(format!("listeners[{i}].max_connections_per_address"), "at least 1");
             }
+            if l.proxy_protocol && l.tls.is_some() {
+                is.add(
+                    format!("listeners[{i}].proxy_protocol"),
+                    "a PROXY header comes before TLS: plain listeners only",
+                );
+            }
+            if l.proxy_protocol && self.server.trusted_proxies.is_empty() {
+                is.add(
+                    format!("listeners[{i}].proxy_protocol"),
+                    "list the load balancers that send the PROXY header in server.trusted_proxies",
+                );
+            }
         }
         for (i, n) in self.server.trusted_proxies.iter().enumerate() {
             if let Err(e) = crate::parse_net(n) {

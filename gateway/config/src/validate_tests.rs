@@ -266,3 +266,27 @@ fn cors_is_checked() {
     }
     assert!(!issues(&with("{allow_origins: []}")).is_empty());
 }
+
+#[test]
+fn connection_settings_are_checked() {
+    let bad = BASE.replace(
+        r#"{name: public, address: "127.0.0.1:8080"}"#,
+        r#"{name: public, address: "127.0.0.1:8080", max_connections: 0, max_connections_per_address: 0, proxy_protocol: true}"#,
+    );
+    let bad = format!("server: {{header_timeout: 10ms}}\n{bad}");
+    let got = issues(&bad);
+    for w in [
+        "server.header_timeout: at least 100ms",
+        "listeners[0].max_connections: at least 1",
+        "listeners[0].max_connections_per_address: at least 1",
+        "listeners[0].proxy_protocol: list the load balancers",
+    ] {
+        assert!(got.iter().any(|g| g.starts_with(w)), "missing `{w}` in {got:#?}");
+    }
+    let ok = BASE.replace(
+        r#"{name: public, address: "127.0.0.1:8080"}"#,
+        r#"{name: public, address: "127.0.0.1:8080", proxy_protocol: true}"#,
+    );
+    let ok = format!("server: {{trusted_proxies: [10.0.0.0/8]}}\n{ok}");
+    assert!(issues(&ok).is_empty(), "{:?}", issues(&ok));
+}

@@ -6,6 +6,7 @@
 //! - [`TraceContext`]: W3C `traceparent` and `X-Request-Id` handling.
 //! - [`hygiene`]: gateway-wide request checks that run before any tenant is chosen.
 //! - [`Identity`] and [`headers`]: the verified caller and the `X-Varco-*` names it travels in.
+//! - [`query`]: a request target's query, percent-decoded.
 //! - [`fetch`]: the seam through which varco's crates fetch documents (JWKS) without owning a client.
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod headers;
 pub mod hygiene;
 pub mod identity;
 pub mod problem;
+pub mod query;
 pub mod trace;
 
 pub use adapter::{Adapter, AdapterRequest, AdapterResponse, Answer, BodyStream, HealthView, UpstreamHealth};

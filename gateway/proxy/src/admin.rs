@@ -9,6 +9,7 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use std::sync::Arc;
 use varco_core::problem::PROBLEM_JSON;
+use varco_core::query::Query;
 use varco_core::{Problem, ProblemKind, TraceContext};
 
 pub struct AdminApp {
@@ -40,32 +41,6 @@ fn problem(p: &Problem, path: &str) -> Response<Vec<u8>> {
     r
 }
 
-/// Compares without an early exit, so timing does not reveal the token.
-/// The query of an admin request, percent-decoded (RFC 3986: `%3A` and `%3a` alike; a `+`
-/// stays a `+`, so `from_time=2026-11-20T00:00:00+01:00` works as typed).
-struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn of(raw_path: &[u8]) -> Self {
-        let raw = String::from_utf8_lossy(raw_path);
-        let query = raw.split_once('?').map_or("", |(_, q)| q);
-        let decode = |x: &str| percent_encoding::percent_decode_str(x).decode_utf8_lossy().into_owned();
-        Self(
-            query
-                .split('&')
-                .filter(|kv| !kv.is_empty())
-                .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
-                .map(|(k, v)| (decode(k), decode(v)))
-                .collect(),
-        )
-    }
-
-    /// The first value of `key`.
-    fn get(&self, key: &str) -> Option<String> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
-    }
-}
-
 /// Whether a TCP connection to the listener `address` is accepted (an unspecified address is
 /// tried on loopback).
 async fn accepts(address: &str) -> bool {
@@ -83,6 +58,7 @@ async fn accepts(address: &str) -> bool {
     )
 }
 
+/// Compares without an early exit, so timing does not reveal the token.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -343,23 +319,6 @@ fn redacted(cfg: &varco_config::Config) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use super::Query;
-
-    #[test]
-    fn queries_are_percent_decoded_and_plus_is_kept() {
-        let q = Query::of(
-            b"/admin/events/replay?tenant=c_a662&subscription=anagrafe%20bis&from_time=2026-11-20T00%3a00%3A00+01:00&x",
-        );
-        assert_eq!(q.get("tenant").as_deref(), Some("c_a662"));
-        assert_eq!(q.get("subscription").as_deref(), Some("anagrafe bis"));
-        assert_eq!(q.get("from_time").as_deref(), Some("2026-11-20T00:00:00+01:00"));
-        assert_eq!(q.get("x").as_deref(), Some(""));
-        assert_eq!(Query::of(b"/a?t=%2B01%3A00").get("t").as_deref(), Some("+01:00"));
-        assert_eq!(Query::of(b"/a?t=%ZZ%").get("t").as_deref(), Some("%ZZ%"), "malformed escapes stay as sent");
-        assert_eq!(Query::of(b"/a").get("t"), None);
-        assert_eq!(Query::of(b"/a?t=1&t=2").get("t").as_deref(), Some("1"));
-    }
-
     #[tokio::test]
     async fn ready_means_the_listener_accepts() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

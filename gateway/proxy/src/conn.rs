@@ -1,6 +1,8 @@
 //! The connection guard: what varco does with a client connection around pingora's own
 //! handling of it, where `ProxyHttp` has no phase.
 //!
+//! - **The PROXY protocol** (`listeners[].proxy_protocol`): the header a trusted load balancer
+//!   puts first names the client, who then is the connection's peer for the whole gateway.
 //! - **Connection limits** per listener and per client address (`listeners[].max_connections`,
 //!   `max_connections_per_address`): an extra connection is closed when accepted.
 //! - **A total deadline for each request header** (`server.header_timeout`), counted from the
@@ -55,9 +57,11 @@ pub struct GuardedApp {
     proxy: Arc<HttpProxy<Gateway>>,
     shared: Arc<Shared>,
     limits: ConnectionLimits,
+    proxy_protocol: bool,
     open: IntGauge,
     refused_listener: IntCounter,
     refused_address: IntCounter,
+    refused_proxy_protocol: IntCounter,
     timeouts: IntCounter,
 }
 
@@ -71,6 +75,8 @@ impl GuardedApp {
             open: m.connections_open.with_label_values(&[name]),
             refused_listener: m.connections_refused.with_label_values(&[name, Refusal::Listener.as_str()]),
             refused_address: m.connections_refused.with_label_values(&[name, Refusal::Address.as_str()]),
+            refused_proxy_protocol: m.connections_refused.with_label_values(&[name, "proxy_protocol"]),
+            proxy_protocol: listener.proxy_protocol,
             timeouts: m.header_timeouts.with_label_values(&[name]),
             shared,
         }
@@ -79,13 +85,34 @@ impl GuardedApp {
 
 #[async_trait]
 impl ServerApp for GuardedApp {
-    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let peer = stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         let (timeout, trusted) = {
             let rt = self.shared.current.load();
             (rt.header_timeout, peer.is_some_and(|ip| rt.trusted_proxies.iter().any(|n| n.contains(&ip))))
         };
-        let permit = match self.limits.admit(peer, trusted) {
+        let (client, early) = if self.proxy_protocol {
+            let read = if trusted {
+                tokio::time::timeout(timeout, read_proxy_header(&mut stream))
+                    .await
+                    .unwrap_or_else(|_| Err("no complete PROXY header in time".into()))
+            } else {
+                Err("the peer is not in server.trusted_proxies".into())
+            };
+            match read {
+                Ok(x) => x,
+                Err(why) => {
+                    self.refused_proxy_protocol.inc();
+                    tracing::info!(peer = ?peer, reason = %why, "connection refused: PROXY protocol");
+                    return None;
+                }
+            }
+        } else {
+            (None, Vec::new())
+        };
+        // The client a PROXY header names is limited like any client; the balancer's own
+        // connections (health checks: `LOCAL`) are not.
+        let permit = match self.limits.admit(client.map(|c| c.ip()).or(peer), trusted && client.is_none()) {
             Ok(p) => p,
             Err(why) => {
                 match why {
@@ -97,7 +124,13 @@ impl ServerApp for GuardedApp {
             }
         };
         let place = Place::new(permit, self.open.clone());
-        let guarded = GuardedStream::new(stream, timeout, place, self.timeouts.clone());
+        let mut guarded = GuardedStream::new(stream, timeout, place, self.timeouts.clone());
+        guarded.replay = early;
+        if let Some(client) = client {
+            let d = SocketDigest::from_raw_fd(guarded.inner.id());
+            let _ = d.peer_addr.set(Some(pingora_core::protocols::l4::socket::SocketAddr::Inet(client)));
+            guarded.digest = Some(Arc::new(d));
+        }
         ServerApp::process_new(&self.proxy, Box::new(guarded), shutdown).await
     }
 
@@ -135,6 +168,8 @@ pub struct GuardedStream {
     clock: AtomicU8,
     timeout: Duration,
     deadline: Option<Pin<Box<Sleep>>>,
+    /// `deadline` runs for the current header.
+    armed: bool,
     /// Some byte of a request arrived (a new connection that sent nothing is closed silently).
     seen: bool,
     /// HTTP/2 bytes still to come before the clock stops (the preface).
@@ -142,6 +177,8 @@ pub struct GuardedStream {
     /// varco's answer replacing one pingora wrote, and how much of it is out.
     own_answer: Option<(Vec<u8>, usize)>,
     timeouts: IntCounter,
+    /// The connection as seen through a PROXY header (its peer is the client it names).
+    digest: Option<Arc<SocketDigest>>,
     _place: Place,
 }
 
@@ -164,11 +201,13 @@ impl GuardedStream {
             replay_at: 0,
             clock: AtomicU8::new(RUNNING),
             timeout,
-            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            deadline: None,
+            armed: false,
             seen: false,
             h2_preface_left,
             own_answer: None,
             timeouts,
+            digest: None,
             _place: place,
         }
     }
@@ -201,31 +240,42 @@ impl GuardedStream {
                 // HTTP/2 has its own idle timeout; its headers come in frames pingora's h2
                 // crate bounds.
                 self.clock.store(OFF, Ordering::Relaxed);
-                self.deadline = None;
+                self.armed = false;
             }
             return;
         }
         if self.clock.load(Ordering::Relaxed) == WAITING {
+            // The clock starts when varco first has to wait for more of this header (a few
+            // microseconds after its first byte): a header that comes whole, the usual case,
+            // never reads the time or arms a timer.
             self.clock.store(RUNNING, Ordering::Relaxed);
-            self.deadline = Some(Box::pin(tokio::time::sleep(self.timeout)));
+            self.armed = false;
         }
     }
 
     /// Reads from the connection unless the header's deadline has passed.
     fn poll_read_timed(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.clock.load(Ordering::Relaxed) {
-            RUNNING => {
-                if let Some(d) = self.deadline.as_mut() {
-                    if d.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Err(self.expired(cx)));
-                    }
+        let clock = self.clock.load(Ordering::Relaxed);
+        if clock == RUNNING && self.armed {
+            if let Some(d) = self.deadline.as_mut() {
+                if d.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(self.expired(cx)));
                 }
             }
-            OFF => self.deadline = None,
-            _ => {}
         }
         let before = buf.filled().len();
-        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if read.is_pending() {
+            if clock == RUNNING && !self.armed {
+                self.arm();
+                if let Some(d) = self.deadline.as_mut() {
+                    // Registers the wake-up (it cannot have passed yet).
+                    let _ = d.as_mut().poll(cx);
+                }
+            }
+            return Poll::Pending;
+        }
+        ready!(read)?;
         let n = buf.filled().len() - before;
         if n > 0 {
             self.on_bytes(n);
@@ -233,11 +283,21 @@ impl GuardedStream {
         Poll::Ready(Ok(()))
     }
 
+    /// Starts the header's deadline, reusing the timer of an earlier request.
+    fn arm(&mut self) {
+        let at = tokio::time::Instant::now() + self.timeout;
+        match self.deadline.as_mut() {
+            Some(d) => d.as_mut().reset(at),
+            None => self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+        self.armed = true;
+    }
+
     /// The header is late: count it, tell an HTTP/1 caller that sent something, and end the
     /// read with an error (pingora closes the connection).
     fn expired(&mut self, cx: &mut Context<'_>) -> io::Error {
         self.clock.store(OFF, Ordering::Relaxed);
-        self.deadline = None;
+        self.armed = false;
         self.timeouts.inc();
         if self.seen && !self.is_h2() {
             let secs = self.timeout.as_secs_f64();
@@ -270,6 +330,62 @@ impl GuardedStream {
     /// Is this write pingora answering on its own, before varco has seen a request header?
     fn is_pingoras_answer(&self, buf: &[u8]) -> bool {
         !self.is_h2() && self.clock.load(Ordering::Relaxed) != OFF && buf.starts_with(b"HTTP/1.")
+    }
+}
+
+/// The longest PROXY header read (v2 may carry TLVs; a v1 line is at most 107 bytes).
+const MAX_PROXY_HEADER: usize = 4096;
+
+/// Reads the PROXY protocol header (v1 or v2) that starts the connection: the client it
+/// names (none for `UNKNOWN`, `LOCAL` or a Unix socket) and the bytes read past it.
+async fn read_proxy_header(stream: &mut Stream) -> Result<(Option<std::net::SocketAddr>, Vec<u8>), String> {
+    use ppp::v2::Command;
+    use ppp::{v1, v2, HeaderResult, PartialResult};
+    use std::net::SocketAddr;
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        let mut chunk = [0u8; 512];
+        let n = stream.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("closed before a PROXY header".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let parsed = HeaderResult::parse(&buf);
+        // A v1 line is whole at its CRLF, whatever the parser thinks (it calls a missing
+        // field "incomplete" even then).
+        let v1_line_done = buf.starts_with(b"PROXY") && buf.windows(2).any(|w| w == b"\r\n");
+        if parsed.is_incomplete() && !v1_line_done {
+            if buf.len() > MAX_PROXY_HEADER {
+                return Err("PROXY header too long".into());
+            }
+            continue;
+        }
+        let (client, len) = match parsed {
+            HeaderResult::V1(Ok(h)) => {
+                let client = match h.addresses {
+                    v1::Addresses::Tcp4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+                    v1::Addresses::Tcp6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+                    v1::Addresses::Unknown => None,
+                };
+                (client, h.header.len())
+            }
+            HeaderResult::V2(Ok(h)) => {
+                let client = match (h.command, &h.addresses) {
+                    (Command::Proxy, v2::Addresses::IPv4(a)) => {
+                        Some(SocketAddr::from((a.source_address, a.source_port)))
+                    }
+                    (Command::Proxy, v2::Addresses::IPv6(a)) => {
+                        Some(SocketAddr::from((a.source_address, a.source_port)))
+                    }
+                    _ => None,
+                };
+                (client, h.len())
+            }
+            HeaderResult::V1(Err(e)) => return Err(format!("bad PROXY v1 header: {e}")),
+            HeaderResult::V2(Err(e)) => return Err(format!("bad PROXY v2 header: {e}")),
+        };
+        return Ok((client, buf.split_off(len.min(buf.len()))));
     }
 }
 
@@ -386,7 +502,7 @@ impl Peek for GuardedStream {
                     // HTTP/2 with prior knowledge: the preface is in hand; the clock stops.
                     self.h2_preface_left = Some(0);
                     self.clock.store(OFF, Ordering::Relaxed);
-                    self.deadline = None;
+                    self.armed = false;
                 }
                 return Ok(true);
             }
@@ -439,7 +555,7 @@ impl GetProxyDigest for GuardedStream {
 
 impl GetSocketDigest for GuardedStream {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.inner.get_socket_digest()
+        self.digest.clone().or_else(|| self.inner.get_socket_digest())
     }
     fn set_socket_digest(&mut self, d: SocketDigest) {
         self.inner.set_socket_digest(d);
@@ -596,6 +712,44 @@ mod tests {
         s.write_all(resp).await.expect("write");
         drop(s);
         assert_eq!(read_all(&mut c).await.as_bytes(), resp);
+    }
+
+    async fn proxy_header_of(bytes: &'static [u8]) -> Result<(Option<std::net::SocketAddr>, Vec<u8>), String> {
+        let (server, mut client) = tokio::io::duplex(4096);
+        client.write_all(bytes).await.expect("write");
+        drop(client);
+        let mut s: Stream = Box::new(server);
+        read_proxy_header(&mut s).await
+    }
+
+    #[tokio::test]
+    async fn proxy_headers_name_the_client_and_keep_what_follows() {
+        let (client, rest) =
+            proxy_header_of(b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 80\r\nGET / HTTP/1.1\r\n").await.expect("v1");
+        assert_eq!(client, Some("198.51.100.7:40000".parse().expect("addr")));
+        assert_eq!(rest, b"GET / HTTP/1.1\r\n");
+        let (client, rest) = proxy_header_of(b"PROXY UNKNOWN\r\nX").await.expect("unknown");
+        assert_eq!((client, rest.as_slice()), (None, &b"X"[..]));
+        let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24".to_vec();
+        v2.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+        v2.extend_from_slice(&[0; 15]);
+        v2.push(1);
+        v2.extend_from_slice(&[0x1f, 0x90, 0, 80]);
+        v2.extend_from_slice(b"rest");
+        let (client, rest) = proxy_header_of(v2.leak()).await.expect("v2 IPv6");
+        assert_eq!(client, Some("[2001:db8::9]:8080".parse().expect("addr")));
+        assert_eq!(rest, b"rest");
+    }
+
+    #[tokio::test]
+    async fn bad_or_missing_proxy_headers_are_refused_at_once() {
+        for bad in [
+            &b"PROXY TCP4 nonsense\r\nGET / HTTP/1.1\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"PROXY TCP4 198.51.100.7",
+        ] {
+            assert!(proxy_header_of(bad).await.is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

@@ -77,6 +77,10 @@ impl Gateway {
             });
             if let Some((ri, m, c)) = found {
                 ctx.route = Some(ri);
+                // An address the ente or route refuses learns nothing from a preflight either.
+                if let Some(src) = &t.routes[ri].source {
+                    src.check(ctx.state.client_ip).map_err(|p| (p, false))?;
+                }
                 let asked_headers = req.headers.get(http::header::ACCESS_CONTROL_REQUEST_HEADERS);
                 ctx.preflight = Some(c.preflight(origin, m, asked_headers).map_err(|p| (p, false))?);
                 return Ok(());

@@ -62,6 +62,9 @@ pub struct Route {
     /// The filters among the steps, for their `on_response`.
     pub filters: Vec<Arc<dyn Filter>>,
     /// The route's CORS policy (its own `cors`, or the ente's).
+    /// The ente's and route's address rules (also the first step), checked before a CORS
+    /// preflight is answered.
+    pub source: Option<Arc<varco_traffic::SourceFilter>>,
     pub cors: Option<Arc<crate::cors::Cors>>,
     pub latency: Histogram,
     pub requests: crate::metrics::StatusCounters,
@@ -389,15 +392,18 @@ impl TenantBuild<'_> {
         let t = self.t;
         let max_body_bytes = r.max_body_bytes.unwrap_or(self.cfg.server.max_body_bytes);
         let mut steps = Vec::new();
+        let mut source = None;
         if t.source.is_some() || r.source.is_some() {
             // First of all: a refused address costs no token check, limit or quota.
             let rules = |src: &Option<varco_config::SourceRules>, at: String| {
                 src.as_ref().map(|x| varco_traffic::source::Rules::new(x).map_err(|m| build_err(at, m))).transpose()
             };
-            steps.push(Step::Filter(Arc::new(varco_traffic::SourceFilter {
+            let f = Arc::new(varco_traffic::SourceFilter {
                 tenant: rules(&t.source, format!("{}.source", self.p))?,
                 route: rules(&r.source, format!("{rp}.source"))?,
-            })));
+            });
+            source = Some(f.clone());
+            steps.push(Step::Filter(f));
         }
         let mut modi = None;
         match &r.access {
@@ -496,6 +502,7 @@ impl TenantBuild<'_> {
             withhold,
             steps,
             filters,
+            source,
             cors: match r.cors.as_ref().or(t.cors.as_ref()) {
                 Some(c) => Some(Arc::new(
                     crate::cors::Cors::build(c, &r.methods).map_err(|m| build_err(format!("{rp}.cors"), m))?,

@@ -68,7 +68,14 @@ impl Filter for SourceFilter {
     }
 
     fn on_request(&self, _req: &mut RequestHeader, state: &mut FilterState) -> Result<(), Problem> {
-        let Some(ip) = state.client_ip else {
+        self.check(state.client_ip)
+    }
+}
+
+impl SourceFilter {
+    /// Whether the caller at `ip` may call (also before a CORS preflight is answered).
+    pub fn check(&self, ip: Option<IpAddr>) -> Result<(), Problem> {
+        let Some(ip) = ip else {
             // No address (a Unix socket): nothing to match, so nothing admitted.
             return Err(Problem::new(
                 ProblemKind::Forbidden,
