@@ -13,6 +13,8 @@ const ID_PA: &str = "00093120434";
 const BROKER: &str = "00093120434";
 const STATION: &str = "00093120434_01";
 const SEG: &str = "12";
+/// The Provincia, a secondary creditor on the comune's notices.
+const PROV: &str = "80001350437";
 
 fn specs() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts/external/pagopa/wsdl").to_owned()
@@ -79,6 +81,22 @@ server: {{events: {{dir: "{{DIR}}/events"}}}}
           types: [it.varco.tributi.pagamento.ricevuto.v1]
           sources: [c_e783]
           webhook: {{url: "http://{hook}/receipts", secret: {{env: HOOK_SECRET}}}}
+  # A secondary creditor: the Provincia's TEFA rides on the comune's TARI notices.
+  - id: p_mc
+    name: Provincia di Macerata
+    prefix: /p_mc
+    routes:
+      - name: pagopa
+        path: "/pagopa/{{*rest}}"
+        methods: [POST]
+        access: public
+        to: {{adapter: {{kind: pagopa, id_pa: "{PROV}", id_broker_pa: "{BROKER}", id_station: "{STATION}", segregation_code: "47", company_name: "Provincia di Macerata", backoffice_url: "http://{bo}", receipts_dir: "{{DIR}}/pagopa"}}}}
+    events:
+      subscriptions:
+        - name: ricevute
+          types: [it.varco.tributi.pagamento.ricevuto.v1]
+          sources: [p_mc]
+          webhook: {{url: "http://{hook}/receipts", secret: {{env: HOOK_SECRET}}}}
 "#,
         bo = bo.addr,
         hook = hook.addr
@@ -89,8 +107,13 @@ server: {{events: {{dir: "{{DIR}}/events"}}}}
 
 /// The node calls `op` with zeep; the answer (zeep's reading) after checking it against the XSD.
 async fn node(env: &Env, op: &str, kwargs: Value) -> Value {
-    // The only ente answers on any host.
-    let url = format!("http://127.0.0.1:{}/pagopa/paForNode", env.v.port);
+    // Macerata answers on any host, without a prefix.
+    node_at(env, "/pagopa/paForNode", op, kwargs).await
+}
+
+/// The node calls the station at `path`.
+async fn node_at(env: &Env, path: &str, op: &str, kwargs: Value) -> Value {
+    let url = format!("http://127.0.0.1:{}{path}", env.v.port);
     let out = tokio::process::Command::new("python3")
         .args([tool(), "call".into(), format!("{}/paForNode.wsdl", specs()), url, op.into(), kwargs.to_string()])
         .env("no_proxy", "*")
@@ -348,6 +371,10 @@ async fn malformed_messages_and_xml_bombs_are_refused() {
         ("wrong namespace", env_of(&wrong_ns), "namespace"),
         ("out of order", env_of(&reordered), "idPA"),
         ("truncated", env_of(&good)[..200].to_owned(), "malformed"),
+        // Characters XML 1.0 forbids, as references or raw: before, echoed into an ill-formed answer.
+        ("control character reference", env_of(&good.replace(STATION, "&#1;")), "XML 1.0"),
+        ("NUL reference", env_of(&good.replace(STATION, "&#0;")), "XML 1.0"),
+        ("raw control character", env_of(&good.replace(STATION, "\u{1}")), "XML 1.0"),
     ];
     let dir = std::env::temp_dir().join(format!("varco-pagopa-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -580,4 +607,144 @@ async fn gpd_over_https_with_a_verified_certificate() {
     assert!(r.status >= 500, "{r:?}");
     assert_eq!(r.headers["content-type"], "application/problem+json");
     let _ = std::fs::remove_dir_all(pki);
+}
+
+/// Whatever the back-office sends, the node gets an answer its XSD accepts: a causale longer
+/// than 140 characters is cut (legacy tributi systems write them) and control characters are
+/// dropped; anything else the XSD refuses (a date in another format, a lower-case country, a
+/// malformed e-mail, an empty name, a sixth transfer id, a 3-digit fiscal code) is
+/// `PAA_SYSTEM_ERROR`. Before, each of these went out as `OK` and failed the node's XSD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_office_data_the_xsd_refuses_never_reaches_the_node() {
+    let env = setup().await;
+    let long = "TARI 2026 - avviso di pagamento della tassa sui rifiuti per l'abitazione di via Roma 1 e le relative pertinenze, rata unica con scadenza al 31 dicembre";
+    assert!(long.chars().count() > 140);
+    let bad = |base: &str, edit: &dyn Fn(&mut Value)| {
+        let mut p: Value = serde_json::from_slice(&position("payable", 12000)).unwrap();
+        edit(&mut p);
+        env.bo.serve_static(&format!("/debt-positions/{}", &notice(base)[1..]), Some(p.to_string().into_bytes()));
+    };
+    bad("0000000000011", &|p| p["description"] = json!(long));
+    bad("0000000000012", &|p| p["transfers"][0]["remittance_information"] = json!("TARI\u{1} 2026\u{7}"));
+    bad("0000000000013", &|p| p["due_date"] = json!("31/12/2026"));
+    bad("0000000000014", &|p| p["debtor"]["country"] = json!("it"));
+    bad("0000000000015", &|p| p["debtor"]["email"] = json!("mario.rossi at example.it"));
+    bad("0000000000016", &|p| p["debtor"]["full_name"] = json!(""));
+    bad("0000000000017", &|p| p["transfers"][1]["id"] = json!(7));
+    bad("0000000000018", &|p| p["transfers"][1]["fiscal_code_pa"] = json!("123"));
+
+    for op in ["paVerifyPaymentNotice", "paGetPaymentV2"] {
+        let r = node(&env, op, with(ids(), qr("0000000000011"))).await;
+        assert_eq!(r["outcome"], "OK", "{op}: {r}");
+        let d = if op == "paGetPaymentV2" { r["data"]["description"].clone() } else { r["paymentDescription"].clone() };
+        let d = d.as_str().unwrap().to_owned();
+        // Cut at 140 characters (a space at the cut is trimmed).
+        assert!((139..=140).contains(&d.chars().count()), "{d}");
+        assert!(long.starts_with(&d));
+    }
+    let r = node(&env, "paGetPaymentV2", with(ids(), qr("0000000000012"))).await;
+    assert_eq!(r["outcome"], "OK", "{r}");
+    assert_eq!(r["data"]["transferList"]["transfer"][0]["remittanceInformation"], "TARI 2026");
+    for base in ["0000000000013", "0000000000014", "0000000000015", "0000000000016", "0000000000017", "0000000000018"] {
+        for op in ["paGetPayment", "paGetPaymentV2"] {
+            let r = node(&env, op, with(ids(), qr(base))).await;
+            assert_eq!(r["outcome"], "KO", "{op} {base}: {r}");
+            assert_eq!(fault_code(&r), "PAA_SYSTEM_ERROR", "{op} {base}: {r}");
+        }
+    }
+    // The date is also in paVerifyPaymentNotice's answer.
+    let r = node(&env, "paVerifyPaymentNotice", with(ids(), qr("0000000000013"))).await;
+    assert_eq!(fault_code(&r), "PAA_SYSTEM_ERROR", "{r}");
+}
+
+/// What the gateway refuses before the station runs (here a body over the route's limit) is a
+/// SOAP Fault for the node, not problem+json; the JSON helpers keep problem+json.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_refusals_on_the_station_are_soap_faults() {
+    let env = setup().await;
+    let big = format!("<x>{}</x>", "a".repeat(11 * 1024 * 1024));
+    let r = env
+        .v
+        .send(
+            "POST",
+            "any.example.it",
+            "/pagopa/paForNode",
+            &[("content-type", "text/xml"), ("soapaction", "paVerifyPaymentNotice")],
+            big.as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 500, "{r:?}");
+    assert!(r.header("content-type").unwrap().starts_with("text/xml"), "{r:?}");
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(body.contains("<faultcode>soapenv:Client</faultcode>") && body.contains("body-too-large"), "{body}");
+    // A well-formed SOAP Fault (the node's SOAP stack parses it).
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys, xml.etree.ElementTree as E; r = E.fromstring(sys.stdin.read()); print(r.find('.//faultstring').text)"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(body.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("at most"), "{}", String::from_utf8_lossy(&out.stdout));
+    let r = env.v.get("any.example.it", "/pagopa/nothing-here").await;
+    r.assert_problem(404, "no-route");
+}
+
+/// A multi-beneficiary notice (the comune's TARI with the Provincia's TEFA): the node sends the
+/// one receipt, with the comune's `fiscalCode`, to both creditors. Each accepts it and
+/// publishes its own share; an ente in neither place refuses it. A KO receipt is acknowledged
+/// without a payment event, and a 0.00 receipt is a semantic error, not "send again".
+/// Before, the Provincia answered `PAA_ID_DOMINIO_ERRATO` and never got its receipts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_for_a_secondary_creditor() {
+    let env = setup().await;
+    let shared = |id: &str, prov: bool| {
+        let mut r = receipt(id, "0000000000001");
+        let mut t = r["receipt"]["transferList"]["transfer"][0].clone();
+        t["transferAmount"] = json!("110.00");
+        let mut tefa = t.clone();
+        tefa["idTransfer"] = json!("2");
+        tefa["transferAmount"] = json!("10.00");
+        tefa["remittanceInformation"] = json!("TEFA 2026");
+        if prov {
+            tefa["fiscalCodePA"] = json!(PROV);
+        }
+        r["receipt"]["transferList"]["transfer"] = json!([t, tefa]);
+        r
+    };
+    let prov_ids = json!({"idPA": PROV, "idBrokerPA": BROKER, "idStation": STATION});
+    let r =
+        node_at(&env, "/p_mc/pagopa/paForNode", "paSendRT", with(prov_ids.clone(), shared("rt-tefa-1", true))).await;
+    assert_eq!(r["outcome"], "OK", "{r}");
+    let r = node(&env, "paSendRT", with(ids(), shared("rt-tefa-1", true))).await;
+    assert_eq!(r["outcome"], "OK", "{r}");
+    // Not a creditor of this notice at all.
+    let r = node_at(&env, "/p_mc/pagopa/paForNode", "paSendRTV2", with(prov_ids, shared("rt-tefa-2", false))).await;
+    assert_eq!(fault_code(&r), "PAA_ID_DOMINIO_ERRATO", "{r}");
+    // A KO receipt, then a 0.00 one.
+    let mut ko = receipt("rt-ko-1", "0000000000001");
+    ko["receipt"]["outcome"] = json!("KO");
+    assert_eq!(node(&env, "paSendRT", with(ids(), ko)).await["outcome"], "OK");
+    let mut zero = receipt("rt-zero-1", "0000000000001");
+    zero["receipt"]["paymentAmount"] = json!("0.00");
+    let r = node(&env, "paSendRT", with(ids(), zero)).await;
+    assert_eq!(fault_code(&r), "PAA_SEMANTICA", "{r}");
+
+    wait_hook(&env.hook, 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events: Vec<Value> =
+        env.hook.requests().iter().map(|r| serde_json::from_str(r["body"].as_str().unwrap()).unwrap()).collect();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let of = |src: &str| events.iter().find(|e| e["source"] == src).unwrap_or_else(|| panic!("no event from {src}"));
+    let p = of("/enti/p_mc/pagopa");
+    assert_eq!(p["data"]["idPA"], PROV);
+    assert_eq!(p["data"]["importoCentesimi"], 1000);
+    assert_eq!(p["data"]["causale"], "TEFA 2026");
+    assert_eq!(p["subject"], &notice("0000000000001")[1..], "the primary's IUV");
+    let c = of("/enti/c_e783/pagopa");
+    assert_eq!(c["data"]["importoCentesimi"], 11000);
 }

@@ -74,6 +74,17 @@ impl Op {
         }
     }
 
+    /// The XSD type of the answer, which every answer is checked against before it goes out.
+    fn answer_schema(self) -> &'static schema::Ty {
+        match self {
+            Self::Verify => &schema::VERIFY_RES,
+            Self::GetPayment => &schema::GET_PAYMENT_RES,
+            Self::GetPaymentV2 => &schema::GET_PAYMENT_V2_RES,
+            Self::SendRt | Self::SendRtV2 => &schema::SEND_RT_RES,
+            Self::Demand => &schema::DEMAND_RES,
+        }
+    }
+
     fn schema(self) -> &'static schema::Ty {
         match self {
             Self::Verify => &schema::VERIFY_REQ,
@@ -158,7 +169,7 @@ impl PagopaAdapter {
                 Ok(()) => self.operation(op, req, traceparent).await,
             },
         };
-        let inner = match result {
+        let inner = match result.and_then(|xml| self.fits_xsd(op, xml)) {
             Ok(xml) => xml,
             Err(f) => {
                 tracing::info!(tenant = %self.tenant, operation = op.response(), fault = f.code, detail = %f.description, "pagoPA request refused");
@@ -166,6 +177,63 @@ impl PagopaAdapter {
             }
         };
         (200, self.envelope(op, &inner))
+    }
+
+    /// The answer if it validates against the operation's XSD type; otherwise (back-office data
+    /// the XSD refuses: a bad date, a malformed e-mail, a transfer id outside 1–5, …) a
+    /// `PAA_SYSTEM_ERROR`, and a log line naming the element.
+    fn fits_xsd(&self, op: Op, inner: String) -> Result<String, Fault> {
+        let checked = xml::parse(format!("<a>{inner}</a>").as_bytes())
+            .and_then(|doc| schema::check(&doc, op.answer_schema(), op.response()));
+        match checked {
+            Ok(()) => Ok(inner),
+            Err(why) => {
+                tracing::error!(tenant = %self.tenant, operation = op.response(), invalid = %why, "pagoPA: the back-office's data does not fit paForNode.xsd; answering PAA_SYSTEM_ERROR");
+                Err(fault(
+                    "PAA_SYSTEM_ERROR",
+                    "Errore generico",
+                    format!(
+                        "the ente's data for this notice does not fit paForNode.xsd at {}",
+                        why.split(':').next().unwrap_or("")
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// A free-text field of the back-office's position (a causale) as the XSD takes it:
+    /// characters XML cannot carry dropped, cut at `max` characters (legacy tributi systems
+    /// write longer ones), with a log line when it was cut.
+    fn causale(&self, field: &str, text: &str, max: usize) -> String {
+        let clean: String = text.chars().filter(|c| xml::is_xml_char(*c)).collect();
+        let clean = clean.trim();
+        match clean.char_indices().nth(max) {
+            Some((at, _)) => {
+                tracing::warn!(tenant = %self.tenant, field, max, "pagoPA: a back-office text longer than the XSD allows was cut");
+                clean[..at].trim_end().to_owned()
+            }
+            None => clean.to_owned(),
+        }
+    }
+
+    /// A problem met before the station answers (a refused address, a body too large, a rate
+    /// limit) as a SOAP 1.1 Fault: the node reads SOAP, never problem+json.
+    fn soap_fault(p: &Problem, request_id: &str, trace_id: &str) -> AdapterResponse {
+        let side = if p.status() < 500 { "Client" } else { "Server" };
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"{SOAP_ENV}\"><soapenv:Body><soapenv:Fault><faultcode>soapenv:{side}</faultcode><faultstring>{}: {}</faultstring><detail><problem xmlns=\"urn:varco:problem\"><type>{}</type><status>{}</status><requestId>{}</requestId><traceId>{}</traceId></problem></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>",
+            esc(p.kind.title()),
+            esc(&p.detail),
+            esc(&p.kind.type_uri()),
+            p.status(),
+            esc(request_id),
+            esc(trace_id),
+        );
+        AdapterResponse {
+            status: 500,
+            headers: vec![(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/xml; charset=utf-8"))],
+            body: Bytes::from(body),
+        }
     }
 
     /// A message that cannot be read: the operation's KO when SOAPAction tells it, else a SOAP Fault.
@@ -243,7 +311,22 @@ impl PagopaAdapter {
                 let r = req
                     .child("receipt")
                     .ok_or_else(|| fault("PAA_SINTASSI_XSD", "Errore di sintassi XSD", "receipt"))?;
-                let iuv = self.iuv(r.text_of("fiscalCode").unwrap_or(""), r.text_of("noticeNumber").unwrap_or(""))?;
+                let fiscal_code = r.text_of("fiscalCode").unwrap_or("");
+                let notice = r.text_of("noticeNumber").unwrap_or("");
+                let iuv = if fiscal_code == self.cfg.id_pa {
+                    self.iuv(fiscal_code, notice)?
+                } else {
+                    // A multi-beneficiary notice (a Provincia's TEFA on a comune's TARI): the
+                    // node sends the primary creditor's receipt to every creditor in its
+                    // transfers. The IUV is the primary's.
+                    self.own_transfers(r)?;
+                    notice.get(1..).unwrap_or_default().to_owned()
+                };
+                if r.text_of("outcome") == Some("KO") {
+                    // Not a payment: acknowledged, nothing published.
+                    tracing::info!(tenant = %self.tenant, iuv, "pagoPA receipt with outcome KO acknowledged");
+                    return Ok("<outcome>OK</outcome>".to_owned());
+                }
                 self.receipt(r, &iuv, traceparent).await?;
                 Ok("<outcome>OK</outcome>".to_owned())
             }
@@ -310,8 +393,8 @@ impl PagopaAdapter {
             "<outcome>OK</outcome><paymentList><paymentOptionDescription><amount>{}</amount><options>EQ</options><dueDate>{}</dueDate><detailDescription>{}</detailDescription><allCCP>{all_ccp}</allCCP></paymentOptionDescription></paymentList><paymentDescription>{}</paymentDescription><fiscalCodePA>{}</fiscalCodePA><companyName>{}</companyName>",
             backoffice::amount(p.amount_cents),
             esc(&p.due_date),
-            esc(&p.description),
-            esc(&p.description),
+            esc(&self.causale("description", &p.description, 140)),
+            esc(&self.causale("description", &p.description, 140)),
             esc(&self.cfg.id_pa),
             esc(&self.cfg.company_name),
         )
@@ -343,7 +426,7 @@ impl PagopaAdapter {
                 if v2 { format!("<companyName>{}</companyName>", esc(&self.cfg.company_name)) } else { String::new() };
             transfers.push_str(&format!(
                 "<transfer><idTransfer>{}</idTransfer><transferAmount>{}</transferAmount><fiscalCodePA>{}</fiscalCodePA>{company}<IBAN>{}</IBAN><remittanceInformation>{}</remittanceInformation><transferCategory>{}</transferCategory></transfer>",
-                t.id, backoffice::amount(t.amount_cents), esc(&t.fiscal_code_pa), esc(&t.iban), esc(&t.remittance_information), esc(&t.category)
+                t.id, backoffice::amount(t.amount_cents), esc(&t.fiscal_code_pa), esc(&t.iban), esc(&self.causale("remittance_information", &t.remittance_information, 140)), esc(&t.category)
             ));
         }
         format!(
@@ -351,9 +434,25 @@ impl PagopaAdapter {
             esc(iuv),
             backoffice::amount(p.amount_cents),
             esc(&p.due_date),
-            esc(&p.description),
+            esc(&self.causale("description", &p.description, 140)),
             esc(&self.cfg.company_name),
         )
+    }
+
+    /// The receipt's transfers whose creditor is this ente; none is `PAA_ID_DOMINIO_ERRATO`.
+    fn own_transfers<'r>(&self, r: &'r Element) -> Result<Vec<&'r Element>, Fault> {
+        let own: Vec<&Element> = r
+            .child("transferList")
+            .map(|l| l.children.iter().filter(|t| t.text_of("fiscalCodePA") == Some(self.cfg.id_pa.as_str())).collect())
+            .unwrap_or_default();
+        if own.is_empty() {
+            return Err(fault(
+                "PAA_ID_DOMINIO_ERRATO",
+                "Identificativo dominio sconosciuto",
+                "this ente is neither the notice's creditor nor the creditor of one of its transfers",
+            ));
+        }
+        Ok(own)
     }
 
     /// Stores a receipt durably (as a `it.varco.tributi.pagamento.ricevuto.v1` event in the
@@ -363,8 +462,24 @@ impl PagopaAdapter {
         if receipt_id.is_empty() || receipt_id.len() > 64 {
             return Err(fault("PAA_SEMANTICA", "Errore semantico", "receiptId must be 1 to 64 characters"));
         }
-        let cents = backoffice::cents(r.text_of("paymentAmount").unwrap_or(""))
+        let total = backoffice::cents(r.text_of("paymentAmount").unwrap_or(""))
             .ok_or_else(|| fault("PAA_SEMANTICA", "Errore semantico", "paymentAmount"))?;
+        if total == 0 {
+            // Not "send again": the node would repeat a 0.00 receipt for ever.
+            return Err(fault("PAA_SEMANTICA", "Errore semantico", "a receipt of 0.00 is not a payment"));
+        }
+        // What concerns this ente: its own transfers (all of them on a single-creditor notice).
+        let own = self.own_transfers(r).unwrap_or_default();
+        let own_cents: Option<u64> =
+            own.iter().map(|t| backoffice::cents(t.text_of("transferAmount").unwrap_or(""))).sum();
+        let cents = match own_cents {
+            Some(c) if c > 0 => c,
+            _ => total,
+        };
+        let causale = match own.as_slice() {
+            [t] if r.text_of("fiscalCode") != Some(self.cfg.id_pa.as_str()) => t.text_of("remittanceInformation"),
+            _ => r.text_of("description"),
+        };
         let mut data = serde_json::json!({
             "idPA": self.cfg.id_pa,
             "iuv": iuv,
@@ -372,7 +487,7 @@ impl PagopaAdapter {
             "receiptId": receipt_id,
             "importoCentesimi": cents,
             "dataPagamento": r.text_of("paymentDateTime").map(str::to_owned).unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-            "causale": r.text_of("description"),
+            "causale": causale,
         });
         if let Some(cf) = r
             .child("payer")
@@ -536,5 +651,16 @@ impl Adapter for PagopaAdapter {
 
     async fn call(&self, req: AdapterRequest<'_>) -> Result<Answer, Problem> {
         self.answer(req).await.map(Answer::Body)
+    }
+
+    /// The station (`POST`) answers SOAP Faults; its JSON helpers (`GET`) problem+json.
+    fn problem_answer(
+        &self,
+        method: &http::Method,
+        p: &Problem,
+        request_id: &str,
+        trace_id: &str,
+    ) -> Option<AdapterResponse> {
+        (method == http::Method::POST).then(|| Self::soap_fault(p, request_id, trace_id))
     }
 }

@@ -207,6 +207,103 @@ pub static DEMAND_REQ: Ty = Ty::Seq(&[
     req("datiSpecificiServizioRequest", &BASE64),
 ]);
 
+// The answers varco writes, so that each is checked before it goes out: whatever the
+// back-office sent, the node never gets an answer its XSD refuses.
+static FAULT_BEAN: Ty = Ty::Seq(&[
+    req("faultCode", &ANY),
+    req("faultString", &ANY),
+    req("id", &ANY),
+    opt("description", &ANY),
+    opt("serial", &ANY),
+    opt("originalFaultCode", &ANY),
+    opt("originalFaultString", &ANY),
+    opt("originalDescription", &ANY),
+]);
+static AMOUNT_OPTION: Ty = Ty::Simple(Simple::Enum(&["EQ", "LS", "GT", "ANY"]));
+static T1_35: Ty = Ty::Simple(Simple::Text(1, 35));
+static OPTION_DESCRIPTION: Ty = Ty::Seq(&[
+    req("amount", &AMOUNT_NZ),
+    req("options", &AMOUNT_OPTION),
+    opt("dueDate", &DATE),
+    opt("detailDescription", &T140),
+    req("allCCP", &BOOL),
+]);
+static OPTION_LIST: Ty = Ty::Seq(&[req("paymentOptionDescription", &OPTION_DESCRIPTION)]);
+static MARCA_DA_BOLLO: Ty =
+    Ty::Seq(&[req("hashDocumento", &BASE64), req("tipoBollo", &ANY), req("provinciaResidenza", &COUNTRY)]);
+static TRANSFER_PA: Ty = Ty::Seq(&[
+    req("idTransfer", &ID_TRANSFER),
+    req("transferAmount", &AMOUNT_NZ),
+    req("fiscalCodePA", &FISCAL_PA),
+    req("IBAN", &T1_35),
+    req("remittanceInformation", &T140),
+    req("transferCategory", &T140),
+    opt("metadata", &METADATA),
+]);
+static TRANSFER_PA_V2: Ty = Ty::Seq(&[
+    req("idTransfer", &ID_TRANSFER),
+    req("transferAmount", &AMOUNT_NZ),
+    req("fiscalCodePA", &FISCAL_PA),
+    opt("companyName", &T140),
+    Item::Choice(&[
+        Field { name: "IBAN", min: 1, max: 1, ty: &T1_35 },
+        Field { name: "richiestaMarcaDaBollo", min: 1, max: 1, ty: &MARCA_DA_BOLLO },
+    ]),
+    req("remittanceInformation", &T140),
+    req("transferCategory", &T140),
+    opt("metadata", &METADATA),
+]);
+static PAYMENT_PA: Ty = Ty::Seq(&[
+    req("creditorReferenceId", &T35),
+    req("paymentAmount", &AMOUNT_NZ),
+    req("dueDate", &DATE),
+    opt("retentionDate", &DATETIME),
+    opt("lastPayment", &BOOL),
+    req("description", &T140),
+    opt("companyName", &T140),
+    opt("officeName", &T140),
+    req("debtor", &SUBJECT),
+    req("transferList", &Ty::Seq(&[many("transfer", 1, 5, &TRANSFER_PA)])),
+    opt("metadata", &METADATA),
+]);
+static PAYMENT_PA_V2: Ty = Ty::Seq(&[
+    req("creditorReferenceId", &T35),
+    req("paymentAmount", &AMOUNT_NZ),
+    req("dueDate", &DATE),
+    opt("retentionDate", &DATETIME),
+    opt("lastPayment", &BOOL),
+    req("description", &T140),
+    req("companyName", &T140),
+    opt("officeName", &T140),
+    req("debtor", &SUBJECT),
+    req("transferList", &Ty::Seq(&[many("transfer", 1, 5, &TRANSFER_PA_V2)])),
+    opt("metadata", &METADATA),
+]);
+pub static VERIFY_RES: Ty = Ty::Seq(&[
+    req("outcome", &OUTCOME),
+    opt("fault", &FAULT_BEAN),
+    opt("paymentList", &OPTION_LIST),
+    opt("paymentDescription", &T140),
+    opt("fiscalCodePA", &FISCAL_PA),
+    opt("companyName", &T140),
+    opt("officeName", &T140),
+]);
+pub static GET_PAYMENT_RES: Ty =
+    Ty::Seq(&[req("outcome", &OUTCOME), opt("fault", &FAULT_BEAN), opt("data", &PAYMENT_PA)]);
+pub static GET_PAYMENT_V2_RES: Ty =
+    Ty::Seq(&[req("outcome", &OUTCOME), opt("fault", &FAULT_BEAN), opt("data", &PAYMENT_PA_V2)]);
+pub static SEND_RT_RES: Ty = Ty::Seq(&[req("outcome", &OUTCOME), opt("fault", &FAULT_BEAN)]);
+pub static DEMAND_RES: Ty = Ty::Seq(&[
+    req("outcome", &OUTCOME),
+    opt("fault", &FAULT_BEAN),
+    opt("qrCode", &QR_CODE),
+    opt("paymentList", &OPTION_LIST),
+    opt("paymentDescription", &T140),
+    opt("fiscalCodePA", &FISCAL_PA),
+    opt("companyName", &T140),
+    opt("officeName", &T140),
+]);
+
 /// Checks `el` against `ty`; the first problem as `path: what`.
 pub fn check(el: &Element, ty: &Ty, path: &str) -> Result<(), String> {
     match ty {

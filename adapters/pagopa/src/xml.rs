@@ -34,6 +34,9 @@ impl Element {
 /// Parses a document into its root element; errors are short descriptions for the fault.
 pub fn parse(input: &[u8]) -> Result<Element, String> {
     let text = std::str::from_utf8(input).map_err(|_| "the message is not UTF-8".to_owned())?;
+    if let Some(c) = text.chars().find(|c| !is_xml_char(*c)) {
+        return Err(format!("character U+{:04X} is not allowed in XML 1.0", c as u32));
+    }
     let mut reader = NsReader::from_str(text);
     reader.config_mut().trim_text(false);
     let mut stack: Vec<Element> = Vec::new();
@@ -107,8 +110,9 @@ pub fn parse(input: &[u8]) -> Result<Element, String> {
                         };
                         code.ok()
                             .and_then(char::from_u32)
+                            .filter(|c| is_xml_char(*c))
                             .map(String::from)
-                            .ok_or_else(|| format!("bad character reference &{n};"))?
+                            .ok_or_else(|| format!("character reference &{n}; is not an XML 1.0 character"))?
                     }
                     n => return Err(format!("unknown entity &{n}; (no DTD entities)")),
                 };
@@ -126,9 +130,21 @@ pub fn parse(input: &[u8]) -> Result<Element, String> {
     root.ok_or_else(|| "no root element".into())
 }
 
-/// Escapes text for element content.
+/// XML 1.0's `Char`: tab, line feed, carriage return, and everything from U+0020 except
+/// U+FFFE and U+FFFF (Rust's `char` has no surrogates).
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+}
+
+/// Escapes text for element content. Characters XML 1.0 cannot carry at all (control
+/// characters a back-office may hold) are dropped: the answer stays well-formed.
 pub fn esc(s: &str) -> String {
-    quick_xml::escape::escape(s).into_owned()
+    if s.chars().all(is_xml_char) {
+        quick_xml::escape::escape(s).into_owned()
+    } else {
+        let clean: String = s.chars().filter(|c| is_xml_char(*c)).collect();
+        quick_xml::escape::escape(&clean).into_owned()
+    }
 }
 
 #[cfg(test)]
@@ -149,5 +165,15 @@ mod tests {
         assert!(parse(deep.as_bytes()).unwrap_err().contains("deep"));
         assert!(parse(b"<a><b></a>").is_err());
         assert!(parse(b"<p:a/>").unwrap_err().contains("prefix"));
+    }
+
+    #[test]
+    fn characters_xml_forbids_are_refused_and_never_written() {
+        for bad in [&b"<a>&#1;</a>"[..], b"<a>&#0;</a>", b"<a>&#x1F;</a>", b"<a>\x01</a>", b"<a>&#xFFFE;</a>"] {
+            assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(parse(b"<a>&#9;&#10;&#x20AC;</a>").unwrap().text, "\t\n\u{20AC}");
+        let written = format!("<a>{}</a>", esc("tassa\u{1} rifiuti <2026> & \u{7}co"));
+        assert_eq!(parse(written.as_bytes()).unwrap().text, "tassa rifiuti <2026> & co");
     }
 }

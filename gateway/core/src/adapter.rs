@@ -93,6 +93,20 @@ pub trait Adapter: Send + Sync + std::fmt::Debug {
     async fn on_event(&self, _event: &serde_json::Value) -> Result<(), String> {
         Err(format!("the {} adapter does not take events", self.kind()))
     }
+
+    /// How a problem met on this adapter's route (a refused address, a body too large, a rate
+    /// limit) is answered to a request with this `method`, for protocols whose callers expect
+    /// their own error shape (a SOAP Fault). `request_id` and `trace_id` find the request in
+    /// the logs. Default: `None`, problem+json.
+    fn problem_answer(
+        &self,
+        _method: &Method,
+        _p: &Problem,
+        _request_id: &str,
+        _trace_id: &str,
+    ) -> Option<AdapterResponse> {
+        None
+    }
 }
 
 /// Health of one upstream pool, as adapters (e.g. `status`) see it.

@@ -92,6 +92,14 @@ impl RequestCtx {
         }
     }
 
+    /// The adapter that answers this request's route, if it has one.
+    pub fn adapter(&self) -> Option<&Arc<dyn varco_core::Adapter>> {
+        match &self.route(self.rt.as_ref()?)?.target {
+            Target::Adapter(a) => Some(a),
+            Target::Upstream(_) => None,
+        }
+    }
+
     pub fn request_id(&self) -> &str {
         self.trace.as_ref().map_or("", |t| t.request_id())
     }

@@ -55,6 +55,18 @@ fn rate_limit_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error
 /// the rest of the stream cannot be trusted).
 pub async fn problem(session: &mut Session, ctx: &RequestCtx, p: &Problem, close: bool) -> pingora_error::Result<()> {
     let (request_id, trace_id) = ids(ctx.trace.as_ref());
+    // An adapter whose callers expect their own error shape (SOAP) answers in it.
+    let own = ctx.adapter().and_then(|a| a.problem_answer(&session.req_header().method, p, request_id, trace_id));
+    if let Some(mut r) = own {
+        if let Some(s) = p.retry_after {
+            r.headers.push((http::header::RETRY_AFTER, s.into()));
+        }
+        if close {
+            session.set_keepalive(None);
+            r.headers.push((http::header::CONNECTION, http::HeaderValue::from_static("close")));
+        }
+        return adapter(session, ctx, r).await;
+    }
     let instance = String::from_utf8_lossy(session.req_header().raw_path()).into_owned();
     let body = p.to_body(&instance, request_id, trace_id);
     let mut h = ResponseHeader::build(p.status(), Some(6))?;
