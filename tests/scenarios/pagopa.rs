@@ -74,6 +74,7 @@ server: {{events: {{dir: "{{DIR}}/events"}}}}
         path: "/pagopa/{{*rest}}"
         methods: [POST, GET]
         access: public
+        source: {{deny: [127.0.0.3]}}
         to: {{adapter: {{kind: pagopa, id_pa: "{ID_PA}", id_broker_pa: "{BROKER}", id_station: "{STATION}", segregation_code: "{SEG}", company_name: "Comune di Macerata", backoffice_url: "http://{bo}", receipts_dir: "{{DIR}}/pagopa"}}}}
     events:
       subscriptions:
@@ -657,8 +658,9 @@ async fn back_office_data_the_xsd_refuses_never_reaches_the_node() {
     assert_eq!(fault_code(&r), "PAA_SYSTEM_ERROR", "{r}");
 }
 
-/// What the gateway refuses before the station runs (here a body over the route's limit) is a
-/// SOAP Fault for the node, not problem+json; the JSON helpers keep problem+json.
+/// What the gateway refuses before the station runs (a body over the route's limit, an address
+/// its allow-list refuses) is a SOAP Fault for the node, not problem+json (before: a 413 and a
+/// 403 problem+json); the JSON helpers keep problem+json.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_refusals_on_the_station_are_soap_faults() {
     let env = setup().await;
@@ -692,6 +694,12 @@ async fn gateway_refusals_on_the_station_are_soap_faults() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("at most"), "{}", String::from_utf8_lossy(&out.stdout));
     let r = env.v.get("any.example.it", "/pagopa/nothing-here").await;
     r.assert_problem(404, "no-route");
+    // An address the route refuses: a SOAP Fault as well.
+    let banned = varco_tests::Client::from_address(env.v.port, Some("127.0.0.3".parse().unwrap()));
+    let r = banned.send("POST", "any.example.it", "/pagopa/paForNode", &[("content-type", "text/xml")], b"<x/>").await;
+    assert_eq!(r.status, 500, "{r:?}");
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(body.contains("<faultcode>soapenv:Client</faultcode>") && body.contains("forbidden"), "{body}");
 }
 
 /// A multi-beneficiary notice (the comune's TARI with the Provincia's TEFA): the node sends the
