@@ -63,7 +63,14 @@ async fn setup() -> Env {
     }
     bo.serve_static("/payment-notices", Some(position("payable", 5000)));
     let hook = Backend::start("receipts-hook").await;
-    let cfg = format!(
+    let cfg = station_config(&bo, &hook);
+    let v = Varco::start_with_env(&cfg, &[("HOOK_SECRET", "s3cret-for-receipts")]).await;
+    Env { v, bo, hook }
+}
+
+/// Macerata's station (and the Provincia's, a secondary creditor) on `bo`, receipts to `hook`.
+fn station_config(bo: &Backend, hook: &Backend) -> String {
+    format!(
         r#"
 server: {{events: {{dir: "{{DIR}}/events"}}}}
 {LISTENERS}tenants:
@@ -101,9 +108,7 @@ server: {{events: {{dir: "{{DIR}}/events"}}}}
 "#,
         bo = bo.addr,
         hook = hook.addr
-    );
-    let v = Varco::start_with_env(&cfg, &[("HOOK_SECRET", "s3cret-for-receipts")]).await;
-    Env { v, bo, hook }
+    )
 }
 
 /// The node calls `op` with zeep; the answer (zeep's reading) after checking it against the XSD.
@@ -664,20 +669,16 @@ async fn back_office_data_the_xsd_refuses_never_reaches_the_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_refusals_on_the_station_are_soap_faults() {
     let env = setup().await;
-    let big = format!("<x>{}</x>", "a".repeat(11 * 1024 * 1024));
-    let r = env
-        .v
-        .send(
-            "POST",
-            "any.example.it",
-            "/pagopa/paForNode",
-            &[("content-type", "text/xml"), ("soapaction", "paVerifyPaymentNotice")],
-            big.as_bytes(),
-        )
-        .await;
-    assert_eq!(r.status, 500, "{r:?}");
-    assert!(r.header("content-type").unwrap().starts_with("text/xml"), "{r:?}");
-    let body = String::from_utf8_lossy(&r.body).into_owned();
+    // A declared body over the limit (10 MiB): refused before it is read.
+    let raw = varco_tests::raw_http(
+        env.v.port,
+        b"POST /pagopa/paForNode HTTP/1.1\r\nHost: any.example.it\r\nContent-Type: text/xml\r\nSOAPAction: paVerifyPaymentNotice\r\nContent-Length: 11534336\r\n\r\n<x>",
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 500"), "{raw}");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.to_ascii_lowercase().contains("content-type: text/xml"), "{head}");
+    let body = body.to_owned();
     assert!(body.contains("<faultcode>soapenv:Client</faultcode>") && body.contains("body-too-large"), "{body}");
     // A well-formed SOAP Fault (the node's SOAP stack parses it).
     let out = std::process::Command::new("python3")
@@ -755,4 +756,58 @@ async fn receipts_for_a_secondary_creditor() {
     assert_eq!(p["subject"], &notice("0000000000001")[1..], "the primary's IUV");
     let c = of("/enti/c_e783/pagopa");
     assert_eq!(c["data"]["importoCentesimi"], 11000);
+}
+
+/// Two instances behind one station, on one Redis: the node's retries of a receipt reach
+/// either, in turn or at once, and the receipt is published exactly once. Before, each
+/// instance had only its own file and both published it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_redis_publish_each_receipt_once() {
+    let redis = varco_tests::Redis::start().await;
+    let bo = Backend::start("backoffice").await;
+    let hook = Backend::start("receipts-hook").await;
+    let cfg = format!("redis: {{url: \"{}\", timeout: 500ms}}\n{}", redis.url(), station_config(&bo, &hook));
+    let env_a = Env {
+        v: Varco::start_with_env(&cfg, &[("HOOK_SECRET", "s3cret-for-receipts")]).await,
+        bo: Backend::start("unused-a").await,
+        hook: Backend::start("unused-a-hook").await,
+    };
+    let env_b = Env {
+        v: Varco::start_with_env(&cfg, &[("HOOK_SECRET", "s3cret-for-receipts")]).await,
+        bo: Backend::start("unused-b").await,
+        hook: Backend::start("unused-b-hook").await,
+    };
+    // In turn: the second instance knows the first stored it.
+    let r = node(&env_a, "paSendRT", with(ids(), receipt("rt-ha-1", "0000000000001"))).await;
+    assert_eq!(r["outcome"], "OK", "{r}");
+    let r = node(&env_b, "paSendRT", with(ids(), receipt("rt-ha-1", "0000000000001"))).await;
+    assert_eq!(fault_code(&r), "PAA_RECEIPT_DUPLICATA", "{r}");
+    // At once, five times on each: one stores it, the others answer a duplicate or "send again".
+    let (a, b) = (std::sync::Arc::new(env_a), std::sync::Arc::new(env_b));
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let env = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            node(&env, "paSendRTV2", with(ids(), receipt("rt-ha-2", "0000000000001"))).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r["outcome"].as_str() {
+            Some("OK") => ok += 1,
+            _ => assert!(["PAA_RECEIPT_DUPLICATA", "PAA_SYSTEM_ERROR"].contains(&fault_code(&r)), "{r}"),
+        }
+    }
+    assert_eq!(ok, 1, "a receipt stored by more than one instance");
+    wait_hook(&hook, 2).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let ids_seen: Vec<String> = hook
+        .requests()
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap()["data"]["receiptId"].to_string())
+        .collect();
+    assert_eq!(ids_seen.len(), 2, "{ids_seen:?}");
+    assert_ne!(ids_seen[0], ids_seen[1]);
+    drop(redis);
 }

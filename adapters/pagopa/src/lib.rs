@@ -24,6 +24,7 @@ use std::sync::Arc;
 use varco_config::PagopaConfig;
 use varco_core::{Adapter, AdapterRequest, AdapterResponse, Answer, Problem};
 use varco_events::EventBus;
+use varco_traffic::redis_store::{Claim, RedisStore};
 use xml::{esc, Element, PAFN, SOAP_ENV};
 
 /// The six operations, by request element.
@@ -116,6 +117,28 @@ pub struct PagopaAdapter {
     backoffice: Backoffice,
     receipts: Arc<receipts::ReceiptStore>,
     bus: Arc<EventBus>,
+    /// Shared by the instances behind one station: a receipt is stored by one of them.
+    redis: Option<Arc<RedisStore>>,
+}
+
+/// How long a receipt id is remembered in Redis (ids never recur; 400 days).
+const RECEIPT_KEEP_SECS: u64 = 400 * 24 * 3600;
+/// How long an instance may take to store a receipt it claimed before another may try.
+const RECEIPT_CLAIM_SECS: u64 = 60;
+
+/// The ente's receipt events in its outbox, for settling what a crash left open.
+struct BusReceipts<'a> {
+    bus: &'a EventBus,
+    source: String,
+}
+
+impl receipts::Published for BusReceipts<'_> {
+    fn position(&self) -> u64 {
+        self.bus.position()
+    }
+    fn published_since(&self, from: u64, id: &str) -> Result<bool, String> {
+        self.bus.stored_since(from, &self.source, &format!("pagopa-rt-{id}"))
+    }
 }
 
 impl PagopaAdapter {
@@ -125,13 +148,16 @@ impl PagopaAdapter {
         cfg: &PagopaConfig,
         bus: Arc<EventBus>,
         client: varco_outbound::HttpsClient,
+        redis: Option<Arc<RedisStore>>,
     ) -> Result<Self, String> {
+        let published = BusReceipts { bus: &bus, source: format!("/enti/{tenant}/pagopa") };
         Ok(Self {
             cfg: cfg.clone(),
             tenant: tenant.to_owned(),
             backoffice: Backoffice::new(&cfg.backoffice_url, cfg.backoffice_timeout.0, client)?,
-            receipts: receipts::ReceiptStore::open(&cfg.receipts_dir, tenant)?,
+            receipts: receipts::ReceiptStore::open(&cfg.receipts_dir, tenant, &published)?,
             bus,
+            redis,
         })
     }
 
@@ -503,25 +529,48 @@ impl PagopaAdapter {
             .subject(iuv)
             .data("application/json", data);
         let event = event.build().map_err(|e| fault("PAA_SYSTEM_ERROR", "Errore generico", e.to_string()))?;
+        let duplicate = || fault("PAA_RECEIPT_DUPLICATA", "Receipt duplicata", "this receiptId was already received");
+        if self.receipts.has(&receipt_id).await {
+            return Err(duplicate());
+        }
+        // Behind one station, another instance may have stored it, or be storing it now.
+        let claim_key = format!("pagopa-rt:{}:{receipt_id}", self.tenant);
+        let mut claimed = false;
+        if let Some(r) = &self.redis {
+            match r.claim(&claim_key, RECEIPT_CLAIM_SECS).await {
+                Some(Claim::Claimed) => claimed = true,
+                Some(Claim::Done) => return Err(duplicate()),
+                Some(Claim::Pending) => {
+                    return Err(fault(
+                        "PAA_SYSTEM_ERROR",
+                        "Errore generico",
+                        "another instance of the station is storing this receipt; send it again",
+                    ))
+                }
+                // Redis unreachable: this instance's own journal decides.
+                None => {}
+            }
+        }
         let bus = self.bus.clone();
         let tenant = self.tenant.clone();
         let tp = traceparent.to_owned();
         let stored = self
             .receipts
-            .record_once(&receipt_id, || async move {
+            .record_once(&receipt_id, self.bus.position(), || async move {
                 bus.publish(&tenant, vec![event], Some(&tp).filter(|t| !t.is_empty()).map(String::as_str))
                     .await
                     .map_err(|p| p.detail)
             })
             .await;
+        if let Some(r) = self.redis.as_ref().filter(|_| claimed) {
+            r.settle(&claim_key, stored.is_ok(), RECEIPT_KEEP_SECS).await;
+        }
         match stored {
             Ok(true) => {
                 tracing::info!(tenant = %self.tenant, iuv, "pagoPA receipt stored");
                 Ok(())
             }
-            Ok(false) => {
-                Err(fault("PAA_RECEIPT_DUPLICATA", "Receipt duplicata", "this receiptId was already received"))
-            }
+            Ok(false) => Err(duplicate()),
             Err(why) => {
                 tracing::error!(tenant = %self.tenant, error = %why, "pagoPA receipt could not be stored");
                 Err(fault("PAA_SYSTEM_ERROR", "Errore generico", "the receipt could not be stored; send it again"))

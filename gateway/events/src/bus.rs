@@ -133,6 +133,29 @@ impl EventBus {
         Ok(seq)
     }
 
+    /// The sequence number of the last durable event (0: none yet).
+    pub fn position(&self) -> u64 {
+        self.outbox.committed()
+    }
+
+    /// Whether an event with `source` and `id` is durable at or after sequence number `from`:
+    /// a short scan for a caller that knows where to look (the position before a publish a
+    /// crash may have cut short).
+    pub fn stored_since(&self, from: u64, source: &str, id: &str) -> Result<bool, String> {
+        #[derive(serde::Deserialize)]
+        struct Key {
+            id: String,
+            source: String,
+        }
+        let mut r = self.outbox.reader(from.max(1));
+        while let Some((_, bytes)) = r.try_next().map_err(|e| e.to_string())? {
+            if serde_json::from_slice::<Key>(&bytes).is_ok_and(|k| k.id == id && k.source == source) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Appends checked events; nothing is accepted unless all are durable. Events whose
     /// `source` and `id` were stored within `dedupe_window` (or that repeat one of the same
     /// batch) are accepted without being stored again.

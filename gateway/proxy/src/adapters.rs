@@ -61,7 +61,9 @@ pub fn build(cfg: &AdapterConfig, cx: &AdapterContext<'_>) -> Result<Built, Buil
         }
         AdapterConfig::Pagopa(c) => {
             let bus = cx.registries.events.open(events).map_err(err)?;
-            let a = varco_adapter_pagopa::PagopaAdapter::build(cx.tenant, c, bus, cx.client.clone()).map_err(err)?;
+            let redis = cx.registries.redis.clone();
+            let a =
+                varco_adapter_pagopa::PagopaAdapter::build(cx.tenant, c, bus, cx.client.clone(), redis).map_err(err)?;
             plain(Arc::new(a))
         }
         AdapterConfig::Gpd(c) => {

@@ -1,5 +1,5 @@
-//! The shared Redis store of a consortium's instances: quota counters and single-use `jti`
-//! marks. Lazily connected, reconnecting on its own; every call is bounded by `timeout`, and a
+//! The shared Redis store of a consortium's instances: quota counters, single-use `jti`
+//! marks, and claims on work done once across instances (pagoPA receipts). Lazily connected, reconnecting on its own; every call is bounded by `timeout`, and a
 //! Redis that does not answer is skipped for a second so that no request waits on it twice.
 
 use redis::aio::ConnectionManager;
@@ -26,6 +26,17 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore").field("prefix", &self.prefix).finish()
     }
+}
+
+/// What [`RedisStore::claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller holds it: do the work, then settle.
+    Claimed,
+    /// Another instance is doing it now.
+    Pending,
+    /// It was done.
+    Done,
 }
 
 pub(crate) fn now_unix() -> Duration {
@@ -76,6 +87,50 @@ impl RedisStore {
             let set: Option<String> =
                 redis::cmd("SET").arg(&full).arg(1).arg("NX").arg("EX").arg(ttl).query_async(&mut conn).await?;
             Ok(set.is_some())
+        })
+        .await
+    }
+
+    /// Claims `key` for work to be done once across instances (`SET NX`, pending for
+    /// `pending_secs` so that an instance that dies mid-way does not hold it for ever):
+    /// `Claimed` for this caller, else what another left there. `None`: Redis did not answer.
+    pub async fn claim(&self, key: &str, pending_secs: u64) -> Option<Claim> {
+        let full = format!("{}:claim:{key}", self.prefix);
+        self.call(|mut conn| async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&full)
+                .arg("pending")
+                .arg("NX")
+                .arg("EX")
+                .arg(pending_secs.max(1))
+                .query_async(&mut conn)
+                .await?;
+            if set.is_some() {
+                return Ok(Claim::Claimed);
+            }
+            let now: Option<String> = redis::cmd("GET").arg(&full).query_async(&mut conn).await?;
+            // Gone between the two calls (a pending claim expired): someone may be retrying.
+            Ok(if now.as_deref() == Some("done") { Claim::Done } else { Claim::Pending })
+        })
+        .await
+    }
+
+    /// The claimed work is done (kept `keep_secs`), or given up (`done: false`: removed, so
+    /// that a retry may do it).
+    pub async fn settle(&self, key: &str, done: bool, keep_secs: u64) -> Option<()> {
+        let full = format!("{}:claim:{key}", self.prefix);
+        self.call(|mut conn| async move {
+            if done {
+                redis::cmd("SET")
+                    .arg(&full)
+                    .arg("done")
+                    .arg("EX")
+                    .arg(keep_secs.max(1))
+                    .query_async::<()>(&mut conn)
+                    .await
+            } else {
+                redis::cmd("DEL").arg(&full).query_async::<()>(&mut conn).await
+            }
         })
         .await
     }
