@@ -271,3 +271,37 @@ impl Dedupe {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(id: &str) -> Event {
+        serde_json::from_value(json!({
+            "specversion": "1.0", "id": id, "source": "/enti/c_e783/pagopa",
+            "type": "it.varco.pratica.stato.cambiato.v1", "subject": "P-1",
+            "data": {"idPratica": "P-1", "procedimento": "SUAP", "stato": "chiusa", "dataCambio": "2026-12-03T10:00:00Z"}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn stored_since_finds_an_event_from_a_position_on() {
+        let dir = std::env::temp_dir().join(format!("varco-bus-stored-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg: EventsConfig = serde_json::from_value(json!({"dir": dir})).unwrap_or_else(|e| panic!("{e}"));
+        let bus = EventBus::open(&cfg, &prometheus::Registry::new()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bus.position(), 0);
+        bus.publish("c_e783", vec![event("a")], None).await.unwrap_or_else(|e| panic!("{e}"));
+        let before_b = bus.position();
+        bus.publish("c_e783", vec![event("b"), event("c")], None).await.unwrap_or_else(|e| panic!("{e}"));
+        let found = |from, id| bus.stored_since(from, "/enti/c_e783/pagopa", id).unwrap_or_else(|e| panic!("{e}"));
+        assert!(found(before_b, "b") && found(before_b, "c"));
+        assert!(found(0, "a"));
+        assert!(!found(before_b + 1, "a"), "before the position is not looked at");
+        assert!(!found(0, "d"));
+        assert!(!bus.stored_since(0, "/enti/c_a662/pagopa", "a").unwrap_or(true), "another source");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
