@@ -811,3 +811,66 @@ async fn two_instances_on_one_redis_publish_each_receipt_once() {
     assert_ne!(ids_seen[0], ids_seen[1]);
     drop(redis);
 }
+
+/// What the back-office contract (1.1) can now say, as the node reads it through zeep and the
+/// official XSD: the office, retention date, last instalment and reconciliation `metadata` of
+/// a position; a secondary creditor's own name on its transfer (before: the ente's name on
+/// every transfer); a digital stamp instead of an IBAN (paGetPaymentV2 only); a payment in
+/// progress (`PAA_PAGAMENTO_IN_CORSO`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_office_contract_1_1_fields_reach_the_node() {
+    let env = setup().await;
+    let mut p: Value = serde_json::from_slice(&position("payable", 12000)).unwrap();
+    p["office_name"] = json!("Ufficio Tributi");
+    p["retention_date"] = json!("2027-12-31T23:59:59");
+    p["last_payment"] = json!(true);
+    p["metadata"] = json!([{"key": "annoRiferimento", "value": "2026"}]);
+    p["transfers"][1]["fiscal_code_pa"] = json!(PROV);
+    p["transfers"][1]["company_name"] = json!("Provincia di Macerata");
+    p["transfers"][1]["metadata"] = json!([{"key": "tributo", "value": "TEFA"}]);
+    env.bo
+        .serve_static(&format!("/debt-positions/{}", &notice("0000000000021")[1..]), Some(p.to_string().into_bytes()));
+    let mut stamp = p.clone();
+    stamp["transfers"][1].as_object_mut().unwrap().remove("iban");
+    stamp["transfers"][1]["stamp"] =
+        json!({"document_hash": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", "kind": "01", "province": "MC"});
+    env.bo.serve_static(
+        &format!("/debt-positions/{}", &notice("0000000000022")[1..]),
+        Some(stamp.to_string().into_bytes()),
+    );
+    let mut busy: Value = serde_json::from_slice(&position("in_progress", 12000)).unwrap();
+    busy["status"] = json!("in_progress");
+    env.bo.serve_static(
+        &format!("/debt-positions/{}", &notice("0000000000023")[1..]),
+        Some(busy.to_string().into_bytes()),
+    );
+
+    let r = node(&env, "paGetPaymentV2", with(ids(), qr("0000000000021"))).await;
+    assert_eq!(r["outcome"], "OK", "{r}");
+    let d = &r["data"];
+    assert_eq!(d["officeName"], "Ufficio Tributi");
+    assert_eq!(d["lastPayment"], true);
+    assert!(d["retentionDate"].as_str().unwrap().starts_with("2027-12-31"), "{d}");
+    assert_eq!(d["metadata"]["mapEntry"][0]["key"], "annoRiferimento");
+    let t = &d["transferList"]["transfer"];
+    assert_eq!(t[0]["companyName"], "Comune di Macerata");
+    assert_eq!(t[1]["companyName"], "Provincia di Macerata", "the secondary creditor's own name");
+    assert_eq!(t[1]["fiscalCodePA"], PROV);
+    assert_eq!(t[1]["metadata"]["mapEntry"][0]["value"], "TEFA");
+    let r = node(&env, "paVerifyPaymentNotice", with(ids(), qr("0000000000021"))).await;
+    assert_eq!(r["officeName"], "Ufficio Tributi", "{r}");
+
+    let r = node(&env, "paGetPaymentV2", with(ids(), qr("0000000000022"))).await;
+    assert_eq!(r["outcome"], "OK", "{r}");
+    let m = &r["data"]["transferList"]["transfer"][1]["richiestaMarcaDaBollo"];
+    assert_eq!(m["tipoBollo"], "01", "{r}");
+    assert_eq!(m["provinciaResidenza"], "MC");
+    // paGetPayment (v1) cannot carry a stamp.
+    let r = node(&env, "paGetPayment", with(ids(), qr("0000000000022"))).await;
+    assert_eq!(fault_code(&r), "PAA_SYSTEM_ERROR", "{r}");
+
+    for op in ["paVerifyPaymentNotice", "paGetPaymentV2"] {
+        let r = node(&env, op, with(ids(), qr("0000000000023"))).await;
+        assert_eq!(fault_code(&r), "PAA_PAGAMENTO_IN_CORSO", "{op}: {r}");
+    }
+}

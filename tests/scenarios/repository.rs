@@ -57,3 +57,44 @@ fn nothing_reads_outside_the_repository() {
     }
     assert!(offenders.is_empty(), "these files refer to a path outside the repository: {offenders:?}");
 }
+
+/// Every API contract in `contracts/` passes `contracts/lint/varco.spectral.yaml` (the ModI
+/// rules for OpenAPI, Spectral's for AsyncAPI) with no error or warning; and the ruleset does
+/// bite: a contract without `/status`, security and problem+json errors fails it.
+#[test]
+fn contracts_pass_the_modi_lint() {
+    let root = root();
+    let mut contracts: Vec<PathBuf> = std::fs::read_dir(root.join("contracts/openapi"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "json"))
+        .collect();
+    contracts.push(root.join("contracts/events/asyncapi.yaml"));
+    let ruleset = root.join("contracts/lint/varco.spectral.yaml");
+    let lint = |files: &[PathBuf]| {
+        std::process::Command::new("spectral")
+            .arg("lint")
+            .arg("-r")
+            .arg(&ruleset)
+            .args(["--fail-severity", "warn", "-q"])
+            .args(files)
+            .output()
+            .expect("spectral (npm install -g @stoplight/spectral-cli@6.16)")
+    };
+    let out = lint(&contracts);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let bad = std::env::temp_dir().join(format!("varco-lint-bad-{}.yaml", std::process::id()));
+    std::fs::write(
+        &bad,
+        "openapi: 3.0.3\ninfo: {title: x, version: '1', description: x}\nservers: [{url: 'http://x.example'}]\npaths:\n  /a:\n    get:\n      operationId: a\n      description: a\n      tags: [a]\n      responses:\n        '200': {description: ok}\n        '404': {description: no, content: {application/json: {schema: {type: object}}}}\ntags: [{name: a, description: a}]\n",
+    )
+    .unwrap();
+    let out = lint(&[bad.clone()]);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = std::fs::remove_file(bad);
+    assert!(!out.status.success(), "{report}");
+    for rule in ["paths-status", "security-declared", "use-problem-json-for-errors", "servers-use-https", "use-semver"]
+    {
+        assert!(report.contains(rule), "`{rule}` did not fire: {report}");
+    }
+}

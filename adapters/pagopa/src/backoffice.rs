@@ -20,6 +20,39 @@ pub struct Position {
     /// Only in answers to a notice made on demand.
     #[serde(default)]
     pub notice_number: Option<String>,
+    /// The office of the ente in charge (`officeName`).
+    #[serde(default)]
+    pub office_name: Option<String>,
+    /// Until when the position is kept (`retentionDate`, an xsd:dateTime).
+    #[serde(default)]
+    pub retention_date: Option<String>,
+    /// The last instalment of a plan (`lastPayment`).
+    #[serde(default)]
+    pub last_payment: Option<bool>,
+    /// Key-value pairs for reconciliation (TARI/TEFA), up to 15 (`metadata`).
+    #[serde(default)]
+    pub metadata: Vec<MapEntry>,
+}
+
+/// One `metadata` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapEntry {
+    pub key: String,
+    pub value: String,
+}
+
+/// A digital revenue stamp to be paid instead of a transfer to an account
+/// (`richiestaMarcaDaBollo`, paGetPaymentV2 only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stamp {
+    /// Base64 SHA-256 of the document the stamp is for (`hashDocumento`).
+    pub document_hash: String,
+    /// `tipoBollo`: `01`.
+    pub kind: String,
+    /// The payer's province of residence, two capitals (`provinciaResidenza`).
+    pub province: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -29,6 +62,8 @@ pub enum PositionStatus {
     Paid,
     Expired,
     Cancelled,
+    /// A payment of it is being processed (`PAA_PAGAMENTO_IN_CORSO`).
+    InProgress,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,10 +96,19 @@ pub struct Transfer {
     pub id: u8,
     pub amount_cents: u64,
     pub fiscal_code_pa: String,
-    pub iban: String,
+    /// The creditor's name when it is not the ente (a secondary creditor's transfer).
+    #[serde(default)]
+    pub company_name: Option<String>,
+    /// The account credited; a transfer has an `iban` or a `stamp`.
+    #[serde(default)]
+    pub iban: Option<String>,
+    #[serde(default)]
+    pub stamp: Option<Stamp>,
     pub remittance_information: String,
     /// Taxonomy code (`transferCategory`), e.g. `9/0101100IM/`.
     pub category: String,
+    #[serde(default)]
+    pub metadata: Vec<MapEntry>,
 }
 
 #[derive(Debug)]
@@ -136,6 +180,9 @@ impl Backoffice {
                     || p.transfers.iter().map(|t| t.amount_cents).sum::<u64>() != p.amount_cents
                 {
                     return Err(Error::Other("the position's 1 to 5 transfers must add up to its amount".into()));
+                }
+                if p.transfers.iter().any(|t| t.iban.is_some() == t.stamp.is_some()) {
+                    return Err(Error::Other("each transfer has an `iban` or a `stamp`, not both".into()));
                 }
                 Ok(p)
             }

@@ -398,6 +398,9 @@ impl PagopaAdapter {
             PositionStatus::Cancelled => {
                 Err(fault("PAA_PAGAMENTO_ANNULLATO", "Pagamento annullato", "this notice was cancelled"))
             }
+            PositionStatus::InProgress => {
+                Err(fault("PAA_PAGAMENTO_IN_CORSO", "Pagamento in corso", "a payment of this notice is in progress"))
+            }
         }
     }
 
@@ -414,15 +417,17 @@ impl PagopaAdapter {
     }
 
     fn verify_ok(&self, p: &Position) -> String {
-        let all_ccp = !p.transfers.is_empty() && p.transfers.iter().all(|t| backoffice::is_postal(&t.iban));
+        let all_ccp =
+            !p.transfers.is_empty() && p.transfers.iter().all(|t| t.iban.as_deref().is_some_and(backoffice::is_postal));
         format!(
-            "<outcome>OK</outcome><paymentList><paymentOptionDescription><amount>{}</amount><options>EQ</options><dueDate>{}</dueDate><detailDescription>{}</detailDescription><allCCP>{all_ccp}</allCCP></paymentOptionDescription></paymentList><paymentDescription>{}</paymentDescription><fiscalCodePA>{}</fiscalCodePA><companyName>{}</companyName>",
+            "<outcome>OK</outcome><paymentList><paymentOptionDescription><amount>{}</amount><options>EQ</options><dueDate>{}</dueDate><detailDescription>{}</detailDescription><allCCP>{all_ccp}</allCCP></paymentOptionDescription></paymentList><paymentDescription>{}</paymentDescription><fiscalCodePA>{}</fiscalCodePA><companyName>{}</companyName>{}",
             backoffice::amount(p.amount_cents),
             esc(&p.due_date),
             esc(&self.causale("description", &p.description, 140)),
             esc(&self.causale("description", &p.description, 140)),
             esc(&self.cfg.id_pa),
             esc(&self.cfg.company_name),
+            opt_el("officeName", p.office_name.as_deref()),
         )
     }
 
@@ -448,20 +453,38 @@ impl PagopaAdapter {
         debtor.push_str("</debtor>");
         let mut transfers = String::new();
         for t in &p.transfers {
-            let company =
-                if v2 { format!("<companyName>{}</companyName>", esc(&self.cfg.company_name)) } else { String::new() };
+            // Each transfer names its own creditor: the ente's name only on the ente's own.
+            let own = t.fiscal_code_pa == self.cfg.id_pa;
+            let company = match (v2, t.company_name.as_deref()) {
+                (false, _) => None,
+                (true, Some(name)) => Some(name),
+                (true, None) => own.then_some(self.cfg.company_name.as_str()),
+            };
+            // A stamp is paGetPaymentV2's; a v1 answer without an IBAN fails the XSD check.
+            let account = match (&t.iban, &t.stamp) {
+                (Some(iban), _) => format!("<IBAN>{}</IBAN>", esc(iban)),
+                (None, Some(st)) if v2 => format!(
+                    "<richiestaMarcaDaBollo><hashDocumento>{}</hashDocumento><tipoBollo>{}</tipoBollo><provinciaResidenza>{}</provinciaResidenza></richiestaMarcaDaBollo>",
+                    esc(&st.document_hash), esc(&st.kind), esc(&st.province)
+                ),
+                _ => String::new(),
+            };
             transfers.push_str(&format!(
-                "<transfer><idTransfer>{}</idTransfer><transferAmount>{}</transferAmount><fiscalCodePA>{}</fiscalCodePA>{company}<IBAN>{}</IBAN><remittanceInformation>{}</remittanceInformation><transferCategory>{}</transferCategory></transfer>",
-                t.id, backoffice::amount(t.amount_cents), esc(&t.fiscal_code_pa), esc(&t.iban), esc(&self.causale("remittance_information", &t.remittance_information, 140)), esc(&t.category)
+                "<transfer><idTransfer>{}</idTransfer><transferAmount>{}</transferAmount><fiscalCodePA>{}</fiscalCodePA>{}{account}<remittanceInformation>{}</remittanceInformation><transferCategory>{}</transferCategory>{}</transfer>",
+                t.id, backoffice::amount(t.amount_cents), esc(&t.fiscal_code_pa), opt_el("companyName", company), esc(&self.causale("remittance_information", &t.remittance_information, 140)), esc(&t.category), metadata(&t.metadata)
             ));
         }
         format!(
-            "<outcome>OK</outcome><data><creditorReferenceId>{}</creditorReferenceId><paymentAmount>{}</paymentAmount><dueDate>{}</dueDate><description>{}</description><companyName>{}</companyName>{debtor}<transferList>{transfers}</transferList></data>",
+            "<outcome>OK</outcome><data><creditorReferenceId>{}</creditorReferenceId><paymentAmount>{}</paymentAmount><dueDate>{}</dueDate>{}{}<description>{}</description><companyName>{}</companyName>{}{debtor}<transferList>{transfers}</transferList>{}</data>",
             esc(iuv),
             backoffice::amount(p.amount_cents),
             esc(&p.due_date),
+            opt_el("retentionDate", p.retention_date.as_deref()),
+            opt_el("lastPayment", p.last_payment.map(|b| if b { "true" } else { "false" })),
             esc(&self.causale("description", &p.description, 140)),
             esc(&self.cfg.company_name),
+            opt_el("officeName", p.office_name.as_deref()),
+            metadata(&p.metadata),
         )
     }
 
@@ -656,6 +679,24 @@ pub fn check_message(body: &[u8]) -> Result<&'static str, String> {
     let op = Op::from_request(&req.name).ok_or_else(|| format!("`{}` is not a paForNode request", req.name))?;
     schema::check(req, op.schema(), &req.name)?;
     Ok(op.response())
+}
+
+/// `<tag>text</tag>`, or nothing.
+fn opt_el(tag: &str, text: Option<&str>) -> String {
+    text.map_or(String::new(), |t| format!("<{tag}>{}</{tag}>", esc(t)))
+}
+
+/// A `metadata` element (`ctMetadata`), or nothing when there are no entries.
+fn metadata(entries: &[backoffice::MapEntry]) -> String {
+    if entries.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<metadata>");
+    for e in entries {
+        out.push_str(&format!("<mapEntry><key>{}</key><value>{}</value></mapEntry>", esc(&e.key), esc(&e.value)));
+    }
+    out.push_str("</metadata>");
+    out
 }
 
 /// The request element inside `Envelope/Body`.
