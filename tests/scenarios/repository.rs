@@ -89,7 +89,7 @@ fn contracts_pass_the_modi_lint() {
         "openapi: 3.0.3\ninfo: {title: x, version: '1', description: x}\nservers: [{url: 'http://x.example'}]\npaths:\n  /a:\n    get:\n      operationId: a\n      description: a\n      tags: [a]\n      responses:\n        '200': {description: ok}\n        '404': {description: no, content: {application/json: {schema: {type: object}}}}\ntags: [{name: a, description: a}]\n",
     )
     .unwrap();
-    let out = lint(&[bad.clone()]);
+    let out = lint(std::slice::from_ref(&bad));
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     let _ = std::fs::remove_file(bad);
     assert!(!out.status.success(), "{report}");
