@@ -48,6 +48,8 @@ struct Env {
     v: Varco,
     bo: Backend,
     hook: Backend,
+    /// Receives the whole-receipt events (v2).
+    hook_v2: Backend,
 }
 
 async fn setup() -> Env {
@@ -63,13 +65,15 @@ async fn setup() -> Env {
     }
     bo.serve_static("/payment-notices", Some(position("payable", 5000)));
     let hook = Backend::start("receipts-hook").await;
-    let cfg = station_config(&bo, &hook);
+    let hook_v2 = Backend::start("receipts-v2-hook").await;
+    let cfg = station_config(&bo, &hook, &hook_v2);
     let v = Varco::start_with_env(&cfg, &[("HOOK_SECRET", "s3cret-for-receipts")]).await;
-    Env { v, bo, hook }
+    Env { v, bo, hook, hook_v2 }
 }
 
-/// Macerata's station (and the Provincia's, a secondary creditor) on `bo`, receipts to `hook`.
-fn station_config(bo: &Backend, hook: &Backend) -> String {
+/// Macerata's station (and the Provincia's, a secondary creditor) on `bo`, receipts to `hook`
+/// (v1) and `hook_v2` (v2).
+fn station_config(bo: &Backend, hook: &Backend, hook_v2: &Backend) -> String {
     format!(
         r#"
 server: {{events: {{dir: "{{DIR}}/events"}}}}
@@ -89,6 +93,10 @@ server: {{events: {{dir: "{{DIR}}/events"}}}}
           types: [it.varco.tributi.pagamento.ricevuto.v1]
           sources: [c_e783]
           webhook: {{url: "http://{hook}/receipts", secret: {{env: HOOK_SECRET}}}}
+        - name: ricevute-complete
+          types: [it.varco.tributi.pagamento.ricevuto.v2]
+          sources: [c_e783]
+          webhook: {{url: "http://{hook_v2}/receipts", secret: {{env: HOOK_SECRET}}}}
   # A secondary creditor: the Provincia's TEFA rides on the comune's TARI notices.
   - id: p_mc
     name: Provincia di Macerata
@@ -107,7 +115,8 @@ server: {{events: {{dir: "{{DIR}}/events"}}}}
           webhook: {{url: "http://{hook}/receipts", secret: {{env: HOOK_SECRET}}}}
 "#,
         bo = bo.addr,
-        hook = hook.addr
+        hook = hook.addr,
+        hook_v2 = hook_v2.addr
     )
 }
 
@@ -766,17 +775,20 @@ async fn two_instances_on_one_redis_publish_each_receipt_once() {
     let redis = varco_tests::Redis::start().await;
     let bo = Backend::start("backoffice").await;
     let hook = Backend::start("receipts-hook").await;
-    let cfg = format!("redis: {{url: \"{}\", timeout: 500ms}}\n{}", redis.url(), station_config(&bo, &hook));
-    let env_a = Env {
-        v: Varco::start_with_env(&cfg, &[("HOOK_SECRET", "s3cret-for-receipts")]).await,
-        bo: Backend::start("unused-a").await,
-        hook: Backend::start("unused-a-hook").await,
+    let hook_v2 = Backend::start("receipts-v2-hook").await;
+    let cfg = format!("redis: {{url: \"{}\", timeout: 500ms}}\n{}", redis.url(), station_config(&bo, &hook, &hook_v2));
+    let instance = |name: &'static str| {
+        let cfg = cfg.clone();
+        async move {
+            Env {
+                v: Varco::start_with_env(&cfg, &[("HOOK_SECRET", "s3cret-for-receipts")]).await,
+                bo: Backend::start(name).await,
+                hook: Backend::start(name).await,
+                hook_v2: Backend::start(name).await,
+            }
+        }
     };
-    let env_b = Env {
-        v: Varco::start_with_env(&cfg, &[("HOOK_SECRET", "s3cret-for-receipts")]).await,
-        bo: Backend::start("unused-b").await,
-        hook: Backend::start("unused-b-hook").await,
-    };
+    let (env_a, env_b) = (instance("unused-a").await, instance("unused-b").await);
     // In turn: the second instance knows the first stored it.
     let r = node(&env_a, "paSendRT", with(ids(), receipt("rt-ha-1", "0000000000001"))).await;
     assert_eq!(r["outcome"], "OK", "{r}");
@@ -873,4 +885,48 @@ async fn back_office_contract_1_1_fields_reach_the_node() {
         let r = node(&env, op, with(ids(), qr("0000000000023"))).await;
         assert_eq!(fault_code(&r), "PAA_PAGAMENTO_IN_CORSO", "{op}: {r}");
     }
+}
+
+/// The whole receipt reaches the ente's accounting as `…pagamento.ricevuto.v2` (transfers with
+/// their accounts, PSP, fees, channel, payment method, metadata, standIn, debtor and payer),
+/// checked against its contract; a receipt without `paymentDateTime` gets none there (before:
+/// the time it arrived, silently), and v1, which requires one, takes its `applicationDate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_v2_carry_the_whole_receipt() {
+    let env = setup().await;
+    let mut r = receipt("rt-full-1", "0000000000001");
+    let rc = r["receipt"].as_object_mut().unwrap();
+    rc.remove("paymentDateTime");
+    rc.insert("pspFiscalCode".into(), json!("00799960158"));
+    rc.insert("paymentMethod".into(), json!("creditCard"));
+    rc.insert("fee".into(), json!("1.50"));
+    rc.insert("metadata".into(), json!({"mapEntry": [{"key": "annoRiferimento", "value": "2026"}]}));
+    rc.insert("standIn".into(), json!(false));
+    let rr = node(&env, "paSendRT", with(ids(), r)).await;
+    assert_eq!(rr["outcome"], "OK", "{rr}");
+    let got = wait_hook(&env.hook_v2, 1).await;
+    let e: Value = serde_json::from_str(got[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(e["type"], "it.varco.tributi.pagamento.ricevuto.v2");
+    let d = &e["data"];
+    assert_eq!(d["receiptId"], "rt-full-1");
+    assert_eq!((d["importoCentesimi"].as_u64(), d["importoTotaleCentesimi"].as_u64()), (Some(12000), Some(12000)));
+    assert!(d.get("dataPagamento").is_none(), "{d}");
+    assert_eq!(d["dataApplicazione"], "2026-11-24");
+    assert_eq!(d["psp"]["id"], "BCITITMM");
+    assert_eq!(d["psp"]["codiceFiscale"], "00799960158");
+    assert_eq!(d["psp"]["canale"], "BCITITMM_01");
+    assert_eq!(d["metodoPagamento"], "creditCard");
+    assert_eq!(d["commissioneCentesimi"], 150);
+    assert_eq!(d["standIn"], false);
+    assert_eq!(d["metadata"][0]["key"], "annoRiferimento");
+    assert_eq!(d["creditorePrimario"]["codiceFiscale"], ID_PA);
+    assert_eq!(d["debitore"]["nome"], "Mario Rossi");
+    assert_eq!(d["pagatore"]["codiceFiscale"], "RSSMRA80A01H501U");
+    let t = &d["trasferimenti"][0];
+    assert_eq!((t["id"].as_u64(), t["proprio"].as_bool()), (Some(1), Some(true)));
+    assert_eq!(t["iban"], "IT60X0542811101000000123456");
+    assert_eq!(t["categoria"], "9/0101100IM/");
+    let v1 = wait_hook(&env.hook, 1).await;
+    let e1: Value = serde_json::from_str(v1[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(e1["data"]["dataPagamento"], "2026-11-24T00:00:00");
 }

@@ -21,7 +21,7 @@ use backoffice::{Backoffice, Position, PositionStatus};
 use bytes::Bytes;
 use cloudevents::EventBuilder as _;
 use std::sync::Arc;
-use varco_config::PagopaConfig;
+use varco_config::{PagopaConfig, ReceiptEvent};
 use varco_core::{Adapter, AdapterRequest, AdapterResponse, Answer, Problem};
 use varco_events::EventBus;
 use varco_traffic::redis_store::{Claim, RedisStore};
@@ -137,7 +137,9 @@ impl receipts::Published for BusReceipts<'_> {
         self.bus.position()
     }
     fn published_since(&self, from: u64, id: &str) -> Result<bool, String> {
-        self.bus.stored_since(from, &self.source, &format!("pagopa-rt-{id}"))
+        // The events of a receipt are stored in one append: either one tells.
+        Ok(self.bus.stored_since(from, &self.source, &format!("pagopa-rt-{id}"))?
+            || self.bus.stored_since(from, &self.source, &format!("pagopa-rt-{id}-v2"))?)
     }
 }
 
@@ -529,29 +531,30 @@ impl PagopaAdapter {
             [t] if r.text_of("fiscalCode") != Some(self.cfg.id_pa.as_str()) => t.text_of("remittanceInformation"),
             _ => r.text_of("description"),
         };
-        let mut data = serde_json::json!({
-            "idPA": self.cfg.id_pa,
-            "iuv": iuv,
-            "noticeNumber": r.text_of("noticeNumber"),
-            "receiptId": receipt_id,
-            "importoCentesimi": cents,
-            "dataPagamento": r.text_of("paymentDateTime").map(str::to_owned).unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-            "causale": causale,
-        });
-        if let Some(cf) = r
-            .child("payer")
-            .and_then(|p| p.child("uniqueIdentifier"))
-            .and_then(|u| u.text_of("entityUniqueIdentifierValue"))
-        {
-            data["pagatore"] = serde_json::json!({ "codiceFiscale": cf });
+        let mut events = Vec::new();
+        for version in &self.cfg.receipt_events {
+            let (ty, id, data) = match version {
+                ReceiptEvent::V1 => (
+                    "it.varco.tributi.pagamento.ricevuto.v1",
+                    format!("pagopa-rt-{receipt_id}"),
+                    self.receipt_v1(r, iuv, &receipt_id, cents, causale),
+                ),
+                ReceiptEvent::V2 => (
+                    "it.varco.tributi.pagamento.ricevuto.v2",
+                    format!("pagopa-rt-{receipt_id}-v2"),
+                    self.receipt_v2(r, iuv, &receipt_id, cents, total),
+                ),
+            };
+            let event = cloudevents::EventBuilderV10::new()
+                .id(id)
+                .source(format!("/enti/{}/pagopa", self.tenant))
+                .ty(ty)
+                .subject(iuv)
+                .data("application/json", data)
+                .build()
+                .map_err(|e| fault("PAA_SYSTEM_ERROR", "Errore generico", e.to_string()))?;
+            events.push(event);
         }
-        let event = cloudevents::EventBuilderV10::new()
-            .id(format!("pagopa-rt-{receipt_id}"))
-            .source(format!("/enti/{}/pagopa", self.tenant))
-            .ty("it.varco.tributi.pagamento.ricevuto.v1")
-            .subject(iuv)
-            .data("application/json", data);
-        let event = event.build().map_err(|e| fault("PAA_SYSTEM_ERROR", "Errore generico", e.to_string()))?;
         let duplicate = || fault("PAA_RECEIPT_DUPLICATA", "Receipt duplicata", "this receiptId was already received");
         if self.receipts.has(&receipt_id).await {
             return Err(duplicate());
@@ -580,7 +583,7 @@ impl PagopaAdapter {
         let stored = self
             .receipts
             .record_once(&receipt_id, self.bus.position(), || async move {
-                bus.publish(&tenant, vec![event], Some(&tp).filter(|t| !t.is_empty()).map(String::as_str))
+                bus.publish(&tenant, events, Some(&tp).filter(|t| !t.is_empty()).map(String::as_str))
                     .await
                     .map_err(|p| p.detail)
             })
@@ -599,6 +602,148 @@ impl PagopaAdapter {
                 Err(fault("PAA_SYSTEM_ERROR", "Errore generico", "the receipt could not be stored; send it again"))
             }
         }
+    }
+
+    /// The v1 event's data: a summary. `dataPagamento` is required there: without
+    /// `paymentDateTime` it is the `applicationDate`, else the time of arrival, and the log says
+    /// so (v2 leaves it out).
+    fn receipt_v1(
+        &self,
+        r: &Element,
+        iuv: &str,
+        receipt_id: &str,
+        cents: u64,
+        causale: Option<&str>,
+    ) -> serde_json::Value {
+        let paid_at = match (r.text_of("paymentDateTime"), r.text_of("applicationDate")) {
+            (Some(t), _) => t.to_owned(),
+            (None, Some(d)) => {
+                tracing::warn!(tenant = %self.tenant, receipt = receipt_id, "pagoPA receipt without paymentDateTime: v1's dataPagamento is its applicationDate");
+                format!("{}T00:00:00", d.get(..10).unwrap_or(d))
+            }
+            (None, None) => {
+                tracing::warn!(tenant = %self.tenant, receipt = receipt_id, "pagoPA receipt without paymentDateTime or applicationDate: v1's dataPagamento is the time it arrived");
+                chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+            }
+        };
+        let mut data = serde_json::json!({
+            "idPA": self.cfg.id_pa,
+            "iuv": iuv,
+            "noticeNumber": r.text_of("noticeNumber"),
+            "receiptId": receipt_id,
+            "importoCentesimi": cents,
+            "dataPagamento": paid_at,
+            "causale": causale,
+        });
+        if let Some(cf) = r
+            .child("payer")
+            .and_then(|p| p.child("uniqueIdentifier"))
+            .and_then(|u| u.text_of("entityUniqueIdentifierValue"))
+        {
+            data["pagatore"] = serde_json::json!({ "codiceFiscale": cf });
+        }
+        data
+    }
+
+    /// The v2 event's data: the whole receipt, in the contract's words.
+    fn receipt_v2(&self, r: &Element, iuv: &str, receipt_id: &str, cents: u64, total: u64) -> serde_json::Value {
+        use serde_json::{json, Map, Value};
+        fn put(m: &mut Map<String, Value>, key: &str, v: Option<Value>) {
+            if let Some(v) = v {
+                m.insert(key.to_owned(), v);
+            }
+        }
+        let text = |el: &Element, name: &str| el.text_of(name).filter(|t| !t.is_empty()).map(|t| json!(t));
+        let money = |el: &Element, name: &str| el.text_of(name).and_then(backoffice::cents).map(|c| json!(c));
+        let metadata = |el: &Element| {
+            el.child("metadata").map(|m| {
+                m.children
+                    .iter()
+                    .map(|e| json!({"key": e.text_of("key"), "value": e.text_of("value")}))
+                    .collect::<Vec<_>>()
+                    .into()
+            })
+        };
+        let subject = |el: &Element| {
+            let mut m = Map::new();
+            let uid = el.child("uniqueIdentifier");
+            put(&mut m, "tipo", uid.and_then(|u| text(u, "entityUniqueIdentifierType")));
+            put(&mut m, "codiceFiscale", uid.and_then(|u| text(u, "entityUniqueIdentifierValue")));
+            put(&mut m, "nome", text(el, "fullName"));
+            for (k, n) in [
+                ("indirizzo", "streetName"),
+                ("civico", "civicNumber"),
+                ("cap", "postalCode"),
+                ("citta", "city"),
+                ("provincia", "stateProvinceRegion"),
+                ("nazione", "country"),
+                ("email", "e-mail"),
+            ] {
+                put(&mut m, k, text(el, n));
+            }
+            Value::Object(m)
+        };
+        let transfers: Vec<Value> = r
+            .child("transferList")
+            .map(|l| l.children.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|t| {
+                let mut m = Map::new();
+                put(&mut m, "id", t.text_of("idTransfer").and_then(|i| i.parse::<u8>().ok()).map(|i| json!(i)));
+                put(&mut m, "importoCentesimi", money(t, "transferAmount"));
+                put(&mut m, "codiceFiscaleEnte", text(t, "fiscalCodePA"));
+                put(&mut m, "denominazione", text(t, "companyName"));
+                m.insert("proprio".into(), json!(t.text_of("fiscalCodePA") == Some(self.cfg.id_pa.as_str())));
+                put(&mut m, "iban", text(t, "IBAN"));
+                put(&mut m, "marcaDaBollo", text(t, "MBDAttachment"));
+                put(&mut m, "causale", text(t, "remittanceInformation"));
+                put(&mut m, "categoria", text(t, "transferCategory"));
+                put(&mut m, "metadata", metadata(t));
+                Value::Object(m)
+            })
+            .collect();
+        let mut psp = Map::new();
+        for (k, n) in [
+            ("id", "idPSP"),
+            ("codiceFiscale", "pspFiscalCode"),
+            ("partitaIva", "pspPartitaIVA"),
+            ("denominazione", "PSPCompanyName"),
+            ("canale", "idChannel"),
+            ("descrizioneCanale", "channelDescription"),
+        ] {
+            put(&mut psp, k, text(r, n));
+        }
+        let mut primary = Map::new();
+        put(&mut primary, "codiceFiscale", text(r, "fiscalCode"));
+        put(&mut primary, "denominazione", text(r, "companyName"));
+        put(&mut primary, "ufficio", text(r, "officeName"));
+        let mut m = Map::new();
+        m.insert("idPA".into(), json!(self.cfg.id_pa));
+        m.insert("iuv".into(), json!(iuv));
+        put(&mut m, "noticeNumber", text(r, "noticeNumber"));
+        m.insert("receiptId".into(), json!(receipt_id));
+        put(&mut m, "creditorReferenceId", text(r, "creditorReferenceId"));
+        m.insert("importoCentesimi".into(), json!(cents));
+        m.insert("importoTotaleCentesimi".into(), json!(total));
+        put(&mut m, "dataPagamento", text(r, "paymentDateTime"));
+        put(&mut m, "dataApplicazione", text(r, "applicationDate"));
+        put(&mut m, "dataRiversamento", text(r, "transferDate"));
+        put(&mut m, "causale", text(r, "description"));
+        m.insert("creditorePrimario".into(), Value::Object(primary));
+        put(&mut m, "debitore", r.child("debtor").map(subject));
+        put(&mut m, "pagatore", r.child("payer").map(subject));
+        m.insert("psp".into(), Value::Object(psp));
+        put(&mut m, "metodoPagamento", text(r, "paymentMethod"));
+        put(&mut m, "commissioneCentesimi", money(r, "fee"));
+        put(&mut m, "commissioneCreditoreCentesimi", money(r, "primaryCiIncurredFee"));
+        put(&mut m, "idBundle", text(r, "idBundle"));
+        put(&mut m, "idCiBundle", text(r, "idCiBundle"));
+        put(&mut m, "nota", text(r, "paymentNote"));
+        put(&mut m, "standIn", r.text_of("standIn").map(|v| json!(matches!(v, "true" | "1"))));
+        put(&mut m, "metadata", metadata(r));
+        m.insert("trasferimenti".into(), Value::Array(transfers));
+        Value::Object(m)
     }
 
     /// `GET …/notice-number?base=<13 digits>`: a valid notice number and IUV of the ente;

@@ -32,6 +32,25 @@ pub struct PagopaConfig {
     /// Default `varco-data/pagopa`.
     #[serde(default = "d_dir")]
     pub receipts_dir: PathBuf,
+    /// The events a receipt is published as: `v2` (`it.varco.tributi.pagamento.ricevuto.v2`,
+    /// the whole receipt) and `v1` (the summary, kept for existing subscriptions). Default
+    /// both; `[v2]` once no subscription reads v1.
+    #[serde(default = "d_receipt_events")]
+    pub receipt_events: Vec<ReceiptEvent>,
+}
+
+/// A version of the receipt event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiptEvent {
+    /// `it.varco.tributi.pagamento.ricevuto.v1`.
+    V1,
+    /// `it.varco.tributi.pagamento.ricevuto.v2`.
+    V2,
+}
+
+fn d_receipt_events() -> Vec<ReceiptEvent> {
+    vec![ReceiptEvent::V1, ReceiptEvent::V2]
 }
 
 fn d_aux() -> u8 {
@@ -69,6 +88,9 @@ impl PagopaConfig {
         let u = &self.backoffice_url;
         if !(u.starts_with("http://") || u.starts_with("https://")) || u.parse::<http::Uri>().is_err() {
             out.push(("backoffice_url".into(), "an http(s) URL".into()));
+        }
+        if self.receipt_events.is_empty() {
+            out.push(("receipt_events".into(), "at least one of v1, v2".into()));
         }
         out
     }

@@ -37,6 +37,10 @@ const SCHEMAS: &[(&str, &str)] = &[
         include_str!("../../../contracts/events/it.varco.tributi.pagamento.ricevuto.v1.json"),
     ),
     (
+        "it.varco.tributi.pagamento.ricevuto.v2",
+        include_str!("../../../contracts/events/it.varco.tributi.pagamento.ricevuto.v2.json"),
+    ),
+    (
         "it.varco.sociale.prestazione.erogata.v1",
         include_str!("../../../contracts/events/it.varco.sociale.prestazione.erogata.v1.json"),
     ),
@@ -189,7 +193,7 @@ mod tests {
     #[test]
     fn every_contract_compiles_and_checks_its_data() {
         let r = super::Registry::load().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(r.names().count(), 6);
+        assert_eq!(r.names().count(), 7);
         let t = r.get("it.varco.anagrafe.residenza.cambiata.v1").unwrap();
         assert_eq!(t.dataschema, "urn:varco:events:it.varco.anagrafe.residenza.cambiata.v1");
         let good =
@@ -207,5 +211,6 @@ mod tests {
         assert!(r.get("it.varco.sociale.prestazione.erogata.v1").unwrap().subject_personal);
         assert!(!r.get("it.varco.pratica.stato.cambiato.v1").unwrap().subject_personal);
         assert!(!r.get("it.varco.tributi.pagamento.ricevuto.v1").unwrap().subject_personal);
+        assert!(!r.get("it.varco.tributi.pagamento.ricevuto.v2").unwrap().subject_personal);
     }
 }
