@@ -86,7 +86,7 @@ server: {{events: {{dir: "{{DIR}}/events"}}}}
         methods: [POST, GET]
         access: public
         source: {{deny: [127.0.0.3]}}
-        to: {{adapter: {{kind: pagopa, id_pa: "{ID_PA}", id_broker_pa: "{BROKER}", id_station: "{STATION}", segregation_code: "{SEG}", company_name: "Comune di Macerata", backoffice_url: "http://{bo}", receipts_dir: "{{DIR}}/pagopa"}}}}
+        to: {{adapter: {{kind: pagopa, id_pa: "{ID_PA}", id_broker_pa: "{BROKER}", id_station: "{STATION}", segregation_code: "{SEG}", company_name: "Comune di Macerata", backoffice_url: "http://{bo}", receipts_dir: "{{DIR}}/pagopa", check_receipts: true}}}}
     events:
       subscriptions:
         - name: ricevute
@@ -774,6 +774,7 @@ async fn receipts_for_a_secondary_creditor() {
 async fn two_instances_on_one_redis_publish_each_receipt_once() {
     let redis = varco_tests::Redis::start().await;
     let bo = Backend::start("backoffice").await;
+    bo.serve_static(&format!("/debt-positions/{}", &notice("0000000000001")[1..]), Some(position("payable", 12000)));
     let hook = Backend::start("receipts-hook").await;
     let hook_v2 = Backend::start("receipts-v2-hook").await;
     let cfg = format!("redis: {{url: \"{}\", timeout: 500ms}}\n{}", redis.url(), station_config(&bo, &hook, &hook_v2));
@@ -929,4 +930,23 @@ async fn receipts_v2_carry_the_whole_receipt() {
     let v1 = wait_hook(&env.hook, 1).await;
     let e1: Value = serde_json::from_str(v1[0]["body"].as_str().unwrap()).unwrap();
     assert_eq!(e1["data"]["dataPagamento"], "2026-11-24T00:00:00");
+}
+
+/// `check_receipts`: a receipt for a position the back-office does not know, or cancelled, is
+/// refused with the fault pagoPA's own GPD station gives; a known one is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_are_checked_against_the_back_office_when_asked() {
+    let env = setup().await;
+    let r = node(&env, "paSendRT", with(ids(), receipt("rt-chk-1", "0000000000009"))).await;
+    assert_eq!(fault_code(&r), "PAA_PAGAMENTO_SCONOSCIUTO", "{r}");
+    let r = node(&env, "paSendRTV2", with(ids(), receipt("rt-chk-2", "0000000000004"))).await;
+    assert_eq!(fault_code(&r), "PAA_PAGAMENTO_ANNULLATO", "{r}");
+    // Paid or expired positions still take their receipt: the citizen has paid.
+    let r = node(&env, "paSendRT", with(ids(), receipt("rt-chk-3", "0000000000002"))).await;
+    assert_eq!(r["outcome"], "OK", "{r}");
+    // A refused receipt left no trace: once the position exists, the same id is accepted.
+    env.bo
+        .serve_static(&format!("/debt-positions/{}", &notice("0000000000009")[1..]), Some(position("payable", 12000)));
+    let r = node(&env, "paSendRT", with(ids(), receipt("rt-chk-1", "0000000000009"))).await;
+    assert_eq!(r["outcome"], "OK", "{r}");
 }

@@ -350,6 +350,9 @@ impl PagopaAdapter {
                     self.own_transfers(r)?;
                     notice.get(1..).unwrap_or_default().to_owned()
                 };
+                if self.cfg.check_receipts && fiscal_code == self.cfg.id_pa {
+                    self.known_position(&iuv).await?;
+                }
                 if r.text_of("outcome") == Some("KO") {
                     // Not a payment: acknowledged, nothing published.
                     tracing::info!(tenant = %self.tenant, iuv, "pagoPA receipt with outcome KO acknowledged");
@@ -403,6 +406,17 @@ impl PagopaAdapter {
             PositionStatus::InProgress => {
                 Err(fault("PAA_PAGAMENTO_IN_CORSO", "Pagamento in corso", "a payment of this notice is in progress"))
             }
+        }
+    }
+
+    /// `check_receipts`: the back-office must know the position, and it must not be cancelled.
+    async fn known_position(&self, iuv: &str) -> Result<(), Fault> {
+        let pos = self.backoffice.position(iuv).await.map_err(|e| self.backoffice_fault(e))?;
+        match pos.status {
+            PositionStatus::Cancelled => {
+                Err(fault("PAA_PAGAMENTO_ANNULLATO", "Pagamento annullato", "the back-office cancelled this position"))
+            }
+            _ => Ok(()),
         }
     }
 

@@ -37,6 +37,12 @@ pub struct PagopaConfig {
     /// both; `[v2]` once no subscription reads v1.
     #[serde(default = "d_receipt_events")]
     pub receipt_events: Vec<ReceiptEvent>,
+    /// Look a receipt's position up in the back-office before accepting it: unknown →
+    /// `PAA_PAGAMENTO_SCONOSCIUTO`, cancelled → `PAA_PAGAMENTO_ANNULLATO` (as pagoPA's own GPD
+    /// station answers); the back-office unreachable → `PAA_SYSTEM_ERROR` (the node retries).
+    /// Not for a secondary creditor's receipts (the IUV is another ente's). Default false.
+    #[serde(default)]
+    pub check_receipts: bool,
 }
 
 /// A version of the receipt event.
