@@ -434,3 +434,58 @@ async fn proxy_protocol_from_a_trusted_balancer() {
     assert_eq!(be.hits(), hits, "a refused connection reached the back-office");
     assert_eq!(refused().await - before, 3);
 }
+
+/// The PROXY protocol as a real load balancer sends it: HAProxy (TCP mode) in front of varco
+/// with `send-proxy-v2` and `send-proxy`; a client on 127.0.0.5 reaches the back-office as
+/// 127.0.0.5, and the same client going around the balancer is refused.
+#[tokio::test]
+async fn proxy_protocol_behind_haproxy() {
+    use varco_tests::Client;
+    let be = Backend::start("live").await;
+    let cfg = config(&be, varco_tests::free_port(), "")
+        .replace(
+            "listeners: [{name: public, address: \"127.0.0.1:{PORT}\"}]",
+            "listeners: [{name: public, address: \"127.0.0.1:{PORT}\", proxy_protocol: true}]",
+        )
+        .replace("server: {max_body_bytes: 1024,", "server: {trusted_proxies: [127.0.0.1/32], max_body_bytes: 1024,");
+    let v = Varco::start(&cfg).await;
+    let (v2, v1) = (varco_tests::free_port(), varco_tests::free_port());
+    let dir = std::env::temp_dir().join(format!("varco-haproxy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("haproxy.cfg");
+    std::fs::write(
+        &conf,
+        format!(
+            "global\n  maxconn 64\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
+             frontend v2\n  bind 127.0.0.1:{v2}\n  default_backend v2\nbackend v2\n  server varco 127.0.0.1:{p} send-proxy-v2\n\
+             frontend v1\n  bind 127.0.0.1:{v1}\n  default_backend v1\nbackend v1\n  server varco 127.0.0.1:{p} send-proxy\n",
+            p = v.port
+        ),
+    )
+    .unwrap();
+    let mut haproxy = std::process::Command::new("haproxy")
+        .args(["-db", "-f"])
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("haproxy (apt-get install haproxy)");
+    for port in [v2, v1] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "haproxy did not listen on {port}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let client = "127.0.0.5".parse().unwrap();
+    for port in [v2, v1] {
+        let r = Client::from_address(port, Some(client)).get(H, "/live/x").await;
+        assert_eq!(r.status, 200, "through port {port}: {r:?}");
+        assert_eq!(be.last()["headers"]["x-forwarded-for"], "127.0.0.5", "through port {port}");
+    }
+    // Around the balancer, without a PROXY header: closed unanswered.
+    let out = raw_http(v.port, format!("GET /live/x HTTP/1.1\r\nHost: {H}\r\n\r\n").as_bytes()).await;
+    assert_eq!(out, "", "a direct connection was served");
+    let _ = haproxy.kill();
+    let _ = haproxy.wait();
+    let _ = std::fs::remove_dir_all(dir);
+}
