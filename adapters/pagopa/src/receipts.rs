@@ -50,9 +50,15 @@ fn append(path: &Path, line: &str) -> Result<(), String> {
         .map_err(|e| format!("`{}`: {e}", path.display()))
 }
 
-/// A receipt id as one journal token (ids are 1 to 64 characters; spaces would split it).
+/// A receipt id as one journal token: `%`, space and line breaks percent-encoded, so that
+/// every id has its own token and the line splits where it should.
 fn token(id: &str) -> String {
-    id.replace(['\n', '\r', ' '], "_")
+    id.replace('%', "%25").replace(' ', "%20").replace('\n', "%0A").replace('\r', "%0D")
+}
+
+/// The receipt id of a journal token.
+fn untoken(t: &str) -> String {
+    t.replace("%20", " ").replace("%0A", "\n").replace("%0D", "\r").replace("%25", "%")
 }
 
 impl ReceiptStore {
@@ -93,7 +99,7 @@ impl ReceiptStore {
         let mut open: Vec<(String, u64)> = open.into_iter().collect();
         open.sort();
         for (id, from) in open {
-            let found = published.published_since(from, &id)?;
+            let found = published.published_since(from, &untoken(&id))?;
             tracing::warn!(tenant, receipt = %id, published = found, "a receipt left open by a crash was settled");
             if found {
                 append(&path, &format!("D {id}\n"))?;
@@ -160,6 +166,16 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).expect("dir");
         d
+    }
+
+    #[test]
+    fn every_id_has_its_own_token() {
+        for id in ["rt-1", "a b", "a_b", "a%20b", "x\ny", "50%"] {
+            assert_eq!(untoken(&token(id)), id);
+            assert!(!token(id).contains([' ', '\n', '\r']));
+        }
+        assert_ne!(token("a b"), token("a_b"));
+        assert_ne!(token("a b"), token("a%20b"));
     }
 
     #[test]
