@@ -210,3 +210,49 @@ async fn mutual_tls_to_a_back_office_that_requires_a_client_certificate() {
     let _ = std::fs::remove_dir_all(&other);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The connection guard works inside TLS too (it wraps the decrypted stream): a header that
+/// stalls after the handshake gets 408 problem+json, and a header pingora cannot parse gets a
+/// 400 problem+json, both through `openssl s_client`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_garbage_headers_over_tls_get_problems() {
+    use std::io::{Read, Write};
+    let be = Backend::start("bo").await;
+    let pki = pki();
+    let v = Varco::start(&format!("server: {{header_timeout: 1s}}\n{}", config(&be, &pki, "optional"))).await;
+    let exchange = |bytes: &'static [u8]| {
+        // `timeout`: a header never cut off fails the test instead of hanging it.
+        let mut c = Command::new("timeout")
+            .args([
+                "30",
+                "openssl",
+                "s_client",
+                "-quiet",
+                "-alpn",
+                "http/1.1",
+                "-servername",
+                "macerata.example.it",
+                "-connect",
+            ])
+            .arg(format!("127.0.0.1:{}", v.port))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+        // Keep stdin open (a stalled client), read until varco closes.
+        let mut out = String::new();
+        let _ = c.stdout.take().unwrap().read_to_string(&mut out);
+        drop(stdin);
+        let _ = c.wait();
+        out
+    };
+    let out = exchange(b"GET /x HTTP/1.1\r\nHost: macerata.example.it\r\nX-Half: ");
+    assert!(out.starts_with("HTTP/1.1 408 ") && out.contains("urn:varco:problem:request-timeout"), "{out}");
+    let out = exchange(b"GET /x HTTP/1.1\r\nHost: macerata.example.it\r\nno colon here\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 400 ") && out.contains("application/problem+json"), "{out}");
+    let _ = std::fs::remove_dir_all(pki);
+}
