@@ -98,6 +98,7 @@ static SUBJECT: Ty = Ty::Seq(&[
 ]);
 static MAP_ENTRY: Ty = Ty::Seq(&[req("key", &T140), req("value", &T140)]);
 static METADATA: Ty = Ty::Seq(&[many("mapEntry", 1, 15, &MAP_ENTRY)]);
+/// `ctTransferPA`: a transfer of a receipt, and of a paGetPayment answer.
 static TRANSFER: Ty = Ty::Seq(&[
     req("idTransfer", &ID_TRANSFER),
     req("transferAmount", &AMOUNT_NZ),
@@ -220,7 +221,6 @@ static FAULT_BEAN: Ty = Ty::Seq(&[
     opt("originalDescription", &ANY),
 ]);
 static AMOUNT_OPTION: Ty = Ty::Simple(Simple::Enum(&["EQ", "LS", "GT", "ANY"]));
-static T1_35: Ty = Ty::Simple(Simple::Text(1, 35));
 static OPTION_DESCRIPTION: Ty = Ty::Seq(&[
     req("amount", &AMOUNT_NZ),
     req("options", &AMOUNT_OPTION),
@@ -231,22 +231,13 @@ static OPTION_DESCRIPTION: Ty = Ty::Seq(&[
 static OPTION_LIST: Ty = Ty::Seq(&[req("paymentOptionDescription", &OPTION_DESCRIPTION)]);
 static MARCA_DA_BOLLO: Ty =
     Ty::Seq(&[req("hashDocumento", &BASE64), req("tipoBollo", &ANY), req("provinciaResidenza", &COUNTRY)]);
-static TRANSFER_PA: Ty = Ty::Seq(&[
-    req("idTransfer", &ID_TRANSFER),
-    req("transferAmount", &AMOUNT_NZ),
-    req("fiscalCodePA", &FISCAL_PA),
-    req("IBAN", &T1_35),
-    req("remittanceInformation", &T140),
-    req("transferCategory", &T140),
-    opt("metadata", &METADATA),
-]);
 static TRANSFER_PA_V2: Ty = Ty::Seq(&[
     req("idTransfer", &ID_TRANSFER),
     req("transferAmount", &AMOUNT_NZ),
     req("fiscalCodePA", &FISCAL_PA),
     opt("companyName", &T140),
     Item::Choice(&[
-        Field { name: "IBAN", min: 1, max: 1, ty: &T1_35 },
+        Field { name: "IBAN", min: 1, max: 1, ty: &T35 },
         Field { name: "richiestaMarcaDaBollo", min: 1, max: 1, ty: &MARCA_DA_BOLLO },
     ]),
     req("remittanceInformation", &T140),
@@ -263,7 +254,7 @@ static PAYMENT_PA: Ty = Ty::Seq(&[
     opt("companyName", &T140),
     opt("officeName", &T140),
     req("debtor", &SUBJECT),
-    req("transferList", &Ty::Seq(&[many("transfer", 1, 5, &TRANSFER_PA)])),
+    req("transferList", &Ty::Seq(&[many("transfer", 1, 5, &TRANSFER)])),
     opt("metadata", &METADATA),
 ]);
 static PAYMENT_PA_V2: Ty = Ty::Seq(&[
