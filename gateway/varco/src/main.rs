@@ -43,6 +43,16 @@ enum Command {
         #[arg(long)]
         name: String,
     },
+    /// Ask a running varco whether it is ready (`GET /readyz` on its admin listener): exit 0
+    /// when it answers 200, 1 otherwise. For container health checks (no curl in the image).
+    Health {
+        /// The admin listener's `ip:port`.
+        #[arg(long, default_value = "127.0.0.1:9180")]
+        admin: String,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s")]
+        timeout: varco_config::Dur,
+    },
     /// Print the version.
     Version,
 }
@@ -71,10 +81,38 @@ fn init_logging() {
     tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).with_target(true).init();
 }
 
+/// The status of `GET /readyz` at `admin` (plain HTTP/1.1 over TCP: no client needed).
+fn ready(admin: &str, timeout: std::time::Duration) -> Result<u16> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = admin.parse().with_context(|| format!("`{admin}` is not ip:port"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {admin}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    s.write_all(format!("GET /readyz HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut head = [0u8; 32];
+    let n = s.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]).into_owned();
+    line.split(' ').nth(1).and_then(|c| c.parse().ok()).with_context(|| format!("not an HTTP answer: {line:?}"))
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Version => println!("varco {}", env!("CARGO_PKG_VERSION")),
+        Command::Health { admin, timeout } => {
+            let status = ready(&admin, timeout.0);
+            match status {
+                Ok(200) => println!("ready"),
+                Ok(s) => {
+                    eprintln!("not ready: /readyz answered {s}");
+                    std::process::exit(1);
+                }
+                Err(e) => {
+                    eprintln!("not ready: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::Schema => println!("{}", serde_json::to_string_pretty(&varco_config::json_schema())?),
         Command::Apikey { name } => {
             use ring::rand::SecureRandom;
