@@ -152,3 +152,54 @@ async fn kafka_delivery_keeps_each_subjects_order() {
     assert_eq!(assert_side_by_side_in_order(&got, "ko", &hook), 5);
     assert_eq!(lag_reaches(&v, 0).await, Some(0), "every offset committed");
 }
+
+/// The cluster: two instances of varco share one tansu broker and one Redis, behind a
+/// balancer that spreads publishers over both. Bari's subscription is one consumer group
+/// across the two: every event, whichever instance took it, reaches Bari's webhook once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_a_subscription_on_one_broker() {
+    let broker = Broker::start(TOPICS, 3).await;
+    let redis = varco_tests::Redis::start().await;
+    let hook = Backend::start("bari-hook").await;
+    let cfg = format!("redis: {{url: \"{}\"}}\n{}", redis.url(), config(&hook, Some(&broker.bootstrap())));
+    let a = Varco::start_with_env(&cfg, ENV).await;
+    let b = Varco::start_with_env(&cfg, ENV).await;
+    // Let the group settle on its two members before the traffic starts.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Forty citizens: their keys spread over the three partitions.
+    for i in 0..40 {
+        let v = if i % 2 == 0 { &a } else { &b };
+        let cf = format!("RSSMRA80A01H{i:03}U");
+        let r = publish(v, MC, "application/cloudevents+json", &residenza(&format!("ha-{i}"), &cf)).await;
+        assert_eq!(r.status, 202, "{r:?}");
+    }
+    let got = deliveries(&hook, 40, Duration::from_secs(60)).await;
+    // A little longer: a second delivery of anything would show up now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got_all = hook.requests();
+    let ids: Vec<String> = got_all.iter().map(|r| body_of(r)["id"].as_str().unwrap_or("").to_owned()).collect();
+    let distinct: HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 40, "{} deliveries\n{}\n{}", got.len(), a.log_text(), b.log_text());
+    assert_eq!(ids.len(), 40, "an event was delivered twice: {ids:?}");
+    // Both instances delivered a share (the group split the partitions between them).
+    let delivered = |v: &Varco| {
+        let v = v.admin_client.clone();
+        async move {
+            let m = String::from_utf8_lossy(&v.get("localhost", "/metrics").await.body).into_owned();
+            m.lines()
+                .filter(|l| l.starts_with("varco_events_delivered_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum::<u64>()
+        }
+    };
+    let (da, db) = (delivered(&a).await, delivered(&b).await);
+    assert_eq!(da + db, 40);
+    assert!(
+        da > 0 && db > 0,
+        "one instance delivered everything: {da} + {db}\nA:\n{}\nB:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    assert_eq!(lag_reaches(&a, 0).await, Some(0));
+    drop(redis);
+}
