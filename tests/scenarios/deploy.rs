@@ -117,3 +117,114 @@ async fn varco_health_answers_for_the_healthcheck() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not ready"));
 }
+
+fn yaml(path: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // Compose's `<<: *anchor` merge keys, as compose applies them.
+    v.apply_merge().unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::to_value(v).unwrap()
+}
+
+/// The metric names varco registers, read from its sources (`…::new("name"` in the crates).
+fn metric_names() -> std::collections::HashSet<String> {
+    let mut names = std::collections::HashSet::new();
+    let mut stack = vec![root().join("gateway"), root().join("adapters")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for part in text.split("::new(").skip(1) {
+                    let rest = part.trim_start();
+                    if let Some(name) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) {
+                        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                            names.insert(format!("varco_{name}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The compose cluster: the services the deployment guide names, host files that exist, both
+/// varco instances with the one configuration (which `varco check` accepts) and the secrets it
+/// reads, Kafka in KRaft mode where the config looks for it, Prometheus scraping both, and a
+/// Grafana dashboard whose every metric varco has.
+#[test]
+fn the_compose_cluster_is_consistent() {
+    let c = yaml("deploy/compose/compose.yaml");
+    let services = c["services"].as_object().unwrap();
+    let mut names: Vec<&str> = services.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["grafana", "kafka", "otel-collector", "prometheus", "redis", "varco-a", "varco-b"]);
+    for (name, s) in services {
+        for v in s["volumes"].as_array().into_iter().flatten() {
+            let host = v.as_str().unwrap().split(':').next().unwrap();
+            if host.starts_with("./") {
+                let p = root().join("deploy/compose").join(host);
+                assert!(p.exists(), "{name}: {} does not exist", p.display());
+            }
+        }
+    }
+    let mut host_ports = std::collections::HashSet::new();
+    for s in services.values() {
+        for p in s["ports"].as_array().into_iter().flatten() {
+            assert!(host_ports.insert(p.as_str().unwrap().split(':').next().unwrap().to_owned()), "port {p} twice");
+        }
+    }
+    // Both instances: the image built from deploy/oci, the one config, the secrets file.
+    let env_example = std::fs::read_to_string(root().join("deploy/compose/secrets.env.example")).unwrap();
+    let config = std::fs::read_to_string(root().join("deploy/compose/varco.yaml")).unwrap();
+    for v in ["varco-a", "varco-b"] {
+        let s = &services[v];
+        assert_eq!(s["build"]["dockerfile"], "deploy/oci/Dockerfile", "{v}");
+        assert!(s["volumes"].as_array().unwrap().iter().any(|x| x == "./varco.yaml:/etc/varco/varco.yaml:ro"), "{v}");
+        assert_eq!(s["env_file"][0], "secrets.env", "{v}");
+    }
+    for var in config.split("{env: ").skip(1).map(|r| r.split('}').next().unwrap().trim()) {
+        assert!(env_example.lines().any(|l| l.starts_with(&format!("{var}="))), "{var} is not in secrets.env.example");
+    }
+    let mut check = Command::new(env!("CARGO_BIN_EXE_varco"));
+    check.args(["check", "--config"]).arg(root().join("deploy/compose/varco.yaml"));
+    for l in env_example.lines().filter(|l| !l.starts_with('#') && l.contains('=')) {
+        let (k, v) = l.split_once('=').unwrap();
+        check.env(k, v);
+    }
+    let out = check.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Kafka in KRaft mode, where the config's brokers point; Redis likewise.
+    let k = &services["kafka"]["environment"];
+    assert!(k["KAFKA_PROCESS_ROLES"].as_str().unwrap().contains("controller"), "KRaft: {k}");
+    assert!(k["KAFKA_ADVERTISED_LISTENERS"].as_str().unwrap().contains("kafka:9092"));
+    assert!(config.contains("brokers: \"kafka:9092\"") && config.contains("redis://redis:6379"));
+    // Prometheus scrapes both admin listeners.
+    let prom = yaml("deploy/compose/prometheus.yml");
+    let targets = &prom["scrape_configs"][0]["static_configs"][0]["targets"];
+    assert_eq!(targets, &serde_json::json!(["varco-a:9180", "varco-b:9180"]));
+    assert!(config.contains("address: \"0.0.0.0:9180\""));
+    // Every metric the dashboard plots is one varco has.
+    let known = metric_names();
+    assert!(known.contains("varco_requests_total") && known.contains("varco_subscription_lag_events"), "{known:?}");
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("deploy/compose/grafana/dashboards/varco.json")).unwrap(),
+    )
+    .unwrap();
+    let mut plotted = 0;
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for m in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("varco_"))
+            {
+                let base = m.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count");
+                assert!(known.contains(base), "the dashboard plots `{m}`, which varco does not have");
+                plotted += 1;
+            }
+        }
+    }
+    assert!(plotted >= 12, "{plotted}");
+}
