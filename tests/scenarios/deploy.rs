@@ -228,3 +228,68 @@ fn the_compose_cluster_is_consistent() {
     }
     assert!(plotted >= 12, "{plotted}");
 }
+
+/// The Kubernetes manifests: each resource valid against Kubernetes' schemas with unknown
+/// fields refused (`kubernetes-validate --strict`, which does fail on a misspelt field), all of
+/// them in the kustomization, the configuration they carry accepted by `varco check`, probes on
+/// the admin listener, and the admin port open to the namespace only.
+#[test]
+fn the_kubernetes_manifests_are_valid_and_complete() {
+    let dir = root().join("deploy/k8s");
+    let validate = |p: &Path| {
+        Command::new("kubernetes-validate").arg("--strict").arg(p).output().expect("kubernetes-validate (pip)")
+    };
+    let k = yaml("deploy/k8s/kustomization.yaml");
+    let listed: Vec<String> =
+        k["resources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect();
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".yaml") && f != "kustomization.yaml" && f != "varco.yaml")
+        .collect();
+    files.sort();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(sorted, files, "every manifest is in the kustomization");
+    for f in &files {
+        let out = validate(&dir.join(f));
+        let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && report.contains("passed"), "{f}: {report}");
+    }
+    // --strict bites: a misspelt field fails.
+    let bad = std::env::temp_dir().join(format!("varco-k8s-bad-{}.yaml", std::process::id()));
+    std::fs::write(
+        &bad,
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: x}\nspec: {minAvailabel: 1, selector: {matchLabels: {app: varco}}}\n",
+    )
+    .unwrap();
+    let out = validate(&bad);
+    let _ = std::fs::remove_file(&bad);
+    assert!(!out.status.success(), "a misspelt field passed");
+
+    assert_eq!(k["configMapGenerator"][0]["files"][0], "varco.yaml");
+    let secret = yaml("deploy/k8s/secret.yaml");
+    let mut check = Command::new(env!("CARGO_BIN_EXE_varco"));
+    check.args(["check", "--config"]).arg(dir.join("varco.yaml"));
+    for (name, value) in secret["stringData"].as_object().unwrap() {
+        check.env(name, value.as_str().unwrap());
+    }
+    let out = check.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = std::fs::read_to_string(dir.join("varco.yaml")).unwrap();
+    for var in config.split("{env: ").skip(1).map(|r| r.split('}').next().unwrap().trim()) {
+        assert!(secret["stringData"].get(var).is_some(), "{var} is not in the Secret");
+    }
+
+    let sts = yaml("deploy/k8s/statefulset.yaml");
+    let c = &sts["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "admin");
+    assert!(c["ports"].as_array().unwrap().iter().any(|p| p["name"] == "admin" && p["containerPort"] == 9180));
+    assert_eq!(sts["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"], true);
+    assert!(sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap() > 11);
+    let np = yaml("deploy/k8s/networkpolicy.yaml");
+    let admin_rule = np["spec"]["ingress"].as_array().unwrap().iter().find(|r| r["ports"][0]["port"] == 9180).unwrap();
+    assert!(admin_rule.get("from").is_some(), "the admin port is open to everyone");
+}
