@@ -227,6 +227,29 @@ fn the_compose_cluster_is_consistent() {
         }
     }
     assert!(plotted >= 12, "{plotted}");
+    // Grafana finds Prometheus and the dashboard where compose mounts them.
+    let ds = yaml("deploy/compose/grafana/provisioning/datasources/prometheus.yaml");
+    assert_eq!(ds["datasources"][0]["url"], "http://prometheus:9090");
+    assert_eq!(ds["datasources"][0]["uid"], "prometheus", "the dashboard's panels name this uid");
+    let boards = yaml("deploy/compose/grafana/provisioning/dashboards/varco.yaml");
+    let path = boards["providers"][0]["options"]["path"].as_str().unwrap();
+    assert!(services["grafana"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v.as_str().unwrap().ends_with(&format!(":{path}:ro"))));
+    // The collector's pipeline uses only what it defines, and listens on OTLP's ports.
+    let otel = yaml("deploy/compose/otel-collector.yaml");
+    let traces = &otel["service"]["pipelines"]["traces"];
+    for (kind, list) in [("receivers", "receivers"), ("processors", "processors"), ("exporters", "exporters")] {
+        for name in traces[list].as_array().unwrap() {
+            assert!(otel[kind].get(name.as_str().unwrap()).is_some(), "{kind}: {name} is not defined");
+        }
+    }
+    assert_eq!(otel["receivers"]["otlp"]["protocols"]["http"]["endpoint"], "0.0.0.0:4318");
+    // The image's build context leaves the build output and the history out.
+    let ignore = std::fs::read_to_string(root().join("deploy/oci/Dockerfile.dockerignore")).unwrap();
+    assert!(ignore.lines().any(|l| l == "target") && ignore.lines().any(|l| l == ".git"));
 }
 
 /// The Kubernetes manifests: each resource valid against Kubernetes' schemas with unknown
