@@ -297,6 +297,26 @@ pub static DEMAND_RES: Ty = Ty::Seq(&[
 
 /// Checks `el` against `ty`; the first problem as `path: what`.
 pub fn check(el: &Element, ty: &Ty, path: &str) -> Result<(), String> {
+    walk(el, ty, &Path { parent: None, name: path })
+}
+
+/// Where the walk is, kept on the stack: written out only when there is a problem to report
+/// (every message and answer is checked, so the walk allocates nothing on success).
+struct Path<'a> {
+    parent: Option<&'a Path<'a>>,
+    name: &'a str,
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(p) = self.parent {
+            write!(f, "{p}/")?;
+        }
+        f.write_str(self.name)
+    }
+}
+
+fn walk(el: &Element, ty: &Ty, path: &Path<'_>) -> Result<(), String> {
     match ty {
         Ty::Simple(s) => {
             if !el.children.is_empty() {
@@ -322,7 +342,7 @@ pub fn check(el: &Element, ty: &Ty, path: &str) -> Result<(), String> {
                             if n > f.max {
                                 return Err(format!("{path}/{}: at most {} allowed", f.name, f.max));
                             }
-                            check(&kids[i], f.ty, &format!("{path}/{}", f.name))?;
+                            walk(&kids[i], f.ty, &Path { parent: Some(path), name: f.name })?;
                             i += 1;
                         }
                         if n < f.min {
@@ -337,7 +357,7 @@ pub fn check(el: &Element, ty: &Ty, path: &str) -> Result<(), String> {
                         let Some(f) = alts.iter().find(|f| f.name == k.name) else {
                             return Err(format!("{path}/{}: expected one of {}", k.name, names(alts)));
                         };
-                        check(k, f.ty, &format!("{path}/{}", f.name))?;
+                        walk(k, f.ty, &Path { parent: Some(path), name: f.name })?;
                         i += 1;
                     }
                 }

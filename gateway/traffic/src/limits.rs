@@ -20,6 +20,15 @@ type Keyed = RateLimiter<u64, DefaultKeyedStateStore<u64>, DefaultClock, StateIn
 type Direct =
     RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock, StateInformationMiddleware>;
 
+/// An empty bucket map. dashmap's default is four shards per CPU, each padded to a cache line:
+/// 1 KiB per limiter here, 32 KiB on a 64-core host, for every route of every ente. A few
+/// shards per core group are enough for a map touched once per request.
+fn keyed_store() -> DefaultKeyedStateStore<u64> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let shards = cores.next_power_of_two().clamp(4, 16);
+    DefaultKeyedStateStore::with_hasher_and_shard_amount(std::hash::RandomState::new(), shards)
+}
+
 /// Route- and tenant-wide limits have one bucket: no map to look it up in.
 enum Buckets {
     Keyed(Keyed),
@@ -60,9 +69,14 @@ impl Limiter {
                 LimitKey::Route | LimitKey::Tenant => {
                     Buckets::Direct(RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>())
                 }
-                LimitKey::ClientIp | LimitKey::Header | LimitKey::Subject | LimitKey::ClientId => {
-                    Buckets::Keyed(RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>())
-                }
+                LimitKey::ClientIp | LimitKey::Header | LimitKey::Subject | LimitKey::ClientId => Buckets::Keyed(
+                    RateLimiter::<u64, _, DefaultClock, governor::middleware::NoOpMiddleware<_>>::new(
+                        quota,
+                        keyed_store(),
+                        DefaultClock::default(),
+                    )
+                    .with_middleware::<StateInformationMiddleware>(),
+                ),
             },
         })
     }
