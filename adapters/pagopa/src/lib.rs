@@ -12,6 +12,7 @@
 pub mod backoffice;
 pub mod gpd;
 pub mod notice;
+mod receipt_events;
 pub mod receipts;
 pub mod schema;
 pub mod xml;
@@ -341,13 +342,16 @@ impl PagopaAdapter {
                     .ok_or_else(|| fault("PAA_SINTASSI_XSD", "Errore di sintassi XSD", "receipt"))?;
                 let fiscal_code = r.text_of("fiscalCode").unwrap_or("");
                 let notice = r.text_of("noticeNumber").unwrap_or("");
+                let own = self.own_transfers(r);
                 let iuv = if fiscal_code == self.cfg.id_pa {
                     self.iuv(fiscal_code, notice)?
                 } else {
                     // A multi-beneficiary notice (a Provincia's TEFA on a comune's TARI): the
                     // node sends the primary creditor's receipt to every creditor in its
                     // transfers. The IUV is the primary's.
-                    self.own_transfers(r)?;
+                    if let Err(f) = &own {
+                        return Err(f.clone());
+                    }
                     notice.get(1..).unwrap_or_default().to_owned()
                 };
                 if self.cfg.check_receipts && fiscal_code == self.cfg.id_pa {
@@ -358,7 +362,7 @@ impl PagopaAdapter {
                     tracing::info!(tenant = %self.tenant, iuv, "pagoPA receipt with outcome KO acknowledged");
                     return Ok("<outcome>OK</outcome>".to_owned());
                 }
-                self.receipt(r, &iuv, traceparent).await?;
+                self.receipt(r, &iuv, &own.unwrap_or_default(), traceparent).await?;
                 Ok("<outcome>OK</outcome>".to_owned())
             }
             Op::Demand => {
@@ -522,7 +526,8 @@ impl PagopaAdapter {
 
     /// Stores a receipt durably (as a `it.varco.tributi.pagamento.ricevuto.v1` event in the
     /// outbox) exactly once per `receiptId`.
-    async fn receipt(&self, r: &Element, iuv: &str, traceparent: &str) -> Result<(), Fault> {
+    /// `own`: the receipt's transfers whose creditor is this ente.
+    async fn receipt(&self, r: &Element, iuv: &str, own: &[&Element], traceparent: &str) -> Result<(), Fault> {
         let receipt_id = r.text_of("receiptId").unwrap_or("").to_owned();
         if receipt_id.is_empty() || receipt_id.len() > 64 {
             return Err(fault("PAA_SEMANTICA", "Errore semantico", "receiptId must be 1 to 64 characters"));
@@ -534,14 +539,13 @@ impl PagopaAdapter {
             return Err(fault("PAA_SEMANTICA", "Errore semantico", "a receipt of 0.00 is not a payment"));
         }
         // What concerns this ente: its own transfers (all of them on a single-creditor notice).
-        let own = self.own_transfers(r).unwrap_or_default();
         let own_cents: Option<u64> =
             own.iter().map(|t| backoffice::cents(t.text_of("transferAmount").unwrap_or(""))).sum();
         let cents = match own_cents {
             Some(c) if c > 0 => c,
             _ => total,
         };
-        let causale = match own.as_slice() {
+        let causale = match own {
             [t] if r.text_of("fiscalCode") != Some(self.cfg.id_pa.as_str()) => t.text_of("remittanceInformation"),
             _ => r.text_of("description"),
         };
@@ -551,12 +555,12 @@ impl PagopaAdapter {
                 ReceiptEvent::V1 => (
                     "it.varco.tributi.pagamento.ricevuto.v1",
                     format!("pagopa-rt-{receipt_id}"),
-                    self.receipt_v1(r, iuv, &receipt_id, cents, causale),
+                    receipt_events::v1(&self.cfg.id_pa, &self.tenant, r, iuv, &receipt_id, cents, causale),
                 ),
                 ReceiptEvent::V2 => (
                     "it.varco.tributi.pagamento.ricevuto.v2",
                     format!("pagopa-rt-{receipt_id}-v2"),
-                    self.receipt_v2(r, iuv, &receipt_id, cents, total),
+                    receipt_events::v2(&self.cfg.id_pa, r, iuv, &receipt_id, cents, total),
                 ),
             };
             let event = cloudevents::EventBuilderV10::new()
@@ -616,148 +620,6 @@ impl PagopaAdapter {
                 Err(fault("PAA_SYSTEM_ERROR", "Errore generico", "the receipt could not be stored; send it again"))
             }
         }
-    }
-
-    /// The v1 event's data: a summary. `dataPagamento` is required there: without
-    /// `paymentDateTime` it is the `applicationDate`, else the time of arrival, and the log says
-    /// so (v2 leaves it out).
-    fn receipt_v1(
-        &self,
-        r: &Element,
-        iuv: &str,
-        receipt_id: &str,
-        cents: u64,
-        causale: Option<&str>,
-    ) -> serde_json::Value {
-        let paid_at = match (r.text_of("paymentDateTime"), r.text_of("applicationDate")) {
-            (Some(t), _) => t.to_owned(),
-            (None, Some(d)) => {
-                tracing::warn!(tenant = %self.tenant, receipt = receipt_id, "pagoPA receipt without paymentDateTime: v1's dataPagamento is its applicationDate");
-                format!("{}T00:00:00", d.get(..10).unwrap_or(d))
-            }
-            (None, None) => {
-                tracing::warn!(tenant = %self.tenant, receipt = receipt_id, "pagoPA receipt without paymentDateTime or applicationDate: v1's dataPagamento is the time it arrived");
-                chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
-            }
-        };
-        let mut data = serde_json::json!({
-            "idPA": self.cfg.id_pa,
-            "iuv": iuv,
-            "noticeNumber": r.text_of("noticeNumber"),
-            "receiptId": receipt_id,
-            "importoCentesimi": cents,
-            "dataPagamento": paid_at,
-            "causale": causale,
-        });
-        if let Some(cf) = r
-            .child("payer")
-            .and_then(|p| p.child("uniqueIdentifier"))
-            .and_then(|u| u.text_of("entityUniqueIdentifierValue"))
-        {
-            data["pagatore"] = serde_json::json!({ "codiceFiscale": cf });
-        }
-        data
-    }
-
-    /// The v2 event's data: the whole receipt, in the contract's words.
-    fn receipt_v2(&self, r: &Element, iuv: &str, receipt_id: &str, cents: u64, total: u64) -> serde_json::Value {
-        use serde_json::{json, Map, Value};
-        fn put(m: &mut Map<String, Value>, key: &str, v: Option<Value>) {
-            if let Some(v) = v {
-                m.insert(key.to_owned(), v);
-            }
-        }
-        let text = |el: &Element, name: &str| el.text_of(name).filter(|t| !t.is_empty()).map(|t| json!(t));
-        let money = |el: &Element, name: &str| el.text_of(name).and_then(backoffice::cents).map(|c| json!(c));
-        let metadata = |el: &Element| {
-            el.child("metadata").map(|m| {
-                m.children
-                    .iter()
-                    .map(|e| json!({"key": e.text_of("key"), "value": e.text_of("value")}))
-                    .collect::<Vec<_>>()
-                    .into()
-            })
-        };
-        let subject = |el: &Element| {
-            let mut m = Map::new();
-            let uid = el.child("uniqueIdentifier");
-            put(&mut m, "tipo", uid.and_then(|u| text(u, "entityUniqueIdentifierType")));
-            put(&mut m, "codiceFiscale", uid.and_then(|u| text(u, "entityUniqueIdentifierValue")));
-            put(&mut m, "nome", text(el, "fullName"));
-            for (k, n) in [
-                ("indirizzo", "streetName"),
-                ("civico", "civicNumber"),
-                ("cap", "postalCode"),
-                ("citta", "city"),
-                ("provincia", "stateProvinceRegion"),
-                ("nazione", "country"),
-                ("email", "e-mail"),
-            ] {
-                put(&mut m, k, text(el, n));
-            }
-            Value::Object(m)
-        };
-        let transfers: Vec<Value> = r
-            .child("transferList")
-            .map(|l| l.children.as_slice())
-            .unwrap_or_default()
-            .iter()
-            .map(|t| {
-                let mut m = Map::new();
-                put(&mut m, "id", t.text_of("idTransfer").and_then(|i| i.parse::<u8>().ok()).map(|i| json!(i)));
-                put(&mut m, "importoCentesimi", money(t, "transferAmount"));
-                put(&mut m, "codiceFiscaleEnte", text(t, "fiscalCodePA"));
-                put(&mut m, "denominazione", text(t, "companyName"));
-                m.insert("proprio".into(), json!(t.text_of("fiscalCodePA") == Some(self.cfg.id_pa.as_str())));
-                put(&mut m, "iban", text(t, "IBAN"));
-                put(&mut m, "marcaDaBollo", text(t, "MBDAttachment"));
-                put(&mut m, "causale", text(t, "remittanceInformation"));
-                put(&mut m, "categoria", text(t, "transferCategory"));
-                put(&mut m, "metadata", metadata(t));
-                Value::Object(m)
-            })
-            .collect();
-        let mut psp = Map::new();
-        for (k, n) in [
-            ("id", "idPSP"),
-            ("codiceFiscale", "pspFiscalCode"),
-            ("partitaIva", "pspPartitaIVA"),
-            ("denominazione", "PSPCompanyName"),
-            ("canale", "idChannel"),
-            ("descrizioneCanale", "channelDescription"),
-        ] {
-            put(&mut psp, k, text(r, n));
-        }
-        let mut primary = Map::new();
-        put(&mut primary, "codiceFiscale", text(r, "fiscalCode"));
-        put(&mut primary, "denominazione", text(r, "companyName"));
-        put(&mut primary, "ufficio", text(r, "officeName"));
-        let mut m = Map::new();
-        m.insert("idPA".into(), json!(self.cfg.id_pa));
-        m.insert("iuv".into(), json!(iuv));
-        put(&mut m, "noticeNumber", text(r, "noticeNumber"));
-        m.insert("receiptId".into(), json!(receipt_id));
-        put(&mut m, "creditorReferenceId", text(r, "creditorReferenceId"));
-        m.insert("importoCentesimi".into(), json!(cents));
-        m.insert("importoTotaleCentesimi".into(), json!(total));
-        put(&mut m, "dataPagamento", text(r, "paymentDateTime"));
-        put(&mut m, "dataApplicazione", text(r, "applicationDate"));
-        put(&mut m, "dataRiversamento", text(r, "transferDate"));
-        put(&mut m, "causale", text(r, "description"));
-        m.insert("creditorePrimario".into(), Value::Object(primary));
-        put(&mut m, "debitore", r.child("debtor").map(subject));
-        put(&mut m, "pagatore", r.child("payer").map(subject));
-        m.insert("psp".into(), Value::Object(psp));
-        put(&mut m, "metodoPagamento", text(r, "paymentMethod"));
-        put(&mut m, "commissioneCentesimi", money(r, "fee"));
-        put(&mut m, "commissioneCreditoreCentesimi", money(r, "primaryCiIncurredFee"));
-        put(&mut m, "idBundle", text(r, "idBundle"));
-        put(&mut m, "idCiBundle", text(r, "idCiBundle"));
-        put(&mut m, "nota", text(r, "paymentNote"));
-        put(&mut m, "standIn", r.text_of("standIn").map(|v| json!(matches!(v, "true" | "1"))));
-        put(&mut m, "metadata", metadata(r));
-        m.insert("trasferimenti".into(), Value::Array(transfers));
-        Value::Object(m)
     }
 
     /// `GET …/notice-number?base=<13 digits>`: a valid notice number and IUV of the ente;

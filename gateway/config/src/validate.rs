@@ -56,29 +56,7 @@ impl Config {
         if self.server.keepalive_idle.0 < std::time::Duration::from_secs(1) {
             is.add("server.keepalive_idle", "at least 1s");
         }
-        if self.server.header_timeout.0 < std::time::Duration::from_millis(100) {
-            is.add("server.header_timeout", "at least 100ms");
-        }
-        for (i, l) in self.listeners.iter().enumerate() {
-            if l.max_connections == 0 {
-                is.add(format!("listeners[{i}].max_connections"), "at least 1");
-            }
-            if l.max_connections_per_address == 0 {
-                is.add(format!("listeners[{i}].max_connections_per_address"), "at least 1");
-            }
-            if l.proxy_protocol && l.tls.is_some() {
-                is.add(
-                    format!("listeners[{i}].proxy_protocol"),
-                    "a PROXY header comes before TLS: plain listeners only",
-                );
-            }
-            if l.proxy_protocol && self.server.trusted_proxies.is_empty() {
-                is.add(
-                    format!("listeners[{i}].proxy_protocol"),
-                    "list the load balancers that send the PROXY header in server.trusted_proxies",
-                );
-            }
-        }
+        crate::validate_rules::validate_connections(self, &mut is);
         for (i, n) in self.server.trusted_proxies.iter().enumerate() {
             if let Err(e) = crate::parse_net(n) {
                 is.add(format!("server.trusted_proxies[{i}]"), e);

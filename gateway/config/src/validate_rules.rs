@@ -293,3 +293,28 @@ fn is_origin(o: &str) -> bool {
         && !rest.contains(['/', '?', '#', '@'])
         && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-:[]".contains(&b))
 }
+
+/// Connection settings: the header deadline, the listeners' connection limits, the PROXY
+/// protocol (plain listeners behind listed balancers only).
+pub(crate) fn validate_connections(cfg: &Config, is: &mut Issues) {
+    if cfg.server.header_timeout.0 < std::time::Duration::from_millis(100) {
+        is.add("server.header_timeout", "at least 100ms");
+    }
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        if l.max_connections == 0 {
+            is.add(format!("listeners[{i}].max_connections"), "at least 1");
+        }
+        if l.max_connections_per_address == 0 {
+            is.add(format!("listeners[{i}].max_connections_per_address"), "at least 1");
+        }
+        if l.proxy_protocol && l.tls.is_some() {
+            is.add(format!("listeners[{i}].proxy_protocol"), "a PROXY header comes before TLS: plain listeners only");
+        }
+        if l.proxy_protocol && cfg.server.trusted_proxies.is_empty() {
+            is.add(
+                format!("listeners[{i}].proxy_protocol"),
+                "list the load balancers that send the PROXY header in server.trusted_proxies",
+            );
+        }
+    }
+}

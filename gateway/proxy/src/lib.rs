@@ -18,6 +18,7 @@ mod forwarding;
 mod gateway;
 mod metrics;
 mod pipeline;
+mod proxy_protocol;
 mod registries;
 mod reload;
 mod respond;
