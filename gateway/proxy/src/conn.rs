@@ -89,7 +89,7 @@ impl ServerApp for GuardedApp {
         let peer = stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         let (timeout, trusted) = {
             let rt = self.shared.current.load();
-            (rt.header_timeout, peer.is_some_and(|ip| rt.trusted_proxies.iter().any(|n| n.contains(&ip))))
+            (rt.header_timeout, peer.is_some_and(|ip| varco_traffic::source::is_trusted(ip, &rt.trusted_proxies)))
         };
         let (client, early) = if self.proxy_protocol {
             let read = if trusted {

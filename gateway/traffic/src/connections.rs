@@ -48,10 +48,7 @@ impl ConnectionLimits {
     /// Unix socket). An `unlimited_address` (a trusted proxy) counts only towards the total.
     pub fn admit(&self, peer: Option<IpAddr>, unlimited_address: bool) -> Result<Permit, Refusal> {
         // An IPv4 client on a dual-stack socket is one address whichever way it is written.
-        let peer = peer.map(|ip| match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        });
+        let peer = peer.map(crate::source::canonical);
         let mut c = self.counts.lock();
         if c.total >= self.max_total {
             return Err(Refusal::Listener);

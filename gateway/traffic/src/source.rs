@@ -9,12 +9,25 @@ use std::net::IpAddr;
 use varco_config::SourceRules;
 use varco_core::{Filter, FilterState, Problem, ProblemKind};
 
+/// An IPv4 caller seen on a dual-stack socket as `::ffff:a.b.c.d`, as the IPv4 address it is.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Whether `ip` is one of the `trusted` proxies.
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|n| n.contains(&ip))
+}
+
 /// The caller's address. Only a peer inside `trusted` is believed about who it forwards for:
 /// its `X-Forwarded-For` entries are read right to left (the right-most were added by the
 /// nearest proxies), skipping trusted ones; an entry that is not an address ends the walk at
 /// the last good one (a forged left part cannot be trusted anyway).
 pub fn client_address<'a>(peer: IpAddr, forwarded_for: impl Iterator<Item = &'a [u8]>, trusted: &[IpNet]) -> IpAddr {
-    if !trusted.iter().any(|n| n.contains(&peer)) {
+    if !is_trusted(peer, trusted) {
         return peer;
     }
     let entries: Vec<&[u8]> =
@@ -23,7 +36,7 @@ pub fn client_address<'a>(peer: IpAddr, forwarded_for: impl Iterator<Item = &'a 
     for e in entries.iter().rev() {
         let Some(ip) = std::str::from_utf8(e).ok().and_then(|s| s.parse::<IpAddr>().ok()) else { break };
         client = ip;
-        if !trusted.iter().any(|n| n.contains(&ip)) {
+        if !is_trusted(ip, trusted) {
             break;
         }
     }
@@ -45,11 +58,7 @@ impl Rules {
     }
 
     pub fn admits(&self, ip: IpAddr) -> bool {
-        // An IPv4 caller seen on a dual-stack socket as ::ffff:a.b.c.d is matched as IPv4.
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = canonical(ip);
         !self.deny.iter().any(|n| n.contains(&ip))
             && (self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip)))
     }
