@@ -98,6 +98,8 @@ mod tests {
             tenant_id: "c_e783",
             request_id: "r1",
             traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            caller: None,
+            client_id: None,
         })
         .await
         .unwrap()

@@ -147,6 +147,11 @@ impl KeySet {
     pub fn active(&self) -> &SigningKey {
         &self.keys[0]
     }
+
+    /// The key with this `kid` (e.g. the one registered on PDND).
+    pub fn by_kid(&self, kid: &str) -> Option<&SigningKey> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
 }
 
 #[cfg(test)]

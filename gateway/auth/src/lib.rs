@@ -21,4 +21,4 @@ pub use identity_token::{IdentitySigner, JwksAdapter};
 pub use jti::ReplayGuard;
 pub use jwt::{authenticate, Issuer, IssuerRegistry};
 pub use keys::{KeySet, SigningKey};
-pub use modi::{sign_request, AuditRecord, ModiVerifier};
+pub use modi::{sign_request, tracking_evidence, AuditRecord, ModiVerifier, TrackedUser};

@@ -9,7 +9,7 @@
 use crate::error::{AuthError, Reason};
 use crate::jti::ReplayGuard;
 use crate::jwt::Issuer;
-use crate::keys::KeySet;
+use crate::keys::{KeySet, SigningKey};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -112,6 +112,19 @@ impl ModiVerifier {
             Some(pattern) => self.check_audit(pattern, headers, id, fetch, replay).await.map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Checks a provider's signed answer (INTEGRITY_REST_02 on the response, as a consumer
+    /// receives it): `Digest` over the exact body, `Agid-JWT-Signature` by a key of the
+    /// configured issuer covering it, meant for this consumer (`aud`), used once.
+    pub async fn check_response(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        fetch: &dyn Fetch,
+        replay: &ReplayGuard,
+    ) -> Result<(), AuthError> {
+        self.check_integrity(IntegrityPattern::Rest02, headers, body, fetch, replay).await
     }
 
     async fn check_integrity(
@@ -345,28 +358,59 @@ impl ModiVerifier {
         };
         let aud = id.client_id.as_deref().unwrap_or(&id.subject);
         let content_type = content_type.and_then(|v| v.to_str().ok());
-        integrity_headers(signer, &self.cfg.audience, None, aud, content_type, body, false)
+        integrity_headers(signer.active(), &self.cfg.audience, None, aud, content_type, body, false)
     }
 }
 
 /// INTEGRITY_REST_02 on a request varco sends: `Digest` of the body and an
-/// `Agid-JWT-Signature` by the ente's active key (`kid`; with `x5c` when the key has a
-/// chain, as INTEGRITY_REST_01 wants) covering `digest` and `content-type`, for `audience`
-/// (the e-service URL), from `issuer` (the ente's PDND client id). The same checks
-/// [`ModiVerifier`] makes accept it.
+/// `Agid-JWT-Signature` by `key` (the ente's key registered on PDND, by `kid`; with `x5c`
+/// when the key has a chain, as INTEGRITY_REST_01 wants) covering `digest` and
+/// `content-type`, for `audience` (the e-service's), from `issuer` (the ente's PDND client
+/// id). The same checks [`ModiVerifier`] makes accept it.
 pub fn sign_request(
-    keys: &KeySet,
+    key: &SigningKey,
     issuer: &str,
     audience: &str,
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<Vec<(HeaderName, HeaderValue)>, AuthError> {
-    integrity_headers(keys, issuer, Some(issuer), audience, content_type, body, true)
+    integrity_headers(key, issuer, Some(issuer), audience, content_type, body, true)
+}
+
+/// Who stands behind an outbound call, for AUDIT_REST: `userID`, `userLocation`, `LoA`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedUser {
+    pub user_id: String,
+    pub user_location: String,
+    pub loa: String,
+}
+
+/// An AUDIT_REST_02 `Agid-JWT-TrackingEvidence` signed by `key` for a call to `audience`
+/// under `purpose_id`, and the SHA-256 (hex) of the JWS that the voucher's `digest` must
+/// carry. Single use: a fresh `jti` and `dnonce` every time.
+pub fn tracking_evidence(
+    key: &SigningKey,
+    issuer: &str,
+    audience: &str,
+    purpose_id: &str,
+    user: &TrackedUser,
+) -> Result<(String, String), AuthError> {
+    let now = now_s();
+    let claims = serde_json::json!({
+        "iss": issuer, "aud": audience, "purposeId": purpose_id,
+        "iat": now, "nbf": now, "exp": now + 300,
+        "jti": format!("{:032x}", fastrand::u128(..)),
+        "dnonce": fastrand::u64(1_000_000_000_000..10_000_000_000_000),
+        "userID": user.user_id, "userLocation": user.user_location, "LoA": user.loa,
+    });
+    let token = key.sign(&claims, "JWT", false)?;
+    let digest = hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
+    Ok((token, digest))
 }
 
 /// `Digest` and an `Agid-JWT-Signature` whose `signed_headers` cover it and the content type.
 fn integrity_headers(
-    keys: &KeySet,
+    key: &SigningKey,
     iss: &str,
     sub: Option<&str>,
     aud: &str,
@@ -389,7 +433,7 @@ fn integrity_headers(
     if let Some(sub) = sub {
         claims["sub"] = serde_json::json!(sub);
     }
-    let token = keys.active().sign(&claims, "JWT", with_x5c)?;
+    let token = key.sign(&claims, "JWT", with_x5c)?;
     let text = |v: &str| {
         HeaderValue::from_str(v)
             .map_err(|_| AuthError::new(Reason::SigningFailed, "the signature is not a header value"))
@@ -463,10 +507,8 @@ mod tests {
     #[tokio::test]
     async fn a_signed_request_passes_the_verifier_and_a_changed_one_does_not() {
         let keys =
-            KeySet::new(vec![
-                crate::keys::SigningKey::from_pem("c_e783-2026", &crate::keys::tests::p256_pem(), None).unwrap()
-            ])
-            .unwrap();
+            KeySet::new(vec![SigningKey::from_pem("c_e783-2026", &crate::keys::tests::p256_pem(), None).unwrap()])
+                .unwrap();
         let dir = std::env::temp_dir().join(format!("varco-modi-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("jwks.json"), &keys.jwks).unwrap();
@@ -483,7 +525,7 @@ mod tests {
         let verifier = ModiVerifier::build("c_a662", &modi, Some(issuer), None).unwrap();
         let body = br#"{"codiceFiscale":"RSSMRA80A01H501U"}"#;
         let signed =
-            sign_request(&keys, "client-c_e783", "https://api.bari.example.it/anpr/v1", Some("application/json"), body)
+            sign_request(keys.active(), "client-c_e783", "https://api.bari.example.it/anpr/v1", Some("application/json"), body)
                 .unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -498,7 +540,7 @@ mod tests {
         assert_eq!(again.reason, Reason::TokenReplayed);
         assert!(again.challenge.is_some(), "a 401 says how to authenticate");
         let signed =
-            sign_request(&keys, "client-c_e783", "https://api.bari.example.it/anpr/v1", Some("application/json"), body)
+            sign_request(keys.active(), "client-c_e783", "https://api.bari.example.it/anpr/v1", Some("application/json"), body)
                 .unwrap();
         for (k, v) in &signed {
             headers.insert(k.clone(), v.clone());
@@ -506,7 +548,7 @@ mod tests {
         let changed = verifier.check_request(&headers, b"{}", &id, &NoFetch, &guard).await.unwrap_err();
         assert_eq!(changed.reason, Reason::ModiDigestMismatch);
         // Signed for another e-service: refused by audience.
-        let other = sign_request(&keys, "client-c_e783", "https://elsewhere", Some("application/json"), body).unwrap();
+        let other = sign_request(keys.active(), "client-c_e783", "https://elsewhere", Some("application/json"), body).unwrap();
         for (k, v) in &other {
             headers.insert(k.clone(), v.clone());
         }

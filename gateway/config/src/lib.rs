@@ -14,6 +14,7 @@ mod model_auth;
 mod model_edge;
 mod model_events;
 mod model_pagopa;
+mod model_pdnd;
 mod model_traffic;
 mod model_upstream;
 mod positions;

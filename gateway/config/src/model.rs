@@ -303,6 +303,10 @@ pub struct TenantConfig {
     /// ente's `/.well-known/jwks.json`. Empty: the server-wide `server.identity_token` key.
     #[serde(default)]
     pub keys: Vec<TenantKeyConfig>,
+    /// The ente's PDND client, for calls to national e-services (the `anpr` adapter).
+    /// Default: none.
+    #[serde(default)]
+    pub pdnd: Option<PdndClientConfig>,
 }
 
 /// One signing key of an ente.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::model_events::EventStreamConfig;
 pub use crate::model_pagopa::{GpdConfig, PagopaConfig};
+pub use crate::model_pdnd::{AnprConfig, EserviceConfig, PdndClientConfig, TrackingDefaults};
 
 /// In-process adapters, by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -25,6 +26,8 @@ pub enum AdapterConfig {
     Pagopa(PagopaConfig),
     /// Debt positions on pagoPA's GPD, for the ente's back-offices.
     Gpd(GpdConfig),
+    /// ANPR (C001 residence, C021 family) for the ente's back-offices, through PDND.
+    Anpr(Box<AnprConfig>),
 }
 
 /// Configuration of the `events` publish adapter (nothing to set: the ente publishes with

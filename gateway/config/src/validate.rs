@@ -201,6 +201,12 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
             is.add(format!("{p}.keys[{ki}].kid"), format!("`{}` is used twice", k.kid));
         }
     }
+    if let Some(d) = &t.pdnd {
+        let kids: Vec<&str> = t.keys.iter().map(|k| k.kid.as_str()).collect();
+        for (f, m) in d.validate(&kids) {
+            is.add(if f.is_empty() { format!("{p}.pdnd") } else { format!("{p}.pdnd.{f}") }, m);
+        }
+    }
     for (hi, h) in t.hosts.iter().enumerate() {
         if !is_hostname(h) {
             is.add(format!("{p}.hosts[{hi}]"), format!("`{h}` is not a lowercase hostname without port"));
@@ -409,6 +415,18 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
                     AdapterConfig::Gpd(c) => {
                         for (f, m) in c.validate() {
                             is.add(format!("{ap}.{f}"), m);
+                        }
+                    }
+                    AdapterConfig::Anpr(c) => {
+                        let purposes = t.pdnd.as_ref().map(|d| d.purposes.keys().map(String::as_str).collect());
+                        for (f, m) in c.validate(purposes) {
+                            is.add(if f.is_empty() { ap.clone() } else { format!("{ap}.{f}") }, m);
+                        }
+                        if let Some(k) = c.provider_keys.as_ref().filter(|k| !t.issuers.contains_key(k.as_str())) {
+                            is.add(format!("{ap}.provider_keys"), format!("`{k}` is not one of the ente's `issuers`"));
+                        }
+                        if r.access == Access::Public {
+                            is.add(format!("{rp}.access"), "ANPR is read on behalf of a known caller: use `jwt` or `api_key`");
                         }
                     }
                 }

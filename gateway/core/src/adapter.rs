@@ -26,6 +26,10 @@ pub struct AdapterRequest<'a> {
     pub request_id: &'a str,
     /// The request's W3C trace context as varco continues it (for events it publishes).
     pub traceparent: &'a str,
+    /// The verified caller, when the route's access names one (bearer token).
+    pub caller: Option<&'a crate::Identity>,
+    /// The calling client's name or id (an API key's holder, a token's `client_id`).
+    pub client_id: Option<&'a str>,
 }
 
 /// An adapter's answer.

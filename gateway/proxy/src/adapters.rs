@@ -70,5 +70,57 @@ pub fn build(cfg: &AdapterConfig, cx: &AdapterContext<'_>) -> Result<Built, Buil
             let key = read_secret(&format!("{}.subscription_key", cx.path), &c.subscription_key)?;
             plain(Arc::new(varco_adapter_pagopa::gpd::GpdAdapter::build(c, &key, cx.client.clone()).map_err(err)?))
         }
+        AdapterConfig::Anpr(c) => plain(Arc::new(anpr(c, cx)?)),
     }
+}
+
+/// The `anpr` adapter: the ente's PDND client (vouchers kept across reloads), and for each
+/// configured e-service its endpoint and the check of ANPR's signed answers.
+fn anpr(c: &varco_config::AnprConfig, cx: &AdapterContext<'_>) -> Result<varco_adapter_anpr::AnprAdapter, BuildError> {
+    use varco_adapter_anpr::{AnprAdapter, Service};
+    use varco_config::{Dur, IntegrityPattern, ModiAccess};
+    let err = |m: String| BuildError { path: cx.path.to_owned(), message: m };
+    let tenant = cx.config.tenants.iter().find(|t| t.id == cx.tenant).ok_or_else(|| err("unknown ente".into()))?;
+    let pdnd = tenant.pdnd.as_ref().ok_or_else(|| err("the ente has no `pdnd` client".into()))?;
+    let keys = cx.keys.ok_or_else(|| err("the ente's PDND client needs `tenants[].keys`".into()))?;
+    let vouchers = cx.registries.vouchers.get(cx.tenant, pdnd, keys, cx.client).map_err(err)?;
+    let verifier = match &c.provider_keys {
+        None => None,
+        Some(name) => {
+            let icfg = tenant.issuers.get(name).ok_or_else(|| err(format!("provider_keys: unknown issuer `{name}`")))?;
+            let issuer = cx.registries.issuers.get(cx.tenant, name, icfg).map_err(err)?;
+            // ANPR signs its answer for the consumer that called: the ente's PDND client.
+            let access = ModiAccess {
+                integrity: Some(IntegrityPattern::Rest02),
+                audit: None,
+                audience: pdnd.client_id.clone(),
+                keys_issuer: Some(name.clone()),
+                trust_anchors: None,
+                algorithms: vec!["RS256".into(), "ES256".into()],
+                leeway: Dur::secs(30),
+                sign_responses: false,
+            };
+            Some(Arc::new(varco_auth::ModiVerifier::build(cx.tenant, &access, Some(issuer), None).map_err(err)?))
+        }
+    };
+    let replay = Arc::new(varco_auth::ReplayGuard::default());
+    let service = |e: &Option<varco_config::EserviceConfig>, code: &str| -> Result<Option<Service>, BuildError> {
+        let Some(e) = e else { return Ok(None) };
+        let purpose_id = vouchers.purpose_id(&e.purpose).ok_or_else(|| err(format!("unknown purpose `{}`", e.purpose)))?;
+        let url = format!("{}/anpr-service-e002", e.url.trim_end_matches('/'));
+        let call = varco_outbound::Eservice {
+            url: url.parse().map_err(|x| err(format!("{url}: {x}")))?,
+            audience: e.audience.clone().unwrap_or_else(|| e.url.clone()),
+            purpose_id: purpose_id.to_owned(),
+            audit: true,
+            timeout: c.timeout.0,
+            vouchers: vouchers.clone(),
+            verifier: verifier.clone(),
+            http: cx.client.clone(),
+            fetch: varco_outbound::Fetcher::new(cx.client.clone()),
+            replay: replay.clone(),
+        };
+        Ok(Some(Service { call, caso_uso: e.caso_uso.clone().unwrap_or_else(|| code.to_owned()) }))
+    };
+    Ok(AnprAdapter::new(cx.tenant, c, service(&c.residenza, "C001")?, service(&c.famiglia, "C021")?))
 }

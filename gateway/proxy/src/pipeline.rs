@@ -133,6 +133,8 @@ fn adapter_request<'a>(
         tenant_id,
         request_id: ctx.request_id(),
         traceparent: std::str::from_utf8(traceparent).unwrap_or(""),
+        caller: ctx.identity.as_deref(),
+        client_id: ctx.state.client_id.as_deref(),
     }
 }
 

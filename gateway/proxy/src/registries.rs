@@ -38,6 +38,8 @@ pub struct Registries {
     pub events: EventsSlot,
     /// Event-stream routes (open streams, the ACL in force).
     pub streams: StreamRegistry,
+    /// Each ente's PDND client with its cached vouchers.
+    pub vouchers: varco_outbound::VoucherRegistry,
 }
 
 impl Registries {
@@ -63,6 +65,7 @@ impl Registries {
             issuers: IssuerRegistry::default(),
             events,
             streams: StreamRegistry::default(),
+            vouchers: varco_outbound::VoucherRegistry::default(),
         })
     }
 

@@ -1,0 +1,125 @@
+//! One call to a national e-service through PDND, as the ente's consumer: the voucher, the
+//! ModI INTEGRITY_REST_02 signature of the body and, for AUDIT_REST_02, the tracking evidence
+//! bound to a voucher of its own; then the provider's signed answer is checked before anyone
+//! sees it. The patterns are `varco_auth`'s: the same code verifies callers' signatures.
+
+use crate::client::HttpsClient;
+use crate::exchange::{attempt, Policy, Reply};
+use crate::voucher::{VoucherClient, VoucherError};
+use crate::Fetcher;
+use bytes::Bytes;
+use http_body_util::Full;
+use std::sync::Arc;
+use varco_auth::{ModiVerifier, ReplayGuard, TrackedUser};
+use varco_core::headers::AGID_JWT_TRACKING_EVIDENCE;
+
+/// Why a call to an e-service gave no answer to pass on.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{0}")]
+    Voucher(#[from] VoucherError),
+    /// The provider could not be reached or did not answer in time.
+    #[error("the e-service did not answer: {0}")]
+    Unreachable(String),
+    /// The provider's answer does not verify (signature, digest, audience, replay).
+    #[error("the e-service's answer is not signed as ModI requires: {0}")]
+    Unsigned(String),
+    /// varco could not sign its own request.
+    #[error("varco could not sign the request: {0}")]
+    Signing(String),
+}
+
+/// An e-service endpoint the ente calls under one purpose.
+pub struct Eservice {
+    /// Where the request goes (the operation's full URL).
+    pub url: http::Uri,
+    /// `aud` of the ModI JWTs (the e-service as PDND names it).
+    pub audience: String,
+    pub purpose_id: String,
+    /// Send AUDIT_REST_02 (tracking evidence bound to the voucher).
+    pub audit: bool,
+    pub timeout: std::time::Duration,
+    pub vouchers: Arc<VoucherClient>,
+    /// Checks the provider's answers; `None`: answers are taken as they come.
+    pub verifier: Option<Arc<ModiVerifier>>,
+    pub http: HttpsClient,
+    pub fetch: Fetcher,
+    pub replay: Arc<ReplayGuard>,
+}
+
+impl std::fmt::Debug for Eservice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Eservice").field("url", &self.url).field("purpose_id", &self.purpose_id).finish()
+    }
+}
+
+impl Eservice {
+    /// POSTs `body` (JSON) on behalf of `user`; `traceparent` continues the caller's trace.
+    /// A voucher the provider refuses (401) is dropped from the cache and the call made once
+    /// more with a new one.
+    pub async fn post_json(&self, body: Bytes, user: &TrackedUser, traceparent: &str) -> Result<Reply, CallError> {
+        let mut retried = false;
+        loop {
+            let (req, cached) = self.request(&body, user, traceparent).await?;
+            let policy = Policy { max_body: 4 << 20, ..Policy::once(self.timeout) };
+            let reply = attempt(&self.http, req, &policy).await.map_err(CallError::Unreachable)?;
+            if reply.status == 401 && !retried {
+                if let Some(token) = cached {
+                    tracing::info!(url = %self.url, "the e-service refused a cached voucher: asking PDND for a new one");
+                    self.vouchers.forget(&self.purpose_id, &token);
+                    retried = true;
+                    continue;
+                }
+            }
+            if reply.status >= 500 {
+                // A gateway in front of the provider, not the provider: nothing to verify or pass on.
+                return Err(CallError::Unreachable(format!("answered {}", reply.status)));
+            }
+            if let Some(v) = &self.verifier {
+                v.check_response(&reply.headers, &reply.body, &self.fetch, &self.replay)
+                    .await
+                    .map_err(|e| CallError::Unsigned(e.detail))?;
+            }
+            return Ok(reply);
+        }
+    }
+
+    /// The request with its voucher and ModI headers; the cached voucher used, if any.
+    async fn request(
+        &self,
+        body: &Bytes,
+        user: &TrackedUser,
+        traceparent: &str,
+    ) -> Result<(http::Request<Full<Bytes>>, Option<Arc<str>>), CallError> {
+        let key = self.vouchers.key();
+        let iss = self.vouchers.client_id();
+        let ct = "application/json";
+        let signed = varco_auth::sign_request(key, iss, &self.audience, Some(ct), body)
+            .map_err(|e| CallError::Signing(e.detail))?;
+        let mut b = http::Request::post(self.url.clone())
+            .header(http::header::CONTENT_TYPE, ct)
+            .header(http::header::ACCEPT, "application/json")
+            .header(http::header::USER_AGENT, "varco");
+        if !traceparent.is_empty() {
+            b = b.header("traceparent", traceparent);
+        }
+        for (k, v) in signed {
+            b = b.header(k, v);
+        }
+        let (voucher, cached) = if self.audit {
+            let (evidence, digest) =
+                varco_auth::tracking_evidence(key, iss, &self.audience, &self.purpose_id, user)
+                    .map_err(|e| CallError::Signing(e.detail))?;
+            b = b.header(&AGID_JWT_TRACKING_EVIDENCE, evidence);
+            (self.vouchers.bound_voucher(&self.purpose_id, &digest).await?, None)
+        } else {
+            let v = self.vouchers.voucher(&self.purpose_id).await?;
+            (v.to_string(), Some(v))
+        };
+        let req = b
+            .header(http::header::AUTHORIZATION, format!("Bearer {voucher}"))
+            .body(Full::new(body.clone()))
+            .map_err(|e| CallError::Signing(e.to_string()))?;
+        Ok((req, cached))
+    }
+}
