@@ -22,6 +22,11 @@ impl Resp {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// The body as text (lossy), for failure messages and "must not contain" checks.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     /// Asserts an RFC 9457 problem of the given slug and status, with ids.
     pub fn assert_problem(&self, status: u16, slug: &str) {
         assert_eq!(self.status, status, "{self:?}");

@@ -72,10 +72,8 @@ impl AnprAdapter {
     /// A new `idOperazioneClient`: ANPR wants it numeric and increasing, unique per call.
     fn next_id(&self) -> u64 {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
-        let prev = self
-            .last_id
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1)))
-            .unwrap_or(0);
+        let prev =
+            self.last_id.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1))).unwrap_or(0);
         now.max(prev + 1)
     }
 
@@ -87,13 +85,20 @@ impl AnprAdapter {
                 None => Ok(None),
                 Some(v) => match v.to_str() {
                     Ok(s) if !s.trim().is_empty() && s.len() <= MAX_FIELD => Ok(Some(s.trim().to_owned())),
-                    _ => Err(Problem::new(ProblemKind::BadRequest, format!("`{name}`: 1 to {MAX_FIELD} characters of text"))),
+                    _ => Err(Problem::new(
+                        ProblemKind::BadRequest,
+                        format!("`{name}`: 1 to {MAX_FIELD} characters of text"),
+                    )),
                 },
             }
         };
         let location = header("x-user-location")?.unwrap_or_else(|| self.tracking.user_location.clone());
         let loa = |id: &Identity| {
-            id.acr.as_deref().and_then(|a| a.rsplit('/').next()).map(str::to_owned).unwrap_or_else(|| self.tracking.loa.clone())
+            id.acr
+                .as_deref()
+                .and_then(|a| a.rsplit('/').next())
+                .map(str::to_owned)
+                .unwrap_or_else(|| self.tracking.loa.clone())
         };
         if let Some(id) = req.caller {
             if let Some(cf) = &id.fiscal_code {
@@ -112,7 +117,8 @@ impl AnprAdapter {
     }
 
     fn unavailable(&self, what: &str, why: &str) -> Problem {
-        Problem::new(ProblemKind::UpstreamUnavailable, format!("{what} cannot be reached: {why}")).retry_after(self.retry_after)
+        Problem::new(ProblemKind::UpstreamUnavailable, format!("{what} cannot be reached: {why}"))
+            .retry_after(self.retry_after)
     }
 
     /// A failed call as the back-office sees it.
@@ -133,7 +139,10 @@ impl AnprAdapter {
             CallError::Unreachable(why) => self.unavailable("ANPR", &why),
             CallError::Unsigned(why) => {
                 tracing::warn!(tenant = %self.tenant, %why, "an ANPR answer did not verify");
-                Problem::new(ProblemKind::BadGateway, format!("ANPR's answer did not verify, so it is not passed on: {why}"))
+                Problem::new(
+                    ProblemKind::BadGateway,
+                    format!("ANPR's answer did not verify, so it is not passed on: {why}"),
+                )
             }
         }
     }
@@ -153,7 +162,8 @@ pub fn is_codice_fiscale(cf: &str) -> bool {
     let letters = [0, 1, 2, 3, 4, 5, 8, 11, 15];
     let omocodia = b"LMNPQRSTUV";
     for (i, &c) in b.iter().enumerate() {
-        let ok = if letters.contains(&i) { c.is_ascii_uppercase() } else { c.is_ascii_digit() || omocodia.contains(&c) };
+        let ok =
+            if letters.contains(&i) { c.is_ascii_uppercase() } else { c.is_ascii_digit() || omocodia.contains(&c) };
         if !ok {
             return false;
         }
@@ -237,7 +247,10 @@ impl varco_core::Adapter for AnprAdapter {
         let field = |name: &str, default: Option<&str>| -> Result<String, Problem> {
             let v = q.get(name).or_else(|| default.map(str::to_owned)).unwrap_or_default();
             if v.trim().is_empty() || v.len() > MAX_FIELD || v.chars().any(char::is_control) {
-                return Err(Problem::new(ProblemKind::BadRequest, format!("`{name}`: 1 to {MAX_FIELD} characters of text")));
+                return Err(Problem::new(
+                    ProblemKind::BadRequest,
+                    format!("`{name}`: 1 to {MAX_FIELD} characters of text"),
+                ));
             }
             Ok(v)
         };
@@ -249,10 +262,17 @@ impl varco_core::Adapter for AnprAdapter {
             None => today_in_italy(),
         };
         let user = self.user(&req)?;
-        let id = self.next_id().to_string();
-        let body = serde_json::to_vec(&mapping::request(&id, &cf, &data, &motivo, &caso_uso))
-            .map_err(|e| Problem::new(ProblemKind::Internal, e.to_string()))?;
-        let reply = service.call.post_json(Bytes::from(body), &user, req.traceparent).await;
+        // The id is made when the request is about to leave (after the voucher), so that
+        // calls reach ANPR in the order of their ids as far as a client can make them.
+        let used = AtomicU64::new(0);
+        let make = || {
+            let id = self.next_id();
+            used.store(id, Ordering::Relaxed);
+            let body = mapping::request(&id.to_string(), &cf, &data, &motivo, &caso_uso);
+            Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+        };
+        let reply = service.call.post_json(make, &user, req.traceparent).await;
+        let id = used.load(Ordering::Relaxed).to_string();
         tracing::info!(
             target: "varco::audit",
             tenant = %self.tenant, eservice = lookup.code(), request_id = %req.request_id,
@@ -263,7 +283,10 @@ impl varco_core::Adapter for AnprAdapter {
         );
         let reply = reply.map_err(|e| self.call_problem(e))?;
         let answer: serde_json::Value = serde_json::from_slice(&reply.body).map_err(|_| {
-            Problem::new(ProblemKind::BadGateway, format!("ANPR answered {} with a body that is not JSON", reply.status))
+            Problem::new(
+                ProblemKind::BadGateway,
+                format!("ANPR answered {} with a body that is not JSON", reply.status),
+            )
         })?;
         let errors = mapping::anomalies(answer.get("listaErrori"));
         let extra = || serde_json::json!({ "anpr_errors": errors, "id_operazione_client": id });
@@ -286,13 +309,16 @@ impl varco_core::Adapter for AnprAdapter {
                 };
                 let mapped = mapped
                     .ok_or_else(|| Problem::new(ProblemKind::NotFound, "ANPR lists no one with this codice fiscale"))?;
-                let body = serde_json::to_vec(&mapped).map_err(|e| Problem::new(ProblemKind::Internal, e.to_string()))?;
+                let body =
+                    serde_json::to_vec(&mapped).map_err(|e| Problem::new(ProblemKind::Internal, e.to_string()))?;
                 Ok(AdapterResponse::json(200, "application/json", body).into())
             }
-            404 => Err(Problem::new(ProblemKind::NotFound, format!("ANPR found no one: {}", named())).with_extra(extra())),
+            404 => {
+                Err(Problem::new(ProblemKind::NotFound, format!("ANPR found no one: {}", named())).with_extra(extra()))
+            }
             401 | 403 => Err(Problem::new(
                 ProblemKind::BadGateway,
-                format!("ANPR refused the ente's credentials ({}): {}", reply.status, named()),
+                format!("ANPR refused the ente's credentials ({}; unsigned answer): {}", reply.status, named()),
             )
             .with_extra(extra())),
             s if (400..500).contains(&s) => {

@@ -121,7 +121,11 @@ pub fn anomalies(list: Option<&Value>) -> Vec<Value> {
 }
 
 fn subjects(answer: &Value) -> Vec<&Value> {
-    answer.pointer("/listaSoggetti/datiSoggetto").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
+    answer
+        .pointer("/listaSoggetti/datiSoggetto")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
 }
 
 fn tail(out: &mut Vec<(&'static str, Option<Value>)>, answer: &Value) {

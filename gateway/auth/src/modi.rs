@@ -524,9 +524,14 @@ mod tests {
         .unwrap();
         let verifier = ModiVerifier::build("c_a662", &modi, Some(issuer), None).unwrap();
         let body = br#"{"codiceFiscale":"RSSMRA80A01H501U"}"#;
-        let signed =
-            sign_request(keys.active(), "client-c_e783", "https://api.bari.example.it/anpr/v1", Some("application/json"), body)
-                .unwrap();
+        let signed = sign_request(
+            keys.active(),
+            "client-c_e783",
+            "https://api.bari.example.it/anpr/v1",
+            Some("application/json"),
+            body,
+        )
+        .unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (k, v) in &signed {
@@ -539,16 +544,22 @@ mod tests {
         let again = verifier.check_request(&headers, body, &id, &NoFetch, &guard).await.unwrap_err();
         assert_eq!(again.reason, Reason::TokenReplayed);
         assert!(again.challenge.is_some(), "a 401 says how to authenticate");
-        let signed =
-            sign_request(keys.active(), "client-c_e783", "https://api.bari.example.it/anpr/v1", Some("application/json"), body)
-                .unwrap();
+        let signed = sign_request(
+            keys.active(),
+            "client-c_e783",
+            "https://api.bari.example.it/anpr/v1",
+            Some("application/json"),
+            body,
+        )
+        .unwrap();
         for (k, v) in &signed {
             headers.insert(k.clone(), v.clone());
         }
         let changed = verifier.check_request(&headers, b"{}", &id, &NoFetch, &guard).await.unwrap_err();
         assert_eq!(changed.reason, Reason::ModiDigestMismatch);
         // Signed for another e-service: refused by audience.
-        let other = sign_request(keys.active(), "client-c_e783", "https://elsewhere", Some("application/json"), body).unwrap();
+        let other =
+            sign_request(keys.active(), "client-c_e783", "https://elsewhere", Some("application/json"), body).unwrap();
         for (k, v) in &other {
             headers.insert(k.clone(), v.clone());
         }

@@ -128,6 +128,15 @@ pub struct EserviceConfig {
     /// (`C001`, `C021`).
     #[serde(default)]
     pub caso_uso: Option<String>,
+    /// Send AUDIT_REST_02 (the tracking evidence, bound to a voucher of its own: no voucher
+    /// is reused). Default true, as ANPR's descriptors require; false only for an e-service
+    /// version without it.
+    #[serde(default = "d_true")]
+    pub audit: bool,
+}
+
+fn d_true() -> bool {
+    true
 }
 
 /// AUDIT_REST_02 values for callers without a personal identity.

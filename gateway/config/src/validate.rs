@@ -426,7 +426,10 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
                             is.add(format!("{ap}.provider_keys"), format!("`{k}` is not one of the ente's `issuers`"));
                         }
                         if r.access == Access::Public {
-                            is.add(format!("{rp}.access"), "ANPR is read on behalf of a known caller: use `jwt` or `api_key`");
+                            is.add(
+                                format!("{rp}.access"),
+                                "ANPR is read on behalf of a known caller: use `jwt` or `api_key`",
+                            );
                         }
                     }
                 }

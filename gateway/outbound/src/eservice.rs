@@ -54,13 +54,18 @@ impl std::fmt::Debug for Eservice {
 }
 
 impl Eservice {
-    /// POSTs `body` (JSON) on behalf of `user`; `traceparent` continues the caller's trace.
-    /// A voucher the provider refuses (401) is dropped from the cache and the call made once
-    /// more with a new one.
-    pub async fn post_json(&self, body: Bytes, user: &TrackedUser, traceparent: &str) -> Result<Reply, CallError> {
+    /// POSTs the JSON body `make` builds on behalf of `user`; `traceparent` continues the
+    /// caller's trace. The body is made once the voucher is at hand, right before it is
+    /// signed and sent, so an operation id in it (ANPR's increasing `idOperazioneClient`) is
+    /// not overtaken by calls that did not wait for PDND. A voucher the provider refuses (401)
+    /// is dropped from the cache and the call made once more, with a new body and voucher.
+    pub async fn post_json<F>(&self, make: F, user: &TrackedUser, traceparent: &str) -> Result<Reply, CallError>
+    where
+        F: Fn() -> Bytes + Send + Sync,
+    {
         let mut retried = false;
         loop {
-            let (req, cached) = self.request(&body, user, traceparent).await?;
+            let (req, cached) = self.request(&make, user, traceparent).await?;
             let policy = Policy { max_body: 4 << 20, ..Policy::once(self.timeout) };
             let reply = attempt(&self.http, req, &policy).await.map_err(CallError::Unreachable)?;
             if reply.status == 401 && !retried {
@@ -75,7 +80,9 @@ impl Eservice {
                 // A gateway in front of the provider, not the provider: nothing to verify or pass on.
                 return Err(CallError::Unreachable(format!("answered {}", reply.status)));
             }
-            if let Some(v) = &self.verifier {
+            // A refusal of the credentials comes from the provider's gateway, before anything
+            // is signed: it is reported as a refusal, never passed on as data.
+            if let Some(v) = self.verifier.as_ref().filter(|_| !matches!(reply.status, 401 | 403)) {
                 v.check_response(&reply.headers, &reply.body, &self.fetch, &self.replay)
                     .await
                     .map_err(|e| CallError::Unsigned(e.detail))?;
@@ -85,17 +92,15 @@ impl Eservice {
     }
 
     /// The request with its voucher and ModI headers; the cached voucher used, if any.
-    async fn request(
+    async fn request<F: Fn() -> Bytes>(
         &self,
-        body: &Bytes,
+        make: &F,
         user: &TrackedUser,
         traceparent: &str,
     ) -> Result<(http::Request<Full<Bytes>>, Option<Arc<str>>), CallError> {
         let key = self.vouchers.key();
         let iss = self.vouchers.client_id();
         let ct = "application/json";
-        let signed = varco_auth::sign_request(key, iss, &self.audience, Some(ct), body)
-            .map_err(|e| CallError::Signing(e.detail))?;
         let mut b = http::Request::post(self.url.clone())
             .header(http::header::CONTENT_TYPE, ct)
             .header(http::header::ACCEPT, "application/json")
@@ -103,22 +108,25 @@ impl Eservice {
         if !traceparent.is_empty() {
             b = b.header("traceparent", traceparent);
         }
-        for (k, v) in signed {
-            b = b.header(k, v);
-        }
+        // The tracking evidence does not depend on the body: it and its voucher come first.
         let (voucher, cached) = if self.audit {
-            let (evidence, digest) =
-                varco_auth::tracking_evidence(key, iss, &self.audience, &self.purpose_id, user)
-                    .map_err(|e| CallError::Signing(e.detail))?;
+            let (evidence, digest) = varco_auth::tracking_evidence(key, iss, &self.audience, &self.purpose_id, user)
+                .map_err(|e| CallError::Signing(e.detail))?;
             b = b.header(&AGID_JWT_TRACKING_EVIDENCE, evidence);
             (self.vouchers.bound_voucher(&self.purpose_id, &digest).await?, None)
         } else {
             let v = self.vouchers.voucher(&self.purpose_id).await?;
             (v.to_string(), Some(v))
         };
+        let body = make();
+        let signed = varco_auth::sign_request(key, iss, &self.audience, Some(ct), &body)
+            .map_err(|e| CallError::Signing(e.detail))?;
+        for (k, v) in signed {
+            b = b.header(k, v);
+        }
         let req = b
             .header(http::header::AUTHORIZATION, format!("Bearer {voucher}"))
-            .body(Full::new(body.clone()))
+            .body(Full::new(body))
             .map_err(|e| CallError::Signing(e.to_string()))?;
         Ok((req, cached))
     }

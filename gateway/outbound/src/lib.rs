@@ -15,7 +15,7 @@ pub mod fetch;
 pub mod voucher;
 
 pub use client::{https_client, HttpsClient};
-pub use exchange::{Policy, Reply};
 pub use eservice::{CallError, Eservice};
+pub use exchange::{Policy, Reply};
 pub use fetch::Fetcher;
 pub use voucher::{VoucherClient, VoucherError, VoucherRegistry};

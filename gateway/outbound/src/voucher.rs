@@ -161,7 +161,8 @@ impl VoucherClient {
     /// A voucher for `purpose_id`, from the cache while it is fresh.
     pub async fn voucher(&self, purpose_id: &str) -> Result<Arc<str>, VoucherError> {
         let slot = self.slot(purpose_id);
-        let fresh = |s: &Slot| s.cached.read().as_ref().filter(|c| Instant::now() < c.renew_at).map(|c| c.token.clone());
+        let fresh =
+            |s: &Slot| s.cached.read().as_ref().filter(|c| Instant::now() < c.renew_at).map(|c| c.token.clone());
         if let Some(t) = fresh(&slot) {
             return Ok(t);
         }
@@ -238,7 +239,8 @@ impl VoucherClient {
         }
         let g: Grant = serde_json::from_slice(&reply.body)
             .map_err(|e| VoucherError::Unavailable(format!("the answer is not a voucher: {e}")))?;
-        if g.access_token.is_empty() || g.access_token.len() > 16 << 10 || g.access_token.contains(char::is_whitespace) {
+        if g.access_token.is_empty() || g.access_token.len() > 16 << 10 || g.access_token.contains(char::is_whitespace)
+        {
             return Err(VoucherError::Unavailable("the answer's access_token is not a token".into()));
         }
         if g.token_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("bearer")) {
@@ -290,7 +292,10 @@ mod tests {
         let problem = br#"{"title":"Bad request","detail":"Client assertion validation failure","errors":[{"code":"015-0008","detail":"Purpose not found"}]}"#;
         let r = reason_of(problem);
         assert!(r.contains("Client assertion validation failure") && r.contains("015-0008 Purpose not found"), "{r}");
-        assert_eq!(reason_of(br#"{"error":"invalid_client","error_description":"kid\nunknown"}"#), "invalid_client; kid unknown");
+        assert_eq!(
+            reason_of(br#"{"error":"invalid_client","error_description":"kid\nunknown"}"#),
+            "invalid_client; kid unknown"
+        );
         let long = vec![b'x'; 5000];
         assert_eq!(reason_of(&long).len(), MAX_REASON);
     }

@@ -87,7 +87,8 @@ fn anpr(c: &varco_config::AnprConfig, cx: &AdapterContext<'_>) -> Result<varco_a
     let verifier = match &c.provider_keys {
         None => None,
         Some(name) => {
-            let icfg = tenant.issuers.get(name).ok_or_else(|| err(format!("provider_keys: unknown issuer `{name}`")))?;
+            let icfg =
+                tenant.issuers.get(name).ok_or_else(|| err(format!("provider_keys: unknown issuer `{name}`")))?;
             let issuer = cx.registries.issuers.get(cx.tenant, name, icfg).map_err(err)?;
             // ANPR signs its answer for the consumer that called: the ente's PDND client.
             let access = ModiAccess {
@@ -106,13 +107,14 @@ fn anpr(c: &varco_config::AnprConfig, cx: &AdapterContext<'_>) -> Result<varco_a
     let replay = Arc::new(varco_auth::ReplayGuard::default());
     let service = |e: &Option<varco_config::EserviceConfig>, code: &str| -> Result<Option<Service>, BuildError> {
         let Some(e) = e else { return Ok(None) };
-        let purpose_id = vouchers.purpose_id(&e.purpose).ok_or_else(|| err(format!("unknown purpose `{}`", e.purpose)))?;
+        let purpose_id =
+            vouchers.purpose_id(&e.purpose).ok_or_else(|| err(format!("unknown purpose `{}`", e.purpose)))?;
         let url = format!("{}/anpr-service-e002", e.url.trim_end_matches('/'));
         let call = varco_outbound::Eservice {
             url: url.parse().map_err(|x| err(format!("{url}: {x}")))?,
             audience: e.audience.clone().unwrap_or_else(|| e.url.clone()),
             purpose_id: purpose_id.to_owned(),
-            audit: true,
+            audit: e.audit,
             timeout: c.timeout.0,
             vouchers: vouchers.clone(),
             verifier: verifier.clone(),
