@@ -137,6 +137,30 @@ async fn stats(port: u16) -> Value {
     serde_json::from_slice(&r.body).unwrap()
 }
 
+/// Asserts that `body` is a `schema` of varco's own contract (contracts/openapi/anpr.yaml),
+/// checked by Python's jsonschema.
+fn conforms(schema: &str, body: &[u8]) {
+    let contract = format!("{}/../../contracts/openapi/anpr.yaml", env!("CARGO_MANIFEST_DIR"));
+    let script = "import json, sys, yaml, jsonschema\n\
+        from referencing import Registry, Resource\n\
+        from referencing.jsonschema import DRAFT4\n\
+        doc = yaml.safe_load(open(sys.argv[1]))\n\
+        reg = Registry().with_resource('urn:c', Resource.from_contents(doc, default_specification=DRAFT4))\n\
+        v = jsonschema.Draft4Validator({'$ref': 'urn:c#/components/schemas/' + sys.argv[2]}, registry=reg)\n\
+        errors = [e.message for e in v.iter_errors(json.load(sys.stdin))]\n\
+        print('; '.join(errors)); sys.exit(1 if errors else 0)\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script, &contract, schema])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "not a {schema}: {}", String::from_utf8_lossy(&out.stdout));
+}
+
 async fn set(port: u16, modes: Value) {
     let c = varco_tests::Client::new(port);
     let r = c
@@ -162,6 +186,7 @@ async fn a_back_office_reads_a_residence_and_a_family_with_every_check_passing_a
     assert_eq!(body["residenza"][0]["indirizzo"], "VIA ROMA");
     assert_eq!(body["residenza"][0]["comune"], "MACERATA");
     assert_eq!(body["id_anpr"], "AB12345CD");
+    conforms("Residenza", &r.body);
     // ANPR's side: one request accepted, the tracking evidence names the API-key holder at
     // the configured desk and level; PDND issued one voucher, bound to that evidence.
     let anpr = stats(env.c001).await;
@@ -196,6 +221,7 @@ async fn a_back_office_reads_a_residence_and_a_family_with_every_check_passing_a
     assert_eq!(members.len(), 2);
     assert_eq!(members[1]["codice_fiscale"], "BNCLCU82B41E783L");
     assert_eq!(members[1]["legame"]["tipo"], "CONIUGE");
+    conforms("Famiglia", &r.body);
     // Audit-bound vouchers are never reused: three calls, three vouchers.
     assert_eq!(stats(env.pdnd).await["bound"], 3);
 }
@@ -208,6 +234,7 @@ async fn anpr_errors_bad_input_and_missing_credentials_get_problems() {
     r.assert_problem(404, "not-found");
     assert_eq!(r.json["errors"]["anpr_errors"][0]["codice"], "EN122", "{:?}", r.json);
     assert!(r.json["detail"].as_str().unwrap().contains("EN122"));
+    conforms("Problem", &r.body);
     let before = stats(env.c001).await["ok"].as_u64().unwrap();
     // Refused before any call: a wrong check character, a bad date, an unknown lookup, a
     // header that is not text, no credential.
