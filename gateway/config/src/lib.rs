@@ -15,10 +15,12 @@ mod model_edge;
 mod model_events;
 mod model_pagopa;
 mod model_pdnd;
+mod model_signalhub;
 mod model_traffic;
 mod model_upstream;
 mod positions;
 mod validate;
+mod validate_adapters;
 mod validate_rules;
 
 pub use duration::Dur;

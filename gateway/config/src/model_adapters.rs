@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::model_events::EventStreamConfig;
 pub use crate::model_pagopa::{GpdConfig, PagopaConfig};
 pub use crate::model_pdnd::{AnprConfig, EserviceConfig, PdndClientConfig, TrackingDefaults};
+pub use crate::model_signalhub::{DepositConfig, PullConfig, SignalHubConfig, SignalMapping, SignalType};
 
 /// In-process adapters, by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -28,6 +29,8 @@ pub enum AdapterConfig {
     Gpd(GpdConfig),
     /// ANPR (C001 residence, C021 family) for the ente's back-offices, through PDND.
     Anpr(Box<AnprConfig>),
+    /// PDND Signal Hub: events deposited as signals, signals pulled into the bus.
+    SignalHub(Box<SignalHubConfig>),
 }
 
 /// Configuration of the `events` publish adapter (nothing to set: the ente publishes with

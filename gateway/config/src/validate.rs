@@ -375,64 +375,7 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
                 }
             }
             RouteTarget::Adapter(a) => {
-                let ap = format!("{rp}.to.adapter");
-                match a {
-                    AdapterConfig::Status(s) => {
-                        for (f, m) in s.validate() {
-                            is.add(format!("{ap}.{f}"), m);
-                        }
-                    }
-                    AdapterConfig::Jwks(_) => {
-                        if server_identity.is_none() && t.keys.is_empty() {
-                            is.add(
-                                ap.clone(),
-                                "the jwks adapter needs a signing key: tenants[].keys or server.identity_token",
-                            );
-                        }
-                    }
-                    AdapterConfig::Events(_) | AdapterConfig::EventStream(_) if r.access == Access::Public => is.add(
-                        format!("{rp}.access"),
-                        "event routes speak for the ente (publish) or show what it may read (stream): \
-                         admit callers with `jwt` or `api_key`",
-                    ),
-                    AdapterConfig::Events(_) => {}
-                    AdapterConfig::EventStream(c) => {
-                        for (f, m) in c.validate() {
-                            is.add(format!("{ap}.{f}"), m);
-                        }
-                        if matches!(&r.access, Access::Jwt(j) if j.modi.is_some()) {
-                            is.add(
-                                format!("{rp}.access.jwt.modi"),
-                                "a live stream cannot be a ModI route: ModI answers are read whole and signed",
-                            );
-                        }
-                    }
-                    AdapterConfig::Pagopa(c) => {
-                        for (f, m) in c.validate() {
-                            is.add(format!("{ap}.{f}"), m);
-                        }
-                    }
-                    AdapterConfig::Gpd(c) => {
-                        for (f, m) in c.validate() {
-                            is.add(format!("{ap}.{f}"), m);
-                        }
-                    }
-                    AdapterConfig::Anpr(c) => {
-                        let purposes = t.pdnd.as_ref().map(|d| d.purposes.keys().map(String::as_str).collect());
-                        for (f, m) in c.validate(purposes) {
-                            is.add(if f.is_empty() { ap.clone() } else { format!("{ap}.{f}") }, m);
-                        }
-                        if let Some(k) = c.provider_keys.as_ref().filter(|k| !t.issuers.contains_key(k.as_str())) {
-                            is.add(format!("{ap}.provider_keys"), format!("`{k}` is not one of the ente's `issuers`"));
-                        }
-                        if r.access == Access::Public {
-                            is.add(
-                                format!("{rp}.access"),
-                                "ANPR is read on behalf of a known caller: use `jwt` or `api_key`",
-                            );
-                        }
-                    }
-                }
+                crate::validate_adapters::validate_adapter(a, t, r, &rp, server_identity, is);
                 if r.strip_prefix.is_some() || r.request_headers.is_some() || r.response_headers.is_some() {
                     is.add(
                         rp.clone(),

@@ -36,6 +36,8 @@ pub struct Eservice {
     /// `aud` of the ModI JWTs (the e-service as PDND names it).
     pub audience: String,
     pub purpose_id: String,
+    /// Sign the body (INTEGRITY_REST_02: `Digest`, `Agid-JWT-Signature`).
+    pub integrity: bool,
     /// Send AUDIT_REST_02 (tracking evidence bound to the voucher).
     pub audit: bool,
     pub timeout: std::time::Duration,
@@ -53,6 +55,12 @@ impl std::fmt::Debug for Eservice {
     }
 }
 
+/// What is sent: a JSON body made on demand (POST), or a query (GET).
+enum Body<'a, F> {
+    Post(&'a F),
+    Get(&'a str),
+}
+
 impl Eservice {
     /// POSTs the JSON body `make` builds on behalf of `user`; `traceparent` continues the
     /// caller's trace. The body is made once the voucher is at hand, right before it is
@@ -63,9 +71,19 @@ impl Eservice {
     where
         F: Fn() -> Bytes + Send + Sync,
     {
+        self.call(Body::Post(&make), user, traceparent).await
+    }
+
+    /// GETs the e-service's URL with `query` (no body: no INTEGRITY signature), as `post_json`
+    /// otherwise.
+    pub async fn get(&self, query: &str, user: &TrackedUser, traceparent: &str) -> Result<Reply, CallError> {
+        self.call::<fn() -> Bytes>(Body::Get(query), user, traceparent).await
+    }
+
+    async fn call<F: Fn() -> Bytes>(&self, what: Body<'_, F>, user: &TrackedUser, tp: &str) -> Result<Reply, CallError> {
         let mut retried = false;
         loop {
-            let (req, cached) = self.request(&make, user, traceparent).await?;
+            let (req, cached) = self.request(&what, user, tp).await?;
             let policy = Policy { max_body: 4 << 20, ..Policy::once(self.timeout) };
             let reply = attempt(&self.http, req, &policy).await.map_err(CallError::Unreachable)?;
             if reply.status == 401 && !retried {
@@ -94,17 +112,22 @@ impl Eservice {
     /// The request with its voucher and ModI headers; the cached voucher used, if any.
     async fn request<F: Fn() -> Bytes>(
         &self,
-        make: &F,
+        what: &Body<'_, F>,
         user: &TrackedUser,
         traceparent: &str,
     ) -> Result<(http::Request<Full<Bytes>>, Option<Arc<str>>), CallError> {
         let key = self.vouchers.key();
         let iss = self.vouchers.client_id();
         let ct = "application/json";
-        let mut b = http::Request::post(self.url.clone())
-            .header(http::header::CONTENT_TYPE, ct)
-            .header(http::header::ACCEPT, "application/json")
-            .header(http::header::USER_AGENT, "varco");
+        let mut b = match what {
+            Body::Post(_) => http::Request::post(self.url.clone()).header(http::header::CONTENT_TYPE, ct),
+            Body::Get(q) => {
+                let url = if q.is_empty() { self.url.to_string() } else { format!("{}?{q}", self.url) };
+                http::Request::get(url)
+            }
+        }
+        .header(http::header::ACCEPT, "application/json")
+        .header(http::header::USER_AGENT, "varco");
         if !traceparent.is_empty() {
             b = b.header("traceparent", traceparent);
         }
@@ -118,11 +141,16 @@ impl Eservice {
             let v = self.vouchers.voucher(&self.purpose_id).await?;
             (v.to_string(), Some(v))
         };
-        let body = make();
-        let signed = varco_auth::sign_request(key, iss, &self.audience, Some(ct), &body)
-            .map_err(|e| CallError::Signing(e.detail))?;
-        for (k, v) in signed {
-            b = b.header(k, v);
+        let body = match what {
+            Body::Post(make) => make(),
+            Body::Get(_) => Bytes::new(),
+        };
+        if self.integrity && matches!(what, Body::Post(_)) {
+            let signed = varco_auth::sign_request(key, iss, &self.audience, Some(ct), &body)
+                .map_err(|e| CallError::Signing(e.detail))?;
+            for (k, v) in signed {
+                b = b.header(k, v);
+            }
         }
         let req = b
             .header(http::header::AUTHORIZATION, format!("Bearer {voucher}"))

@@ -114,6 +114,7 @@ fn anpr(c: &varco_config::AnprConfig, cx: &AdapterContext<'_>) -> Result<varco_a
             url: url.parse().map_err(|x| err(format!("{url}: {x}")))?,
             audience: e.audience.clone().unwrap_or_else(|| e.url.clone()),
             purpose_id: purpose_id.to_owned(),
+            integrity: true,
             audit: e.audit,
             timeout: c.timeout.0,
             vouchers: vouchers.clone(),

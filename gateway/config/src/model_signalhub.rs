@@ -1,0 +1,205 @@
+//! Configuration of the `signal_hub` adapter: PDND Signal Hub bridged to the event bus. As a
+//! producer, events a subscription hands to the route become signals deposited with Signal
+//! Hub's collection e-service; as a consumer, the signals of other providers' e-services are
+//! pulled from the distribution e-service and published on the bus as CloudEvents.
+
+use crate::{Dur, SecretRef};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// `to: {adapter: {kind: signal_hub, ...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignalHubConfig {
+    /// The ente as a provider: its events become signals. Default: none.
+    #[serde(default)]
+    pub deposit: Option<DepositConfig>,
+    /// The ente as a consumer: signals become its events. Default: none.
+    #[serde(default)]
+    pub pull: Option<PullConfig>,
+}
+
+/// Depositing signals about one of the ente's e-services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DepositConfig {
+    /// The collection e-service, e.g. `https://api.signalhub.interop.pagopa.it/1.0/push`;
+    /// varco posts to `<url>/signals`.
+    pub url: String,
+    /// The purpose (name in `tenants[].pdnd.purposes`) for the collection e-service.
+    pub purpose: String,
+    /// The `aud` of the voucher's e-service. Default: `url`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// The ente's e-service whose data the signals are about (its PDND eserviceId).
+    pub eservice_id: String,
+    /// The pseudonymisation seed shared with the e-service's consumers (a secret).
+    pub seed: SecretRef,
+    /// Which events become which signals.
+    pub signals: Vec<SignalMapping>,
+    /// Per call. Default 10s.
+    #[serde(default = "d_timeout")]
+    pub timeout: Dur,
+}
+
+/// One event type turned into signals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignalMapping {
+    /// The CloudEvent `type`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// `CREATE`, `UPDATE` or `DELETE`.
+    pub signal_type: SignalType,
+    /// `objectType` of the signal (what kind of object changed, e.g. `residenza`).
+    pub object_type: String,
+    /// Where the changed object's id is: `subject` (the event's subject) or a JSON pointer into
+    /// `data` (e.g. `/codiceFiscale`). Default `subject`.
+    #[serde(default = "d_subject")]
+    pub object_id: String,
+    /// Send the id pseudonymised (SHA-256 of id and seed, hex), as personal data must be.
+    /// Default true.
+    #[serde(default = "d_true")]
+    pub pseudonymise: bool,
+}
+
+/// A signal's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SignalType {
+    Create,
+    Update,
+    Delete,
+}
+
+impl SignalType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+        }
+    }
+}
+
+/// Pulling the signals of e-services the ente consumes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PullConfig {
+    /// The distribution e-service, e.g. `https://api.signalhub.interop.pagopa.it/1.0/pull`;
+    /// varco reads `<url>/signals/{eserviceId}`.
+    pub url: String,
+    /// The purpose (name in `tenants[].pdnd.purposes`) for the distribution e-service.
+    pub purpose: String,
+    /// The `aud` of the voucher's e-service. Default: `url`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// The e-services (eserviceId) whose signals the ente reads.
+    pub eservices: Vec<String>,
+    /// Pause between polls once caught up. Default 30s.
+    #[serde(default = "d_interval")]
+    pub interval: Dur,
+    /// Signals asked per call (1–100). Default 100.
+    #[serde(default = "d_size")]
+    pub size: u32,
+    /// Where the last signalId read of each e-service is kept. Default `varco-data/signal-hub`.
+    #[serde(default = "d_dir")]
+    pub state_dir: PathBuf,
+    /// Per call. Default 10s.
+    #[serde(default = "d_timeout")]
+    pub timeout: Dur,
+}
+
+fn d_timeout() -> Dur {
+    Dur::secs(10)
+}
+fn d_interval() -> Dur {
+    Dur::secs(30)
+}
+fn d_size() -> u32 {
+    100
+}
+fn d_dir() -> PathBuf {
+    PathBuf::from("varco-data/signal-hub")
+}
+fn d_subject() -> String {
+    "subject".into()
+}
+fn d_true() -> bool {
+    true
+}
+
+fn is_url(s: &str) -> bool {
+    s.parse::<http::Uri>().is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
+}
+
+/// A PDND id (eserviceId): 1 to 64 characters that are safe in a path and a file name.
+fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl SignalHubConfig {
+    /// Pure checks: (field, message) pairs. `purposes`: the ente's PDND purpose names, `None`
+    /// without a PDND client.
+    pub fn validate(&self, purposes: Option<Vec<&str>>) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.deposit.is_none() && self.pull.is_none() {
+            out.push((String::new(), "configure `deposit`, `pull` or both".into()));
+        }
+        let Some(purposes) = purposes else {
+            out.push((String::new(), "Signal Hub is reached through PDND: the ente needs `tenants[].pdnd`".into()));
+            return out;
+        };
+        let mut purpose = |at: &str, p: &str, url: &str| {
+            if !purposes.contains(&p) {
+                out.push((format!("{at}.purpose"), format!("`{p}` is not in `tenants[].pdnd.purposes`")));
+            }
+            if !is_url(url) {
+                out.push((format!("{at}.url"), "an http(s) URL".into()));
+            }
+        };
+        if let Some(d) = &self.deposit {
+            purpose("deposit", &d.purpose, &d.url);
+        }
+        if let Some(p) = &self.pull {
+            purpose("pull", &p.purpose, &p.url);
+        }
+        if let Some(d) = &self.deposit {
+            if !is_id(&d.eservice_id) {
+                out.push(("deposit.eservice_id".into(), "the e-service's PDND id".into()));
+            }
+            if d.signals.is_empty() {
+                out.push(("deposit.signals".into(), "at least one event type".into()));
+            }
+            for (i, m) in d.signals.iter().enumerate() {
+                if m.object_id != "subject" && !m.object_id.starts_with('/') {
+                    out.push((
+                        format!("deposit.signals[{i}].object_id"),
+                        "`subject` or a JSON pointer (`/field`)".into(),
+                    ));
+                }
+                if m.object_type.trim().is_empty() {
+                    out.push((format!("deposit.signals[{i}].object_type"), "must not be empty".into()));
+                }
+            }
+        }
+        if let Some(p) = &self.pull {
+            if p.eservices.is_empty() {
+                out.push(("pull.eservices".into(), "at least one eserviceId".into()));
+            }
+            for (i, e) in p.eservices.iter().enumerate() {
+                if !is_id(e) {
+                    out.push((format!("pull.eservices[{i}]"), "a PDND eserviceId (letters, digits, `-`, `_`)".into()));
+                }
+            }
+            if !(1..=100).contains(&p.size) {
+                out.push(("pull.size".into(), "between 1 and 100".into()));
+            }
+            if p.interval.0 < std::time::Duration::from_secs(1) {
+                out.push(("pull.interval".into(), "at least 1s".into()));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,77 @@
+//! Per-adapter rules of a route's `to: {adapter: ...}`: each adapter's own pure `validate()`,
+//! and what it asks of the ente and the route (keys, a PDND client, an access rule).
+
+use crate::issues::Issues;
+use crate::model::*;
+
+/// The checks of one route's adapter; `rp` is the route's path in the file.
+pub(crate) fn validate_adapter(
+    a: &AdapterConfig,
+    t: &TenantConfig,
+    r: &RouteConfig,
+    rp: &str,
+    server_identity: Option<&IdentityTokenConfig>,
+    is: &mut Issues,
+) {
+    let ap = format!("{rp}.to.adapter");
+    match a {
+        AdapterConfig::Status(s) => {
+            for (f, m) in s.validate() {
+                is.add(format!("{ap}.{f}"), m);
+            }
+        }
+        AdapterConfig::Jwks(_) => {
+            if server_identity.is_none() && t.keys.is_empty() {
+                is.add(ap.clone(), "the jwks adapter needs a signing key: tenants[].keys or server.identity_token");
+            }
+        }
+        AdapterConfig::Events(_) | AdapterConfig::EventStream(_) if r.access == Access::Public => is.add(
+            format!("{rp}.access"),
+            "event routes speak for the ente (publish) or show what it may read (stream): \
+             admit callers with `jwt` or `api_key`",
+        ),
+        AdapterConfig::Events(_) => {}
+        AdapterConfig::EventStream(c) => {
+            for (f, m) in c.validate() {
+                is.add(format!("{ap}.{f}"), m);
+            }
+            if matches!(&r.access, Access::Jwt(j) if j.modi.is_some()) {
+                is.add(
+                    format!("{rp}.access.jwt.modi"),
+                    "a live stream cannot be a ModI route: ModI answers are read whole and signed",
+                );
+            }
+        }
+        AdapterConfig::Pagopa(c) => {
+            for (f, m) in c.validate() {
+                is.add(format!("{ap}.{f}"), m);
+            }
+        }
+        AdapterConfig::Gpd(c) => {
+            for (f, m) in c.validate() {
+                is.add(format!("{ap}.{f}"), m);
+            }
+        }
+        AdapterConfig::SignalHub(c) => {
+            let purposes = t.pdnd.as_ref().map(|d| d.purposes.keys().map(String::as_str).collect());
+            for (f, m) in c.validate(purposes) {
+                is.add(if f.is_empty() { ap.clone() } else { format!("{ap}.{f}") }, m);
+            }
+            if r.access == Access::Public {
+                is.add(format!("{rp}.access"), "the Signal Hub route shows the bridge's state: use `jwt` or `api_key`");
+            }
+        }
+        AdapterConfig::Anpr(c) => {
+            let purposes = t.pdnd.as_ref().map(|d| d.purposes.keys().map(String::as_str).collect());
+            for (f, m) in c.validate(purposes) {
+                is.add(if f.is_empty() { ap.clone() } else { format!("{ap}.{f}") }, m);
+            }
+            if let Some(k) = c.provider_keys.as_ref().filter(|k| !t.issuers.contains_key(k.as_str())) {
+                is.add(format!("{ap}.provider_keys"), format!("`{k}` is not one of the ente's `issuers`"));
+            }
+            if r.access == Access::Public {
+                is.add(format!("{rp}.access"), "ANPR is read on behalf of a known caller: use `jwt` or `api_key`");
+            }
+        }
+    }
+}
