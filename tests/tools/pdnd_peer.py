@@ -6,7 +6,11 @@ assertion the way PDND does and issues RS256 vouchers (`typ: at+jwt`) with its o
   pdnd_peer.py PORT CLIENTS_JSON
       CLIENTS_JSON: {"issuer": "...", "assertion_aud": "...", "expires_in": 600,
                      "clients": {CLIENT_ID: {"jwks_file": PATH,
-                                             "purposes": {PURPOSE_ID: {"aud": ..., "eserviceId": ...}}}}}
+                                             "purposes": {PURPOSE_ID: {"aud": ..., "eserviceId": ...}}},
+                                 API_CLIENT_ID: {"jwks_file": PATH, "api": {"aud": "uat.interop.pagopa.it/m2m",
+                                                 "organizationId": UUID}}}}
+      An e-service client's assertions name a purposeId; an API interop client's (M2M) never do,
+      and get a voucher without purpose for PDND's own services (Signal Hub).
   serves until killed; prints "ready".
 
   POST /token.oauth2          form: client_assertion, client_assertion_type, grant_type[, client_id]
@@ -88,7 +92,10 @@ def check(form):
     if claims["iat"] > time.time() + 5:
         raise Refused("iat is in the future")
     purpose = claims.get("purposeId")
-    if purpose not in client["purposes"]:
+    if "api" in client:
+        if purpose is not None:
+            raise Refused("an API interop client's assertion carries no purposeId")
+    elif purpose not in client.get("purposes", {}):
         raise Refused(f"purpose {purpose} is not the client's")
     digest = claims.get("digest")
     if digest is not None:
@@ -103,7 +110,15 @@ def check(form):
 
 def voucher(client_id, claims):
     now = int(time.time())
-    purpose = CONF["clients"][client_id]["purposes"][claims["purposeId"]]
+    client = CONF["clients"][client_id]
+    if "api" in client:
+        body = {
+            "iss": CONF["issuer"], "aud": client["api"]["aud"], "sub": client_id, "client_id": client_id,
+            "organizationId": client["api"]["organizationId"], "jti": str(uuid.uuid4()),
+            "iat": now, "nbf": now, "exp": now + int(CONF.get("expires_in", 600)),
+        }
+        return jwt.encode(body, KEY, algorithm="RS256", headers={"kid": KID, "typ": "at+jwt"})
+    purpose = client["purposes"][claims["purposeId"]]
     body = {
         "iss": CONF["issuer"], "aud": purpose["aud"], "sub": client_id, "client_id": client_id,
         "purposeId": claims["purposeId"], "eserviceId": purpose.get("eserviceId", "eservice"),
@@ -167,7 +182,7 @@ class H(BaseHTTPRequestHandler):
         with LOCK:
             STATS["issued"] += 1
             STATS["bound"] += 1 if "digest" in claims else 0
-            STATS["assertions"].append({"purposeId": claims["purposeId"], "digest": claims.get("digest")})
+            STATS["assertions"].append({"client": client_id, "purposeId": claims.get("purposeId"), "digest": claims.get("digest")})
         self.answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": int(CONF.get("expires_in", 600))})
 
 

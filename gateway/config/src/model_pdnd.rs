@@ -23,7 +23,13 @@ pub struct PdndClientConfig {
     /// `auth.uat.interop.pagopa.it/client-assertion`.
     pub assertion_audience: String,
     /// The ente's purposes (finalità), by a name routes use: `name: purposeId`.
+    #[serde(default)]
     pub purposes: BTreeMap<String, String>,
+    /// The client id of the ente's API interop (M2M) client, whose vouchers carry no purpose:
+    /// what PDND's own services (Signal Hub) take. The same `kid` signs its assertions
+    /// (register the key on both clients). Default: none.
+    #[serde(default)]
+    pub api_client_id: Option<String>,
     /// A cached voucher is replaced this long before it expires. Default 60s.
     #[serde(default = "d_refresh_before")]
     pub refresh_before: Dur,
@@ -63,8 +69,11 @@ impl PdndClientConfig {
                 out.push(("kid".into(), format!("`{k}` is not one of the ente's `keys`")));
             }
         }
-        if self.purposes.is_empty() {
-            out.push(("purposes".into(), "at least one purpose (`name: purposeId`)".into()));
+        if self.purposes.is_empty() && self.api_client_id.is_none() {
+            out.push(("purposes".into(), "at least one purpose (`name: purposeId`), or an `api_client_id`".into()));
+        }
+        if self.api_client_id.as_ref().is_some_and(|c| c.trim().is_empty() || c.len() > 256) {
+            out.push(("api_client_id".into(), "the API interop client's id: 1 to 256 characters".into()));
         }
         for (name, id) in &self.purposes {
             if id.trim().is_empty() {

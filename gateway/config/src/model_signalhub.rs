@@ -27,11 +27,6 @@ pub struct DepositConfig {
     /// The collection e-service, e.g. `https://api.signalhub.interop.pagopa.it/1.0/push`;
     /// varco posts to `<url>/signals`.
     pub url: String,
-    /// The purpose (name in `tenants[].pdnd.purposes`) for the collection e-service.
-    pub purpose: String,
-    /// The `aud` of the voucher's e-service. Default: `url`.
-    #[serde(default)]
-    pub audience: Option<String>,
     /// The ente's e-service whose data the signals are about (its PDND eserviceId).
     pub eservice_id: String,
     /// The pseudonymisation seed shared with the e-service's consumers (a secret).
@@ -90,11 +85,6 @@ pub struct PullConfig {
     /// The distribution e-service, e.g. `https://api.signalhub.interop.pagopa.it/1.0/pull`;
     /// varco reads `<url>/signals/{eserviceId}`.
     pub url: String,
-    /// The purpose (name in `tenants[].pdnd.purposes`) for the distribution e-service.
-    pub purpose: String,
-    /// The `aud` of the voucher's e-service. Default: `url`.
-    #[serde(default)]
-    pub audience: Option<String>,
     /// The e-services (eserviceId) whose signals the ente reads.
     pub eservices: Vec<String>,
     /// Pause between polls once caught up. Default 30s.
@@ -140,30 +130,30 @@ fn is_id(s: &str) -> bool {
 }
 
 impl SignalHubConfig {
-    /// Pure checks: (field, message) pairs. `purposes`: the ente's PDND purpose names, `None`
-    /// without a PDND client.
-    pub fn validate(&self, purposes: Option<Vec<&str>>) -> Vec<(String, String)> {
+    /// Pure checks: (field, message) pairs. `api_client`: whether the ente's PDND client has
+    /// an `api_client_id` (`None`: no PDND client at all).
+    pub fn validate(&self, api_client: Option<bool>) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if self.deposit.is_none() && self.pull.is_none() {
             out.push((String::new(), "configure `deposit`, `pull` or both".into()));
         }
-        let Some(purposes) = purposes else {
-            out.push((String::new(), "Signal Hub is reached through PDND: the ente needs `tenants[].pdnd`".into()));
-            return out;
-        };
-        let mut purpose = |at: &str, p: &str, url: &str| {
-            if !purposes.contains(&p) {
-                out.push((format!("{at}.purpose"), format!("`{p}` is not in `tenants[].pdnd.purposes`")));
+        match api_client {
+            None => {
+                out.push((String::new(), "Signal Hub is reached through PDND: the ente needs `tenants[].pdnd`".into()));
+                return out;
             }
-            if !is_url(url) {
+            Some(false) => out.push((
+                String::new(),
+                "Signal Hub takes the vouchers of an API interop client: set `tenants[].pdnd.api_client_id`".into(),
+            )),
+            Some(true) => {}
+        }
+        for (at, url) in
+            [("deposit", self.deposit.as_ref().map(|d| &d.url)), ("pull", self.pull.as_ref().map(|p| &p.url))]
+        {
+            if url.is_some_and(|u| !is_url(u)) {
                 out.push((format!("{at}.url"), "an http(s) URL".into()));
             }
-        };
-        if let Some(d) = &self.deposit {
-            purpose("deposit", &d.purpose, &d.url);
-        }
-        if let Some(p) = &self.pull {
-            purpose("pull", &p.purpose, &p.url);
         }
         if let Some(d) = &self.deposit {
             if !is_id(&d.eservice_id) {

@@ -53,8 +53,7 @@ pub(crate) fn validate_adapter(
             }
         }
         AdapterConfig::SignalHub(c) => {
-            let purposes = t.pdnd.as_ref().map(|d| d.purposes.keys().map(String::as_str).collect());
-            for (f, m) in c.validate(purposes) {
+            for (f, m) in c.validate(t.pdnd.as_ref().map(|d| d.api_client_id.is_some())) {
                 is.add(if f.is_empty() { ap.clone() } else { format!("{ap}.{f}") }, m);
             }
             if r.access == Access::Public {

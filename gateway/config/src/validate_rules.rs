@@ -216,14 +216,21 @@ pub(crate) fn validate_events(cfg: &Config, is: &mut Issues) {
                     }
                 }
                 (None, Some(r)) => {
-                    let takes_events = t
-                        .routes
-                        .iter()
-                        .any(|x| &x.name == r && matches!(x.to, RouteTarget::Adapter(AdapterConfig::Gpd(_))));
+                    let takes_events = t.routes.iter().any(|x| {
+                        &x.name == r
+                            && match &x.to {
+                                RouteTarget::Adapter(AdapterConfig::Gpd(_)) => true,
+                                RouteTarget::Adapter(AdapterConfig::SignalHub(c)) => c.deposit.is_some(),
+                                _ => false,
+                            }
+                    });
                     if !takes_events {
                         is.add(
                             format!("{sp}.route"),
-                            format!("ente `{}` has no route `{r}` whose adapter takes events (gpd)", t.id),
+                            format!(
+                                "ente `{}` has no route `{r}` whose adapter takes events (gpd, signal_hub with `deposit`)",
+                                t.id
+                            ),
                         );
                     }
                 }

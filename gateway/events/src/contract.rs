@@ -56,6 +56,10 @@ const SCHEMAS: &[(&str, &str)] = &[
         "it.varco.pratica.stato.cambiato.v1",
         include_str!("../../../contracts/events/it.varco.pratica.stato.cambiato.v1.json"),
     ),
+    (
+        "it.varco.pdnd.segnale.ricevuto.v1",
+        include_str!("../../../contracts/events/it.varco.pdnd.segnale.ricevuto.v1.json"),
+    ),
 ];
 
 /// Every known event type.

@@ -35,6 +35,8 @@ pub struct Eservice {
     pub url: http::Uri,
     /// `aud` of the ModI JWTs (the e-service as PDND names it).
     pub audience: String,
+    /// The purposeId of the calls; empty: the API interop client's voucher (no purpose), as
+    /// PDND's own services (Signal Hub) take.
     pub purpose_id: String,
     /// Sign the body (INTEGRITY_REST_02: `Digest`, `Agid-JWT-Signature`).
     pub integrity: bool,
@@ -80,7 +82,12 @@ impl Eservice {
         self.call::<fn() -> Bytes>(Body::Get(query), user, traceparent).await
     }
 
-    async fn call<F: Fn() -> Bytes>(&self, what: Body<'_, F>, user: &TrackedUser, tp: &str) -> Result<Reply, CallError> {
+    async fn call<F: Fn() -> Bytes>(
+        &self,
+        what: Body<'_, F>,
+        user: &TrackedUser,
+        tp: &str,
+    ) -> Result<Reply, CallError> {
         let mut retried = false;
         loop {
             let (req, cached) = self.request(&what, user, tp).await?;

@@ -158,7 +158,8 @@ impl VoucherClient {
         self.slots.lock().entry(purpose_id.to_owned()).or_default().clone()
     }
 
-    /// A voucher for `purpose_id`, from the cache while it is fresh.
+    /// A voucher for `purpose_id`, from the cache while it is fresh; an empty `purpose_id`
+    /// asks for the API interop client's voucher (no purpose), for PDND's own services.
     pub async fn voucher(&self, purpose_id: &str) -> Result<Arc<str>, VoucherError> {
         let slot = self.slot(purpose_id);
         let fresh =
@@ -192,14 +193,28 @@ impl VoucherClient {
         self.request(purpose_id, Some(digest)).await.map(|(t, _)| t)
     }
 
+    /// The client id a request for `purpose_id` is made as: the API interop client's for none.
+    fn client_for(&self, purpose_id: &str) -> Result<&str, VoucherError> {
+        if !purpose_id.is_empty() {
+            return Ok(&self.cfg.client_id);
+        }
+        self.cfg.api_client_id.as_deref().ok_or_else(|| {
+            VoucherError::Signing("a voucher without purpose needs `pdnd.api_client_id` (an API interop client)".into())
+        })
+    }
+
     /// The client assertion for one token request.
     fn assertion(&self, purpose_id: &str, digest: Option<&str>) -> Result<String, VoucherError> {
         let now = now_s();
+        let client = self.client_for(purpose_id)?;
         let mut claims = serde_json::json!({
-            "iss": self.cfg.client_id, "sub": self.cfg.client_id, "aud": self.cfg.assertion_audience,
+            "iss": client, "sub": client, "aud": self.cfg.assertion_audience,
             "jti": format!("{:032x}", fastrand::u128(..)),
-            "iat": now, "exp": now + 120, "purposeId": purpose_id,
+            "iat": now, "exp": now + 120,
         });
+        if !purpose_id.is_empty() {
+            claims["purposeId"] = serde_json::json!(purpose_id);
+        }
         if let Some(d) = digest {
             claims["digest"] = serde_json::json!({ "alg": "SHA256", "value": d });
         }
@@ -210,7 +225,7 @@ impl VoucherClient {
         let assertion = self.assertion(purpose_id, digest)?;
         let form = format!(
             "client_id={}&client_assertion={}&client_assertion_type={}&grant_type=client_credentials",
-            form_value(&self.cfg.client_id),
+            form_value(self.client_for(purpose_id)?),
             form_value(&assertion),
             form_value(ASSERTION_TYPE)
         );

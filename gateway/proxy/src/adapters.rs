@@ -31,13 +31,15 @@ pub struct AdapterContext<'a> {
 pub struct Built {
     pub adapter: Arc<dyn Adapter>,
     pub stream: Option<(Arc<StreamRoute>, Arc<StreamAcl>)>,
+    /// For `signal_hub` routes that pull: (key, fingerprint, puller), started at commit.
+    pub puller: Option<(String, String, Arc<varco_adapter_signalhub::Puller>)>,
 }
 
 /// Builds the adapter of `cfg` (I/O allowed: secrets, the event bus).
 pub fn build(cfg: &AdapterConfig, cx: &AdapterContext<'_>) -> Result<Built, BuildError> {
     let err = |m: String| BuildError { path: cx.path.to_owned(), message: m };
     let events = &cx.config.server.events;
-    let plain = |adapter: Arc<dyn Adapter>| Ok(Built { adapter, stream: None });
+    let plain = |adapter: Arc<dyn Adapter>| Ok(Built { adapter, stream: None, puller: None });
     match cfg {
         AdapterConfig::Status(s) => plain(Arc::new(varco_adapter_status::StatusAdapter::build(s, cx.health.clone()))),
         AdapterConfig::Jwks(_) => {
@@ -57,7 +59,7 @@ pub fn build(cfg: &AdapterConfig, cx: &AdapterContext<'_>) -> Result<Built, Buil
                 route: cx.registries.streams.get(cx.tenant, cx.route),
             };
             let stream = Some((a.route.clone(), a.acl.clone()));
-            Ok(Built { adapter: Arc::new(a), stream })
+            Ok(Built { adapter: Arc::new(a), stream, puller: None })
         }
         AdapterConfig::Pagopa(c) => {
             let bus = cx.registries.events.open(events).map_err(err)?;
@@ -71,6 +73,7 @@ pub fn build(cfg: &AdapterConfig, cx: &AdapterContext<'_>) -> Result<Built, Buil
             plain(Arc::new(varco_adapter_pagopa::gpd::GpdAdapter::build(c, &key, cx.client.clone()).map_err(err)?))
         }
         AdapterConfig::Anpr(c) => plain(Arc::new(anpr(c, cx)?)),
+        AdapterConfig::SignalHub(c) => signal_hub(c, cx),
     }
 }
 
@@ -126,4 +129,74 @@ fn anpr(c: &varco_config::AnprConfig, cx: &AdapterContext<'_>) -> Result<varco_a
         Ok(Some(Service { call, caso_uso: e.caso_uso.clone().unwrap_or_else(|| code.to_owned()) }))
     };
     Ok(AnprAdapter::new(cx.tenant, c, service(&c.residenza, "C001")?, service(&c.famiglia, "C021")?))
+}
+
+/// A call to one of PDND's own services (Signal Hub) with the ente's API interop voucher (no
+/// purpose) and no ModI on the body.
+fn pdnd_call(
+    cx: &AdapterContext<'_>,
+    vouchers: &Arc<varco_outbound::VoucherClient>,
+    url: String,
+    timeout: std::time::Duration,
+) -> Result<varco_outbound::Eservice, BuildError> {
+    let err = |m: String| BuildError { path: cx.path.to_owned(), message: m };
+    Ok(varco_outbound::Eservice {
+        url: url.parse().map_err(|x| err(format!("{url}: {x}")))?,
+        audience: String::new(),
+        purpose_id: String::new(),
+        integrity: false,
+        audit: false,
+        timeout,
+        vouchers: vouchers.clone(),
+        verifier: None,
+        http: cx.client.clone(),
+        fetch: varco_outbound::Fetcher::new(cx.client.clone()),
+        replay: Arc::new(varco_auth::ReplayGuard::default()),
+    })
+}
+
+/// The `signal_hub` adapter: a depositor for the events its subscriptions hand over, and a
+/// puller (started when the configuration is committed) publishing signals on the bus.
+fn signal_hub(c: &varco_config::SignalHubConfig, cx: &AdapterContext<'_>) -> Result<Built, BuildError> {
+    use varco_adapter_signalhub::{Depositor, Feed, Puller, SignalHubAdapter};
+    let err = |m: String| BuildError { path: cx.path.to_owned(), message: m };
+    let tenant = cx.config.tenants.iter().find(|t| t.id == cx.tenant).ok_or_else(|| err("unknown ente".into()))?;
+    let pdnd = tenant.pdnd.as_ref().ok_or_else(|| err("the ente has no `pdnd` client".into()))?;
+    let keys = cx.keys.ok_or_else(|| err("the ente's PDND client needs `tenants[].keys`".into()))?;
+    let vouchers = cx.registries.vouchers.get(cx.tenant, pdnd, keys, cx.client).map_err(err)?;
+    let base = |u: &str| u.trim_end_matches('/').to_owned();
+    let deposit = match &c.deposit {
+        None => None,
+        Some(d) => {
+            let seed = read_secret(&format!("{}.deposit.seed", cx.path), &d.seed)?;
+            if seed.len() < 16 {
+                return Err(err("deposit.seed: at least 16 characters".into()));
+            }
+            let call = pdnd_call(cx, &vouchers, format!("{}/signals", base(&d.url)), d.timeout.0)?;
+            Some(Depositor::new(cx.tenant, call, &d.eservice_id, seed, d.signals.clone()))
+        }
+    };
+    let mut puller = None;
+    if let Some(p) = &c.pull {
+        let bus = cx.registries.events.open(&cx.config.server.events).map_err(err)?;
+        let mut feeds = Vec::new();
+        for e in &p.eservices {
+            let url = format!("{}/signals/{e}", base(&p.url));
+            feeds.push(Feed { eservice_id: e.clone(), call: pdnd_call(cx, &vouchers, url, p.timeout.0)? });
+        }
+        let key = format!("{}/{}", cx.tenant, cx.route);
+        let print = format!("{p:?}|{pdnd:?}|{}", String::from_utf8_lossy(&keys.jwks));
+        let pl = Puller {
+            tenant: cx.tenant.to_owned(),
+            bus,
+            feeds,
+            interval: p.interval.0,
+            size: p.size,
+            dir: p.state_dir.clone(),
+            status: Default::default(),
+        };
+        puller = Some((key, print, Arc::new(pl)));
+    }
+    let pullers = puller.as_ref().map(|(k, _, _)| (cx.registries.pullers.clone(), k.clone()));
+    Ok(Built { adapter: Arc::new(SignalHubAdapter { deposit, pullers }), stream: None, puller })
 }

@@ -40,6 +40,8 @@ pub struct Registries {
     pub streams: StreamRegistry,
     /// Each ente's PDND client with its cached vouchers.
     pub vouchers: varco_outbound::VoucherRegistry,
+    /// Signal Hub pullers, started by the configuration in force.
+    pub pullers: Arc<varco_adapter_signalhub::PullerRegistry>,
 }
 
 impl Registries {
@@ -66,6 +68,7 @@ impl Registries {
             events,
             streams: StreamRegistry::default(),
             vouchers: varco_outbound::VoucherRegistry::default(),
+            pullers: Arc::default(),
         })
     }
 

@@ -84,6 +84,7 @@ impl Reloader {
         let rt = Arc::new(rt);
         self.shared.current.store(rt.clone());
         rt.commit_streams(&self.shared.reg.streams);
+        rt.commit_pullers(&self.shared.reg.pullers);
         self.shared.reg.retain_used();
         self.shared.metrics.generation.set(generation as i64);
         Ok(generation)

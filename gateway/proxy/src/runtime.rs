@@ -78,6 +78,8 @@ pub struct Tenant {
     pub routes: Vec<Route>,
     /// The event-stream routes' shared state and this configuration's ACL for them.
     pub streams: Vec<(Arc<varco_events::stream::StreamRoute>, Arc<varco_events::stream::StreamAcl>)>,
+    /// Signal Hub pullers its routes want running: (key, fingerprint, puller).
+    pub pullers: Vec<(String, String, Arc<varco_adapter_signalhub::Puller>)>,
     pub table: RouteTable,
     pub pools: Vec<Arc<Pool>>,
     pub max_concurrent: Option<u32>,
@@ -193,6 +195,12 @@ impl Runtime {
         let live: Vec<_> = self.tenants.iter().flat_map(|t| t.streams.iter().cloned()).collect();
         registry.commit(&live);
     }
+
+    /// Starts this runtime's Signal Hub pullers and stops those it no longer has; one whose
+    /// configuration did not change keeps running. Call it once the runtime is the current one.
+    pub fn commit_pullers(&self, registry: &varco_adapter_signalhub::PullerRegistry) {
+        registry.commit(self.tenants.iter().flat_map(|t| t.pullers.iter().cloned()).collect());
+    }
 }
 
 /// The ente's own keys (`tenants[].keys`), read now.
@@ -274,6 +282,7 @@ impl TenantBuild<'_> {
         }
         let mut routes = Vec::new();
         let mut streams = Vec::new();
+        let mut pullers = Vec::new();
         let mut table = RouteTable::default();
         for (ri, r) in route_cfgs.iter().enumerate() {
             let rp = format!("{p}.routes[{ri}]");
@@ -298,6 +307,7 @@ impl TenantBuild<'_> {
                     };
                     let built = crate::adapters::build(a, &cx)?;
                     streams.extend(built.stream);
+                    pullers.extend(built.puller);
                     Target::Adapter(built.adapter)
                 }
             };
@@ -313,6 +323,7 @@ impl TenantBuild<'_> {
             name: t.name.clone(),
             routes,
             streams,
+            pullers,
             table,
             pools,
             max_concurrent: t.max_concurrent,

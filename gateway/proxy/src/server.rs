@@ -58,6 +58,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>, overrides: varco_config::Override
     })?;
     let runtime = Runtime::build(cfg.clone(), 1, &metrics, &registries, None)?;
     runtime.commit_streams(&registries.streams);
+    runtime.commit_pullers(&registries.pullers);
     metrics.generation.set(1);
     let client = varco_outbound::https_client();
     let shared = Arc::new(Shared {

@@ -30,6 +30,7 @@ pub fn all(shared: &Arc<Shared>, reloader: Arc<Reloader>, grace: Duration) -> Ve
         Box::new(background_service("rate-limit gc", LimitsGc(shared.clone()))),
         Box::new(background_service("access log", AccessLogFlush(shared.clone()))),
         Box::new(background_service("events", Events(shared.clone()))),
+        Box::new(background_service("signal hub", SignalHubPullers(shared.clone()))),
         Box::new(background_service("drain", Drain { shared: shared.clone(), grace })),
     ]
 }
@@ -142,6 +143,19 @@ impl BackgroundService for JwksRefresh {
                 self.0.metrics.jwks_up.with_label_values(&[&i.tenant, &i.name]).set(i64::from(i.up.load(Relaxed)));
             }
         }
+    }
+}
+
+/// The runtime the Signal Hub pullers run on: they start once it is there (and at each
+/// commit of a configuration), and stop with the server.
+struct SignalHubPullers(Arc<Shared>);
+
+#[async_trait]
+impl BackgroundService for SignalHubPullers {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.0.reg.pullers.attach(tokio::runtime::Handle::current());
+        let _ = shutdown.changed().await;
+        self.0.reg.pullers.stop_all();
     }
 }
 
