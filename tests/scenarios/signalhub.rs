@@ -270,6 +270,35 @@ async fn other_providers_signals_reach_the_webhook_once_across_restarts() {
     assert!(r.json["pull"]["feeds"][0]["error"].as_str().is_some_and(|e| e.contains("503")), "{}", r.text());
     control(env.hub, "/_control/set", json!({"down": false})).await;
     assert_eq!(delivered(&env.hook, 8).await.len(), 8);
+    // Hostile or broken signals (no id, an unknown type, a huge object id) are passed over,
+    // not retried for ever: the good one behind them arrives.
+    let bad = json!([
+        {"signalId": 9, "eserviceId": THEIRS, "signalType": "EXPLODE", "objectType": "x", "objectId": "o"},
+        {"signalId": 10, "eserviceId": THEIRS, "signalType": "UPDATE", "objectType": "x", "objectId": "o".repeat(5000)},
+        {"signalId": 11, "eserviceId": THEIRS, "signalType": "DELETE", "objectType": "residenza", "objectId": "obj-11"}
+    ]);
+    control(env.hub, "/_control/signals", bad).await;
+    let got = delivered(&env.hook, 9).await;
+    assert_eq!(got.len(), 9);
+    assert!(got.iter().any(|e| e["data"]["signalId"] == 11 && e["data"]["signalType"] == "DELETE"));
+    let r = env.v.send("GET", MC, "/signal-hub", &[("x-api-key", KEY)], b"").await;
+    assert_eq!(
+        (r.json["pull"]["feeds"][0]["last_signal_id"].as_u64(), r.json["pull"]["feeds"][0]["skipped"].as_u64()),
+        (Some(11), Some(2)),
+        "{}",
+        r.text()
+    );
+    // A reload without `pull` stops the puller: new signals stay in Signal Hub.
+    let text = std::fs::read_to_string(&env.v.config).unwrap();
+    let cut = text.find("            pull:").unwrap();
+    env.v.rewrite_config(&text[..cut]);
+    assert_eq!(env.v.reload().await.status, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await; // a poll in flight finishes
+    let pulls = stats(env.hub).await["pulls"].as_u64().unwrap();
+    control(env.hub, "/_control/signals", theirs(12, 1)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(stats(env.hub).await["pulls"].as_u64().unwrap(), pulls, "no more pulls");
+    assert_eq!(delivered(&env.hook, 10).await.len(), 9);
 }
 
 #[tokio::test]

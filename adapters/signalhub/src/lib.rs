@@ -53,7 +53,7 @@ impl varco_core::Adapter for SignalHubAdapter {
                     let s = status.get(&f.eservice_id).cloned().unwrap_or_default();
                     let pos = p.position(&f.eservice_id).unwrap_or(s.last_signal_id);
                     serde_json::json!({
-                        "eservice_id": f.eservice_id, "last_signal_id": pos, "published": s.published,
+                        "eservice_id": f.eservice_id, "last_signal_id": pos, "published": s.published, "skipped": s.skipped,
                         "last_poll_unix": s.last_poll_unix, "error": s.error,
                     })
                 })

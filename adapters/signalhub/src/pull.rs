@@ -29,6 +29,8 @@ pub struct Feed {
 pub struct FeedStatus {
     pub last_signal_id: u64,
     pub published: u64,
+    /// Signals passed over because they were malformed (logged with their id).
+    pub skipped: u64,
     pub last_poll_unix: u64,
     pub error: Option<String>,
 }
@@ -119,26 +121,42 @@ impl Puller {
             let signals = page.get("signals").and_then(Value::as_array).ok_or("the answer has no `signals`")?;
             let mut events = Vec::new();
             let mut top = pos;
+            let mut skipped = 0;
             for s in signals {
-                let id = s.get("signalId").and_then(Value::as_u64).ok_or("a signal without a numeric signalId")?;
-                // Only what is after the position, whatever the service sends.
+                // Only what is after the position, whatever the service sends. A signal that
+                // cannot be an event is passed over (logged), not retried for ever: it would
+                // hold up every signal behind it.
+                let Some(id) = s.get("signalId").and_then(Value::as_u64) else {
+                    tracing::warn!(tenant = %self.tenant, eservice_id = %feed.eservice_id, "Signal Hub sent a signal without a numeric signalId: passed over");
+                    skipped += 1;
+                    continue;
+                };
                 if id <= pos {
                     continue;
                 }
                 top = top.max(id);
-                events.push(self.event(feed, id, s)?);
+                match self.event(feed, id, s) {
+                    Ok(e) => events.push(e),
+                    Err(why) => {
+                        tracing::warn!(tenant = %self.tenant, eservice_id = %feed.eservice_id, signal_id = id, %why, "a malformed signal: passed over");
+                        skipped += 1;
+                    }
+                }
             }
-            if events.is_empty() {
+            if top == pos {
                 return Ok(());
             }
             let n = events.len() as u64;
-            self.bus.publish(&self.tenant, events, None).await.map_err(|p| p.detail)?;
+            if !events.is_empty() {
+                self.bus.publish(&self.tenant, events, None).await.map_err(|p| p.detail)?;
+            }
             self.save(&feed.eservice_id, top)?;
             pos = top;
             let mut status = self.status.lock();
             let st = status.entry(feed.eservice_id.clone()).or_default();
             st.last_signal_id = top;
             st.published += n;
+            st.skipped += skipped;
             drop(status);
             tracing::info!(tenant = %self.tenant, eservice_id = %feed.eservice_id, signals = n, last_signal_id = top, "Signal Hub signals published");
             // 206: more are waiting; 200 with a short page: caught up.
@@ -149,14 +167,28 @@ impl Puller {
         Ok(())
     }
 
-    fn event(&self, feed: &Feed, id: u64, s: &Value) -> Result<cloudevents::Event, String> {
-        let text = |k: &str| s.get(k).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_owned);
-        let object_id = text("objectId").ok_or("a signal without objectId")?;
+    /// The event of one signal, its fields checked against the event's contract.
+    pub fn event(&self, feed: &Feed, id: u64, s: &Value) -> Result<cloudevents::Event, String> {
+        let text = |k: &str, max: usize| {
+            s.get(k)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty() && v.len() <= max && !v.chars().any(char::is_control))
+                .map(str::to_owned)
+                .ok_or_else(|| format!("`{k}` missing, empty, longer than {max} or not text"))
+        };
+        let object_id = text("objectId", 512)?;
+        let signal_type = text("signalType", 16)?;
+        if !["CREATE", "UPDATE", "DELETE", "SEEDUPDATE"].contains(&signal_type.as_str()) {
+            return Err(format!("unknown signalType `{signal_type}`"));
+        }
+        if s.get("eserviceId").and_then(Value::as_str).is_some_and(|e| e != feed.eservice_id) {
+            return Err("a signal of another e-service".into());
+        }
         let data = serde_json::json!({
             "eserviceId": feed.eservice_id,
             "signalId": id,
-            "signalType": text("signalType").ok_or("a signal without signalType")?,
-            "objectType": text("objectType").ok_or("a signal without objectType")?,
+            "signalType": signal_type,
+            "objectType": text("objectType", 256)?,
             "objectId": object_id,
         });
         cloudevents::EventBuilderV10::new()

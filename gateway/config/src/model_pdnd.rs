@@ -209,3 +209,47 @@ impl AnprConfig {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(yaml: &str) -> PdndClientConfig {
+        serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_pdnd_client_needs_a_key_urls_and_purposes() {
+        let ok = client("{client_id: c, token_url: 'https://auth.uat.interop.pagopa.it/token.oauth2', assertion_audience: a, purposes: {res: p-1}}");
+        assert!(ok.validate(&["k"]).is_empty());
+        let fields =
+            |c: &PdndClientConfig, kids: &[&str]| c.validate(kids).into_iter().map(|(f, _)| f).collect::<Vec<_>>();
+        assert_eq!(fields(&ok, &[]), vec![""], "no key");
+        let bad = client("{client_id: '', kid: nope, token_url: 'ftp://x', assertion_audience: ' ', timeout: 0s}");
+        assert_eq!(
+            fields(&bad, &["k"]),
+            vec!["client_id", "token_url", "assertion_audience", "kid", "purposes", "timeout"]
+        );
+        let api_only =
+            client("{client_id: c, api_client_id: m2m, token_url: 'http://p.example/t', assertion_audience: a}");
+        assert!(api_only.validate(&["k"]).is_empty(), "an API interop client needs no purpose");
+        assert!(serde_yaml_ng::from_str::<PdndClientConfig>(
+            "{client_id: c, token_url: x, assertion_audience: a, colour: blue}"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn anpr_needs_a_pdnd_client_and_known_purposes() {
+        let a: AnprConfig = serde_yaml_ng::from_str(
+            "{residenza: {url: 'https://anpr.example/C001', purpose: res}, retry_after_secs: 0}",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(a.validate(None).iter().any(|(_, m)| m.contains("tenants[].pdnd")));
+        let fields: Vec<String> = a.validate(Some(vec!["other"])).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, vec!["residenza.purpose", "retry_after_secs"]);
+        let none: AnprConfig = serde_yaml_ng::from_str("{}").unwrap_or_else(|e| panic!("{e}"));
+        assert!(none.validate(Some(vec![])).iter().any(|(_, m)| m.contains("residenza")));
+        assert!(a.residenza.as_ref().is_some_and(|e| e.audit), "AUDIT_REST_02 by default");
+    }
+}

@@ -193,3 +193,47 @@ impl SignalHubConfig {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As the loader reads it: YAML into a value, then the model (enums are externally tagged).
+    fn parse(yaml: &str) -> Result<SignalHubConfig, serde_json::Error> {
+        let v: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_value(v)
+    }
+
+    #[test]
+    fn the_bridge_needs_an_api_client_and_sane_feeds() {
+        let c = parse(
+            "deposit:\n  url: 'https://sh.example/1.0/push'\n  eservice_id: es-1\n  seed:\n    env: S\n  signals: [{type: t, signal_type: UPDATE, object_type: residenza, object_id: '/codiceFiscale'}]\npull: {url: 'https://sh.example/1.0/pull', eservices: [es-2], size: 100}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.validate(Some(true)).is_empty());
+        assert!(c.validate(Some(false)).iter().any(|(_, m)| m.contains("api_client_id")));
+        assert!(c.validate(None).iter().any(|(_, m)| m.contains("tenants[].pdnd")));
+        let bad = parse(
+            "deposit:\n  url: x\n  eservice_id: '../etc'\n  seed:\n    env: S\n  signals: [{type: t, signal_type: DELETE, object_type: ' ', object_id: data.cf}]\npull: {url: 'https://sh.example', eservices: ['a/b'], size: 0, interval: 100ms}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let fields: Vec<String> = bad.validate(Some(true)).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "deposit.url",
+                "deposit.eservice_id",
+                "deposit.signals[0].object_id",
+                "deposit.signals[0].object_type",
+                "pull.eservices[0]",
+                "pull.size",
+                "pull.interval"
+            ]
+        );
+        let empty = parse("{}").unwrap_or_else(|e| panic!("{e}"));
+        assert!(!empty.validate(Some(true)).is_empty());
+        assert!(
+            serde_yaml_ng::from_str::<SignalHubConfig>("{pull: {url: u, eservices: [], signal_type: CREATE}}").is_err()
+        );
+    }
+}
