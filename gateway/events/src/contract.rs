@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn every_contract_compiles_and_checks_its_data() {
         let r = super::Registry::load().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(r.names().count(), 7);
+        assert_eq!(r.names().count(), 8);
         let t = r.get("it.varco.anagrafe.residenza.cambiata.v1").unwrap();
         assert_eq!(t.dataschema, "urn:varco:events:it.varco.anagrafe.residenza.cambiata.v1");
         let good =
@@ -216,5 +216,13 @@ mod tests {
         assert!(!r.get("it.varco.pratica.stato.cambiato.v1").unwrap().subject_personal);
         assert!(!r.get("it.varco.tributi.pagamento.ricevuto.v1").unwrap().subject_personal);
         assert!(!r.get("it.varco.tributi.pagamento.ricevuto.v2").unwrap().subject_personal);
+        // A pseudonymised id is still personal data: sealed like a codice fiscale.
+        let signal = r.get("it.varco.pdnd.segnale.ricevuto.v1").unwrap();
+        assert!(signal.subject_personal);
+        let ok = json!({"eserviceId": "es-1", "signalId": 7, "signalType": "SEEDUPDATE", "objectType": "-", "objectId": "-"});
+        assert!(signal.check(&ok).is_ok());
+        assert!(signal
+            .check(&json!({"eserviceId": "es-1", "signalId": -1, "signalType": "BOOM", "objectType": "x"}))
+            .is_err());
     }
 }
