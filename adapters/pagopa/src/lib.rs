@@ -9,8 +9,10 @@
 //!   only a message whose operation cannot be told gets a SOAP 1.1 Fault.
 #![forbid(unsafe_code)]
 
+mod answers;
 pub mod backoffice;
 pub mod gpd;
+mod helpers;
 pub mod notice;
 mod receipt_events;
 pub mod receipts;
@@ -26,7 +28,7 @@ use varco_config::{PagopaConfig, ReceiptEvent};
 use varco_core::{Adapter, AdapterRequest, AdapterResponse, Answer, Problem};
 use varco_events::EventBus;
 use varco_traffic::redis_store::{Claim, RedisStore};
-use xml::{esc, Element, PAFN, SOAP_ENV};
+use xml::{esc, request_element, Element, SOAP_ENV};
 
 /// The six operations, by request element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,26 +247,6 @@ impl PagopaAdapter {
         }
     }
 
-    /// A problem met before the station answers (a refused address, a body too large, a rate
-    /// limit) as a SOAP 1.1 Fault: the node reads SOAP, never problem+json.
-    fn soap_fault(p: &Problem, request_id: &str, trace_id: &str) -> AdapterResponse {
-        let side = if p.status() < 500 { "Client" } else { "Server" };
-        let body = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"{SOAP_ENV}\"><soapenv:Body><soapenv:Fault><faultcode>soapenv:{side}</faultcode><faultstring>{}: {}</faultstring><detail><problem xmlns=\"urn:varco:problem\"><type>{}</type><status>{}</status><requestId>{}</requestId><traceId>{}</traceId></problem></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>",
-            esc(p.kind.title()),
-            esc(&p.detail),
-            esc(&p.kind.type_uri()),
-            p.status(),
-            esc(request_id),
-            esc(trace_id),
-        );
-        AdapterResponse {
-            status: 500,
-            headers: vec![(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/xml; charset=utf-8"))],
-            body: Bytes::from(body),
-        }
-    }
-
     /// A message that cannot be read: the operation's KO when SOAPAction tells it, else a SOAP Fault.
     fn unreadable(&self, op: Option<Op>, why: &str) -> (u16, String) {
         match op {
@@ -436,78 +418,6 @@ impl PagopaAdapter {
         }
     }
 
-    fn verify_ok(&self, p: &Position) -> String {
-        let all_ccp =
-            !p.transfers.is_empty() && p.transfers.iter().all(|t| t.iban.as_deref().is_some_and(backoffice::is_postal));
-        format!(
-            "<outcome>OK</outcome><paymentList><paymentOptionDescription><amount>{}</amount><options>EQ</options><dueDate>{}</dueDate><detailDescription>{}</detailDescription><allCCP>{all_ccp}</allCCP></paymentOptionDescription></paymentList><paymentDescription>{}</paymentDescription><fiscalCodePA>{}</fiscalCodePA><companyName>{}</companyName>{}",
-            backoffice::amount(p.amount_cents),
-            esc(&p.due_date),
-            esc(&self.causale("description", &p.description, 140)),
-            esc(&self.causale("description", &p.description, 140)),
-            esc(&self.cfg.id_pa),
-            esc(&self.cfg.company_name),
-            opt_el("officeName", p.office_name.as_deref()),
-        )
-    }
-
-    fn payment_ok(&self, p: &Position, iuv: &str, v2: bool) -> String {
-        let d = &p.debtor;
-        let mut debtor = format!(
-            "<debtor><uniqueIdentifier><entityUniqueIdentifierType>{}</entityUniqueIdentifierType><entityUniqueIdentifierValue>{}</entityUniqueIdentifierValue></uniqueIdentifier><fullName>{}</fullName>",
-            esc(&d.kind), esc(&d.fiscal_code), esc(&d.full_name)
-        );
-        for (tag, v) in [
-            ("streetName", &d.street_name),
-            ("civicNumber", &d.civic_number),
-            ("postalCode", &d.postal_code),
-            ("city", &d.city),
-            ("stateProvinceRegion", &d.province),
-            ("country", &d.country),
-            ("e-mail", &d.email),
-        ] {
-            if let Some(v) = v {
-                debtor.push_str(&format!("<{tag}>{}</{tag}>", esc(v)));
-            }
-        }
-        debtor.push_str("</debtor>");
-        let mut transfers = String::new();
-        for t in &p.transfers {
-            // Each transfer names its own creditor: the ente's name only on the ente's own.
-            let own = t.fiscal_code_pa == self.cfg.id_pa;
-            let company = match (v2, t.company_name.as_deref()) {
-                (false, _) => None,
-                (true, Some(name)) => Some(name),
-                (true, None) => own.then_some(self.cfg.company_name.as_str()),
-            };
-            // A stamp is paGetPaymentV2's; a v1 answer without an IBAN fails the XSD check.
-            let account = match (&t.iban, &t.stamp) {
-                (Some(iban), _) => format!("<IBAN>{}</IBAN>", esc(iban)),
-                (None, Some(st)) if v2 => format!(
-                    "<richiestaMarcaDaBollo><hashDocumento>{}</hashDocumento><tipoBollo>{}</tipoBollo><provinciaResidenza>{}</provinciaResidenza></richiestaMarcaDaBollo>",
-                    esc(&st.document_hash), esc(&st.kind), esc(&st.province)
-                ),
-                _ => String::new(),
-            };
-            transfers.push_str(&format!(
-                "<transfer><idTransfer>{}</idTransfer><transferAmount>{}</transferAmount><fiscalCodePA>{}</fiscalCodePA>{}{account}<remittanceInformation>{}</remittanceInformation><transferCategory>{}</transferCategory>{}</transfer>",
-                t.id, backoffice::amount(t.amount_cents), esc(&t.fiscal_code_pa), opt_el("companyName", company), esc(&self.causale("remittance_information", &t.remittance_information, 140)), esc(&t.category), metadata(&t.metadata)
-            ));
-        }
-        format!(
-            "<outcome>OK</outcome><data><creditorReferenceId>{}</creditorReferenceId><paymentAmount>{}</paymentAmount><dueDate>{}</dueDate>{}{}<description>{}</description><companyName>{}</companyName>{}{debtor}<transferList>{transfers}</transferList>{}</data>",
-            esc(iuv),
-            backoffice::amount(p.amount_cents),
-            esc(&p.due_date),
-            opt_el("retentionDate", p.retention_date.as_deref()),
-            opt_el("lastPayment", p.last_payment.map(|b| if b { "true" } else { "false" })),
-            esc(&self.causale("description", &p.description, 140)),
-            esc(&self.cfg.company_name),
-            opt_el("officeName", p.office_name.as_deref()),
-            metadata(&p.metadata),
-        )
-    }
-
     /// The receipt's transfers whose creditor is this ente; none is `PAA_ID_DOMINIO_ERRATO`.
     fn own_transfers<'r>(&self, r: &'r Element) -> Result<Vec<&'r Element>, Fault> {
         let own: Vec<&Element> = r
@@ -621,74 +531,6 @@ impl PagopaAdapter {
             }
         }
     }
-
-    /// `GET …/notice-number?base=<13 digits>`: a valid notice number and IUV of the ente;
-    /// `GET …/payment-notices/{notice number}`: what a printed pagoPA notice needs, with the
-    /// QR code payload `PAGOPA|002|<notice>|<fiscal code>|<cents>`.
-    async fn helpers(&self, path: &str, query: Option<&str>) -> Result<AdapterResponse, Problem> {
-        use varco_core::ProblemKind;
-        let json =
-            |v: serde_json::Value| Ok(AdapterResponse::json(200, "application/json", v.to_string().into_bytes()));
-        if path.ends_with("/notice-number") {
-            let base = query
-                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("base=")))
-                .filter(|b| b.len() == 13 && b.bytes().all(|c| c.is_ascii_digit()))
-                .ok_or_else(|| {
-                    Problem::new(ProblemKind::BadRequest, "give `base`: the 13-digit IUV base the back-office assigns")
-                })?;
-            let n = notice::notice_number(&self.cfg.segregation_code, base)
-                .ok_or_else(|| Problem::new(ProblemKind::BadRequest, "invalid base"))?;
-            return json(serde_json::json!({"notice_number": n, "iuv": &n[1..], "fiscal_code": self.cfg.id_pa}));
-        }
-        if let Some((_, n)) = path.rsplit_once("/payment-notices/") {
-            let iuv = notice::iuv_of(n, &self.cfg.segregation_code).map_err(|_| {
-                Problem::new(
-                    ProblemKind::BadRequest,
-                    "not a notice number of this ente (aux digit 3, its segregation code, mod-93 check digits)",
-                )
-            })?;
-            let p = match self.backoffice.position(&iuv).await {
-                Ok(p) => p,
-                Err(backoffice::Error::NotFound) => {
-                    return Err(Problem::new(ProblemKind::NotFound, "the back-office does not know this notice"))
-                }
-                Err(backoffice::Error::Other(e)) => {
-                    tracing::warn!(error = %e, "pagoPA: back-office call failed");
-                    return Err(
-                        Problem::new(ProblemKind::BadGateway, "the back-office could not answer").retry_after(5)
-                    );
-                }
-            };
-            return json(serde_json::json!({
-                "notice_number": n, "iuv": iuv, "creditor": {"fiscal_code": self.cfg.id_pa, "name": self.cfg.company_name},
-                "amount": backoffice::amount(p.amount_cents), "amount_cents": p.amount_cents, "due_date": p.due_date,
-                "description": p.description, "status": p.status,
-                "debtor": {"fiscal_code": p.debtor.fiscal_code, "full_name": p.debtor.full_name},
-                "qr_code": format!("PAGOPA|002|{n}|{}|{}", self.cfg.id_pa, p.amount_cents),
-            }));
-        }
-        Err(Problem::new(
-            ProblemKind::NoRoute,
-            "GET …/notice-number?base= or …/payment-notices/{notice number}; the station itself takes POST",
-        ))
-    }
-
-    fn ko(&self, f: &Fault) -> String {
-        format!(
-            "<outcome>KO</outcome><fault><faultCode>{}</faultCode><faultString>{}</faultString><id>{}</id><description>{}</description></fault>",
-            f.code,
-            esc(&f.string),
-            esc(&self.cfg.id_pa),
-            esc(&f.description)
-        )
-    }
-
-    fn envelope(&self, op: Op, inner: &str) -> String {
-        format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"{SOAP_ENV}\"><soapenv:Body><pafn:{r} xmlns:pafn=\"{PAFN}\">{inner}</pafn:{r}></soapenv:Body></soapenv:Envelope>",
-            r = op.response()
-        )
-    }
 }
 
 /// Reads a paForNode message as far as it can be read without an ente: the XML, the
@@ -700,44 +542,6 @@ pub fn check_message(body: &[u8]) -> Result<&'static str, String> {
     let op = Op::from_request(&req.name).ok_or_else(|| format!("`{}` is not a paForNode request", req.name))?;
     schema::check(req, op.schema(), &req.name)?;
     Ok(op.response())
-}
-
-/// `<tag>text</tag>`, or nothing.
-fn opt_el(tag: &str, text: Option<&str>) -> String {
-    text.map_or(String::new(), |t| format!("<{tag}>{}</{tag}>", esc(t)))
-}
-
-/// A `metadata` element (`ctMetadata`), or nothing when there are no entries.
-fn metadata(entries: &[backoffice::MapEntry]) -> String {
-    if entries.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from("<metadata>");
-    for e in entries {
-        out.push_str(&format!("<mapEntry><key>{}</key><value>{}</value></mapEntry>", esc(&e.key), esc(&e.value)));
-    }
-    out.push_str("</metadata>");
-    out
-}
-
-/// The request element inside `Envelope/Body`.
-fn request_element(doc: &Element) -> Result<&Element, String> {
-    if doc.ns.as_deref() != Some(SOAP_ENV) || doc.name != "Envelope" {
-        return Err("the root must be a SOAP 1.1 Envelope".into());
-    }
-    let body = doc
-        .children
-        .iter()
-        .find(|c| c.name == "Body" && c.ns.as_deref() == Some(SOAP_ENV))
-        .ok_or("the Envelope has no Body")?;
-    let req = match body.children.as_slice() {
-        [one] => one,
-        _ => return Err("the Body must hold exactly one request element".into()),
-    };
-    if req.ns.as_deref() != Some(PAFN) {
-        return Err(format!("<{}> must be in namespace {PAFN}", req.name));
-    }
-    Ok(req)
 }
 
 impl PagopaAdapter {

@@ -147,6 +147,26 @@ pub fn esc(s: &str) -> String {
     }
 }
 
+/// The request element inside `Envelope/Body`.
+pub(crate) fn request_element(doc: &Element) -> Result<&Element, String> {
+    if doc.ns.as_deref() != Some(SOAP_ENV) || doc.name != "Envelope" {
+        return Err("the root must be a SOAP 1.1 Envelope".into());
+    }
+    let body = doc
+        .children
+        .iter()
+        .find(|c| c.name == "Body" && c.ns.as_deref() == Some(SOAP_ENV))
+        .ok_or("the Envelope has no Body")?;
+    let req = match body.children.as_slice() {
+        [one] => one,
+        _ => return Err("the Body must hold exactly one request element".into()),
+    };
+    if req.ns.as_deref() != Some(PAFN) {
+        return Err(format!("<{}> must be in namespace {PAFN}", req.name));
+    }
+    Ok(req)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
