@@ -186,21 +186,6 @@ pub fn is_codice_fiscale(cf: &str) -> bool {
     u32::from(b[15] - b'A') == sum % 26
 }
 
-/// Today in Italy (CET/CEST, the EU rule: summer time from the last Sunday of March to the
-/// last Sunday of October, 01:00 UTC), as `YYYY-MM-DD`.
-fn today_in_italy() -> String {
-    use varco_core::civil::{civil_from_days, days_from_civil};
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-    let (y, _, _) = civil_from_days(secs.div_euclid(86_400));
-    let last_sunday = |m: u32| {
-        let last = days_from_civil(y, m, 31);
-        last - (last + 4).rem_euclid(7) // 1970-01-01 was a Thursday
-    };
-    let summer = (last_sunday(3) * 86_400 + 3600..last_sunday(10) * 86_400 + 3600).contains(&secs);
-    let (y, m, d) = civil_from_days((secs + if summer { 7200 } else { 3600 }).div_euclid(86_400));
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 fn is_date(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 10
@@ -259,7 +244,7 @@ impl varco_core::Adapter for AnprAdapter {
         let data = match q.get("data") {
             Some(d) if is_date(&d) => d,
             Some(_) => return Err(Problem::new(ProblemKind::BadRequest, "`data` must be a date, YYYY-MM-DD")),
-            None => today_in_italy(),
+            None => varco_core::civil::today_in_italy(),
         };
         let user = self.user(&req)?;
         // The id is made when the request is about to leave (after the voucher), so that
@@ -353,6 +338,6 @@ mod tests {
     fn dates() {
         assert!(is_date("2026-12-03"));
         assert!(!is_date("2026-13-03") && !is_date("2026-12-3") && !is_date("2026/12/03") && !is_date(""));
-        assert!(is_date(&today_in_italy()));
+        assert!(is_date(&varco_core::civil::today_in_italy()));
     }
 }

@@ -16,6 +16,7 @@ mod model_events;
 mod model_pagopa;
 mod model_pdnd;
 mod model_signalhub;
+mod model_siuss;
 mod model_traffic;
 mod model_upstream;
 mod positions;

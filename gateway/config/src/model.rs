@@ -307,6 +307,9 @@ pub struct TenantConfig {
     /// Default: none.
     #[serde(default)]
     pub pdnd: Option<PdndClientConfig>,
+    /// The ente's SIUSS identity, for `kind: siuss` routes. Default: none.
+    #[serde(default)]
+    pub siuss: Option<SiussConfig>,
 }
 
 /// One signing key of an ente.

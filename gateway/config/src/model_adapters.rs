@@ -10,6 +10,7 @@ pub use crate::model_events::EventStreamConfig;
 pub use crate::model_pagopa::{GpdConfig, PagopaConfig};
 pub use crate::model_pdnd::{AnprConfig, EserviceConfig, PdndClientConfig, TrackingDefaults};
 pub use crate::model_signalhub::{DepositConfig, PullConfig, SignalHubConfig, SignalMapping, SignalType};
+pub use crate::model_siuss::{SiussAdapterConfig, SiussConfig, SiussSide};
 
 /// In-process adapters, by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -31,6 +32,8 @@ pub enum AdapterConfig {
     Anpr(Box<AnprConfig>),
     /// PDND Signal Hub: events deposited as signals, signals pulled into the bus.
     SignalHub(Box<SignalHubConfig>),
+    /// The SIUSS e-service INPS polls, or the back-office's submissions to it.
+    Siuss(SiussAdapterConfig),
 }
 
 /// Configuration of the `events` publish adapter (nothing to set: the ente publishes with

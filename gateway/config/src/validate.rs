@@ -201,6 +201,11 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
             is.add(format!("{p}.keys[{ki}].kid"), format!("`{}` is used twice", k.kid));
         }
     }
+    if let Some(s) = &t.siuss {
+        for (f, m) in s.validate() {
+            is.add(format!("{p}.siuss.{f}"), m);
+        }
+    }
     if let Some(d) = &t.pdnd {
         let kids: Vec<&str> = t.keys.iter().map(|k| k.kid.as_str()).collect();
         for (f, m) in d.validate(&kids) {

@@ -52,6 +52,19 @@ pub(crate) fn validate_adapter(
                 is.add(format!("{ap}.{f}"), m);
             }
         }
+        AdapterConfig::Siuss(c) => match &t.siuss {
+            None => is.add(ap.clone(), "a SIUSS route needs the ente's `tenants[].siuss`"),
+            Some(_) => {
+                if r.access == Access::Public {
+                    let who = if c.side == SiussSide::Inps {
+                        "INPS's PDND voucher (`jwt`)"
+                    } else {
+                        "the back-office (`api_key` or `jwt`)"
+                    };
+                    is.add(format!("{rp}.access"), format!("SIUSS flows are personal data: admit {who}"));
+                }
+            }
+        },
         AdapterConfig::SignalHub(c) => {
             for (f, m) in c.validate(t.pdnd.as_ref().map(|d| d.api_client_id.is_some())) {
                 is.add(if f.is_empty() { ap.clone() } else { format!("{ap}.{f}") }, m);

@@ -96,6 +96,8 @@ problem_kinds! {
     PlatformRejected,
     /// The resource exists already or is in a state that forbids the change.
     Conflict,
+    /// The content is well-formed but breaks its schema (an official XSD, a contract).
+    ValidationFailed,
 }
 
 impl ProblemKind {
@@ -137,6 +139,7 @@ impl ProblemKind {
             Self::OutboxFull => "outbox-full",
             Self::PlatformRejected => "platform-rejected",
             Self::Conflict => "conflict",
+            Self::ValidationFailed => "validation-failed",
         }
     }
 
@@ -162,7 +165,7 @@ impl ProblemKind {
             | Self::ModiSignatureInvalid
             | Self::ModiAuditInvalid
             | Self::EventInvalid => 400,
-            Self::EventSchemaViolation | Self::PlatformRejected => 422,
+            Self::EventSchemaViolation | Self::PlatformRejected | Self::ValidationFailed => 422,
             Self::Conflict => 409,
             Self::UnsupportedMediaType => 415,
             Self::OutboxFull => 503,
@@ -214,6 +217,7 @@ impl ProblemKind {
             Self::OutboxFull => "Event outbox full",
             Self::PlatformRejected => "Rejected by the national platform",
             Self::Conflict => "Conflict",
+            Self::ValidationFailed => "Content breaks its schema",
         }
     }
 }

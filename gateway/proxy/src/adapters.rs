@@ -74,6 +74,26 @@ pub fn build(cfg: &AdapterConfig, cx: &AdapterContext<'_>) -> Result<Built, Buil
         }
         AdapterConfig::Anpr(c) => plain(Arc::new(anpr(c, cx)?)),
         AdapterConfig::SignalHub(c) => signal_hub(c, cx),
+        AdapterConfig::Siuss(c) => {
+            let tenant =
+                cx.config.tenants.iter().find(|t| t.id == cx.tenant).ok_or_else(|| err("unknown ente".into()))?;
+            let s = tenant.siuss.as_ref().ok_or_else(|| err("the ente has no `siuss`".into()))?;
+            let ente = varco_adapter_siuss::Ente {
+                codice: s.codice_ente.clone(),
+                denominazione: s.denominazione.clone(),
+                indirizzo: s.indirizzo.clone().unwrap_or_else(|| s.codice_ente.clone()),
+                cf_operatore: s.cf_operatore.clone(),
+            };
+            let a = varco_adapter_siuss::SiussAdapter {
+                side: c.side,
+                tenant: cx.tenant.to_owned(),
+                store: cx.registries.siuss.get(&s.dir.join(cx.tenant), &s.codice_ente).map_err(err)?,
+                ente,
+                xsd: varco_adapter_siuss::xsd::Xsd::shared().map_err(err)?,
+                bus: cx.registries.events.open(events).map_err(err)?,
+            };
+            plain(Arc::new(a))
+        }
     }
 }
 

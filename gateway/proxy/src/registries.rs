@@ -42,6 +42,8 @@ pub struct Registries {
     pub vouchers: varco_outbound::VoucherRegistry,
     /// Signal Hub pullers, started by the configuration in force.
     pub pullers: Arc<varco_adapter_signalhub::PullerRegistry>,
+    /// Each ente's SIUSS flows.
+    pub siuss: varco_adapter_siuss::Stores,
 }
 
 impl Registries {
@@ -69,6 +71,7 @@ impl Registries {
             streams: StreamRegistry::default(),
             vouchers: varco_outbound::VoucherRegistry::default(),
             pullers: Arc::default(),
+            siuss: varco_adapter_siuss::Stores::default(),
         })
     }
 
