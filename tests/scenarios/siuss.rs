@@ -16,6 +16,7 @@ const PDND: &str = "https://uat.interop.pagopa.it";
 struct Env {
     v: Varco,
     jose: Jose,
+    hook: Backend,
     _jwks: Backend,
 }
 
@@ -29,6 +30,9 @@ fn tenant(id: &str, name: &str, host: &str, belfiore: &str) -> String {
     issuers:
       pdnd: {{issuer: "{PDND}", audiences: ["waas-{id}"], jwks_url: "{{JWKS}}", algorithms: [RS256], typ: at+jwt}}
     api_keys: [{{name: sociale, hash: "{hash}"}}]
+    events:
+      subscriptions:
+        - {{name: esiti, types: [it.varco.siuss.esito.ricevuto.v1], sources: [{id}], webhook: {{url: "http://{{HOOK}}/hook", secret: {{env: HOOK_SECRET}}}}, backoff: 100ms}}
     routes:
       - {{name: siuss-bo, path: "/siuss/{{*rest}}", methods: [GET, POST], access: {{api_key: {{}}}}, to: {{adapter: {{kind: siuss, side: back_office}}}}}}
       - name: waas
@@ -52,8 +56,10 @@ async fn setup() -> Env {
         tenant("c_a662", "Comune di Bari", BA, "A662"),
     )
     .replace("{JWKS}", &format!("http://{}/jwks.json", jwks.addr));
-    let v = Varco::start(&cfg).await;
-    Env { v, jose, _jwks: jwks }
+    let hook = Backend::start("sociale-hook").await;
+    let cfg = cfg.replace("{HOOK}", &hook.addr.to_string());
+    let v = Varco::start_with_env(&cfg, &[("HOOK_SECRET", "hook-secret-0123456789abcdef")]).await;
+    Env { v, jose, hook, _jwks: jwks }
 }
 
 /// INPS's voucher for an ente's e-service.
@@ -180,6 +186,27 @@ async fn inps_reads_each_entes_flows_once_valid_against_the_xsds_and_outcomes_re
     assert_eq!(c.json["stato"], "scartato");
     assert!(c.json["esito"]["descrizione_esito"].as_str().unwrap().contains("un beneficiario"));
     assert!(!env.v.log_text().contains("AAABBB39M66A351C"), "no codice fiscale in the logs");
+    // Each outcome is also an event of the ente (the webhook of its subscription gets it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let events = loop {
+        let got: Vec<Value> = env
+            .hook
+            .requests()
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Value>(r["body"].as_str()?).ok())
+            .filter(|e| e["source"] == "/enti/c_e783/siuss")
+            .collect();
+        if got.len() >= 3 || std::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let of = |id: &str| {
+        events.iter().find(|e| e["subject"] == id).unwrap_or_else(|| panic!("no event for {id}: {events:?}"))
+    };
+    assert_eq!(of(&ids[0])["data"]["esito"], "ACCETTATO");
+    assert_eq!(of(&ids[2])["data"]["esito"], "SCARTATO");
+    assert_eq!(of(&ids[2])["data"]["errori"][0]["codice"], "RICHIESTA_INVALIDA");
 }
 
 #[tokio::test]
