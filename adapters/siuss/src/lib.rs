@@ -47,6 +47,8 @@ pub struct SiussAdapter {
     pub store: Arc<Store>,
     pub xsd: xsd::Xsd,
     pub bus: Arc<EventBus>,
+    /// `tenants[].siuss.retention_days`.
+    pub retention_days: Option<u32>,
 }
 
 fn bad(detail: impl Into<String>) -> Problem {
@@ -171,6 +173,14 @@ impl SiussAdapter {
         let recorded = tokio::task::spawn_blocking(move || store.record(esiti))
             .await
             .map_err(|e| Problem::new(ProblemKind::Internal, e.to_string()))?;
+        if let Some(days) = self.retention_days {
+            // Outcomes arrive daily: the sweep rides on them (at most once a day).
+            let store = self.store.clone();
+            let swept = tokio::task::spawn_blocking(move || store.sweep(days)).await;
+            if let Ok(Err(e)) = swept {
+                tracing::warn!(tenant = %self.tenant, error = %e, "SIUSS: retention sweep failed");
+            }
+        }
         match recorded {
             Ok(new) => {
                 tracing::info!(target: "varco::audit", tenant = %self.tenant, recorded = new.len(), "SIUSS outcomes received from INPS");

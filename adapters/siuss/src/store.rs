@@ -42,7 +42,15 @@ pub struct Flow {
 #[serde(tag = "k", rename_all = "snake_case")]
 enum Line {
     Flow(Flow),
-    Esito { id_flusso: String, esito: Esito },
+    Esito {
+        id_flusso: String,
+        esito: Esito,
+    },
+    /// A day's counter, kept when retention removed that day's flows (ids never repeat).
+    Counter {
+        date: String,
+        n: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -53,6 +61,8 @@ struct Inner {
     /// Highest counter used per creation date (`AAAAMMGG`).
     counters: HashMap<String, u64>,
     last_ts: u64,
+    /// Day (ms / 86 400 000) of the last retention pass.
+    swept_day: u64,
 }
 
 /// The flows of one ente.
@@ -113,6 +123,10 @@ impl Store {
                         inner_flows[i].esito = Some(esito);
                     }
                 }
+                Line::Counter { date, n } => {
+                    let c = counters.entry(date).or_default();
+                    *c = (*c).max(n);
+                }
             }
             good += line.len();
         }
@@ -128,8 +142,58 @@ impl Store {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         file.set_len(good as u64).map_err(|e| format!("{}: {e}", path.display()))?;
         let last_ts = inner_flows.iter().map(|f| f.ts_ms).max().unwrap_or(0);
-        let inner = Inner { file, flows: inner_flows, by_id, counters, last_ts };
+        let inner = Inner { file, flows: inner_flows, by_id, counters, last_ts, swept_day: 0 };
         Ok(Self { path, codice_ente: codice_ente.to_owned(), inner: Arc::new(parking_lot::Mutex::new(inner)) })
+    }
+
+    /// Removes flows with an outcome made more than `days` days ago, at most once a day:
+    /// the log is rewritten without them (a new file, synced, renamed over the old one),
+    /// keeping each day's counter. The number removed.
+    pub fn sweep(&self, days: u32) -> Result<usize, String> {
+        let mut inner = self.inner.lock();
+        let now = now_ms();
+        if inner.swept_day == now / 86_400_000 {
+            return Ok(0);
+        }
+        inner.swept_day = now / 86_400_000;
+        let cutoff = now.saturating_sub(u64::from(days) * 86_400_000);
+        let old = |f: &Flow| f.esito.is_some() && f.ts_ms < cutoff;
+        let gone = inner.flows.iter().filter(|f| old(f)).count();
+        if gone == 0 {
+            return Ok(0);
+        }
+        let keep: Vec<Flow> = inner.flows.iter().filter(|f| !old(f)).cloned().collect();
+        let tmp = self.path.with_extension("log.tmp");
+        let write = || -> Result<std::fs::File, String> {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            for (date, n) in &inner.counters {
+                out.push(Line::Counter { date: date.clone(), n: *n });
+            }
+            out.extend(keep.iter().cloned().map(Line::Flow));
+            for l in out {
+                let mut b = serde_json::to_vec(&l).map_err(|e| e.to_string())?;
+                b.push(b'\n');
+                f.write_all(&b).map_err(|e| e.to_string())?;
+            }
+            f.sync_all().map_err(|e| e.to_string())?;
+            std::fs::rename(&tmp, &self.path).map_err(|e| e.to_string())?;
+            if let Some(dir) = self.path.parent() {
+                let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            }
+            Ok(f)
+        };
+        let file = write().map_err(|e| format!("{}: {e}", self.path.display()))?;
+        inner.file = file;
+        inner.by_id = keep.iter().enumerate().map(|(i, f)| (f.id_flusso.clone(), i)).collect();
+        inner.flows = keep;
+        Ok(gone)
     }
 
     fn append(inner: &mut Inner, line: &Line) -> Result<(), String> {
@@ -246,6 +310,32 @@ mod tests {
         assert!(c.ts_ms > b.ts_ms);
         let mode = std::fs::metadata(d.join("flows.log")).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "readable by varco only");
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn retention_removes_answered_flows_and_keeps_the_counter() {
+        let d = dir("retention");
+        let s = Store::open(&d, "E783").unwrap();
+        let a = s.add(Tipo::PsPsaSina, |id| Ok(id.to_owned())).unwrap();
+        let b = s.add(Tipo::PsPsaSina, |id| Ok(id.to_owned())).unwrap();
+        let ok = Esito {
+            codice_esito: "OK".into(),
+            descrizione_esito: None,
+            id_acquisizione_siuss: None,
+            ts_acquisizione: "2026-12-03T10:00:00Z".into(),
+        };
+        s.record(vec![(a.id_flusso.clone(), ok)]).unwrap();
+        // Made "more than 0 days ago" is every answered flow: only `a` has an outcome.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(s.sweep(0).unwrap(), 1);
+        assert!(s.get(&a.id_flusso).is_none() && s.get(&b.id_flusso).is_some());
+        assert_eq!(s.sweep(0).unwrap(), 0, "once a day");
+        drop(s);
+        let s = Store::open(&d, "E783").unwrap();
+        assert_eq!(s.len(), 1);
+        let c = s.add(Tipo::PsPsaSina, |id| Ok(id.to_owned())).unwrap();
+        assert!(c.id_flusso.ends_with(".0000003"), "the counter outlives the removed flows: {}", c.id_flusso);
         let _ = std::fs::remove_dir_all(d);
     }
 

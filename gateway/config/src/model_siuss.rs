@@ -26,6 +26,10 @@ pub struct SiussConfig {
     /// varco only). Default `varco-data/siuss`.
     #[serde(default = "d_dir")]
     pub dir: PathBuf,
+    /// Flows INPS has given an outcome for are removed this many days after they were made
+    /// (checked at start and daily). Default: kept.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 fn d_dir() -> PathBuf {
@@ -65,6 +69,9 @@ impl SiussConfig {
         let cf = self.cf_operatore.as_bytes();
         if cf.len() != 16 || !cf.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
             out.push(("cf_operatore".into(), "a codice fiscale: 16 capital letters and digits".into()));
+        }
+        if self.retention_days == Some(0) {
+            out.push(("retention_days".into(), "at least 1 (or leave it out to keep every flow)".into()));
         }
         out
     }

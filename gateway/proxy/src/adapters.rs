@@ -91,7 +91,14 @@ pub fn build(cfg: &AdapterConfig, cx: &AdapterContext<'_>) -> Result<Built, Buil
                 ente,
                 xsd: varco_adapter_siuss::xsd::Xsd::shared().map_err(err)?,
                 bus: cx.registries.events.open(events).map_err(err)?,
+                retention_days: s.retention_days,
             };
+            if let Some(days) = s.retention_days {
+                let removed = a.store.sweep(days).map_err(err)?;
+                if removed > 0 {
+                    tracing::info!(tenant = %cx.tenant, removed, "SIUSS: answered flows past retention removed");
+                }
+            }
             plain(Arc::new(a))
         }
     }
