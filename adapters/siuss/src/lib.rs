@@ -220,10 +220,18 @@ impl SiussAdapter {
 
     /// `POST /prestazioni`: a benefit, checked against the XSD, stored as a new flow.
     async fn submit(&self, body: &[u8]) -> Result<Answer, Problem> {
-        let invalid = |detail: String, errors: Vec<String>| {
-            Problem::new(ProblemKind::ValidationFailed, detail).with_extra(json!({ "xsd": errors }))
-        };
         let sub = Submission::parse(body).map_err(|e| invalid(e, Vec::new()))?;
+        let flow = self.accept(sub, None).await?;
+        let mut answer =
+            AdapterResponse::json(201, "application/json", serde_json::to_vec(&state(&flow)).unwrap_or_default());
+        if let Ok(v) = HeaderValue::from_str(&flow.id_flusso) {
+            answer.headers.push((http::header::HeaderName::from_static("x-id-flusso"), v));
+        }
+        Ok(answer.into())
+    }
+
+    /// Checks a submission against its XSD and stores it as a flow (once per event `from`).
+    async fn accept(&self, sub: Submission, from: Option<String>) -> Result<Flow, Problem> {
         // The XML with an id of the final one's shape: the XSD sees what INPS will get.
         let date = varco_core::civil::today_in_italy().replace('-', "");
         let probe = format!("{}.{}.{date}.0000000", self.ente.codice, sub.tipo.id_part());
@@ -233,7 +241,7 @@ impl SiussAdapter {
             return Err(invalid(format!("the flow breaks {}'s XSD: {first}", sub.tipo.as_str()), errors));
         }
         let (store, ente, s) = (self.store.clone(), self.ente.clone(), sub.clone());
-        let flow = tokio::task::spawn_blocking(move || store.add(s.tipo, |id| s.xml(&ente, id)))
+        let flow = tokio::task::spawn_blocking(move || store.add_from(s.tipo, from.as_deref(), |id| s.xml(&ente, id)))
             .await
             .map_err(|e| Problem::new(ProblemKind::Internal, e.to_string()))?
             .map_err(|e| {
@@ -242,13 +250,13 @@ impl SiussAdapter {
                     .retry_after(30)
             })?;
         tracing::info!(target: "varco::audit", tenant = %self.tenant, id_flusso = %flow.id_flusso, tipo = sub.tipo.as_str(), "SIUSS flow accepted");
-        let mut answer =
-            AdapterResponse::json(201, "application/json", serde_json::to_vec(&state(&flow)).unwrap_or_default());
-        if let Ok(v) = HeaderValue::from_str(&flow.id_flusso) {
-            answer.headers.push((http::header::HeaderName::from_static("x-id-flusso"), v));
-        }
-        Ok(answer.into())
+        Ok(flow)
     }
+}
+
+/// A submission that cannot be a flow: 422, with libxml2's findings.
+fn invalid(detail: String, errors: Vec<String>) -> Problem {
+    Problem::new(ProblemKind::ValidationFailed, detail).with_extra(json!({ "xsd": errors }))
 }
 
 #[async_trait::async_trait]
@@ -283,6 +291,25 @@ impl varco_core::Adapter for SiussAdapter {
             }
             _ => Err(not_here()),
         }
+    }
+
+    /// `it.varco.sociale.prestazione.erogata.v2` events of a subscription become flows, once
+    /// per event (a redelivery finds its flow). Other types are refused.
+    async fn on_event(&self, event: &Value) -> Result<(), String> {
+        if self.side != SiussSide::BackOffice {
+            return Err("only a back_office SIUSS route takes events".into());
+        }
+        if event.get("type").and_then(Value::as_str) != Some("it.varco.sociale.prestazione.erogata.v2") {
+            return Err("a SIUSS route takes it.varco.sociale.prestazione.erogata.v2 events".into());
+        }
+        let data = event.get("data").cloned().unwrap_or_default();
+        let sub = Submission::parse(data.to_string().as_bytes())?;
+        let from = format!(
+            "{} {}",
+            event.get("source").and_then(Value::as_str).unwrap_or(""),
+            event.get("id").and_then(Value::as_str).unwrap_or("")
+        );
+        self.accept(sub, Some(from)).await.map(|_| ()).map_err(|p| p.detail)
     }
 
     /// INPS's contract has its own problem shape (`type`, `title`, `status`, `detail`,

@@ -35,6 +35,9 @@ pub struct Flow {
     pub flusso: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub esito: Option<Esito>,
+    /// The event it was made from (`source` and `id`), so a redelivered event is one flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_event: Option<String>,
 }
 
 /// A line of the log.
@@ -58,6 +61,8 @@ struct Inner {
     file: std::fs::File,
     flows: Vec<Flow>,
     by_id: HashMap<String, usize>,
+    /// Flows made from events, by event.
+    by_event: HashMap<String, String>,
     /// Highest counter used per creation date (`AAAAMMGG`).
     counters: HashMap<String, u64>,
     last_ts: u64,
@@ -103,6 +108,7 @@ impl Store {
         };
         let mut inner_flows: Vec<Flow> = Vec::new();
         let mut by_id = HashMap::new();
+        let mut by_event = HashMap::new();
         let mut counters: HashMap<String, u64> = HashMap::new();
         let mut good = 0usize;
         for line in text.split_inclusive(|b| *b == b'\n') {
@@ -114,6 +120,9 @@ impl Store {
                     if let Some((date, n)) = parts(&f.id_flusso) {
                         let c = counters.entry(date.to_owned()).or_default();
                         *c = (*c).max(n);
+                    }
+                    if let Some(e) = &f.from_event {
+                        by_event.insert(e.clone(), f.id_flusso.clone());
                     }
                     by_id.insert(f.id_flusso.clone(), inner_flows.len());
                     inner_flows.push(f);
@@ -142,7 +151,7 @@ impl Store {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         file.set_len(good as u64).map_err(|e| format!("{}: {e}", path.display()))?;
         let last_ts = inner_flows.iter().map(|f| f.ts_ms).max().unwrap_or(0);
-        let inner = Inner { file, flows: inner_flows, by_id, counters, last_ts, swept_day: 0 };
+        let inner = Inner { file, flows: inner_flows, by_id, by_event, counters, last_ts, swept_day: 0 };
         Ok(Self { path, codice_ente: codice_ente.to_owned(), inner: Arc::new(parking_lot::Mutex::new(inner)) })
     }
 
@@ -192,6 +201,7 @@ impl Store {
         let file = write().map_err(|e| format!("{}: {e}", self.path.display()))?;
         inner.file = file;
         inner.by_id = keep.iter().enumerate().map(|(i, f)| (f.id_flusso.clone(), i)).collect();
+        inner.by_event = keep.iter().filter_map(|f| Some((f.from_event.clone()?, f.id_flusso.clone()))).collect();
         inner.flows = keep;
         Ok(gone)
     }
@@ -207,8 +217,25 @@ impl Store {
     /// Assigns the next `id_flusso` and `ts_flusso`, builds the XML with that id (`make`),
     /// and makes the flow durable. Blocking (a sync): call off the async threads.
     pub fn add(&self, tipo: Tipo, make: impl FnOnce(&str) -> Result<String, String>) -> Result<Flow, String> {
+        self.add_from(tipo, None, make)
+    }
+
+    /// As `add`, for a flow made from event `from` (`<source> <id>`): an event seen before
+    /// gives its flow again, and no new one.
+    pub fn add_from(
+        &self,
+        tipo: Tipo,
+        from: Option<&str>,
+        make: impl FnOnce(&str) -> Result<String, String>,
+    ) -> Result<Flow, String> {
         use base64::Engine;
         let mut inner = self.inner.lock();
+        if let Some(id) = from.and_then(|e| inner.by_event.get(e)) {
+            let i = inner.by_id.get(id).copied();
+            if let Some(i) = i {
+                return Ok(inner.flows[i].clone());
+            }
+        }
         let now = now_ms();
         let date = varco_core::civil::italy_date((now / 1000) as i64).replace('-', "");
         let n = inner.counters.get(&date).copied().unwrap_or(0) + 1;
@@ -224,11 +251,15 @@ impl Store {
             tipo,
             flusso: base64::engine::general_purpose::STANDARD.encode(xml.as_bytes()),
             esito: None,
+            from_event: from.map(str::to_owned),
         };
         Self::append(&mut inner, &Line::Flow(flow.clone()))?;
         inner.counters.insert(date, n);
         inner.last_ts = ts_ms;
         let at = inner.flows.len();
+        if let Some(e) = from {
+            inner.by_event.insert(e.to_owned(), id.clone());
+        }
         inner.by_id.insert(id, at);
         inner.flows.push(flow.clone());
         Ok(flow)
@@ -336,6 +367,21 @@ mod tests {
         assert_eq!(s.len(), 1);
         let c = s.add(Tipo::PsPsaSina, |id| Ok(id.to_owned())).unwrap();
         assert!(c.id_flusso.ends_with(".0000003"), "the counter outlives the removed flows: {}", c.id_flusso);
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn an_event_makes_one_flow() {
+        let d = dir("events");
+        let s = Store::open(&d, "E783").unwrap();
+        let a = s.add_from(Tipo::Sinba, Some("/enti/c_e783/sociale pr-1"), |id| Ok(id.to_owned())).unwrap();
+        let again = s.add_from(Tipo::Sinba, Some("/enti/c_e783/sociale pr-1"), |_| Err("not called".into())).unwrap();
+        assert_eq!(again.id_flusso, a.id_flusso);
+        drop(s);
+        let s = Store::open(&d, "E783").unwrap();
+        let after = s.add_from(Tipo::Sinba, Some("/enti/c_e783/sociale pr-1"), |_| Err("not called".into())).unwrap();
+        assert_eq!(after.id_flusso, a.id_flusso, "also after a restart");
+        assert_eq!(s.len(), 1);
         let _ = std::fs::remove_dir_all(d);
     }
 

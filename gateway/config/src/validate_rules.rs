@@ -221,6 +221,7 @@ pub(crate) fn validate_events(cfg: &Config, is: &mut Issues) {
                             && match &x.to {
                                 RouteTarget::Adapter(AdapterConfig::Gpd(_)) => true,
                                 RouteTarget::Adapter(AdapterConfig::SignalHub(c)) => c.deposit.is_some(),
+                                RouteTarget::Adapter(AdapterConfig::Siuss(c)) => c.side == SiussSide::BackOffice,
                                 _ => false,
                             }
                     });
@@ -228,7 +229,7 @@ pub(crate) fn validate_events(cfg: &Config, is: &mut Issues) {
                         is.add(
                             format!("{sp}.route"),
                             format!(
-                                "ente `{}` has no route `{r}` whose adapter takes events (gpd, signal_hub with `deposit`)",
+                                "ente `{}` has no route `{r}` whose adapter takes events (gpd, signal_hub with `deposit`, siuss back_office)",
                                 t.id
                             ),
                         );

@@ -45,6 +45,10 @@ const SCHEMAS: &[(&str, &str)] = &[
         include_str!("../../../contracts/events/it.varco.sociale.prestazione.erogata.v1.json"),
     ),
     (
+        "it.varco.sociale.prestazione.erogata.v2",
+        include_str!("../../../contracts/events/it.varco.sociale.prestazione.erogata.v2.json"),
+    ),
+    (
         "it.varco.siuss.esito.ricevuto.v1",
         include_str!("../../../contracts/events/it.varco.siuss.esito.ricevuto.v1.json"),
     ),
@@ -197,7 +201,7 @@ mod tests {
     #[test]
     fn every_contract_compiles_and_checks_its_data() {
         let r = super::Registry::load().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(r.names().count(), 8);
+        assert_eq!(r.names().count(), 9);
         let t = r.get("it.varco.anagrafe.residenza.cambiata.v1").unwrap();
         assert_eq!(t.dataschema, "urn:varco:events:it.varco.anagrafe.residenza.cambiata.v1");
         let good =
