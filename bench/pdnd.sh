@@ -9,6 +9,8 @@
 #      PDND's token endpoint (tests/tools/pdnd_peer.py, Python, checking every assertion) is
 #      asked every time.
 # Answers are not signature-checked here (nginx cannot sign); the tests prove those checks.
+# Calls run side by side (`ordered: false`): C001's one-at-a-time default would measure the
+# provider's latency, not varco.
 #
 #   bench/pdnd.sh                   # 2 runs of 10 s
 #   BENCH_RUNS=1 BENCH_DURATION=5s bench/pdnd.sh
@@ -77,9 +79,9 @@ tenants:
     api_keys: [{name: bench, hash: "$HASH"}]
     routes:
       - {name: plain, path: "/plain/{*rest}", methods: [GET], access: {api_key: {}},
-         to: {adapter: {kind: anpr, motivo: bench, residenza: {url: "http://127.0.0.1:$PROVIDER", purpose: plain, audience: "$AUD_PLAIN", audit: false}}}}
+         to: {adapter: {kind: anpr, motivo: bench, residenza: {url: "http://127.0.0.1:$PROVIDER", purpose: plain, audience: "$AUD_PLAIN", audit: false, ordered: false}}}}
       - {name: audit, path: "/audit/{*rest}", methods: [GET], access: {api_key: {}},
-         to: {adapter: {kind: anpr, motivo: bench, residenza: {url: "http://127.0.0.1:$PROVIDER", purpose: audit, audience: "$AUD_AUDIT"}}}}
+         to: {adapter: {kind: anpr, motivo: bench, residenza: {url: "http://127.0.0.1:$PROVIDER", purpose: audit, audience: "$AUD_AUDIT", ordered: false}}}}
 YML
 "$VARCO" serve --config "$WORK/varco.yaml" >"$WORK/varco.log" 2>&1 & pids+=($!)
 wait_up "http://127.0.0.1:$ADMIN/readyz"

@@ -58,7 +58,7 @@ async fn setup() -> Env {
     for (port, file, aud, purpose, extra) in [
         (c001, "C001-consultazioneANPR.yml", AUD_C001, "purpose-res", None),
         (c021, "C021-servizioAccertamentoStatoFamiglia.yaml", AUD_C021, "purpose-fam", None),
-        (plain, "C001-consultazioneANPR.yml", AUD_PLAIN, "purpose-plain", Some("--no-audit")),
+        (plain, "C021-servizioAccertamentoStatoFamiglia.yaml", AUD_PLAIN, "purpose-plain", Some("--no-audit")),
     ] {
         let mut args = vec![
             port.to_string(),
@@ -114,7 +114,7 @@ async fn setup() -> Env {
         to:
           adapter:
             kind: anpr
-            residenza: {{url: "http://127.0.0.1:{plain}", purpose: plain, audience: "{AUD_PLAIN}", audit: false}}
+            famiglia: {{url: "http://127.0.0.1:{plain}", purpose: plain, audience: "{AUD_PLAIN}", audit: false}}
             motivo: "verifica"
             provider_keys: anpr
 "#,
@@ -210,9 +210,16 @@ async fn a_back_office_reads_a_residence_and_a_family_with_every_check_passing_a
     assert_eq!(r.status, 200, "{}", r.text());
     let anpr = stats(env.c001).await;
     assert_eq!(anpr["evidence"][1]["userID"], "op-rossi-17");
-    // Each call its own idOperazioneClient, numeric and increasing (the peer refuses others).
+    // Each call its own idOperazioneClient, numeric and increasing (the peer refuses others),
+    // also under concurrent calls: C001's calls go one at a time.
     let ids: Vec<u64> = anpr["ids"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().parse().unwrap()).collect();
     assert!(ids[0] < ids[1], "{ids:?}");
+    let path = format!("/anpr/residenza/{ROSSI}");
+    let calls: Vec<_> = (0..8).map(|_| get(&env, &path, &[])).collect();
+    for r in futures::future::join_all(calls).await {
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(stats(env.c001).await["refused"], json!([]));
     // C021: the family, each member with the link to the head of the family.
     let r = get(&env, &format!("/anpr/famiglia/{ROSSI}"), &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -222,8 +229,8 @@ async fn a_back_office_reads_a_residence_and_a_family_with_every_check_passing_a
     assert_eq!(members[1]["codice_fiscale"], "BNCLCU82B41E783L");
     assert_eq!(members[1]["legame"]["tipo"], "CONIUGE");
     conforms("Famiglia", &r.body);
-    // Audit-bound vouchers are never reused: three calls, three vouchers.
-    assert_eq!(stats(env.pdnd).await["bound"], 3);
+    // Audit-bound vouchers are never reused: eleven calls, eleven vouchers.
+    assert_eq!(stats(env.pdnd).await["bound"], 11);
 }
 
 #[tokio::test]
@@ -313,7 +320,7 @@ async fn vouchers_are_cached_refreshed_before_expiry_and_fetched_once_under_load
     let env = setup().await;
     // An e-service without AUDIT_REST_02: one voucher serves many calls.
     set(env.pdnd, json!({"expires_in": 3, "delay": 0.3})).await;
-    let path = format!("/plain/residenza/{ROSSI}");
+    let path = format!("/plain/famiglia/{ROSSI}");
     let calls: Vec<_> = (0..12).map(|_| get(&env, &path, &[])).collect();
     for r in futures::future::join_all(calls).await {
         assert_eq!(r.status, 200, "{}", r.text());

@@ -40,6 +40,8 @@ impl Lookup {
 pub struct Service {
     pub call: Eservice,
     pub caso_uso: String,
+    /// Held for the whole call when the e-service wants its ids in order (C001).
+    pub turn: Option<tokio::sync::Mutex<()>>,
 }
 
 /// The `anpr` adapter of one route.
@@ -249,6 +251,11 @@ impl varco_core::Adapter for AnprAdapter {
         let user = self.user(&req)?;
         // The id is made when the request is about to leave (after the voucher), so that
         // calls reach ANPR in the order of their ids as far as a client can make them.
+        // C001 wants increasing ids: one call at a time, so none overtakes another.
+        let _turn = match &service.turn {
+            Some(t) => Some(t.lock().await),
+            None => None,
+        };
         let used = AtomicU64::new(0);
         let make = || {
             let id = self.next_id();

@@ -142,6 +142,12 @@ pub struct EserviceConfig {
     /// version without it.
     #[serde(default = "d_true")]
     pub audit: bool,
+    /// Send one call at a time, so that `idOperazioneClient`s reach ANPR in increasing order
+    /// (C001 refuses an id below the last one it got; concurrent calls could overtake one
+    /// another). Default: true for `residenza` (C001), false for `famiglia` (C021, whose ids
+    /// need only be unique).
+    #[serde(default)]
+    pub ordered: Option<bool>,
 }
 
 fn d_true() -> bool {

@@ -153,7 +153,12 @@ fn anpr(c: &varco_config::AnprConfig, cx: &AdapterContext<'_>) -> Result<varco_a
             fetch: varco_outbound::Fetcher::new(cx.client.clone()),
             replay: replay.clone(),
         };
-        Ok(Some(Service { call, caso_uso: e.caso_uso.clone().unwrap_or_else(|| code.to_owned()) }))
+        let ordered = e.ordered.unwrap_or(code == "C001");
+        Ok(Some(Service {
+            call,
+            caso_uso: e.caso_uso.clone().unwrap_or_else(|| code.to_owned()),
+            turn: ordered.then(|| tokio::sync::Mutex::new(())),
+        }))
     };
     Ok(AnprAdapter::new(cx.tenant, c, service(&c.residenza, "C001")?, service(&c.famiglia, "C021")?))
 }
