@@ -86,7 +86,10 @@ fn scalar(v: &Value) -> Option<String> {
         Value::Bool(b) => b.to_string(),
         _ => return None,
     };
-    if s.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || s.len() > 4096 {
+    // XML 1.0 carries no control character but tab and newlines, and no U+FFFE / U+FFFF.
+    let forbidden =
+        |c: char| (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}');
+    if s.chars().any(forbidden) || s.len() > 4096 {
         return None;
     }
     Some(s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;"))
@@ -157,16 +160,28 @@ impl Submission {
             (Tipo::PsPsaSina, _, _) => return Err("a PS_PSA_SINA flow carries `beneficiario` (and no `sinba`)".into()),
             (Tipo::Sinba, _, _) => return Err("a SINBA flow carries `sinba` (and no `beneficiario`)".into()),
         }
+        if let Some(cf) = &s.cf_operatore {
+            if cf.len() != 16 || !cf.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+                return Err("`cf_operatore`: a codice fiscale, 16 capital letters and digits".into());
+            }
+        }
         Ok(s)
     }
 
     /// The flow's XML, named `id_flusso`.
     pub fn xml(&self, ente: &Ente, id_flusso: &str) -> Result<String, String> {
         let cf = self.cf_operatore.as_deref().unwrap_or(&ente.cf_operatore);
-        let attr = |v: &str| scalar(&Value::String(v.to_owned())).unwrap_or_default();
+        let attr = |what: &str, v: &str| {
+            scalar(&Value::String(v.to_owned()))
+                .ok_or_else(|| format!("the ente's `{what}` holds characters XML cannot carry"))
+        };
         let mut out = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Flusso xmlns=\"{NS}\"><IdentificazioneFlusso Nome=\"{}\"><Ente Codice=\"{}\" Denominazione=\"{}\" Indirizzo=\"{}\" CFOperatore=\"{}\"/></IdentificazioneFlusso>",
-            attr(id_flusso), attr(&ente.codice), attr(&ente.denominazione), attr(&ente.indirizzo), attr(cf)
+            attr("id_flusso", id_flusso)?,
+            attr("codice_ente", &ente.codice)?,
+            attr("denominazione", &ente.denominazione)?,
+            attr("indirizzo", &ente.indirizzo)?,
+            attr("cf_operatore", cf)?
         );
         match (&self.beneficiario, &self.sinba) {
             (Some(b), _) => element("Beneficiario", b, "beneficiario", &mut out, 0)?,
@@ -230,5 +245,11 @@ mod tests {
         assert!(refuse(json!({"tipo": "SINBA", "sinba": {"IDBeneficiario": "a\u{1}b"}}))
             .contains("characters XML cannot carry"));
         assert!(refuse(json!({"tipo": "SINBA", "sinba": {}, "extra": 1})).contains("unknown field"));
+        // Found by the `interop` fuzz target: U+FFFF is no XML 1.0 character, anywhere.
+        assert!(refuse(json!({"tipo": "SINBA", "sinba": {"IDBeneficiario": "a\u{FFFF}"}})).contains("XML cannot carry"));
+        assert!(refuse(json!({"tipo": "SINBA", "cf_operatore": ">>w\u{FFFF}", "sinba": {}})).contains("cf_operatore"));
+        assert!(
+            refuse(json!({"tipo": "SINBA", "cf_operatore": "rssmra80a01h501u", "sinba": {}})).contains("cf_operatore")
+        );
     }
 }
