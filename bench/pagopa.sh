@@ -24,8 +24,8 @@ WORK=$(mktemp -d /tmp/varco-bench-pagopa.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT INT TERM
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; die "not up: $1"; }
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
 SEG=12
 NOTICE=$(python3 -c "f='3${SEG}0000000000001'; print(f + '%02d' % (int(f) % 93))")
@@ -71,26 +71,11 @@ YML
 wait_up "http://127.0.0.1:$ADMIN/readyz"
 curl -s -H 'SOAPAction: paVerifyPaymentNotice' --data-binary "$(python3 -c "import re,sys; print(re.search(r'wrk.body = (.*)', open('$WORK/verify.lua').read()).group(1).strip()[1:-1].encode().decode('unicode_escape'))")" "http://127.0.0.1:$PORT/pagopa/paForNode" | grep -q '<outcome>OK</outcome>' || die "varco did not answer OK"
 
-# wrk → "req/s p50_ms p99_ms"
-run_wrk() { # url [lua]
-    local args=(-t1 -c"$CONNECTIONS")
-    [[ -n ${2:-} ]] && args+=(-s "$2")
-    wrk "${args[@]}" -d2s "$1" >/dev/null
-    wrk "${args[@]}" -d"$DURATION" --latency "$1" | python3 -c '
-import re, sys
-t = sys.stdin.read()
-def ms(label):
-    m = re.search(r"^\s*" + label + r"\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
-    v, u = float(m.group(1)), m.group(2)
-    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-if re.search(r"Non-2xx", t): sys.exit("non-2xx answers")
-print(float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1)), ms("50%"), ms("99%"))'
-}
 
 rows=()
 for run in $(seq "$RUNS"); do
-    read -r d_rps d_50 d_99 < <(run_wrk "http://127.0.0.1:$BO/debt-positions/$IUV")
-    read -r v_rps v_50 v_99 < <(run_wrk "http://127.0.0.1:$PORT/pagopa/paForNode" "$WORK/verify.lua")
+    read -r d_rps d_50 d_99 _ < <(run_wrk "http://127.0.0.1:$BO/debt-positions/$IUV")
+    read -r v_rps v_50 v_99 _ < <(run_wrk "http://127.0.0.1:$PORT/pagopa/paForNode" -s "$WORK/verify.lua")
     rows+=("$d_rps $d_50 $d_99 $v_rps $v_50 $v_99")
     printf '| run %s | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|\n' "$run"
     printf '| back-office directly (GET position) | %.0f | %.2f | %.2f |\n' "$d_rps" "$d_50" "$d_99"

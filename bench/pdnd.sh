@@ -33,8 +33,8 @@ WORK=$(mktemp -d /tmp/varco-bench-pdnd.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT INT TERM
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; die "not up: $1"; }
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
 CF=RSSMRA80A01H501U
 KEY=bench-0123456789abcdef0123456789abcdef
@@ -90,29 +90,14 @@ for r in plain audit; do
 done
 issued() { curl -s "http://127.0.0.1:$PDND/_control/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["issued"])'; }
 
-# wrk → "req/s p50_ms p99_ms requests"
-run_wrk() { # url [header]
-    local args=(-t1 -c"$CONNECTIONS")
-    [[ -n ${2:-} ]] && args+=(-H "$2")
-    wrk "${args[@]}" -d2s "$1" >/dev/null
-    wrk "${args[@]}" -d"$DURATION" --latency "$1" | python3 -c '
-import re, sys
-t = sys.stdin.read()
-def ms(label):
-    m = re.search(r"^\s*" + label + r"\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
-    v, u = float(m.group(1)), m.group(2)
-    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-if re.search(r"Non-2xx", t): sys.exit("non-2xx answers")
-print(float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1)), ms("50%"), ms("99%"), re.search(r"(\d+) requests in", t).group(1))'
-}
 
 rows=()
 for run in $(seq "$RUNS"); do
     read -r d_rps d_50 d_99 _ < <(run_wrk "http://127.0.0.1:$PROVIDER/anpr-service-e002")
     i0=$(issued)
-    read -r c_rps c_50 c_99 c_n < <(run_wrk "http://127.0.0.1:$PORT/plain/residenza/$CF" "X-Api-Key: $KEY")
+    read -r c_rps c_50 c_99 c_n < <(run_wrk "http://127.0.0.1:$PORT/plain/residenza/$CF" -H "X-Api-Key: $KEY")
     i1=$(issued)
-    read -r a_rps a_50 a_99 a_n < <(run_wrk "http://127.0.0.1:$PORT/audit/residenza/$CF" "X-Api-Key: $KEY")
+    read -r a_rps a_50 a_99 a_n < <(run_wrk "http://127.0.0.1:$PORT/audit/residenza/$CF" -H "X-Api-Key: $KEY")
     i2=$(issued)
     rows+=("$d_rps $d_50 $d_99 $c_rps $c_50 $c_99 $a_rps $a_50 $a_99")
     printf '| run %s (%s connections) | req/s | p50 ms | p99 ms | vouchers from PDND |\n|---|---:|---:|---:|---:|\n' "$run" "$CONNECTIONS"

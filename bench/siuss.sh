@@ -23,8 +23,8 @@ WORK=$(mktemp -d /tmp/varco-bench-siuss.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$WORK"; }
 trap cleanup EXIT INT TERM
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; die "not up: $1"; }
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
 KEY=bench-0123456789abcdef0123456789abcdef
 HASH=$(python3 -c "import hashlib,sys; print('sha256:' + hashlib.sha256(sys.argv[1].encode()).hexdigest())" "$KEY")
@@ -62,26 +62,11 @@ wait_up "http://127.0.0.1:$ADMIN/readyz"
 code=$(curl -s -o "$WORK/first.json" -w '%{http_code}' -H "X-Api-Key: $KEY" -H 'Content-Type: application/json' --data-binary @"$WORK/body.json" "http://127.0.0.1:$PORT/siuss/prestazioni")
 [[ $code == 201 ]] || { cat "$WORK/first.json" "$WORK/varco.log" >&2; die "varco did not accept the benefit ($code)"; }
 
-# wrk → "req/s p50_ms p99_ms"
-run_wrk() { # url [lua]
-    local args=(-t1 -c"$CONNECTIONS")
-    [[ -n ${2:-} ]] && args+=(-s "$2")
-    wrk "${args[@]}" -d2s "$1" >/dev/null
-    wrk "${args[@]}" -d"$DURATION" --latency "$1" | python3 -c '
-import re, sys
-t = sys.stdin.read()
-def ms(label):
-    m = re.search(r"^\s*" + label + r"\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
-    v, u = float(m.group(1)), m.group(2)
-    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-if re.search(r"Non-2xx", t): sys.exit("non-2xx answers")
-print(float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1)), ms("50%"), ms("99%"))'
-}
 
 rows=()
 for run in $(seq "$RUNS"); do
-    read -r s_rps s_50 s_99 < <(run_wrk "http://127.0.0.1:$PORT/status")
-    read -r v_rps v_50 v_99 < <(run_wrk "http://127.0.0.1:$PORT/siuss/prestazioni" "$WORK/submit.lua")
+    read -r s_rps s_50 s_99 _ < <(run_wrk "http://127.0.0.1:$PORT/status")
+    read -r v_rps v_50 v_99 _ < <(run_wrk "http://127.0.0.1:$PORT/siuss/prestazioni" -s "$WORK/submit.lua")
     rows+=("$s_rps $v_rps $v_50 $v_99")
     printf '| run %s (%s connections, 1 worker thread) | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|\n' "$run" "$CONNECTIONS"
     printf '| GET /status (the cheapest answer) | %.0f | %.2f | %.2f |\n' "$s_rps" "$s_50" "$s_99"
