@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 use std::time::Duration;
-use varco_tests::{api_key_hash, free_port, spawn_ready_tool, Jose, Resp, Varco, LISTENERS};
+use varco_tests::{api_key_hash, free_port, pdnd_peer, spawn_ready_tool, Jose, Resp, Varco, LISTENERS};
 
 const MC: &str = "macerata.example.it";
 const CLIENT: &str = "client-c_e783";
@@ -35,13 +35,9 @@ fn spec(name: &str) -> String {
 
 async fn setup() -> Env {
     let jose = Jose::new();
-    jose.keygen("c_e783-pdnd", "RS256").await;
-    // What PDND knows of the ente's client: its registered public key (and so what ANPR
-    // resolves the ente's `kid` to).
-    let registered = jose.dir.join("registered.json");
-    std::fs::write(&registered, jose.jwks()).unwrap();
+    let registered = jose.ente_key("c_e783-pdnd").await;
     jose.keygen("anpr-1", "RS256").await; // ANPR's response-signing key
-    let (pdnd, c001, c021, plain) = (free_port(), free_port(), free_port(), free_port());
+    let (c001, c021, plain) = (free_port(), free_port(), free_port());
     let conf = json!({
         "issuer": "https://uat.interop.pagopa.it", "assertion_aud": ASSERTION_AUD, "expires_in": 600,
         "clients": {CLIENT: {"jwks_file": registered, "purposes": {
@@ -50,9 +46,8 @@ async fn setup() -> Env {
             "purpose-plain": {"aud": AUD_PLAIN, "eserviceId": "es-plain"},
         }}},
     });
-    let conf_file = jose.dir.join("pdnd.json");
-    std::fs::write(&conf_file, conf.to_string()).unwrap();
-    let mut peers = vec![spawn_ready_tool("pdnd_peer.py", &[&pdnd.to_string(), conf_file.to_str().unwrap()]).await];
+    let (pdnd, peer) = pdnd_peer(&jose.dir, &conf).await;
+    let mut peers = vec![peer];
     let pdnd_jwks = format!("http://127.0.0.1:{pdnd}/.well-known/jwks.json");
     let anpr_key = jose.dir.join("anpr-1.pem");
     for (port, file, aud, purpose, extra) in [

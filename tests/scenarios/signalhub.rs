@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use varco_tests::{api_key_hash, free_port, spawn_ready_tool, Backend, Jose, Varco, LISTENERS};
+use varco_tests::{api_key_hash, free_port, pdnd_peer, spawn_ready_tool, Backend, Jose, Varco, LISTENERS};
 
 const MC: &str = "macerata.example.it";
 const KEY: &str = "anagrafe-0123456789abcdef0123456789abcdef";
@@ -32,20 +32,16 @@ fn spec(name: &str) -> String {
 
 async fn setup() -> Env {
     let jose = Jose::new();
-    jose.keygen("c_e783-pdnd", "RS256").await;
-    let registered = jose.dir.join("registered.json");
-    std::fs::write(&registered, jose.jwks()).unwrap();
-    let (pdnd, hub) = (free_port(), free_port());
+    let registered = jose.ente_key("c_e783-pdnd").await;
+    let hub = free_port();
     let conf = json!({
         "issuer": "https://uat.interop.pagopa.it", "assertion_aud": "auth.uat.interop.pagopa.it/client-assertion",
         "clients": {"api-c_e783": {"jwks_file": registered, "api": {"aud": M2M, "organizationId": "5f1c5d2d-0b0e-4e2f-8d1c-5a9b7e3f4a6c"}}},
     });
-    std::fs::write(jose.dir.join("pdnd.json"), conf.to_string()).unwrap();
     let hub_conf = json!({"producers": {OURS: "api-c_e783"}, "consumers": {THEIRS: ["api-c_e783"]}});
     std::fs::write(jose.dir.join("hub.json"), hub_conf.to_string()).unwrap();
-    let mut peers = vec![
-        spawn_ready_tool("pdnd_peer.py", &[&pdnd.to_string(), jose.dir.join("pdnd.json").to_str().unwrap()]).await,
-    ];
+    let (pdnd, peer) = pdnd_peer(&jose.dir, &conf).await;
+    let mut peers = vec![peer];
     let jwks = format!("http://127.0.0.1:{pdnd}/.well-known/jwks.json");
     peers.push(
         spawn_ready_tool(

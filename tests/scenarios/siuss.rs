@@ -274,31 +274,24 @@ async fn the_inps_side_answers_as_its_contract_says() {
     contract_problem(&get("/waas/v1/flussi?since=yesterday").await, 400);
     let r = get("/waas/v1/status").await;
     assert_eq!((r.status, r.header("content-type")), (200, Some("application/problem+json")));
+    let post_esiti = |body: Value| {
+        let (v, auth) = (&env.v, auth.clone());
+        async move {
+            v.send(
+                "POST",
+                MC,
+                "/waas/v1/esiti",
+                &[("authorization", &auth), ("content-type", "application/json")],
+                body.to_string().as_bytes(),
+            )
+            .await
+        }
+    };
     let esito = json!({"elenco_esiti": [{"id_flusso": "E783.PS.20260101.0000009", "tipo": "PS_PSA_SINA", "ts_flusso": "2026-01-01T00:00:00.000Z",
         "ts_acquisizione": "2026-01-02T00:00:00.000Z", "codice_esito": "OK"}]});
-    let r = env
-        .v
-        .send(
-            "POST",
-            MC,
-            "/waas/v1/esiti",
-            &[("authorization", &auth), ("content-type", "application/json")],
-            esito.to_string().as_bytes(),
-        )
-        .await;
-    contract_problem(&r, 404);
+    contract_problem(&post_esiti(esito).await, 404);
     let bad = json!({"elenco_esiti": [{"id_flusso": "x", "tipo": "PS_PSA_SINA", "ts_flusso": "t", "ts_acquisizione": "t", "codice_esito": "FORSE"}]});
-    let r = env
-        .v
-        .send(
-            "POST",
-            MC,
-            "/waas/v1/esiti",
-            &[("authorization", &auth), ("content-type", "application/json")],
-            bad.to_string().as_bytes(),
-        )
-        .await;
-    contract_problem(&r, 400);
+    contract_problem(&post_esiti(bad).await, 400);
     // Another purpose's voucher, and none: refused in the contract's shape too.
     let other = voucher(&env.jose, "c_e783", "purpose-anpr").await;
     contract_problem(

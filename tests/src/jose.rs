@@ -33,6 +33,16 @@ impl Jose {
         self.run(&["keygen", &dir, kid, alg]).await;
     }
 
+    /// The ente's key `kid` (RS256, as PDND takes), and `registered.json`: the public keys PDND
+    /// knows of the ente's client (so what e-services resolve the ente's `kid` to). Keys made
+    /// after this are not registered.
+    pub async fn ente_key(&self, kid: &str) -> PathBuf {
+        self.keygen(kid, "RS256").await;
+        let registered = self.dir.join("registered.json");
+        std::fs::write(&registered, self.jwks()).unwrap();
+        registered
+    }
+
     pub fn jwks(&self) -> Vec<u8> {
         std::fs::read(self.dir.join("jwks.json")).unwrap()
     }

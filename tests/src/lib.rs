@@ -23,7 +23,7 @@ pub use backend::{Backend, Mode};
 pub use client::{raw_http, Client, Resp};
 pub use jose::Jose;
 pub use kafka::Broker;
-pub use process::{free_port, spawn_ready_tool, Varco};
+pub use process::{free_port, pdnd_peer, spawn_ready_tool, Varco};
 pub use redis::Redis;
 pub use sse::Sse;
 

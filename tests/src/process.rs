@@ -27,6 +27,15 @@ pub async fn spawn_ready_tool(tool: &str, args: &[&str]) -> tokio::process::Chil
     child
 }
 
+/// The tests' PDND token endpoint (`tests/tools/pdnd_peer.py`) on a free port with the
+/// configuration `conf` (written to `dir/pdnd.json`): its port and process.
+pub async fn pdnd_peer(dir: &Path, conf: &serde_json::Value) -> (u16, tokio::process::Child) {
+    let port = free_port();
+    let file = dir.join("pdnd.json");
+    std::fs::write(&file, conf.to_string()).unwrap();
+    (port, spawn_ready_tool("pdnd_peer.py", &[&port.to_string(), file.to_str().unwrap()]).await)
+}
+
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
