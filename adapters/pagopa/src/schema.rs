@@ -450,11 +450,11 @@ mod tests {
     use super::*;
 
     fn el(name: &str, text: &str) -> Element {
-        Element { ns: None, name: name.into(), children: vec![], text: text.into() }
+        Element { ns: None, name: name.into(), children: vec![], text: text.into(), ..Default::default() }
     }
 
     fn verify(children: Vec<Element>) -> Element {
-        Element { ns: None, name: "paVerifyPaymentNoticeReq".into(), children, text: String::new() }
+        Element { ns: None, name: "paVerifyPaymentNoticeReq".into(), children, ..Default::default() }
     }
 
     fn qr(notice: &str) -> Element {
@@ -462,7 +462,7 @@ mod tests {
             ns: None,
             name: "qrCode".into(),
             children: vec![el("fiscalCode", "00093120434"), el("noticeNumber", notice)],
-            text: String::new(),
+            ..Default::default()
         }
     }
 

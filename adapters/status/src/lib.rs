@@ -92,6 +92,8 @@ mod tests {
         a.call(AdapterRequest {
             method: &http::Method::GET,
             path: "/status",
+            prefix: "/c_e783",
+            tls: false,
             query: None,
             headers: &headers,
             body: bytes::Bytes::new(),

@@ -13,6 +13,7 @@ mod model_adapters;
 mod model_auth;
 mod model_edge;
 mod model_events;
+mod model_mediation;
 mod model_pagopa;
 mod model_pdnd;
 mod model_signalhub;

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use crate::model_events::EventStreamConfig;
+pub use crate::model_mediation::{Credentials, RestCall, SoapConfig, SoapServiceConfig, SoapVersion};
 pub use crate::model_pagopa::{GpdConfig, PagopaConfig};
 pub use crate::model_pdnd::{AnprConfig, EserviceConfig, PdndClientConfig, TrackingDefaults};
 pub use crate::model_signalhub::{DepositConfig, PullConfig, SignalHubConfig, SignalMapping, SignalType};
@@ -34,6 +35,10 @@ pub enum AdapterConfig {
     SignalHub(Box<SignalHubConfig>),
     /// The SIUSS e-service INPS polls, or the back-office's submissions to it.
     Siuss(SiussAdapterConfig),
+    /// REST+JSON in front of one operation of a SOAP back-office (mediation).
+    Soap(Box<SoapConfig>),
+    /// A SOAP service varco publishes, each operation a call to a REST back-office.
+    SoapService(Box<SoapServiceConfig>),
 }
 
 /// Configuration of the `events` publish adapter (nothing to set: the ente publishes with

@@ -73,6 +73,18 @@ pub(crate) fn validate_adapter(
                 is.add(format!("{rp}.access"), "the Signal Hub route shows the bridge's state: use `jwt` or `api_key`");
             }
         }
+        AdapterConfig::Soap(c) => {
+            for (f, m) in c.validate() {
+                is.add(format!("{ap}.{f}"), m);
+            }
+            mediated(&c.upstream, t, r, rp, is);
+        }
+        AdapterConfig::SoapService(c) => {
+            for (f, m) in c.validate() {
+                is.add(format!("{ap}.{f}"), m);
+            }
+            mediated(&c.upstream, t, r, rp, is);
+        }
         AdapterConfig::Anpr(c) => {
             let purposes = t.pdnd.as_ref().map(|d| d.purposes.keys().map(String::as_str).collect());
             for (f, m) in c.validate(purposes) {
@@ -85,5 +97,16 @@ pub(crate) fn validate_adapter(
                 is.add(format!("{rp}.access"), "ANPR is read on behalf of a known caller: use `jwt` or `api_key`");
             }
         }
+    }
+}
+
+/// What a mediated route asks of its ente: the pool it names, and no ModI store-and-forward
+/// (the mediated answer is not the back-office's to sign).
+fn mediated(upstream: &str, t: &TenantConfig, r: &RouteConfig, rp: &str, is: &mut Issues) {
+    if !t.upstreams.contains_key(upstream) {
+        is.add(format!("{rp}.to.adapter.upstream"), format!("`{upstream}` is not one of the ente's upstreams"));
+    }
+    if matches!(&r.access, Access::Jwt(j) if j.modi.is_some()) {
+        is.add(format!("{rp}.access.jwt.modi"), "mediated routes are not ModI routes yet");
     }
 }

@@ -18,6 +18,10 @@ pub struct AdapterRequest<'a> {
     pub method: &'a Method,
     /// The path below the tenant's prefix.
     pub path: &'a str,
+    /// The tenant's path prefix as the caller addressed it (`/c_e783`, or empty for a host).
+    pub prefix: &'a str,
+    /// Whether the caller came over TLS (to varco itself).
+    pub tls: bool,
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
     pub body: Bytes,
@@ -129,5 +133,51 @@ pub trait HealthView: Send + Sync + std::fmt::Debug {
     /// JWKS is unreachable). Default: none.
     fn issuers(&self) -> Vec<(String, bool)> {
         Vec::new()
+    }
+}
+
+/// A request a [`Mediator`] sends to its route's upstream pool.
+#[derive(Debug, Clone)]
+pub struct UpstreamCall {
+    pub method: Method,
+    /// Origin-form target on the back-office (`/anagrafe/soap`, `/pratiche/7?stato=APERTA`).
+    pub path_and_query: String,
+    /// Content type, SOAPAction, credentials; the gateway adds forwarding, trace and identity.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+    /// Which of the mediator's operations this is, handed back to [`Mediator::response`].
+    pub op: usize,
+}
+
+/// What a mediator makes of a request: a call for the back-office, or an answer of its own
+/// (a published contract, a refusal in the caller's protocol).
+#[derive(Debug)]
+pub enum Mediation {
+    Call(UpstreamCall),
+    Answer(AdapterResponse),
+}
+
+/// A route target that translates between the caller's protocol and the back-office's and
+/// leaves the call itself to the gateway: the route's upstream pool with its health checks,
+/// breaker, retries and timeouts, as for any proxied route. Both halves are pure (no I/O).
+pub trait Mediator: Send + Sync + std::fmt::Debug {
+    /// The config tag (`kind:` in YAML).
+    fn kind(&self) -> &'static str;
+
+    /// The caller's request as a call to the back-office, or an answer.
+    fn request(&self, req: &AdapterRequest<'_>) -> Result<Mediation, Problem>;
+
+    /// The back-office's answer to call `op` as the caller's answer.
+    fn response(&self, op: usize, reply: AdapterResponse) -> Result<AdapterResponse, Problem>;
+
+    /// Like [`Adapter::problem_answer`]: a refusal in the caller's protocol (a SOAP Fault).
+    fn problem_answer(
+        &self,
+        _method: &Method,
+        _p: &Problem,
+        _request_id: &str,
+        _trace_id: &str,
+    ) -> Option<AdapterResponse> {
+        None
     }
 }

@@ -22,7 +22,10 @@ pub mod problem;
 pub mod query;
 pub mod trace;
 
-pub use adapter::{Adapter, AdapterRequest, AdapterResponse, Answer, BodyStream, HealthView, UpstreamHealth};
+pub use adapter::{
+    Adapter, AdapterRequest, AdapterResponse, Answer, BodyStream, HealthView, Mediation, Mediator, UpstreamCall,
+    UpstreamHealth,
+};
 pub use filter::{Filter, FilterState, RateLimitStatus};
 pub use identity::Identity;
 pub use problem::{Problem, ProblemKind};

@@ -98,6 +98,12 @@ problem_kinds! {
     Conflict,
     /// The content is well-formed but breaks its schema (an official XSD, a contract).
     ValidationFailed,
+    /// A mediated back-office refused the request (a SOAP `Client`/`Sender` fault, a 4xx).
+    BackofficeRejected,
+    /// A mediated back-office answered with an error of its own (a `Server` fault).
+    BackofficeFault,
+    /// A mediated back-office has no such resource (a not-found fault, a 404).
+    ResourceNotFound,
 }
 
 impl ProblemKind {
@@ -140,6 +146,9 @@ impl ProblemKind {
             Self::PlatformRejected => "platform-rejected",
             Self::Conflict => "conflict",
             Self::ValidationFailed => "validation-failed",
+            Self::BackofficeRejected => "backoffice-rejected",
+            Self::BackofficeFault => "backoffice-fault",
+            Self::ResourceNotFound => "resource-not-found",
         }
     }
 
@@ -165,7 +174,11 @@ impl ProblemKind {
             | Self::ModiSignatureInvalid
             | Self::ModiAuditInvalid
             | Self::EventInvalid => 400,
-            Self::EventSchemaViolation | Self::PlatformRejected | Self::ValidationFailed => 422,
+            Self::EventSchemaViolation | Self::PlatformRejected | Self::ValidationFailed | Self::BackofficeRejected => {
+                422
+            }
+            Self::ResourceNotFound => 404,
+            Self::BackofficeFault => 502,
             Self::Conflict => 409,
             Self::UnsupportedMediaType => 415,
             Self::OutboxFull => 503,
@@ -218,6 +231,9 @@ impl ProblemKind {
             Self::PlatformRejected => "Rejected by the national platform",
             Self::Conflict => "Conflict",
             Self::ValidationFailed => "Content breaks its schema",
+            Self::BackofficeRejected => "Refused by the back-office",
+            Self::BackofficeFault => "The back-office failed",
+            Self::ResourceNotFound => "No such resource at the back-office",
         }
     }
 }

@@ -87,7 +87,7 @@ impl RequestCtx {
     pub fn pool<'a>(&self, rt: &'a Runtime) -> Option<&'a Arc<Pool>> {
         let t = self.tenant(rt)?;
         match t.routes.get(self.route?)?.target {
-            Target::Upstream(p) => t.pools.get(p),
+            Target::Upstream(p) | Target::Mediated { pool: p, .. } => t.pools.get(p),
             Target::Adapter(_) => None,
         }
     }
@@ -96,7 +96,15 @@ impl RequestCtx {
     pub fn adapter(&self) -> Option<&Arc<dyn varco_core::Adapter>> {
         match &self.route(self.rt.as_ref()?)?.target {
             Target::Adapter(a) => Some(a),
-            Target::Upstream(_) => None,
+            Target::Upstream(_) | Target::Mediated { .. } => None,
+        }
+    }
+
+    /// The mediator of this request's route, if it has one.
+    pub fn mediator(&self) -> Option<&Arc<dyn varco_core::Mediator>> {
+        match &self.route(self.rt.as_ref()?)?.target {
+            Target::Mediated { mediator, .. } => Some(mediator),
+            _ => None,
         }
     }
 

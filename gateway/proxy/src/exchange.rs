@@ -134,22 +134,67 @@ pub async fn forward_buffered(
     rt: &Arc<Runtime>,
     body: Bytes,
 ) -> Result<AdapterResponse, Problem> {
+    let prepare = |ctx: &RequestCtx| -> pingora_error::Result<RequestHeader> {
+        let mut up = session.req_header().clone();
+        up.remove_header(&http::header::TRANSFER_ENCODING);
+        if body.is_empty() && !up.method.as_str().starts_with('P') {
+            up.remove_header(&http::header::CONTENT_LENGTH);
+        } else {
+            up.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+        }
+        crate::forwarding::upstream_request(rt, ctx, &mut up)?;
+        Ok(up)
+    };
+    forward(shared, ctx, rt, &prepare, body.clone()).await
+}
+
+/// Sends a mediator's call to the route's pool, as [`forward_buffered`] does the caller's
+/// request: the caller's `Host`, the call's method, target and headers, and what the gateway
+/// adds to every upstream request (forwarding, trace context, the verified identity).
+pub async fn forward_call(
+    shared: &Shared,
+    session: &Session,
+    ctx: &mut RequestCtx,
+    rt: &Arc<Runtime>,
+    call: varco_core::UpstreamCall,
+) -> Result<AdapterResponse, Problem> {
+    let prepare = |ctx: &RequestCtx| -> pingora_error::Result<RequestHeader> {
+        let mut up = RequestHeader::build(call.method.clone(), b"/", Some(call.headers.len() + 8))?;
+        if let Some(h) = session.req_header().headers.get(http::header::HOST) {
+            up.insert_header(http::header::HOST, h.clone())?;
+        }
+        for (k, v) in &call.headers {
+            up.insert_header(k.clone(), v.clone())?;
+        }
+        if !call.body.is_empty() || call.method.as_str().starts_with('P') {
+            up.insert_header(http::header::CONTENT_LENGTH, call.body.len())?;
+        }
+        crate::forwarding::upstream_request(rt, ctx, &mut up)?;
+        // Set after the forwarding rewrite, which takes the tenant prefix off the caller's path.
+        let uri = http::Uri::try_from(call.path_and_query.as_str())
+            .map_err(|_| pingora_error::Error::new(ErrorType::InternalError))?;
+        up.set_uri(uri);
+        Ok(up)
+    };
+    forward(shared, ctx, rt, &prepare, call.body.clone()).await
+}
+
+/// The attempts of a buffered exchange: `prepare` makes each attempt's request header.
+async fn forward(
+    shared: &Shared,
+    ctx: &mut RequestCtx,
+    rt: &Arc<Runtime>,
+    prepare: &(dyn Fn(&RequestCtx) -> pingora_error::Result<RequestHeader> + Sync),
+    body: Bytes,
+) -> Result<AdapterResponse, Problem> {
     let Some(pool) = ctx.pool(rt).cloned() else {
         return Err(Problem::new(ProblemKind::Internal, "the route has no upstream"));
     };
     loop {
         let (i, peer) = admit(&pool, ctx, false)?;
-        let mut up = session.req_header().clone();
-        up.remove_header(&http::header::TRANSFER_ENCODING);
-        let framed = if body.is_empty() && !up.method.as_str().starts_with('P') {
-            up.remove_header(&http::header::CONTENT_LENGTH);
-            Ok(())
-        } else {
-            up.insert_header(http::header::CONTENT_LENGTH, body.len())
-        };
-        if framed.and_then(|()| crate::forwarding::upstream_request(rt, ctx, &mut up)).is_err() {
+        let Ok(up) = prepare(ctx) else {
             return Err(Problem::new(ProblemKind::Internal, "could not prepare the upstream request"));
-        }
+        };
         let left = pool.total_timeout.saturating_sub(ctx.start.elapsed());
         let max = usize::try_from(max_response(rt, ctx)).unwrap_or(usize::MAX);
         let res = tokio::time::timeout(left, exchange(&shared.connector, &peer, up, body.clone(), max)).await;

@@ -16,6 +16,7 @@ mod exchange;
 mod filters;
 mod forwarding;
 mod gateway;
+mod mediation;
 mod metrics;
 mod pipeline;
 mod proxy_protocol;

@@ -41,6 +41,7 @@ pub async fn run(shared: &Shared, session: &mut Session, ctx: &mut RequestCtx, r
             Step::Quota(q) => q.take(&session.req_header().headers, &ctx.state).await,
             Step::Modi(m) => return modi(shared, session, ctx, rt, m).await,
             Step::Adapter(a) => return adapter(session, ctx, rt, a).await,
+            Step::Mediate(m) => return crate::mediation::run(shared, session, ctx, rt, m).await,
         };
         if let Err(p) = checked {
             respond::problem(session, ctx, &p, false).await?;
@@ -98,7 +99,7 @@ async fn jwt(
 }
 
 /// Reads the whole request body, up to `max` bytes.
-async fn read_body(session: &mut Session, max: u64) -> Result<std::result::Result<Bytes, Problem>> {
+pub(crate) async fn read_body(session: &mut Session, max: u64) -> Result<std::result::Result<Bytes, Problem>> {
     let mut body = BytesMut::new();
     while let Some(chunk) = session.read_request_body().await? {
         if (body.len() + chunk.len()) as u64 > max {
@@ -110,7 +111,7 @@ async fn read_body(session: &mut Session, max: u64) -> Result<std::result::Resul
 }
 
 /// The request as an adapter sees it (path below the tenant prefix).
-fn adapter_request<'a>(
+pub(crate) fn adapter_request<'a>(
     session: &'a Session,
     ctx: &'a RequestCtx,
     tenant_id: &'a str,
@@ -127,6 +128,8 @@ fn adapter_request<'a>(
     AdapterRequest {
         method: &req.method,
         path: if path.is_empty() { "/" } else { path },
+        prefix: full.get(..ctx.prefix_len).unwrap_or(""),
+        tls: ctx.state.tls,
         query,
         headers: &req.headers,
         body,
@@ -202,6 +205,8 @@ async fn modi(
             }
         }
         Target::Upstream(_) => crate::exchange::forward_buffered(shared, session, ctx, rt, body).await,
+        // Refused by validation: the mediated answer is not the back-office's to sign.
+        Target::Mediated { .. } => Err(Problem::new(ProblemKind::Internal, "a mediated route cannot be a ModI route")),
     };
     match result {
         Ok(mut resp) => {

@@ -56,7 +56,11 @@ fn rate_limit_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error
 pub async fn problem(session: &mut Session, ctx: &RequestCtx, p: &Problem, close: bool) -> pingora_error::Result<()> {
     let (request_id, trace_id) = ids(ctx.trace.as_ref());
     // An adapter whose callers expect their own error shape (SOAP) answers in it.
-    let own = ctx.adapter().and_then(|a| a.problem_answer(&session.req_header().method, p, request_id, trace_id));
+    let method = &session.req_header().method;
+    let own = match ctx.mediator() {
+        Some(m) => m.problem_answer(method, p, request_id, trace_id),
+        None => ctx.adapter().and_then(|a| a.problem_answer(method, p, request_id, trace_id)),
+    };
     if let Some(mut r) = own {
         if let Some(s) = p.retry_after {
             r.headers.push((http::header::RETRY_AFTER, s.into()));

@@ -25,6 +25,11 @@ pub enum Target {
     /// Index into the tenant's pools.
     Upstream(usize),
     Adapter(Arc<dyn Adapter>),
+    /// A mediator in front of one of the tenant's pools (index).
+    Mediated {
+        pool: usize,
+        mediator: Arc<dyn varco_core::Mediator>,
+    },
 }
 
 /// One step of a route's request pipeline, built once per configuration. `request_filter`
@@ -45,6 +50,8 @@ pub enum Step {
     Modi(Arc<ModiVerifier>),
     /// The route's adapter. Answers the request.
     Adapter(Arc<dyn Adapter>),
+    /// The route's mediator and its pool (`mediation::run`). Answers the request.
+    Mediate(Arc<dyn varco_core::Mediator>),
 }
 
 /// A built route.
@@ -293,6 +300,19 @@ impl TenantBuild<'_> {
                         .position(|n| n == u)
                         .ok_or_else(|| build_err(format!("{rp}.to.upstream"), "unknown upstream"))?,
                 ),
+                RouteTarget::Adapter(a) if matches!(a, AdapterConfig::Soap(_) | AdapterConfig::SoapService(_)) => {
+                    let ap = format!("{rp}.to.adapter");
+                    match crate::mediation::build(a, &r.path, &ap)? {
+                        Some((u, mediator)) => Target::Mediated {
+                            pool: pool_names
+                                .iter()
+                                .position(|n| *n == u)
+                                .ok_or_else(|| build_err(format!("{ap}.upstream"), "unknown upstream"))?,
+                            mediator,
+                        },
+                        None => return Err(build_err(ap, "not a mediated adapter")),
+                    }
+                }
                 RouteTarget::Adapter(a) => {
                     let ap = format!("{rp}.to.adapter");
                     let cx = crate::adapters::AdapterContext {
@@ -503,6 +523,7 @@ impl TenantBuild<'_> {
         match (modi, &target) {
             (Some(m), _) => steps.push(Step::Modi(m)),
             (None, Target::Adapter(a)) => steps.push(Step::Adapter(a.clone())),
+            (None, Target::Mediated { mediator, .. }) => steps.push(Step::Mediate(mediator.clone())),
             (None, Target::Upstream(_)) => {}
         }
         Ok(Route {

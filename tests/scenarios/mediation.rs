@@ -1,0 +1,304 @@
+//! Back-office mediation against independent peers: a comune's SOAP back-office written with
+//! spyne (tests/tools/soap_backoffice.py, which publishes its own WSDL and answers faults
+//! itself) behind REST+JSON routes, and zeep calling the SOAP service varco publishes in front
+//! of a REST back-office.
+#![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use varco_tests::{free_port, spawn_ready_tool, Backend, Mode, Varco, LISTENERS};
+
+const HOST: &str = "bari.example.it";
+
+struct Env {
+    v: Varco,
+    peer: u16,
+    child: tokio::process::Child,
+}
+
+/// The spyne back-office (with credentials) and varco in front of it; the WSDL is the one
+/// the back-office publishes, saved as an integrator would.
+async fn setup(extra_routes: &str, pool_extra: &str) -> Env {
+    let peer = free_port();
+    let child = spawn_ready_tool(
+        "soap_backoffice.py",
+        &[&peer.to_string(), "--user", "varco-bari", "--password", "pw<&>-0123456789"],
+    )
+    .await;
+    let dir = tempdir();
+    let mut wsdls = Vec::new();
+    for v in ["soap11", "soap12"] {
+        let text = reqwest_get(&format!("http://127.0.0.1:{peer}/{v}?wsdl")).await;
+        let file = dir.join(format!("pratiche-{v}.wsdl"));
+        std::fs::write(&file, text).unwrap();
+        wsdls.push(file.display().to_string());
+    }
+    let secret = dir.join("bo-password");
+    std::fs::write(&secret, "pw<&>-0123456789\n").unwrap();
+    let cfg = format!(
+        r#"{LISTENERS}tenants:
+  - id: c_a662
+    name: Comune di Bari
+    hosts: [{HOST}]
+    upstreams:
+      pratiche:
+        servers: ["127.0.0.1:{peer}"]
+        timeouts: {{total: 1500ms}}
+        retries: 0{pool_extra}
+    routes:
+      - name: pratica
+        path: "/pratiche/{{id}}"
+        methods: [GET]
+        access: public
+        to: {{adapter: {{kind: soap, upstream: pratiche, wsdl: "{w11}", operation: getPratica,
+               ws_security: {{username: varco-bari, password: {{file: "{secret}"}}}}}}}}
+      - name: istanze
+        path: /istanze
+        methods: [POST]
+        access: public
+        to: {{adapter: {{kind: soap, upstream: pratiche, wsdl: "{w11}", operation: presentaIstanza,
+               basic_auth: {{username: varco-bari, password: {{env: BO_PASSWORD}}}}}}}}
+      - name: cerca
+        path: /pratiche
+        methods: [GET]
+        access: public
+        to: {{adapter: {{kind: soap, upstream: pratiche, wsdl: "{w12}", operation: cercaPratiche, soap_version: "1.2",
+               ws_security: {{username: varco-bari, password: {{env: BO_PASSWORD}}}}}}}}
+      - name: senza-credenziali
+        path: "/anonimo/{{id}}"
+        methods: [GET]
+        access: public
+        to: {{adapter: {{kind: soap, upstream: pratiche, wsdl: "{w11}", operation: getPratica}}}}
+{extra_routes}"#,
+        w11 = wsdls[0],
+        w12 = wsdls[1],
+        secret = secret.display(),
+    );
+    let v = Varco::start_with_env(&cfg, &[("BO_PASSWORD", "pw<&>-0123456789")]).await;
+    Env { v, peer, child }
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("varco-mediation-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A plain GET with a small HTTP/1.1 client (the peer's WSDL, its control API).
+async fn reqwest_get(url: &str) -> String {
+    http_call("GET", url, "").await
+}
+
+async fn http_call(method: &str, url: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (addr, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8(out).unwrap();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+}
+
+async fn peer_set(peer: u16, modes: Value) {
+    http_call("POST", &format!("http://127.0.0.1:{peer}/_control/set"), &modes.to_string()).await;
+}
+
+async fn peer_stats(peer: u16) -> Value {
+    serde_json::from_str(&reqwest_get(&format!("http://127.0.0.1:{peer}/_control/stats")).await).unwrap()
+}
+
+#[tokio::test]
+async fn json_in_soap_out_json_back_with_nested_types_arrays_and_credentials() {
+    let e = setup("", "").await;
+    let r = e.v.get(HOST, "/pratiche/P-2026-0001").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let p = &r.json;
+    assert_eq!(p["id"], "P-2026-0001");
+    assert_eq!(p["stato"], "IN_ISTRUTTORIA");
+    assert_eq!(p["richiedente"]["codiceFiscale"], "RSSMRA80A01H501U");
+    assert_eq!(p["documenti"].as_array().unwrap().len(), 2);
+    assert_eq!(p["documenti"][0], json!({"nome": "planimetria.pdf", "mime": "application/pdf", "pagine": 3}));
+    assert_eq!(p["importo"], 152.5);
+    assert_eq!(p["urgente"], true);
+    let stats = peer_stats(e.peer).await;
+    let h = &stats["last_headers"];
+    assert_eq!(h["soapaction"], "\"getPratica\"");
+    assert!(h["content-type"].as_str().unwrap().starts_with("text/xml"));
+    assert!(h["traceparent"].as_str().unwrap().starts_with("00-"), "{h}");
+    assert!(stats["last_body"].as_str().unwrap().contains("UsernameToken"));
+
+    // A form with base64 attachments, with HTTP basic credentials instead of WS-Security.
+    let istanza = json!({"istanza": {
+        "tipo": "SUAP",
+        "richiedente": {"codiceFiscale": "BNCLCU85M41F205Z", "nome": "Lucia", "cognome": "Bianchi"},
+        "allegati": [{"nome": "domanda.pdf", "contenuto": "JVBERi0xLjQK"}, {"nome": "id.png", "contenuto": "iVBORw0KGgo="}],
+    }});
+    let r =
+        e.v.send("POST", HOST, "/istanze", &[("content-type", "application/json")], istanza.to_string().as_bytes())
+            .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json["numeroProtocollo"].as_i64().unwrap() > 41000);
+    assert_eq!(r.json["allegatiRicevuti"], 2);
+    assert_eq!(r.json["byteRicevuti"], 9 + 8, "the back-office decoded the attachments");
+    assert_eq!(r.json["data"], "2026-12-03T10:00:00+00:00");
+    let stats = peer_stats(e.peer).await;
+    assert!(stats["last_headers"]["authorization"].as_str().unwrap().starts_with("Basic "));
+
+    // SOAP 1.2, query parameters, an empty array.
+    let r = e.v.get(HOST, "/pratiche?codiceFiscale=RSSMRA80A01H501U").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json.as_array().unwrap().len(), 1);
+    assert_eq!(r.json[0]["id"], "P-2026-0001");
+    let stats = peer_stats(e.peer).await;
+    assert!(stats["last_headers"]["content-type"].as_str().unwrap().starts_with("application/soap+xml"));
+    let r = e.v.get(HOST, "/pratiche?codiceFiscale=XXXXXX80A01H501U").await;
+    assert_eq!((r.status, r.json.clone()), (200, json!([])));
+    // The password never reaches the log.
+    assert!(!e.v.log_text().contains("pw<&>"));
+}
+
+#[tokio::test]
+async fn faults_and_bad_requests_become_problems() {
+    let e = setup("", "").await;
+    let r = e.v.get(HOST, "/pratiche/P-9999").await;
+    r.assert_problem(404, "resource-not-found");
+    assert_eq!(r.json["errors"]["fault"]["code"], "Client.ResourceNotFound");
+    assert!(r.json["detail"].as_str().unwrap().contains("pratica P-9999"));
+    // Without credentials the back-office refuses: a Client fault.
+    let r = e.v.get(HOST, "/anonimo/P-2026-0001").await;
+    r.assert_problem(422, "backoffice-rejected");
+    assert_eq!(r.json["errors"]["fault"]["string"], "credenziali mancanti o errate");
+    // What does not fit the operation never leaves varco.
+    let calls = peer_stats(e.peer).await["calls"].as_i64().unwrap();
+    let bad =
+        json!({"istanza": {"tipo": "SUAP", "richiedente": {"codiceFiscale": "rss", "nome": "L", "cognome": "B"}}});
+    let r = e.v.send("POST", HOST, "/istanze", &[], bad.to_string().as_bytes()).await;
+    r.assert_problem(422, "validation-failed");
+    assert!(r.json["detail"].as_str().unwrap().contains("presentaIstanza/istanza/richiedente/codiceFiscale"));
+    let r = e.v.send("POST", HOST, "/istanze", &[], br#"{"istanza": {"tipo": "SUAP", "cf": 1}}"#).await;
+    r.assert_problem(422, "validation-failed");
+    let r = e.v.send("POST", HOST, "/istanze", &[], b"<xml/>").await;
+    r.assert_problem(400, "bad-request");
+    assert_eq!(peer_stats(e.peer).await["calls"].as_i64().unwrap(), calls);
+}
+
+#[tokio::test]
+async fn a_broken_or_hostile_answer_is_a_502_naming_what_is_wrong() {
+    let e = setup("", "").await;
+    peer_set(e.peer, json!({"broken": true})).await;
+    let r = e.v.get(HOST, "/pratiche/P-2026-0001").await;
+    r.assert_problem(502, "bad-gateway");
+    assert!(
+        r.json["detail"].as_str().unwrap().contains("getPraticaResult/segreto: is not in the schema"),
+        "{}",
+        r.text()
+    );
+    peer_set(e.peer, json!({"broken": false, "bomb": true})).await;
+    let r = e.v.get(HOST, "/pratiche/P-2026-0001").await;
+    r.assert_problem(502, "bad-gateway");
+    assert!(r.json["detail"].as_str().unwrap().contains("DOCTYPE"), "{}", r.text());
+    peer_set(e.peer, json!({"bomb": false})).await;
+    assert_eq!(e.v.get(HOST, "/pratiche/P-2026-0001").await.status, 200);
+}
+
+#[tokio::test]
+async fn slow_is_a_504_and_down_opens_the_breaker_503() {
+    let breaker = "\n        circuit_breaker: {consecutive_failures: 3, failure_ratio: 0.5, min_requests: 3, window: 10s, open_for: 30s}";
+    let mut e = setup("", breaker).await;
+    peer_set(e.peer, json!({"delay": 3})).await;
+    let r = e.v.get(HOST, "/pratiche/P-2026-0001").await;
+    r.assert_problem(504, "gateway-timeout");
+    peer_set(e.peer, json!({"delay": 0})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The back-office goes away: failures, then the breaker answers 503 without calling.
+    e.child.kill().await.unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let r = e.v.get(HOST, "/pratiche/P-2026-0001").await;
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        statuses.push(r.status);
+    }
+    assert!(statuses.iter().all(|s| *s == 502 || *s == 503), "{statuses:?}");
+    let last = e.v.get(HOST, "/pratiche/P-2026-0001").await;
+    last.assert_problem(503, "circuit-open");
+    assert!(last.header("retry-after").is_some());
+}
+
+/// zeep, a SOAP client, calls the service varco publishes in front of a REST back-office.
+#[tokio::test]
+async fn zeep_calls_the_published_wsdl_and_varco_calls_rest() {
+    let rest = Backend::start("pratiche-rest").await;
+    let p7 = json!({"id": "P-7", "tipo": "TARI", "stato": "APERTA", "documenti": [{"nome": "a.pdf"}], "importo": 80.5, "interno": "x"});
+    rest.serve_static("/api/pratiche/P-7", Some(p7.to_string().into_bytes()));
+    // Anything else: the REST back-office has no such pratica.
+    rest.set_mode(Mode::Status(404));
+    let dir = tempdir();
+    let wsdl = dir.join("pratiche.wsdl");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../adapters/soap/testdata/pratiche.wsdl"), &wsdl).unwrap();
+    let cfg = format!(
+        r#"{LISTENERS}tenants:
+  - id: c_a662
+    name: Comune di Bari
+    hosts: [{HOST}]
+    upstreams:
+      rest: {{servers: ["{addr}"]}}
+    routes:
+      - name: servizio
+        path: /soap/pratiche
+        methods: [GET, POST]
+        access: public
+        to:
+          adapter:
+            kind: soap_service
+            upstream: rest
+            wsdl: "{wsdl}"
+            operations:
+              getPratica: {{method: GET, path: "/api/pratiche/{{id}}"}}
+"#,
+        addr = rest.addr,
+        wsdl = wsdl.display()
+    );
+    let v = Varco::start(&cfg).await;
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(ZEEP)
+        .arg(format!("http://127.0.0.1:{}/soap/pratiche?wsdl", v.port))
+        .arg(HOST)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(got["found"]["id"], "P-7");
+    assert_eq!(got["found"]["documenti"]["Documento"][0]["nome"], "a.pdf");
+    assert_eq!(got["found"]["importo"], "80.5");
+    assert!(got["missing"].as_str().unwrap().contains("ResourceNotFound"), "{got}");
+    assert!(got["address"].as_str().unwrap().ends_with("/soap/pratiche"), "{got}");
+}
+
+const ZEEP: &str = r#"
+import json, sys
+import requests, zeep
+from zeep.transports import Transport
+url, host = sys.argv[1], sys.argv[2]
+s = requests.Session()
+s.headers["Host"] = host
+c = zeep.Client(url, transport=Transport(session=s))
+svc = c.create_service(next(iter(c.wsdl.bindings)), url.split("?")[0])
+address = next(iter(next(iter(c.wsdl.services.values())).ports.values())).binding_options["address"]
+found = zeep.helpers.serialize_object(svc.getPratica(id="P-7"), dict)
+try:
+    svc.getPratica(id="P-404")
+    missing = "no fault"
+except zeep.exceptions.Fault as f:
+    missing = f.code + " " + f.message
+print(json.dumps({"found": found, "missing": missing, "address": address}, default=str))
+"#;
