@@ -241,7 +241,8 @@ async fn zeep_calls_the_published_wsdl_and_varco_calls_rest() {
     rest.set_mode(Mode::Status(404));
     let dir = tempdir();
     let wsdl = dir.join("pratiche.wsdl");
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../adapters/soap/testdata/pratiche.wsdl"), &wsdl).unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../adapters/mediation/testdata/pratiche.wsdl"), &wsdl)
+        .unwrap();
     let cfg = format!(
         r#"{LISTENERS}tenants:
   - id: c_a662
@@ -302,3 +303,76 @@ except zeep.exceptions.Fault as f:
     missing = f.code + " " + f.message
 print(json.dumps({"found": found, "missing": missing, "address": address}, default=str))
 "#;
+
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// The README's worked example (deploy/examples/mediation.yaml) run as it is against the
+/// spyne anagrafe, with only its addresses changed.
+#[tokio::test]
+async fn the_worked_example_serves_the_soap_anagrafe_as_rest() {
+    let peer = free_port();
+    let _child =
+        spawn_ready_tool("soap_backoffice.py", &[&peer.to_string(), "--user", "varco", "--password", "anagrafe-pw"])
+            .await;
+    let root = repo();
+    let text = std::fs::read_to_string(root.join("deploy/examples/mediation.yaml"))
+        .unwrap()
+        .replace("0.0.0.0:8080", "127.0.0.1:{PORT}")
+        .replace("127.0.0.1:9180", "127.0.0.1:{ADMIN}")
+        .replace("127.0.0.1:8089", &format!("127.0.0.1:{peer}"))
+        .replace("wsdl: deploy/", &format!("wsdl: {}/deploy/", root.display()));
+    let v = Varco::start_with_env(&text, &[("ANAGRAFE_PASSWORD", "anagrafe-pw")]).await;
+    let host = "api.comune.bari.it";
+    let r = v.get(host, "/anagrafe/cittadini/RSSMRA80A01H501U").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json["cognome"], "Rossi");
+    assert_eq!(r.json["dataNascita"], "1980-01-01");
+    assert_eq!(r.json["indirizzo"]["comune"], "Bari");
+    assert_eq!(r.json["famiglia"][1]["relazione"], "CONIUGE");
+    v.get(host, "/anagrafe/cittadini/VRDLRA82B42A662K").await.assert_problem(404, "resource-not-found");
+    // The WSDL's pattern refuses a malformed codice fiscale before the back-office sees it.
+    let r = v.get(host, "/anagrafe/cittadini/rossi").await;
+    r.assert_problem(422, "validation-failed");
+    assert!(r.json["detail"].as_str().unwrap().contains("getCittadino/codiceFiscale"), "{}", r.text());
+    let r = v.get(host, "/anagrafe/residenze/RSSMRA80A01H501U").await;
+    assert_eq!(r.json, json!({"codice_fiscale": "RSSMRA80A01H501U", "comune": "Bari", "componenti": 2}));
+    // The contract served at run time is the one committed in contracts/.
+    let served = v.get(host, "/openapi.json").await;
+    assert_eq!(served.status, 200);
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("contracts/openapi/anagrafe-bari-mediated.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(served.json, committed, "run `varco openapi --config deploy/examples/mediation.yaml --tenant c_a662 --out contracts/openapi/anagrafe-bari-mediated.json`");
+}
+
+/// `varco check` reads the WSDL and the templates: each mistake named with its place.
+#[test]
+fn varco_check_reports_template_and_wsdl_mistakes_with_their_line() {
+    let root = repo();
+    let dir = tempdir();
+    let example = std::fs::read_to_string(root.join("deploy/examples/mediation.yaml"))
+        .unwrap()
+        .replace("wsdl: deploy/", &format!("wsdl: {}/deploy/", root.display()));
+    let check = |text: &str| {
+        let f = dir.join("check.yaml");
+        std::fs::write(&f, text).unwrap();
+        let out = std::process::Command::new(Varco::bin()).args(["check", "--config"]).arg(&f).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert_eq!(check(&example), (true, String::new()));
+    let broken = example.replace("pointer(response, ", "pointer(response ");
+    let (ok, err) = check(&broken);
+    assert!(!ok);
+    let line = example.lines().position(|l| l.contains("response_template: |")).unwrap() + 1;
+    assert!(err.contains(&format!("routes[1].to.adapter.response_template (line {line}")), "{err}");
+    assert!(err.contains("template line 3"), "{err}");
+    let (ok, err) = check(&example.replacen("operation: getCittadino", "operation: getCitadino", 1));
+    assert!(!ok);
+    assert!(err.contains("no operation `getCitadino`") && err.contains("getCittadino"), "{err}");
+    let (ok, err) = check(&example.replacen("examples/anagrafe.wsdl", "examples/missing.wsdl", 1));
+    assert!(!ok);
+    assert!(err.contains("missing.wsdl"), "{err}");
+}

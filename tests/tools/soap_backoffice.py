@@ -7,6 +7,8 @@ Service `Pratiche` (namespace urn:comune:pratiche), document/literal wrapped:
                                  unknown id: fault Client.ResourceNotFound
   presentaIstanza(istanza)    -> Ricevuta (attachments as base64Binary, checked and counted)
   cercaPratiche(codiceFiscale, stato?) -> array of Pratica (possibly empty)
+Service `Anagrafe` (urn:comune:anagrafe, SOAP 1.1 at /anagrafe):
+  getCittadino(codiceFiscale) -> Cittadino (address, family as an array); unknown: a fault
 
   soap_backoffice.py PORT [--user U --password P]
       --user/--password: every request must carry this WS-Security UsernameToken
@@ -133,6 +135,55 @@ class Pratiche(ServiceBase):
                 if p.richiedente.codiceFiscale == codiceFiscale and (stato is None or p.stato == stato)]
 
 
+AN = "urn:comune:anagrafe"
+
+
+class Indirizzo(ComplexModel):
+    __namespace__ = AN
+    via = Mandatory(Unicode)
+    civico = Unicode
+    cap = Unicode(pattern="[0-9]{5}")
+    comune = Mandatory(Unicode)
+    provincia = Unicode(pattern="[A-Z]{2}")
+
+
+class Componente(ComplexModel):
+    __namespace__ = AN
+    codiceFiscale = Mandatory(Unicode)
+    nome = Unicode
+    cognome = Unicode
+    relazione = Unicode(values=["INTESTATARIO", "CONIUGE", "FIGLIO", "ALTRO"])
+
+
+class Cittadino(ComplexModel):
+    __namespace__ = AN
+    codiceFiscale = Mandatory(Unicode)
+    cognome = Mandatory(Unicode)
+    nome = Mandatory(Unicode)
+    dataNascita = Date
+    sesso = Unicode(values=["M", "F"])
+    indirizzo = Indirizzo
+    famiglia = Array(Componente)
+
+
+CITTADINI = {
+    "RSSMRA80A01H501U": Cittadino(
+        codiceFiscale="RSSMRA80A01H501U", cognome="Rossi", nome="Mario", dataNascita=datetime.date(1980, 1, 1), sesso="M",
+        indirizzo=Indirizzo(via="Via Sparano", civico="12", cap="70121", comune="Bari", provincia="BA"),
+        famiglia=[Componente(codiceFiscale="RSSMRA80A01H501U", nome="Mario", cognome="Rossi", relazione="INTESTATARIO"),
+                  Componente(codiceFiscale="VRDLRA82B42A662K", nome="Laura", cognome="Verdi", relazione="CONIUGE")]),
+}
+
+
+class Anagrafe(ServiceBase):
+    @rpc(Mandatory(Unicode(pattern="[A-Z0-9]{16}")), _returns=Cittadino)
+    def getCittadino(ctx, codiceFiscale):
+        c = CITTADINI.get(codiceFiscale)
+        if c is None:
+            raise ResourceNotFoundError("cittadino " + codiceFiscale)
+        return c
+
+
 def credentials_ok(environ, body):
     if USER is None:
         return True
@@ -157,13 +208,14 @@ def credentials_ok(environ, body):
     return False
 
 
-def make_app(protocol):
-    app = Application([Pratiche], tns=NS, name="PraticheService", in_protocol=protocol(validator="lxml"),
+def make_app(protocol, service=None, tns=NS, name="PraticheService"):
+    app = Application([service or Pratiche], tns=tns, name=name, in_protocol=protocol(validator="lxml"),
                       out_protocol=protocol())
     return WsgiApplication(app)
 
 
-APPS = {"/soap11": make_app(Soap11), "/soap12": make_app(Soap12)}
+APPS = {"/soap11": make_app(Soap11), "/soap12": make_app(Soap12),
+        "/anagrafe": make_app(Soap11, Anagrafe, AN, "AnagrafeService")}
 BROKEN = b"""<?xml version='1.0' encoding='UTF-8'?>
 <soap11env:Envelope xmlns:soap11env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:tns="urn:comune:pratiche"><soap11env:Body><tns:getPraticaResponse><tns:getPraticaResult><tns:id>P-2026-0001</tns:id><tns:tipo>SUAP</tns:tipo><tns:segreto>x</tns:segreto></tns:getPraticaResult></tns:getPraticaResponse></soap11env:Body></soap11env:Envelope>"""
 BOMB = b"""<?xml version="1.0"?>

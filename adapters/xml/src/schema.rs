@@ -305,6 +305,11 @@ impl Model {
         &self.types[id]
     }
 
+    /// The name of type `id`, if the schema names it.
+    pub fn name_of(&self, id: TypeId) -> Option<&QName> {
+        self.named.iter().filter(|(q, i)| **i == id && q.ns != XS).map(|(q, _)| q).min()
+    }
+
     /// A named type's number.
     pub fn named(&self, q: &QName) -> Option<TypeId> {
         self.named.get(q).copied()

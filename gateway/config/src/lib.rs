@@ -97,13 +97,18 @@ pub fn load_str(text: &str) -> Result<Config, Vec<ConfigIssue>> {
     if issues.is_empty() {
         return Ok(cfg);
     }
+    locate(text, &mut issues);
+    Err(issues)
+}
+
+/// Fills in the line and column of each issue's path in `text`.
+pub fn locate(text: &str, issues: &mut [ConfigIssue]) {
     let positions = positions::Positions::of(text);
-    for i in &mut issues {
+    for i in issues {
         if let Some((line, column)) = positions.find(&i.path) {
             (i.line, i.column) = (Some(line), Some(column));
         }
     }
-    Err(issues)
 }
 
 /// The JSON Schema of the configuration file (committed as `contracts/config.schema.json`).

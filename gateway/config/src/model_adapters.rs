@@ -7,7 +7,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use crate::model_events::EventStreamConfig;
-pub use crate::model_mediation::{Credentials, RestCall, SoapConfig, SoapServiceConfig, SoapVersion};
+pub use crate::model_mediation::{
+    check_template, Credentials, RestCall, RestMediationConfig, SoapConfig, SoapServiceConfig, SoapVersion,
+};
 pub use crate::model_pagopa::{GpdConfig, PagopaConfig};
 pub use crate::model_pdnd::{AnprConfig, EserviceConfig, PdndClientConfig, TrackingDefaults};
 pub use crate::model_signalhub::{DepositConfig, PullConfig, SignalHubConfig, SignalMapping, SignalType};
@@ -39,6 +41,22 @@ pub enum AdapterConfig {
     Soap(Box<SoapConfig>),
     /// A SOAP service varco publishes, each operation a call to a REST back-office.
     SoapService(Box<SoapServiceConfig>),
+    /// A REST back-office whose request and answer are reshaped by templates (mediation).
+    Rest(Box<RestMediationConfig>),
+    /// The OpenAPI contract varco generates for the ente's mediated routes.
+    Openapi(OpenapiConfig),
+}
+
+/// Configuration of the `openapi` adapter (nothing to set).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenapiConfig {}
+
+impl AdapterConfig {
+    /// Whether the adapter is a mediator in front of an upstream pool of the ente.
+    pub fn is_mediated(&self) -> bool {
+        matches!(self, Self::Soap(_) | Self::SoapService(_) | Self::Rest(_))
+    }
 }
 
 /// Configuration of the `events` publish adapter (nothing to set: the ente publishes with

@@ -106,6 +106,51 @@ pub struct RestCall {
     pub response_template: Option<String>,
 }
 
+/// `to: {adapter: {kind: rest, ...}}`: a REST back-office whose request and answer are
+/// reshaped by templates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestMediationConfig {
+    /// The ente's upstream pool that serves the REST back-office.
+    pub upstream: String,
+    /// The back-office's method. Default: the caller's.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// The back-office path; `{name}` takes the route's path parameter (or query parameter)
+    /// `name`. Without `request_template` the caller's query string is added.
+    pub path: String,
+    /// A minijinja template that renders the back-office's JSON body from `path`, `query`,
+    /// `body` and `caller`. Default: the caller's body as it came.
+    #[serde(default)]
+    pub request_template: Option<String>,
+    /// A minijinja template that renders the caller's JSON answer from `response` and
+    /// `status`. Default: the back-office's answer as it came.
+    #[serde(default)]
+    pub response_template: Option<String>,
+}
+
+impl RestMediationConfig {
+    /// Pure checks: (field, message) pairs.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(m) = &self.method {
+            if !matches!(m.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
+                out.push(("method".into(), "must be GET, POST, PUT, PATCH or DELETE".into()));
+            }
+        }
+        if !self.path.starts_with('/') {
+            out.push(("path".into(), "must start with `/`".into()));
+        }
+        for (name, t) in [("request_template", &self.request_template), ("response_template", &self.response_template)]
+        {
+            if let Some(e) = t.as_deref().and_then(|t| check_template(t).err()) {
+                out.push((name.into(), e));
+            }
+        }
+        out
+    }
+}
+
 /// Checks a template's syntax: the message carries the template's line.
 pub fn check_template(src: &str) -> Result<(), String> {
     let env = minijinja::Environment::new();

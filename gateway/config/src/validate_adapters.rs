@@ -85,6 +85,13 @@ pub(crate) fn validate_adapter(
             }
             mediated(&c.upstream, t, r, rp, is);
         }
+        AdapterConfig::Openapi(_) => {}
+        AdapterConfig::Rest(c) => {
+            for (f, m) in c.validate() {
+                is.add(format!("{ap}.{f}"), m);
+            }
+            mediated(&c.upstream, t, r, rp, is);
+        }
         AdapterConfig::Anpr(c) => {
             let purposes = t.pdnd.as_ref().map(|d| d.purposes.keys().map(String::as_str).collect());
             for (f, m) in c.validate(purposes) {

@@ -72,8 +72,15 @@ pub fn build(cfg: &AdapterConfig, cx: &AdapterContext<'_>) -> Result<Built, Buil
             let key = read_secret(&format!("{}.subscription_key", cx.path), &c.subscription_key)?;
             plain(Arc::new(varco_adapter_pagopa::gpd::GpdAdapter::build(c, &key, cx.client.clone()).map_err(err)?))
         }
+        AdapterConfig::Openapi(_) => {
+            let doc = crate::mediation::openapi(cx.config, cx.tenant)?;
+            let body = serde_json::to_vec_pretty(&doc).map_err(|e| err(e.to_string()))?;
+            plain(Arc::new(varco_adapter_mediation::openapi::Published { body: body.into() }))
+        }
         // Mediators, built by `mediation::build` with their upstream pool.
-        AdapterConfig::Soap(_) | AdapterConfig::SoapService(_) => Err(err("a mediated route has no adapter".into())),
+        AdapterConfig::Soap(_) | AdapterConfig::SoapService(_) | AdapterConfig::Rest(_) => {
+            Err(err("a mediated route has no adapter".into()))
+        }
         AdapterConfig::Anpr(c) => plain(Arc::new(anpr(c, cx)?)),
         AdapterConfig::SignalHub(c) => signal_hub(c, cx),
         AdapterConfig::Siuss(c) => {

@@ -34,6 +34,7 @@ mod tls;
 mod upstream;
 
 pub use gateway::Gateway;
+pub use mediation::{check as check_mediation, openapi};
 pub use metrics::Metrics;
 pub use reload::{ReloadError, Reloader};
 pub use runtime::Runtime;

@@ -1,4 +1,4 @@
-//! Mediated routes (`kind: soap`, `kind: soap_service`): their translators are built here
+//! Mediated routes (`kind: soap`, `kind: soap_service`, `kind: rest`): their translators are built here
 //! from the WSDL and the secrets, and [`run`] is their pipeline step — the request translated,
 //! sent to the route's upstream pool like any proxied request (admission, breaker, health,
 //! retries, the total budget: `exchange::forward_call`), the answer translated back.
@@ -9,8 +9,9 @@ use crate::secrets::{read_secret, BuildError};
 use crate::shared::Shared;
 use pingora_proxy::Session;
 use std::sync::Arc;
-use varco_adapter_soap::client::{ClientSpec, SoapClient};
-use varco_adapter_soap::service::{RestSpec, SoapService};
+use varco_adapter_mediation::client::{ClientSpec, SoapClient};
+use varco_adapter_mediation::rest::{RestMediator, RestMediatorSpec};
+use varco_adapter_mediation::service::{RestSpec, SoapService};
 use varco_config::{AdapterConfig, Credentials, SoapVersion};
 use varco_core::{Mediation, Mediator};
 use varco_xml::soap::Version;
@@ -27,20 +28,40 @@ pub type Built = (String, Arc<dyn Mediator>);
 
 /// The mediator of `cfg` and the upstream pool it calls, or `None` for other adapters.
 /// `route_path` is the route's path template; `at` where errors are reported.
-pub fn build(
-    cfg: &AdapterConfig,
-    route_path: &str,
-    at: &str,
-) -> Result<Option<Built>, BuildError> {
+pub fn build(cfg: &AdapterConfig, route_path: &str, at: &str) -> Result<Option<Built>, BuildError> {
+    build_with(cfg, route_path, at, true)
+}
+
+/// What `varco check` can know of the ente's mediated routes without their secrets: each
+/// WSDL reads and has the operations named, templates compile.
+pub fn check(cfg: &varco_config::Config) -> Vec<varco_config::ConfigIssue> {
+    let mut out = Vec::new();
+    for (ti, t) in cfg.tenants.iter().enumerate() {
+        for (ri, r) in t.routes.iter().enumerate() {
+            let varco_config::RouteTarget::Adapter(a) = &r.to else { continue };
+            let at = format!("tenants[{ti}].routes[{ri}].to.adapter");
+            if let Err(e) = build_with(a, &r.path, &at, false) {
+                out.push(varco_config::ConfigIssue { path: e.path, line: None, column: None, message: e.message });
+            }
+        }
+    }
+    out
+}
+
+fn build_with(cfg: &AdapterConfig, route_path: &str, at: &str, secrets: bool) -> Result<Option<Built>, BuildError> {
     let err = |m: String| BuildError { path: at.to_owned(), message: m };
     let creds = |name: &str, c: &Option<Credentials>| -> Result<Option<(String, String)>, BuildError> {
         c.as_ref()
-            .map(|c| Ok((c.username.clone(), read_secret(&format!("{at}.{name}.password"), &c.password)?)))
+            .map(|c| {
+                let password =
+                    if secrets { read_secret(&format!("{at}.{name}.password"), &c.password)? } else { String::new() };
+                Ok((c.username.clone(), password))
+            })
             .transpose()
     };
     match cfg {
         AdapterConfig::Soap(c) => {
-            let (wsdl, _) = varco_adapter_soap::load_wsdl(&c.wsdl).map_err(|e| err(format!("wsdl: {e}")))?;
+            let (wsdl, _) = varco_adapter_mediation::load_wsdl(&c.wsdl).map_err(|e| err(format!("wsdl: {e}")))?;
             let m = SoapClient::build(ClientSpec {
                 wsdl: &wsdl,
                 operation: &c.operation,
@@ -58,7 +79,7 @@ pub fn build(
             Ok(Some((c.upstream.clone(), Arc::new(m))))
         }
         AdapterConfig::SoapService(c) => {
-            let (wsdl, text) = varco_adapter_soap::load_wsdl(&c.wsdl).map_err(|e| err(format!("wsdl: {e}")))?;
+            let (wsdl, text) = varco_adapter_mediation::load_wsdl(&c.wsdl).map_err(|e| err(format!("wsdl: {e}")))?;
             let specs: Vec<RestSpec<'_>> = c
                 .operations
                 .iter()
@@ -71,6 +92,17 @@ pub fn build(
                 })
                 .collect();
             let m = SoapService::build(&wsdl, &text, version(c.soap_version), &specs).map_err(err)?;
+            Ok(Some((c.upstream.clone(), Arc::new(m))))
+        }
+        AdapterConfig::Rest(c) => {
+            let m = RestMediator::build(RestMediatorSpec {
+                method: c.method.as_deref(),
+                path: &c.path,
+                route_path,
+                request_template: c.request_template.as_deref(),
+                response_template: c.response_template.as_deref(),
+            })
+            .map_err(err)?;
             Ok(Some((c.upstream.clone(), Arc::new(m))))
         }
         _ => Ok(None),
@@ -122,4 +154,63 @@ pub async fn run(
         Err(p) => respond::problem(session, ctx, &p, false).await?,
     }
     Ok(true)
+}
+
+/// The OpenAPI 3.0 contract of ente `tenant`'s mediated REST routes (`soap` routes with the
+/// JSON their WSDL gives, `rest` routes as any JSON), served by a `kind: openapi` route and
+/// written by `varco openapi`.
+pub fn openapi(cfg: &varco_config::Config, tenant: &str) -> Result<serde_json::Value, BuildError> {
+    use varco_adapter_mediation::openapi::{document, RouteDoc, Schemas, Security};
+    use varco_config::{Access, RouteTarget};
+    let Some((ti, t)) = cfg.tenants.iter().enumerate().find(|(_, t)| t.id == tenant) else {
+        return Err(BuildError { path: "tenants".into(), message: format!("no ente `{tenant}`") });
+    };
+    let mut schemas = Schemas::default();
+    let mut routes = Vec::new();
+    for (ri, r) in t.routes.iter().enumerate() {
+        let RouteTarget::Adapter(a) = &r.to else { continue };
+        let at = format!("tenants[{ti}].routes[{ri}].to.adapter");
+        let (summary, input, output) = match a {
+            AdapterConfig::Soap(c) => {
+                let (wsdl, _) = varco_adapter_mediation::load_wsdl(&c.wsdl)
+                    .map_err(|e| BuildError { path: at.clone(), message: e })?;
+                let m = SoapClient::build(ClientSpec {
+                    wsdl: &wsdl,
+                    operation: &c.operation,
+                    version: version(c.soap_version),
+                    path: c.path.as_deref(),
+                    route_path: &r.path,
+                    ws_security: None,
+                    basic_auth: None,
+                    request_template: c.request_template.as_deref(),
+                    response_template: c.response_template.as_deref(),
+                    faults: c.faults.clone(),
+                    unwrap: c.unwrap,
+                })
+                .map_err(|e| BuildError { path: at.clone(), message: e })?;
+                schemas.next_model();
+                let (i, o) = m.schemas(&mut schemas);
+                (format!("Operation `{}` of the back-office `{}`.", c.operation, c.upstream), i, o)
+            }
+            AdapterConfig::Rest(c) => (format!("The back-office `{}` at `{}`.", c.upstream, c.path), None, None),
+            _ => continue,
+        };
+        let security = match &r.access {
+            Access::Public => Security::Public,
+            Access::ApiKey(_) => Security::ApiKey,
+            Access::Jwt(_) => Security::Bearer,
+        };
+        routes.push(RouteDoc {
+            name: r.name.clone(),
+            path: r.path.clone(),
+            methods: r.methods.clone(),
+            summary,
+            security,
+            input,
+            output,
+        });
+    }
+    let host = t.hosts.first().map_or("varco.example.invalid", String::as_str);
+    let server = format!("https://{host}{}", t.prefix.as_deref().unwrap_or(""));
+    Ok(document(&format!("{}: mediated back-office APIs", t.name), &server, &routes, schemas))
 }

@@ -300,7 +300,7 @@ impl TenantBuild<'_> {
                         .position(|n| n == u)
                         .ok_or_else(|| build_err(format!("{rp}.to.upstream"), "unknown upstream"))?,
                 ),
-                RouteTarget::Adapter(a) if matches!(a, AdapterConfig::Soap(_) | AdapterConfig::SoapService(_)) => {
+                RouteTarget::Adapter(a) if a.is_mediated() => {
                     let ap = format!("{rp}.to.adapter");
                     match crate::mediation::build(a, &r.path, &ap)? {
                         Some((u, mediator)) => Target::Mediated {

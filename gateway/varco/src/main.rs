@@ -36,6 +36,18 @@ enum Command {
     },
     /// Print the JSON Schema of the configuration file.
     Schema,
+    /// Write the OpenAPI contract of an ente's mediated routes (what its `kind: openapi`
+    /// route serves), e.g. into `contracts/openapi/`.
+    Openapi {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The ente's id (codice IPA).
+        #[arg(long)]
+        tenant: String,
+        /// Where to write it (JSON, which YAML tools read too). Default: standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Make a new API key: prints the key (give it to the app, once) and the line for the
     /// tenant's `api_keys` (only the hash is stored).
     Apikey {
@@ -72,6 +84,23 @@ fn load(path: Option<&PathBuf>) -> Result<varco_config::Config, String> {
         }
         out
     })
+}
+
+/// The checks that read what the file points at (a mediated route's WSDL): errors formatted as
+/// `load`'s.
+fn check_files(path: &std::path::Path, cfg: varco_config::Config) -> Result<varco_config::Config, String> {
+    let mut issues = varco_proxy::check_mediation(&cfg);
+    if issues.is_empty() {
+        return Ok(cfg);
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    varco_config::locate(&text, &mut issues);
+    let name = path.display();
+    let mut out = format!("{name}: {} problem(s)\n", issues.len());
+    for i in issues {
+        out.push_str(&format!("  {name}: {i}\n"));
+    }
+    Err(out)
 }
 
 fn init_logging() {
@@ -114,6 +143,21 @@ fn main() -> Result<()> {
             }
         }
         Command::Schema => println!("{}", serde_json::to_string_pretty(&varco_config::json_schema())?),
+        Command::Openapi { config, tenant, out } => {
+            let cfg = match load(Some(&config)) {
+                Ok(c) => c,
+                Err(msg) => {
+                    eprint!("{msg}");
+                    std::process::exit(1);
+                }
+            };
+            let doc = varco_proxy::openapi(&cfg, &tenant).map_err(|e| anyhow::anyhow!("{}: {}", e.path, e.message))?;
+            let text = serde_json::to_string_pretty(&doc)? + "\n";
+            match out {
+                Some(p) => std::fs::write(&p, text).with_context(|| format!("write {}", p.display()))?,
+                None => print!("{text}"),
+            }
+        }
         Command::Apikey { name } => {
             use ring::rand::SecureRandom;
             let mut raw = [0u8; 32];
@@ -123,7 +167,7 @@ fn main() -> Result<()> {
             println!("key: {key}");
             println!("api_keys entry: {{name: {name}, hash: \"{}\"}}", varco_proxy::api_key_hash(&key));
         }
-        Command::Check { config } => match load(Some(&config)) {
+        Command::Check { config } => match load(Some(&config)).and_then(|cfg| check_files(&config, cfg)) {
             Ok(cfg) => println!(
                 "{}: ok ({} tenant(s), {} listener(s))",
                 config.display(),

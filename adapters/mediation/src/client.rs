@@ -246,6 +246,9 @@ impl SoapClient {
                     if let Some(Value::Array(r)) = o.get_mut("required") {
                         r.retain(|k| !k.as_str().is_some_and(|k| path_names.iter().any(|n| n == k)));
                     }
+                    if o.get("required").is_some_and(|r| r.as_array().is_some_and(Vec::is_empty)) {
+                        o.remove("required");
+                    }
                     let body_name = format!("{name}Body");
                     s.named.insert(body_name.clone(), Value::Object(o));
                     v = json!({"$ref": format!("#/components/schemas/{body_name}")});

@@ -77,23 +77,17 @@ impl SoapService {
     /// The REST call for `op` with the request's fields `v`.
     fn call(&self, i: usize, mut v: Value) -> Result<UpstreamCall, AdapterResponse> {
         let o = &self.ops[i];
-        let mut path = String::with_capacity(o.path.len());
-        let mut rest = o.path.as_str();
-        while let Some(start) = rest.find('{') {
-            path.push_str(&rest[..start]);
-            let Some(end) = rest[start..].find('}') else { break };
-            let name = &rest[start + 1..start + end];
-            let field = v.as_object_mut().and_then(|m| m.remove(name));
-            let text = match field {
-                Some(Value::String(s)) => s,
-                Some(Value::Number(n)) => n.to_string(),
-                Some(Value::Bool(b)) => b.to_string(),
-                _ => return Err(self.fault(FaultClass::Client, "MissingField", &format!("`{name}` is required"), "")),
-            };
-            path.push_str(&percent_encode(&text));
-            rest = &rest[start + end + 1..];
+        let mut path = match v.as_object() {
+            Some(fields) => crate::rest::fill(&o.path, fields),
+            None => Err("the request is not a structure".to_owned()),
         }
-        path.push_str(rest);
+        .map_err(|e| self.fault(FaultClass::Client, "MissingField", &e, ""))?;
+        // Fields that went into the path are not sent again.
+        if let Some(m) = v.as_object_mut() {
+            for name in o.path.split('{').skip(1).filter_map(|p| p.split_once('}').map(|(n, _)| n)) {
+                m.remove(name);
+            }
+        }
         if let Some(t) = &o.request_template {
             v = t
                 .render(&json!({"request": v}))
@@ -225,10 +219,7 @@ impl Mediator for SoapService {
                 _ => (FaultClass::Server, "BackOffice"),
             };
             // A problem+json's detail is the reason; anything else, only its status.
-            let detail = serde_json::from_slice::<Value>(&reply.body)
-                .ok()
-                .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned));
-            let reason = detail.unwrap_or_else(|| format!("the back-office answered HTTP {}", reply.status));
+            let reason = crate::rest::backoffice_problem(reply.status, &reply.body).detail;
             return Ok(self.fault(class, sub, &reason, &format!("<status>{}</status>", reply.status)));
         }
         let v: Value = if reply.body.is_empty() {

@@ -6,13 +6,17 @@
 //! - `kind: soap_service` ([`service::SoapService`]): varco publishes a WSDL for the route and
 //!   answers its operations by calling a REST back-office.
 //!
-//! Both are [`varco_core::Mediator`]s: they translate, and the gateway calls the route's
+//! - `kind: rest` ([`rest::RestMediator`]): a REST back-office whose request and answer are
+//!   reshaped by templates.
+//!
+//! All are [`varco_core::Mediator`]s: they translate, and the gateway calls the route's
 //! upstream pool. The mapping follows the WSDL's schema ([`mapping`]); templates
 //! ([`template`]) override it where a back-office's shape differs from the API's.
 
 pub mod client;
 pub mod mapping;
 pub mod openapi;
+pub mod rest;
 pub mod service;
 pub mod template;
 
