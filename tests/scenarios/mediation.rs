@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 use std::time::Duration;
-use varco_tests::{free_port, spawn_ready_tool, Backend, Mode, Varco, LISTENERS};
+use varco_tests::{free_port, spawn_ready_tool, Backend, Varco, LISTENERS};
 
 const HOST: &str = "bari.example.it";
 
@@ -63,6 +63,12 @@ async fn setup(extra_routes: &str, pool_extra: &str) -> Env {
         methods: [GET]
         access: public
         to: {{adapter: {{kind: soap, upstream: pratiche, wsdl: "{w12}", operation: cercaPratiche, soap_version: "1.2",
+               ws_security: {{username: varco-bari, password: {{env: BO_PASSWORD}}}}}}}}
+      - name: pratica12
+        path: "/v12/pratiche/{{id}}"
+        methods: [GET]
+        access: public
+        to: {{adapter: {{kind: soap, upstream: pratiche, wsdl: "{w12}", operation: getPratica, soap_version: "1.2",
                ws_security: {{username: varco-bari, password: {{env: BO_PASSWORD}}}}}}}}
       - name: senza-credenziali
         path: "/anonimo/{{id}}"
@@ -171,6 +177,11 @@ async fn faults_and_bad_requests_become_problems() {
     r.assert_problem(404, "resource-not-found");
     assert_eq!(r.json["errors"]["fault"]["code"], "Client.ResourceNotFound");
     assert!(r.json["detail"].as_str().unwrap().contains("pratica P-9999"));
+    // SOAP 1.2: Sender with a ResourceNotFound subcode.
+    let r = e.v.get(HOST, "/v12/pratiche/P-9999").await;
+    r.assert_problem(404, "resource-not-found");
+    assert_eq!(r.json["errors"]["fault"]["code"], "Sender.ResourceNotFound");
+    assert_eq!(e.v.get(HOST, "/v12/pratiche/P-2026-0002").await.json["tipo"], "TARI");
     // Without credentials the back-office refuses: a Client fault.
     let r = e.v.get(HOST, "/anonimo/P-2026-0001").await;
     r.assert_problem(422, "backoffice-rejected");
@@ -237,8 +248,8 @@ async fn zeep_calls_the_published_wsdl_and_varco_calls_rest() {
     let rest = Backend::start("pratiche-rest").await;
     let p7 = json!({"id": "P-7", "tipo": "TARI", "stato": "APERTA", "documenti": [{"nome": "a.pdf"}], "importo": 80.5, "interno": "x"});
     rest.serve_static("/api/pratiche/P-7", Some(p7.to_string().into_bytes()));
-    // Anything else: the REST back-office has no such pratica.
-    rest.set_mode(Mode::Status(404));
+    // The REST back-office has no such pratica.
+    rest.serve_status("/api/pratiche/P-404", 404);
     let dir = tempdir();
     let wsdl = dir.join("pratiche.wsdl");
     std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../adapters/mediation/testdata/pratiche.wsdl"), &wsdl)
@@ -255,6 +266,24 @@ async fn zeep_calls_the_published_wsdl_and_varco_calls_rest() {
         path: /soap/pratiche
         methods: [GET, POST]
         access: public
+        to:
+          adapter:
+            kind: soap_service
+            upstream: rest
+            wsdl: "{wsdl}"
+            operations:
+              getPratica: {{method: GET, path: "/api/pratiche/{{id}}"}}
+              presentaIstanza:
+                method: POST
+                path: /api/istanze
+                response_template: |
+                  {{"numeroProtocollo": 42, "data": "2026-12-03T10:00:00Z", "byteRicevuti": {{{{ response.body_len }}}}}}
+      - name: servizio-limitato
+        path: /soap/limitato
+        methods: [POST]
+        access: public
+        max_body_bytes: 2048
+        rate_limits: [{{per: route, requests: 1, period: 1m}}]
         to:
           adapter:
             kind: soap_service
@@ -283,6 +312,52 @@ async fn zeep_calls_the_published_wsdl_and_varco_calls_rest() {
     assert_eq!(got["found"]["importo"], "80.5");
     assert!(got["missing"].as_str().unwrap().contains("ResourceNotFound"), "{got}");
     assert!(got["address"].as_str().unwrap().ends_with("/soap/pratiche"), "{got}");
+    // The form with its base64 attachments reached the REST back-office as JSON.
+    assert_eq!(got["ricevuta"]["numeroProtocollo"], 42);
+    let sent = rest.requests().into_iter().find(|r| r["path"] == "/api/istanze").unwrap();
+    assert_eq!(sent["method"], "POST");
+    let body: Value = serde_json::from_str(sent["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["istanza"]["allegati"][0], json!({"nome": "a.pdf", "contenuto": "aGVsbG8="}));
+    assert_eq!(body["istanza"]["richiedente"]["codiceFiscale"], "RSSMRA80A01H501U");
+
+    // Hostile or broken SOAP gets a SOAP Fault (never problem+json), and nothing reaches REST.
+    let hits = rest.hits();
+    let post = |path: &'static str, body: String| {
+        let v = &v;
+        async move { v.send("POST", HOST, path, &[("content-type", "text/xml; charset=utf-8")], body.as_bytes()).await }
+    };
+    let env = |inner: &str| {
+        format!(
+            r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:t="urn:comune:pratiche"><s:Body>{inner}</s:Body></s:Envelope>"#
+        )
+    };
+    let bomb = format!(
+        r#"<!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>{}"#,
+        env("<t:getPratica><t:id>&b;</t:id></t:getPratica>")
+    );
+    for (body, code) in [
+        (bomb, "Client.MalformedRequest"),
+        (env("<t:getPratica><t:id>P-7</t:id><t:extra/></t:getPratica>"), "Client.InvalidRequest"),
+        (env("<t:cancellaTutto/>"), "Client.UnknownOperation"),
+        (
+            env("<t:getPratica/>").replace("schemas.xmlsoap.org/soap/envelope/", "www.w3.org/2003/05/soap-envelope"),
+            "Client.VersionMismatch",
+        ),
+    ] {
+        let r = post("/soap/pratiche", body).await;
+        assert_eq!(r.status, 500, "{}", r.text());
+        assert!(r.header("content-type").unwrap().starts_with("text/xml"));
+        assert!(r.text().contains(&format!("soap:{code}")), "{code}: {}", r.text());
+    }
+    assert_eq!(rest.hits(), hits);
+    // Gateway refusals on a SOAP route are faults too, with the problem inside.
+    let ok = post("/soap/limitato", env("<t:getPratica><t:id>P-7</t:id></t:getPratica>")).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let limited = post("/soap/limitato", env("<t:getPratica><t:id>P-7</t:id></t:getPratica>")).await;
+    assert_eq!(limited.status, 500, "{}", limited.text());
+    assert!(limited.text().contains("soap:Client.rate-limited"), "{}", limited.text());
+    assert!(limited.text().contains("urn:varco:problem:rate-limited"));
+    assert!(limited.header("retry-after").is_some());
 }
 
 const ZEEP: &str = r#"
@@ -301,7 +376,10 @@ try:
     missing = "no fault"
 except zeep.exceptions.Fault as f:
     missing = f.code + " " + f.message
-print(json.dumps({"found": found, "missing": missing, "address": address}, default=str))
+istanza = {"tipo": "SUAP", "richiedente": {"codiceFiscale": "RSSMRA80A01H501U", "nome": "Mario", "cognome": "Rossi"},
+           "allegati": {"Allegato": [{"nome": "a.pdf", "contenuto": b"hello"}]}}
+ricevuta = zeep.helpers.serialize_object(svc.presentaIstanza(istanza=istanza), dict)
+print(json.dumps({"found": found, "missing": missing, "address": address, "ricevuta": ricevuta}, default=str))
 "#;
 
 fn repo() -> std::path::PathBuf {
@@ -375,4 +453,52 @@ fn varco_check_reports_template_and_wsdl_mistakes_with_their_line() {
     let (ok, err) = check(&example.replacen("examples/anagrafe.wsdl", "examples/missing.wsdl", 1));
     assert!(!ok);
     assert!(err.contains("missing.wsdl"), "{err}");
+}
+
+/// `kind: rest`: a REST back-office whose shape differs, reshaped by templates both ways.
+#[tokio::test]
+async fn rest_to_rest_reshaped_by_templates() {
+    let bo = Backend::start("recapiti").await;
+    bo.serve_status("/v2/cittadini/NESSUNO/recapiti", 404);
+    let cfg = format!(
+        r#"{LISTENERS}tenants:
+  - id: c_a662
+    name: Comune di Bari
+    hosts: [{HOST}]
+    upstreams:
+      recapiti: {{servers: ["{addr}"]}}
+    routes:
+      - name: recapiti
+        path: "/recapiti/{{cf}}"
+        methods: [POST]
+        access: public
+        to:
+          adapter:
+            kind: rest
+            upstream: recapiti
+            method: PUT
+            path: "/v2/cittadini/{{cf}}/recapiti"
+            request_template: '{{"email": {{{{ body.mail | tojson }}}}, "fonte": "varco"}}'
+            response_template: '{{"ricevuto": {{{{ (status == 200) | tojson }}}}, "metodo": {{{{ response.method | tojson }}}}}}'
+"#,
+        addr = bo.addr
+    );
+    let v = Varco::start(&cfg).await;
+    let r = v.send("POST", HOST, "/recapiti/RSSMRA80A01H501U", &[], br#"{"mail": "mario@example.it"}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json, json!({"ricevuto": true, "metodo": "PUT"}));
+    let last = bo.last();
+    assert_eq!(last["path"], "/v2/cittadini/RSSMRA80A01H501U/recapiti");
+    assert_eq!(
+        serde_json::from_str::<Value>(last["body"].as_str().unwrap()).unwrap(),
+        json!({"email": "mario@example.it", "fonte": "varco"})
+    );
+    assert!(last["headers"]["traceparent"].as_str().is_some());
+    v.send("POST", HOST, "/recapiti/NESSUNO", &[], br#"{"mail": "x@example.it"}"#)
+        .await
+        .assert_problem(404, "resource-not-found");
+    // A body that is not JSON is the caller's mistake, and the back-office never sees it.
+    let hits = bo.hits();
+    v.send("POST", HOST, "/recapiti/X", &[], b"{").await.assert_problem(400, "bad-request");
+    assert_eq!(bo.hits(), hits);
 }

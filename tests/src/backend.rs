@@ -39,6 +39,8 @@ pub struct State {
     pub max_in_flight: AtomicUsize,
     /// Fixed documents by path (e.g. a JWKS), served with 200 regardless of the mode.
     pub statics: Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    /// Paths answered with a status of their own (the echo as body), whatever the mode.
+    pub statuses: Mutex<std::collections::HashMap<String, u16>>,
 }
 
 /// A running backend.
@@ -63,6 +65,7 @@ impl Backend {
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             statics: Mutex::new(Default::default()),
+            statuses: Mutex::new(Default::default()),
         });
         let (st, nm) = (state.clone(), name.to_owned());
         let task = tokio::spawn(async move {
@@ -103,6 +106,11 @@ impl Backend {
             Some(b) => m.insert(path.to_owned(), b),
             None => m.remove(path),
         };
+    }
+
+    /// Answers requests for `path` with `status` (the echo as body), whatever the mode.
+    pub fn serve_status(&self, path: &str, status: u16) {
+        self.state.statuses.lock().unwrap().insert(path.to_owned(), status);
     }
 
     /// Every request answered with 2xx so far (method, path, headers, body).
@@ -149,7 +157,9 @@ async fn handle(req: Request<Incoming>, st: Arc<State>, name: String) -> Result<
     *st.last.lock().unwrap() = Some(echo.clone());
     st.hits.fetch_add(1, Ordering::SeqCst);
     let mode = st.mode.lock().unwrap().clone();
+    let fixed = st.statuses.lock().unwrap().get(parts.uri.path()).copied();
     let status = match mode {
+        _ if fixed.is_some() => fixed.unwrap_or(200),
         Mode::Echo => 200,
         Mode::Status(s) => s,
         Mode::Delay(d) => {

@@ -437,3 +437,77 @@ mod tests {
         assert_eq!(c.response(0, html).unwrap_err().kind, ProblemKind::BadGateway);
     }
 }
+
+#[cfg(test)]
+mod rpc_tests {
+    use super::*;
+
+    const RPC: &str = r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
+        xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:t="urn:anag" targetNamespace="urn:anag">
+      <message name="in"><part name="codiceFiscale" type="xs:string"/><part name="anno" type="xs:int"/></message>
+      <message name="out"><part name="residente" type="xs:boolean"/></message>
+      <portType name="P"><operation name="verifica"><input message="t:in"/><output message="t:out"/></operation></portType>
+      <binding name="B" type="t:P"><soap:binding style="rpc" transport="http://schemas.xmlsoap.org/soap/http"/>
+        <operation name="verifica"><soap:operation soapAction="urn:verifica"/>
+          <input><soap:body use="literal" namespace="urn:anag:rpc"/></input><output><soap:body use="literal" namespace="urn:anag:rpc"/></output>
+        </operation></binding>
+      <service name="S"><port name="p" binding="t:B"><soap:address location="http://comune.invalid/anagrafe/rpc"/></port></service>
+    </definitions>"#;
+
+    #[test]
+    fn rpc_literal_wraps_the_parts_in_the_operation_element() {
+        let w = Wsdl::load(RPC.as_bytes(), &|_| Err("none".into())).unwrap();
+        let c = SoapClient::build(ClientSpec {
+            wsdl: &w,
+            operation: "verifica",
+            version: None,
+            path: None,
+            route_path: "/verifica/{codiceFiscale}",
+            ws_security: None,
+            basic_auth: None,
+            request_template: None,
+            response_template: None,
+            faults: BTreeMap::new(),
+            unwrap: true,
+        })
+        .unwrap();
+        let h = http::HeaderMap::new();
+        let req = AdapterRequest {
+            method: &Method::GET,
+            path: "/verifica/RSSMRA80A01H501U",
+            prefix: "",
+            tls: false,
+            query: Some("anno=2026"),
+            headers: &h,
+            body: Bytes::new(),
+            tenant_id: "c_a662",
+            request_id: "r",
+            traceparent: "",
+            caller: None,
+            client_id: None,
+        };
+        let Mediation::Call(up) = c.request(&req).unwrap() else { panic!() };
+        assert_eq!(up.path_and_query, "/anagrafe/rpc");
+        let doc = varco_xml::parse(&up.body).unwrap();
+        let m = soap::open(&doc).unwrap();
+        assert_eq!((m.payload.name.as_str(), m.payload.ns.as_deref()), ("verifica", Some("urn:anag:rpc")));
+        assert_eq!(m.payload.children[0].ns, None, "parts are unqualified");
+        assert_eq!(m.payload.text_of("anno"), Some("2026"));
+        let answer = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><r:verificaResponse xmlns:r="urn:anag:rpc"><residente>true</residente></r:verificaResponse></s:Body></s:Envelope>"#;
+        let reply = AdapterResponse {
+            status: 200,
+            headers: vec![(http::header::CONTENT_TYPE, HeaderValue::from_static("text/xml"))],
+            body: Bytes::from_static(answer.as_bytes()),
+        };
+        assert_eq!(&c.response(0, reply).unwrap().body[..], b"true");
+        let bad = AdapterResponse {
+            body: Bytes::from(answer.replace("true", "forse")),
+            ..AdapterResponse::json(200, "text/xml", vec![])
+        };
+        assert!(c
+            .response(0, bad)
+            .unwrap_err()
+            .detail
+            .contains("verificaResponse/residente: `forse` is not a boolean"));
+    }
+}
