@@ -4,6 +4,7 @@
 
 pub mod reader;
 pub mod schema;
+pub mod simple;
 pub mod soap;
 pub mod validator;
 pub mod wsdl;
