@@ -3,7 +3,7 @@
 //! its items, attributes are fields too, simple content is `value`; xsd numbers and booleans
 //! are JSON numbers and booleans, everything else a string; `xsi:nil` is `null`.
 //!
-//! Both walks check as they go and name what is wrong by its path
+//! Both directions check and name what is wrong by its path
 //! (`getPraticaResponse/getPraticaResult/documenti/Documento[2]/nome`).
 
 use serde_json::{Map, Number, Value};
@@ -212,37 +212,53 @@ fn scalar_text(s: &Simple, v: &Value) -> Result<String, String> {
     }
 }
 
-/// XML to JSON: the content of element `e`, read as field `f`.
+/// XML to JSON: the content of element `e`, read as field `f`. The element is first checked
+/// against the schema (`varco_xml::check`, the walk pagoPA's station uses too), then converted.
 pub fn to_json(m: &Model, f: &Field, e: &Element) -> Result<Value, MapError> {
-    read(m, f, e, &f.name, 0)
+    varco_xml::check::check(m, f, e, &f.name).map_err(|s| match s.split_once(": ") {
+        Some((path, message)) => MapError { path: path.to_owned(), message: message.to_owned() },
+        None => MapError { path: String::new(), message: s },
+    })?;
+    Ok(convert(m, f, e))
 }
 
-fn read(m: &Model, f: &Field, e: &Element, path: &str, depth: usize) -> Result<Value, MapError> {
-    if depth > MAX_DEPTH {
-        return err(path, "nested too deeply");
-    }
-    if e.ns.as_deref() != f.ns.as_deref() {
-        return err(
-            path,
-            format!(
-                "is in namespace `{}`, expected `{}`",
-                e.ns.as_deref().unwrap_or(""),
-                f.ns.as_deref().unwrap_or("")
-            ),
-        );
-    }
+/// A checked element as JSON.
+fn convert(m: &Model, f: &Field, e: &Element) -> Value {
     if e.is_nil() {
-        return if f.nillable { Ok(Value::Null) } else { err(path, "is nil but the schema does not allow it") };
+        return Value::Null;
     }
     match m.ty(f.ty) {
-        Ty::Simple(s) => {
-            if let Some(c) = e.children.first() {
-                return err(&join(path, &c.name), "unexpected element in a simple value");
+        Ty::Simple(s) => typed(s, &e.text),
+        Ty::Complex(c) => {
+            let mut obj = Map::new();
+            for child in &e.children {
+                // Unknown children passed the check only under an `xs:any`: left out.
+                let Some(cf) = c.fields.iter().find(|x| x.name == child.name) else { continue };
+                let v = convert(m, cf, child);
+                if cf.repeated() {
+                    if let Value::Array(a) = obj.entry(cf.name.clone()).or_insert_with(|| Value::Array(Vec::new())) {
+                        a.push(v);
+                    }
+                } else {
+                    obj.insert(cf.name.clone(), v);
+                }
             }
-            s.check(&e.text).or_else(|x| err(path, x))?;
-            Ok(typed(s, &e.text))
+            for cf in c.fields.iter().filter(|cf| cf.repeated()) {
+                obj.entry(cf.name.clone()).or_insert_with(|| Value::Array(Vec::new()));
+            }
+            for a in &c.attrs {
+                if let (Some(v), Ty::Simple(s)) = (e.attr(&a.name), m.ty(a.ty)) {
+                    obj.insert(a.name.clone(), typed(s, v));
+                }
+            }
+            if let Some(Ty::Simple(s)) = c.text.map(|t| m.ty(t)) {
+                obj.insert("value".into(), typed(s, &e.text));
+            }
+            match c.array_item() {
+                Some(item) => obj.remove(&item.name).unwrap_or(Value::Array(Vec::new())),
+                None => Value::Object(obj),
+            }
         }
-        Ty::Complex(c) => complex(m, c, e, path, depth),
     }
 }
 
@@ -260,86 +276,6 @@ fn typed(s: &Simple, text: &str) -> Value {
         Builtin::String | Builtin::Any => Value::String(text.to_owned()),
         _ => Value::String(t.to_owned()),
     }
-}
-
-fn complex(m: &Model, c: &Complex, e: &Element, path: &str, depth: usize) -> Result<Value, MapError> {
-    let mut obj = Map::new();
-    let mut counts = vec![0u32; c.fields.len()];
-    let mut at = 0usize;
-    for child in &e.children {
-        let found = if c.ordered {
-            // The child is the current field again (repeated) or a later one; the fields
-            // skipped on the way must allow absence.
-            let mut j = at;
-            while j < c.fields.len() && c.fields[j].name != child.name {
-                j += 1;
-            }
-            if j < c.fields.len() {
-                if let Some((_, f)) = counts[at..j].iter().zip(&c.fields[at..j]).find(|(n, f)| **n < f.min) {
-                    return err(&join(path, &f.name), "is missing");
-                }
-                at = j;
-                Some(j)
-            } else {
-                None
-            }
-        } else {
-            c.fields.iter().position(|f| f.name == child.name)
-        };
-        let Some(j) = found else {
-            if c.open {
-                continue;
-            }
-            let why =
-                if c.fields.iter().any(|f| f.name == child.name) { "is out of order" } else { "is not in the schema" };
-            return err(&join(path, &child.name), why);
-        };
-        let f = &c.fields[j];
-        counts[j] += 1;
-        if counts[j] > f.max {
-            return err(&join(path, &child.name), format!("appears more than {} time(s)", f.max));
-        }
-        let p = if f.repeated() { format!("{}[{}]", join(path, &f.name), counts[j]) } else { join(path, &f.name) };
-        let v = read(m, f, child, &p, depth + 1)?;
-        if f.repeated() {
-            match obj.entry(f.name.clone()).or_insert_with(|| Value::Array(Vec::new())) {
-                Value::Array(a) => a.push(v),
-                other => *other = Value::Array(vec![v]),
-            }
-        } else {
-            obj.insert(f.name.clone(), v);
-        }
-    }
-    for (k, f) in c.fields.iter().enumerate() {
-        if counts[k] < f.min {
-            return err(&join(path, &f.name), "is missing");
-        }
-        if f.repeated() && counts[k] == 0 {
-            obj.insert(f.name.clone(), Value::Array(Vec::new()));
-        }
-    }
-    for a in &c.attrs {
-        match e.attr(&a.name) {
-            Some(v) => {
-                if let Ty::Simple(s) = m.ty(a.ty) {
-                    s.check(v).or_else(|x| err(&join(path, &format!("@{}", a.name)), x))?;
-                    obj.insert(a.name.clone(), typed(s, v));
-                }
-            }
-            None if a.required => return err(&join(path, &format!("@{}", a.name)), "is missing"),
-            None => {}
-        }
-    }
-    if let Some(t) = c.text {
-        if let Ty::Simple(s) = m.ty(t) {
-            s.check(&e.text).or_else(|x| err(path, x))?;
-            obj.insert("value".into(), typed(s, &e.text));
-        }
-    }
-    if let Some(item) = c.array_item() {
-        return Ok(obj.remove(&item.name).unwrap_or(Value::Array(Vec::new())));
-    }
-    Ok(Value::Object(obj))
 }
 
 /// The one field of a wrapper's type (document/literal wrapped answers: `getPraticaResponse`

@@ -77,27 +77,6 @@ impl Op {
             Self::Demand => "paDemandPaymentNoticeResponse",
         }
     }
-
-    /// The XSD type of the answer, which every answer is checked against before it goes out.
-    fn answer_schema(self) -> &'static schema::Ty {
-        match self {
-            Self::Verify => &schema::VERIFY_RES,
-            Self::GetPayment => &schema::GET_PAYMENT_RES,
-            Self::GetPaymentV2 => &schema::GET_PAYMENT_V2_RES,
-            Self::SendRt | Self::SendRtV2 => &schema::SEND_RT_RES,
-            Self::Demand => &schema::DEMAND_RES,
-        }
-    }
-
-    fn schema(self) -> &'static schema::Ty {
-        match self {
-            Self::Verify => &schema::VERIFY_REQ,
-            Self::GetPayment | Self::GetPaymentV2 => &schema::GET_PAYMENT_REQ,
-            Self::SendRt => &schema::SEND_RT_REQ,
-            Self::SendRtV2 => &schema::SEND_RT_V2_REQ,
-            Self::Demand => &schema::DEMAND_REQ,
-        }
-    }
 }
 
 /// A fault the node understands.
@@ -155,6 +134,8 @@ impl PagopaAdapter {
         client: varco_outbound::HttpsClient,
         redis: Option<Arc<RedisStore>>,
     ) -> Result<Self, String> {
+        // The official XSD every message is checked against: a station never runs without it.
+        schema::model()?;
         let published = BusReceipts { bus: &bus, source: format!("/enti/{tenant}/pagopa") };
         Ok(Self {
             cfg: cfg.clone(),
@@ -193,7 +174,7 @@ impl PagopaAdapter {
             );
             return (200, self.envelope(op, &self.ko(&f)));
         }
-        let result = match schema::check(req, op.schema(), &req.name) {
+        let result = match schema::check_request(req) {
             Err(why) => Err(fault("PAA_SINTASSI_XSD", "Errore di sintassi XSD", why)),
             Ok(()) => match self.check_station(req) {
                 Err(f) => Err(f),
@@ -214,8 +195,8 @@ impl PagopaAdapter {
     /// the XSD refuses: a bad date, a malformed e-mail, a transfer id outside 1–5, …) a
     /// `PAA_SYSTEM_ERROR`, and a log line naming the element.
     fn fits_xsd(&self, op: Op, inner: String) -> Result<String, Fault> {
-        let checked = xml::parse(format!("<a>{inner}</a>").as_bytes())
-            .and_then(|doc| schema::check(&doc, op.answer_schema(), op.response()));
+        let checked =
+            xml::parse(format!("<a>{inner}</a>").as_bytes()).and_then(|doc| schema::check_answer(&doc, op.response()));
         match checked {
             Ok(()) => Ok(inner),
             Err(why) => {
@@ -540,7 +521,7 @@ pub fn check_message(body: &[u8]) -> Result<&'static str, String> {
     let doc = xml::parse(body)?;
     let req = request_element(&doc)?;
     let op = Op::from_request(&req.name).ok_or_else(|| format!("`{}` is not a paForNode request", req.name))?;
-    schema::check(req, op.schema(), &req.name)?;
+    schema::check_request(req)?;
     Ok(op.response())
 }
 

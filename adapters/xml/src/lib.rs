@@ -2,6 +2,7 @@
 //! mediation: one strict reader for outside XML, SOAP envelopes and faults in both versions,
 //! the XSD and WSDL 1.1 models that mediation maps through, and the libxml2 validator thread.
 
+pub mod check;
 pub mod reader;
 pub mod schema;
 pub mod simple;

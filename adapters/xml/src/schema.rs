@@ -81,6 +81,8 @@ pub struct Complex {
     pub text: Option<TypeId>,
     /// An `xs:any` wildcard: other elements are allowed (and passed as text).
     pub open: bool,
+    /// The choice groups among `fields` (group number, whether one must appear).
+    pub choices: Vec<(u32, bool)>,
 }
 
 impl Complex {
@@ -304,6 +306,15 @@ impl<'a> Builder<'a> {
                 "maxLength" => s.max_len = Some(num()?),
                 "pattern" => patterns.push(v.to_owned()),
                 "minInclusive" | "maxInclusive" | "minExclusive" | "maxExclusive" => {
+                    let inclusive = f.name.ends_with("Inclusive");
+                    if matches!(s.base, Builtin::Decimal | Builtin::Float) {
+                        let n: f64 = v.trim().parse().map_err(|_| format!("xs:{} value=\"{v}\"", f.name))?;
+                        if f.name.starts_with("min") {
+                            s.min_value = Some((n, inclusive));
+                        } else {
+                            s.max_value = Some((n, inclusive));
+                        }
+                    }
                     if let Builtin::Integer { min, max } = &mut s.base {
                         let n: i128 = v.trim().parse().map_err(|_| format!("xs:{} value=\"{v}\"", f.name))?;
                         match f.name.as_str() {
@@ -433,6 +444,7 @@ impl<'a> Builder<'a> {
                 "choice" => {
                     self.choices += 1;
                     let group = self.choices;
+                    c.choices.push((group, !opt && !many));
                     let before = c.fields.len();
                     // One alternative is chosen: each is optional on its own.
                     self.particles(p, &scope, ctx, c, Some(group), true)?;

@@ -67,11 +67,22 @@ pub struct Simple {
     pub max_len: Option<usize>,
     /// Anchored patterns; a value must match all of them (one per restriction step).
     pub patterns: Vec<Regex>,
+    /// Bounds of a decimal or float value (the bound, whether it is inclusive).
+    pub min_value: Option<(f64, bool)>,
+    pub max_value: Option<(f64, bool)>,
 }
 
 impl Simple {
     pub(crate) fn builtin(base: Builtin) -> Self {
-        Self { base, enums: Vec::new(), min_len: None, max_len: None, patterns: Vec::new() }
+        Self {
+            base,
+            enums: Vec::new(),
+            min_len: None,
+            max_len: None,
+            patterns: Vec::new(),
+            min_value: None,
+            max_value: None,
+        }
     }
 
     /// Checks a value's lexical form (whitespace around it ignored, as the schema's
@@ -131,6 +142,14 @@ impl Simple {
                 if v.len() % 2 != 0 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return bad("hexadecimal");
                 }
+            }
+        }
+        if self.min_value.is_some() || self.max_value.is_some() {
+            let n: f64 = v.parse().unwrap_or(f64::NAN);
+            let below = self.min_value.is_some_and(|(b, inc)| if inc { n < b } else { n <= b });
+            let above = self.max_value.is_some_and(|(b, inc)| if inc { n > b } else { n >= b });
+            if n.is_nan() || below || above {
+                return bad("within the type's bounds");
             }
         }
         if !self.enums.is_empty() && !self.enums.iter().any(|e| e == v) {
