@@ -9,6 +9,10 @@ use std::time::Duration;
 use varco_tests::{free_port, spawn_ready_tool, Backend, Varco, LISTENERS};
 
 const HOST: &str = "bari.example.it";
+/// The listeners and the ente every test here configures; its `upstreams:` and `routes:` follow.
+fn bari() -> String {
+    format!("{LISTENERS}tenants:\n  - id: c_a662\n    name: Comune di Bari\n    hosts: [{HOST}]\n")
+}
 
 struct Env {
     v: Varco,
@@ -36,11 +40,7 @@ async fn setup(extra_routes: &str, pool_extra: &str) -> Env {
     let secret = dir.join("bo-password");
     std::fs::write(&secret, "pw<&>-0123456789\n").unwrap();
     let cfg = format!(
-        r#"{LISTENERS}tenants:
-  - id: c_a662
-    name: Comune di Bari
-    hosts: [{HOST}]
-    upstreams:
+        r#"{bari}    upstreams:
       pratiche:
         servers: ["127.0.0.1:{peer}"]
         timeouts: {{total: 1500ms}}
@@ -76,6 +76,7 @@ async fn setup(extra_routes: &str, pool_extra: &str) -> Env {
         access: public
         to: {{adapter: {{kind: soap, upstream: pratiche, wsdl: "{w11}", operation: getPratica}}}}
 {extra_routes}"#,
+        bari = bari(),
         w11 = wsdls[0],
         w12 = wsdls[1],
         secret = secret.display(),
@@ -255,11 +256,7 @@ async fn zeep_calls_the_published_wsdl_and_varco_calls_rest() {
     std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../adapters/mediation/testdata/pratiche.wsdl"), &wsdl)
         .unwrap();
     let cfg = format!(
-        r#"{LISTENERS}tenants:
-  - id: c_a662
-    name: Comune di Bari
-    hosts: [{HOST}]
-    upstreams:
+        r#"{bari}    upstreams:
       rest: {{servers: ["{addr}"]}}
     routes:
       - name: servizio
@@ -292,6 +289,7 @@ async fn zeep_calls_the_published_wsdl_and_varco_calls_rest() {
             operations:
               getPratica: {{method: GET, path: "/api/pratiche/{{id}}"}}
 "#,
+        bari = bari(),
         addr = rest.addr,
         wsdl = wsdl.display()
     );
@@ -461,11 +459,7 @@ async fn rest_to_rest_reshaped_by_templates() {
     let bo = Backend::start("recapiti").await;
     bo.serve_status("/v2/cittadini/NESSUNO/recapiti", 404);
     let cfg = format!(
-        r#"{LISTENERS}tenants:
-  - id: c_a662
-    name: Comune di Bari
-    hosts: [{HOST}]
-    upstreams:
+        r#"{bari}    upstreams:
       recapiti: {{servers: ["{addr}"]}}
     routes:
       - name: recapiti
@@ -481,6 +475,7 @@ async fn rest_to_rest_reshaped_by_templates() {
             request_template: '{{"email": {{{{ body.mail | tojson }}}}, "fonte": "varco"}}'
             response_template: '{{"ricevuto": {{{{ (status == 200) | tojson }}}}, "metodo": {{{{ response.method | tojson }}}}}}'
 "#,
+        bari = bari(),
         addr = bo.addr
     );
     let v = Varco::start(&cfg).await;

@@ -442,17 +442,7 @@ mod tests {
 mod rpc_tests {
     use super::*;
 
-    const RPC: &str = r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
-        xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:t="urn:anag" targetNamespace="urn:anag">
-      <message name="in"><part name="codiceFiscale" type="xs:string"/><part name="anno" type="xs:int"/></message>
-      <message name="out"><part name="residente" type="xs:boolean"/></message>
-      <portType name="P"><operation name="verifica"><input message="t:in"/><output message="t:out"/></operation></portType>
-      <binding name="B" type="t:P"><soap:binding style="rpc" transport="http://schemas.xmlsoap.org/soap/http"/>
-        <operation name="verifica"><soap:operation soapAction="urn:verifica"/>
-          <input><soap:body use="literal" namespace="urn:anag:rpc"/></input><output><soap:body use="literal" namespace="urn:anag:rpc"/></output>
-        </operation></binding>
-      <service name="S"><port name="p" binding="t:B"><soap:address location="http://comune.invalid/anagrafe/rpc"/></port></service>
-    </definitions>"#;
+    const RPC: &str = include_str!("../../xml/testdata/rpc.wsdl");
 
     #[test]
     fn rpc_literal_wraps_the_parts_in_the_operation_element() {
@@ -493,7 +483,7 @@ mod rpc_tests {
         assert_eq!((m.payload.name.as_str(), m.payload.ns.as_deref()), ("verifica", Some("urn:anag:rpc")));
         assert_eq!(m.payload.children[0].ns, None, "parts are unqualified");
         assert_eq!(m.payload.text_of("anno"), Some("2026"));
-        let answer = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><r:verificaResponse xmlns:r="urn:anag:rpc"><residente>true</residente></r:verificaResponse></s:Body></s:Envelope>"#;
+        let answer = r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body><r:verificaResponse xmlns:r="urn:anag:rpc"><residente>true</residente></r:verificaResponse></s:Body></s:Envelope>"#;
         let reply = AdapterResponse {
             status: 200,
             headers: vec![(http::header::CONTENT_TYPE, HeaderValue::from_static("text/xml"))],

@@ -311,22 +311,12 @@ mod tests {
 
     #[test]
     fn rpc_literal_operations_get_a_wrapper_of_their_parts() {
-        let wsdl = r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap12/"
-            xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:t="urn:anag" targetNamespace="urn:anag">
-          <message name="in"><part name="codiceFiscale" type="xs:string"/><part name="anno" type="xs:int"/></message>
-          <message name="out"><part name="residente" type="xs:boolean"/></message>
-          <portType name="P"><operation name="verifica"><input message="t:in"/><output message="t:out"/></operation></portType>
-          <binding name="B" type="t:P"><soap:binding style="rpc" transport="http://schemas.xmlsoap.org/soap/http"/>
-            <operation name="verifica"><soap:operation soapAction="urn:verifica"/>
-              <input><soap:body use="literal" namespace="urn:anag:rpc"/></input><output><soap:body use="literal" namespace="urn:anag:rpc"/></output>
-            </operation></binding>
-          <service name="S"><port name="p" binding="t:B"><soap:address location="http://comune.invalid/anagrafe"/></port></service>
-        </definitions>"#;
+        let wsdl = include_str!("../testdata/rpc.wsdl");
         let w = Wsdl::load(wsdl.as_bytes(), &|_| Err("no imports".into())).unwrap();
         let op = w.operation("verifica", Some(Version::V12)).unwrap();
         assert_eq!(op.style, Style::Rpc);
         assert_eq!(op.action, "urn:verifica");
-        assert_eq!(op.address.as_deref(), Some("http://comune.invalid/anagrafe"));
+        assert_eq!(op.address.as_deref(), Some("http://comune.invalid/anagrafe/rpc"));
         assert_eq!((op.input.name.as_str(), op.input.ns.as_deref()), ("verifica", Some("urn:anag:rpc")));
         assert_eq!(op.output.name, "verificaResponse");
         let Ty::Complex(c) = w.model.ty(op.input.ty) else { panic!() };
