@@ -86,7 +86,7 @@ pub struct Line {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Body {
-    Call(Record),
+    Call(Box<Record>),
     /// The ente's signature over the chain up to here: a JWS whose payload is
     /// `{"tenant", "seq", "hash"}` of the line before, by key `kid`.
     Checkpoint {

@@ -34,7 +34,7 @@ pub fn query(dir: &Path, f: &Filter) -> Vec<(u64, Record)> {
         for l in text.lines() {
             if let Ok(Line { seq, body: Body::Call(r), .. }) = serde_json::from_str::<Line>(l) {
                 if f.keeps(&r) {
-                    out.push((seq, r));
+                    out.push((seq, *r));
                 }
             }
         }

@@ -32,7 +32,7 @@ fn record(i: u64) -> Record {
     Record {
         ts: now(),
         direction: Some(Direction::Inbound),
-        route: if i % 2 == 0 { "anpr".into() } else { "status".into() },
+        route: if i.is_multiple_of(2) { "anpr".into() } else { "status".into() },
         method: "GET".into(),
         status: 200,
         latency_ms: i,

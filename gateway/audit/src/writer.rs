@@ -255,7 +255,7 @@ impl Writer {
         if keys.is_some() {
             e.keys = keys;
         }
-        e.push(&Body::Call(record.clone()))?;
+        e.push(&Body::Call(Box::new(record.clone())))?;
         e.since_checkpoint += 1;
         self.written.fetch_add(1, Ordering::Relaxed);
         if e.since_checkpoint >= self.cfg.checkpoint_every {
