@@ -32,7 +32,7 @@ async fn setup() -> Env {
     let dir = jose.dir.display();
     let cfg = format!(
         r#"
-{LISTENERS}server: {{identity_token: {{key_file: "{dir}/varco-1.pem"}}}}
+{LISTENERS}server: {{identity_token: {{key_file: "{dir}/varco-1.pem"}}, audit: {{dir: "{{DIR}}/audit"}}}}
 tenants:
   - id: c_e783
     name: Macerata
@@ -301,16 +301,37 @@ async fn audit_rest_02_is_bound_to_the_voucher_and_reaches_the_audit_trail() {
     assert_eq!(seen["x-varco-audit-user-id"], "operatore-17");
     assert_eq!(seen["x-varco-audit-user-location"], "ufficio-anagrafe-bari");
     assert_eq!(seen["x-varco-audit-loa"], "SpidL2");
-    // The audit trail has the record, and no token.
-    let mut logs = String::new();
+    // The audit trail has the record (who, where, level, purpose, the evidence's jti, the
+    // body's digest), and no token.
+    let query = || {
+        let out = std::process::Command::new(Varco::bin())
+            .args(["audit", "query", "--tenant", "c_e783", "--config"])
+            .arg(&env.v.config)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut kept = String::new();
     for _ in 0..50 {
-        logs = env.v.log_text();
-        if logs.contains("ModI tracking evidence verified") {
+        kept = query();
+        if kept.contains("operatore-17") {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(logs.contains("operatore-17") && logs.contains("purpose-1"), "{logs}");
+    let rec: serde_json::Value =
+        serde_json::from_str(kept.lines().find(|l| l.contains("operatore-17")).expect(&kept)).unwrap();
+    assert_eq!(rec["user_location"], "ufficio-anagrafe-bari");
+    assert_eq!((rec["loa"].as_str(), rec["purpose_id"].as_str()), (Some("SpidL2"), Some("purpose-1")));
+    assert_eq!(rec["digest"], d.as_str());
+    assert_eq!(rec["status"], 200);
+    assert!(rec["evidence_jti"].as_str().is_some_and(|j| !j.is_empty()));
+    let files = std::fs::read_dir(env.v.dir.join("audit/c_e783")).unwrap();
+    for f in files {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        assert!(!text.contains(&evidence) && !text.contains(&s), "a token reached the audit trail");
+    }
+    let logs = env.v.log_text();
     assert!(!logs.contains(&evidence) && !logs.contains(&s), "a token reached the logs");
 
     // Evidence not the one the voucher binds (a different user, same consumer key).

@@ -91,6 +91,39 @@ pub struct ServerConfig {
     /// `varco-data/events`, no Kafka.
     #[serde(default)]
     pub events: EventsConfig,
+    /// The tamper-evident audit trail of interop calls. Default: off. Changes need a restart.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
+}
+
+/// `server.audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Where each ente's log is kept (`<dir>/<ente>/audit-<AAAAMMGG>.log`, readable by varco
+    /// only). Default `varco-data/audit`.
+    #[serde(default = "d_audit_dir")]
+    pub dir: PathBuf,
+    /// A checkpoint signed with the ente's key after this many of its records. Default 1000.
+    #[serde(default = "d_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// …or this long after the last one, when records followed it. Default 5m.
+    #[serde(default = "d_checkpoint_interval")]
+    pub checkpoint_interval: Dur,
+    /// Days the files are kept, unless the ente says otherwise (`tenants[].audit_retention_days`).
+    /// Default: kept.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+}
+
+fn d_audit_dir() -> PathBuf {
+    PathBuf::from("varco-data/audit")
+}
+fn d_checkpoint_every() -> u64 {
+    1000
+}
+fn d_checkpoint_interval() -> Dur {
+    Dur(std::time::Duration::from_secs(300))
 }
 
 impl Default for ServerConfig {
@@ -109,6 +142,7 @@ impl Default for ServerConfig {
             header_timeout: d_header_timeout(),
             identity_token: None,
             events: EventsConfig::default(),
+            audit: None,
         }
     }
 }
@@ -289,6 +323,9 @@ pub struct TenantConfig {
     /// Daily or monthly quotas shared by all routes of the tenant.
     #[serde(default)]
     pub quotas: Vec<QuotaConfig>,
+    /// Days the ente's audit trail is kept (overrides `server.audit.retention_days`).
+    #[serde(default)]
+    pub audit_retention_days: Option<u32>,
     /// Token issuers the tenant trusts, by name (used by `access: {jwt: ...}`).
     #[serde(default)]
     pub issuers: BTreeMap<String, IssuerConfig>,
@@ -370,6 +407,10 @@ pub struct RouteConfig {
     /// Quotas of this route, on top of the tenant's.
     #[serde(default)]
     pub quotas: Vec<QuotaConfig>,
+    /// Keep a record of every call in the audit trail (`server.audit`). Default: on for ModI
+    /// routes (their tracking evidence included) when the trail is configured, off otherwise.
+    #[serde(default)]
+    pub audit: Option<bool>,
 }
 
 /// Who may call a route.

@@ -74,6 +74,14 @@ impl Config {
                 is.add(format!("{p}.id"), format!("tenant id `{}` is used twice", t.id));
             }
             validate_tenant(t, &p, self.server.identity_token.as_ref(), &mut is);
+            if self.server.audit.is_none() {
+                for (ri, r) in t.routes.iter().enumerate().filter(|(_, r)| r.audit == Some(true)) {
+                    is.add(
+                        format!("{p}.routes[{ri}].audit"),
+                        format!("route `{}` keeps an audit trail: set `server.audit`", r.name),
+                    );
+                }
+            }
             let hosts: Vec<&str> =
                 if t.hosts.is_empty() { vec!["*"] } else { t.hosts.iter().map(String::as_str).collect() };
             for h in hosts {

@@ -45,6 +45,18 @@ pub struct RequestCtx {
     pub cors: Option<crate::cors::Headers>,
     /// A CORS preflight varco answers itself, with these headers.
     pub preflight: Option<crate::cors::Headers>,
+    /// What the ModI step verified of the call (tracking evidence, `Digest`), for the audit trail.
+    pub evidence: Option<Box<Evidence>>,
+}
+
+/// A ModI call's verified tracking evidence and request digest.
+#[derive(Debug, Default)]
+pub struct Evidence {
+    pub user_id: String,
+    pub user_location: String,
+    pub loa: String,
+    pub jti: String,
+    pub digest: Option<String>,
 }
 
 impl RequestCtx {
@@ -73,6 +85,7 @@ impl RequestCtx {
             identity: None,
             identity_token: None,
             forward: Vec::new(),
+            evidence: None,
         }
     }
 

@@ -339,6 +339,7 @@ impl ProxyHttp for Gateway {
                 error: e.map_or("", |e| e.etype().as_str()),
             });
         }
+        crate::audit::record(&self.shared, rt, ctx, session.req_header().method.as_str(), status, elapsed);
     }
 }
 

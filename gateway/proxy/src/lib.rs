@@ -7,6 +7,7 @@
 mod access_log;
 mod adapters;
 mod admin;
+mod audit;
 mod authn;
 mod conn;
 mod cors;
@@ -37,7 +38,7 @@ pub use gateway::Gateway;
 pub use mediation::{check as check_mediation, openapi};
 pub use metrics::Metrics;
 pub use reload::{ReloadError, Reloader};
-pub use runtime::Runtime;
+pub use runtime::{tenant_jwks, Runtime};
 pub use secrets::BuildError;
 pub use server::{run, StartError};
 pub use shared::Shared;

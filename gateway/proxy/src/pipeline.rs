@@ -171,17 +171,17 @@ async fn modi(
             return Ok(true);
         }
     };
+    let digest = session.req_header().headers.get("digest").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    ctx.evidence = Some(Box::new(crate::ctx::Evidence { digest, ..Default::default() }));
     if let Some(a) = &audit {
-        // The audit trail of the interop call: who, where, at which level, under which purpose.
-        tracing::info!(
-            target: "varco::audit",
-            tenant = %tenant.id, route = %route.name,
-            request_id = %ctx.request_id(),
-            client_id = %id.client_id.as_deref().unwrap_or(""),
-            purpose_id = %id.purpose_id.as_deref().unwrap_or(""),
-            user_id = %a.user_id, user_location = %a.user_location, loa = %a.loa, jti = %a.jti,
-            "ModI tracking evidence verified"
-        );
+        // Who, where, at which level: the audit trail's record of the call (`logging`).
+        ctx.evidence = Some(Box::new(crate::ctx::Evidence {
+            user_id: a.user_id.clone(),
+            user_location: a.user_location.clone(),
+            loa: a.loa.clone(),
+            jti: a.jti.clone(),
+            digest: ctx.evidence.take().and_then(|e| e.digest),
+        }));
         use varco_core::headers as names;
         for (name, v) in [
             (&names::AUDIT_USER_ID, &a.user_id),

@@ -20,6 +20,8 @@ pub enum OpenError {
     Redis(String),
     #[error("events: {0}")]
     Events(String),
+    #[error("audit: {0}")]
+    Audit(String),
 }
 
 #[derive(Debug)]
@@ -44,6 +46,8 @@ pub struct Registries {
     pub pullers: Arc<varco_adapter_signalhub::PullerRegistry>,
     /// Each ente's SIUSS flows.
     pub siuss: varco_adapter_siuss::Stores,
+    /// The audit trail (`server.audit`), opened at start.
+    pub audit: Option<Arc<varco_audit::Trail>>,
 }
 
 impl Registries {
@@ -61,7 +65,26 @@ impl Registries {
         if crate::events::uses_events(cfg) {
             events.open(&cfg.server.events).map_err(OpenError::Events)?;
         }
+        let audit = match &cfg.server.audit {
+            Some(a) => {
+                let retention_days = cfg
+                    .tenants
+                    .iter()
+                    .filter_map(|t| t.audit_retention_days.or(a.retention_days).map(|d| (t.id.clone(), d)))
+                    .collect();
+                let trail = varco_audit::Trail::open(varco_audit::TrailConfig {
+                    dir: a.dir.clone(),
+                    checkpoint_every: a.checkpoint_every.max(1),
+                    checkpoint_interval: a.checkpoint_interval.0,
+                    retention_days,
+                })
+                .map_err(OpenError::Audit)?;
+                Some(Arc::new(trail))
+            }
+            None => None,
+        };
         Ok(Self {
+            audit,
             limiters: LimiterRegistry::default(),
             quotas: QuotaRegistry::default(),
             replay: ReplayGuard::new(redis.clone()),

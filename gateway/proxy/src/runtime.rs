@@ -58,6 +58,8 @@ pub enum Step {
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
+    /// Whether each call is kept in the audit trail.
+    pub audit: bool,
     pub target: Target,
     pub max_body_bytes: u64,
     pub strip_prefix: Option<String>,
@@ -100,6 +102,8 @@ pub struct Tenant {
     pub identity: Option<Arc<IdentitySigner>>,
     /// Requests of the tenant in flight (shared with the previous generation's tenant).
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// The ente's own keys (they sign its audit checkpoints).
+    pub keys: Option<Arc<KeySet>>,
 }
 
 /// The tenant's pools as the status adapter sees them.
@@ -210,6 +214,15 @@ impl Runtime {
     }
 }
 
+/// The public keys (`{"keys": [...]}`) of ente `tenant` in `cfg`, read from its `tenants[].keys`
+/// (e.g. for `varco audit verify`); `None` when it has none.
+pub fn tenant_jwks(cfg: &Config, tenant: &str) -> Result<Option<bytes::Bytes>, BuildError> {
+    let Some((i, t)) = cfg.tenants.iter().enumerate().find(|(_, t)| t.id == tenant) else {
+        return Err(build_err("tenants", format!("no ente `{tenant}`")));
+    };
+    Ok(tenant_keys(t, &format!("tenants[{i}]"))?.map(|k| k.jwks))
+}
+
 /// The ente's own keys (`tenants[].keys`), read now.
 fn tenant_keys(t: &TenantConfig, p: &str) -> Result<Option<KeySet>, BuildError> {
     if t.keys.is_empty() {
@@ -257,6 +270,7 @@ fn builtin_route(name: &str, path: &str, to: AdapterConfig) -> RouteConfig {
         cors: None,
         rate_limits: Vec::new(),
         quotas: Vec::new(),
+        audit: None,
     }
 }
 
@@ -338,6 +352,7 @@ impl TenantBuild<'_> {
         }
         let has_cors = routes.iter().any(|r| r.cors.is_some());
         Ok(Tenant {
+            keys: self.keys.clone(),
             has_cors,
             id: t.id.clone(),
             name: t.name.clone(),
@@ -526,7 +541,11 @@ impl TenantBuild<'_> {
             (None, Target::Mediated { mediator, .. }) => steps.push(Step::Mediate(mediator.clone())),
             (None, Target::Upstream(_)) => {}
         }
+        // ModI routes keep their tracking evidence in the trail unless a route says otherwise.
+        let is_modi = matches!(&r.access, Access::Jwt(j) if j.modi.is_some());
+        let audit = self.reg.audit.is_some() && r.audit.unwrap_or(is_modi);
         Ok(Route {
+            audit,
             name: r.name.clone(),
             target,
             max_body_bytes,

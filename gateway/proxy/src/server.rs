@@ -55,6 +55,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>, overrides: varco_config::Override
         OpenError::Secret(b) => StartError::Build(b),
         OpenError::Redis(m) => StartError::Redis(m),
         OpenError::Events(m) => StartError::Events(m),
+        OpenError::Audit(m) => StartError::Events(format!("audit trail: {m}")),
     })?;
     let runtime = Runtime::build(cfg.clone(), 1, &metrics, &registries, None)?;
     runtime.commit_streams(&registries.streams);

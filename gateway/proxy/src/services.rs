@@ -301,6 +301,11 @@ impl BackgroundService for Drain {
                 }
                 tracing::info!(after_ms = started.elapsed().as_millis() as u64, "drained; exiting");
                 self.shared.access_log.flush();
+                if let Some(trail) = &self.shared.reg.audit {
+                    // The last records synced and a checkpoint signed over them.
+                    let trail = trail.clone();
+                    let _ = tokio::task::spawn_blocking(move || trail.flush()).await;
+                }
                 std::process::exit(0);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -65,8 +65,49 @@ enum Command {
         #[arg(long, default_value = "3s")]
         timeout: varco_config::Dur,
     },
+    /// The audit trail of interop calls (`server.audit`), read offline.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check an ente's trail: every record's hash, the chain, the sequence and each
+    /// checkpoint's signature (with the ente's keys from the config, or `--jwks`). Exit 1 and
+    /// each finding (a modified, deleted or inserted record, a rewritten chain) if any.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        /// The ente's public keys (`{"keys": [...]}`, as its `/.well-known/jwks.json` serves
+        /// them) instead of reading its private keys from the config.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+    },
+    /// The ente's records that match, as JSON lines (default) or CSV.
+    Query {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        /// From this instant (RFC 3339, UTC: `2026-12-03T00:00:00Z`).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        /// The caller's subject or client id.
+        #[arg(long)]
+        caller: Option<String>,
+        #[arg(long)]
+        route: Option<String>,
+        #[arg(long)]
+        csv: bool,
+    },
 }
 
 fn load(path: Option<&PathBuf>) -> Result<varco_config::Config, String> {
@@ -103,6 +144,59 @@ fn check_files(path: &std::path::Path, cfg: varco_config::Config) -> Result<varc
     Err(out)
 }
 
+/// `varco audit …`: the exit code.
+fn audit(action: AuditCommand) -> Result<i32> {
+    let (config, tenant) = match &action {
+        AuditCommand::Verify { config, tenant, .. } | AuditCommand::Query { config, tenant, .. } => {
+            (config.clone(), tenant.clone())
+        }
+    };
+    let tenant = tenant.as_str();
+    let cfg = load(Some(&config)).map_err(|m| anyhow::anyhow!("{m}"))?;
+    let a = cfg.server.audit.as_ref().context("the configuration has no `server.audit`")?;
+    let dir = a.dir.join(tenant);
+    match action {
+        AuditCommand::Verify { jwks, .. } => {
+            let keys: Option<serde_json::Value> = match jwks {
+                Some(p) => {
+                    Some(serde_json::from_slice(&std::fs::read(&p).with_context(|| format!("read {}", p.display()))?)?)
+                }
+                None => varco_proxy::tenant_jwks(&cfg, tenant)
+                    .map_err(|e| anyhow::anyhow!("{}: {}", e.path, e.message))?
+                    .map(|b| serde_json::from_slice(&b))
+                    .transpose()?,
+            };
+            let r = varco_audit::verify(&dir, tenant, keys.as_ref());
+            let span = match (r.first_seq, r.last_seq) {
+                (Some(a), Some(b)) => format!("seq {a}–{b}"),
+                _ => "empty".to_owned(),
+            };
+            let signed = if keys.is_some() { "signatures checked" } else { "no keys: signatures not checked" };
+            println!("{tenant}: {} records, {} checkpoints, {span} ({signed})", r.records, r.checkpoints);
+            if r.torn_tail {
+                println!("a torn last line (a crash while writing) is not counted; varco cuts it at its next start");
+            }
+            for f in &r.findings {
+                println!("{f}");
+            }
+            Ok(if r.findings.is_empty() { 0 } else { 1 })
+        }
+        AuditCommand::Query { since, until, caller, route, csv, .. } => {
+            let rows = varco_audit::query(&dir, &varco_audit::Filter { since, until, caller, route });
+            if csv {
+                print!("{}", varco_audit::to_csv(&rows));
+            } else {
+                for (seq, r) in rows {
+                    let mut v = serde_json::to_value(&r)?;
+                    v["seq"] = seq.into();
+                    println!("{v}");
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("VARCO_LOG")
@@ -128,6 +222,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Version => println!("varco {}", env!("CARGO_PKG_VERSION")),
+        Command::Audit { action } => std::process::exit(audit(action)?),
         Command::Health { admin, timeout } => {
             let status = ready(&admin, timeout.0);
             match status {
