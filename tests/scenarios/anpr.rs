@@ -73,6 +73,7 @@ async fn setup() -> Env {
     let dir = jose.dir.display();
     let cfg = format!(
         r#"
+server: {{audit: {{dir: "{{DIR}}/audit"}}}}
 {LISTENERS}tenants:
   - id: c_e783
     name: Macerata
@@ -226,6 +227,30 @@ async fn a_back_office_reads_a_residence_and_a_family_with_every_check_passing_a
     conforms("Famiglia", &r.body);
     // Audit-bound vouchers are never reused: eleven calls, eleven vouchers.
     assert_eq!(stats(env.pdnd).await["bound"], 11);
+    // Each call to ANPR is an outbound record of the ente's audit trail: who, purpose, outcome;
+    // never the codice fiscale.
+    let mut kept = String::new();
+    for _ in 0..50 {
+        let out = std::process::Command::new(Varco::bin())
+            .args(["audit", "query", "--tenant", "c_e783", "--config"])
+            .arg(&env.v.config)
+            .output()
+            .unwrap();
+        kept = String::from_utf8_lossy(&out.stdout).into_owned();
+        if kept.lines().filter(|l| l.contains("\"outbound\"")).count() >= 11 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let outbound: Vec<Value> = kept
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["direction"] == "outbound")
+        .collect();
+    assert_eq!(outbound.len(), 11, "{kept}");
+    assert_eq!(outbound.iter().filter(|r| r["route"] == "anpr:C021").count(), 1);
+    assert!(outbound.iter().all(|r| r["status"] == 200 && r["purpose_id"].as_str().is_some()), "{kept}");
+    assert!(!kept.contains(ROSSI), "a codice fiscale reached the audit trail");
 }
 
 #[tokio::test]

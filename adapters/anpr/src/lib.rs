@@ -55,9 +55,17 @@ pub struct AnprAdapter {
     retry_after: u32,
     /// The last `idOperazioneClient` (numeric, increasing: microseconds, at least last + 1).
     last_id: AtomicU64,
+    /// Where each call to ANPR is kept, when the audit trail is on.
+    audit: Option<varco_audit::Recorder>,
 }
 
 impl AnprAdapter {
+    /// Keeps each call to ANPR in the audit trail.
+    pub fn with_audit(mut self, audit: Option<varco_audit::Recorder>) -> Self {
+        self.audit = audit;
+        self
+    }
+
     /// The adapter over its built e-service calls.
     pub fn new(tenant: &str, cfg: &AnprConfig, residenza: Option<Service>, famiglia: Option<Service>) -> Self {
         Self {
@@ -68,6 +76,7 @@ impl AnprAdapter {
             tracking: cfg.tracking.clone(),
             retry_after: cfg.retry_after_secs,
             last_id: AtomicU64::new(0),
+            audit: None,
         }
     }
 
@@ -263,16 +272,36 @@ impl varco_core::Adapter for AnprAdapter {
             let body = mapping::request(&id.to_string(), &cf, &data, &motivo, &caso_uso);
             Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
         };
+        let started = std::time::Instant::now();
         let reply = service.call.post_json(make, &user, req.traceparent).await;
         let id = used.load(Ordering::Relaxed).to_string();
-        tracing::info!(
-            target: "varco::audit",
-            tenant = %self.tenant, eservice = lookup.code(), request_id = %req.request_id,
-            purpose_id = %service.call.purpose_id, id_operazione_client = %id,
-            user_id = %user.user_id, user_location = %user.user_location, loa = %user.loa,
-            status = reply.as_ref().map(|r| r.status).unwrap_or(0),
-            "ANPR lookup"
-        );
+        let status = reply.as_ref().map(|r| r.status).unwrap_or(0);
+        match &self.audit {
+            // Who asked ANPR what, under which purpose, with which outcome: never the codice fiscale.
+            Some(a) => a.outbound(varco_audit::Record {
+                route: format!("anpr:{}", lookup.code()),
+                method: "POST".into(),
+                status,
+                latency_ms: started.elapsed().as_millis() as u64,
+                caller: Some(user.user_id.clone()),
+                client_id: req.client_id.map(str::to_owned),
+                purpose_id: Some(service.call.purpose_id.clone()),
+                loa: Some(user.loa.clone()),
+                user_id: Some(user.user_id.clone()),
+                user_location: Some(user.user_location.clone()),
+                upstream: Some(format!("ANPR {} idOperazioneClient {id}", lookup.code())),
+                trace_id: varco_audit::trace_id_of(req.traceparent),
+                request_id: req.request_id.to_owned(),
+                ..Default::default()
+            }),
+            None => tracing::info!(
+                target: "varco::audit",
+                tenant = %self.tenant, eservice = lookup.code(), request_id = %req.request_id,
+                purpose_id = %service.call.purpose_id, id_operazione_client = %id,
+                user_id = %user.user_id, user_location = %user.user_location, loa = %user.loa,
+                status, "ANPR lookup"
+            ),
+        }
         let reply = reply.map_err(|e| self.call_problem(e))?;
         let answer: serde_json::Value = serde_json::from_slice(&reply.body).map_err(|_| {
             Problem::new(

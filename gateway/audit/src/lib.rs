@@ -103,3 +103,29 @@ pub fn now() -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// What an adapter holds to keep the calls it makes for one ente (outbound records).
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    tenant: String,
+    trail: std::sync::Arc<Trail>,
+    keys: Option<std::sync::Arc<varco_auth::KeySet>>,
+}
+
+impl Recorder {
+    pub fn new(tenant: &str, trail: std::sync::Arc<Trail>, keys: Option<std::sync::Arc<varco_auth::KeySet>>) -> Self {
+        Self { tenant: tenant.to_owned(), trail, keys }
+    }
+
+    /// Keeps `r` (stamped now, as an outbound call). Never waits.
+    pub fn outbound(&self, mut r: Record) {
+        r.ts = now();
+        r.direction = Some(Direction::Outbound);
+        self.trail.append(&self.tenant, r, self.keys.clone());
+    }
+}
+
+/// The trace id inside a W3C `traceparent` (`00-<trace id>-<span>-<flags>`).
+pub fn trace_id_of(traceparent: &str) -> String {
+    traceparent.split('-').nth(1).unwrap_or("").to_owned()
+}

@@ -169,7 +169,9 @@ fn anpr(c: &varco_config::AnprConfig, cx: &AdapterContext<'_>) -> Result<varco_a
             turn: ordered.then(|| tokio::sync::Mutex::new(())),
         }))
     };
-    Ok(AnprAdapter::new(cx.tenant, c, service(&c.residenza, "C001")?, service(&c.famiglia, "C021")?))
+    let audit =
+        cx.registries.audit.as_ref().map(|t| varco_audit::Recorder::new(cx.tenant, t.clone(), cx.keys.cloned()));
+    Ok(AnprAdapter::new(cx.tenant, c, service(&c.residenza, "C001")?, service(&c.famiglia, "C021")?).with_audit(audit))
 }
 
 /// A call to one of PDND's own services (Signal Hub) with the ente's API interop voucher (no
