@@ -20,7 +20,7 @@ import socket
 import sys
 
 # Rows in this order first (any other target follows in the order it was measured).
-ORDER = ["direct", "nginx", "pingora-minimal", "pingora-minimal+headers", "varco", "varco+log", "varco+ratelimit", "varco+bearer", "varco+jwt"]
+ORDER = ["direct", "nginx", "pingora-minimal", "pingora-minimal+headers", "varco", "varco+log", "varco+audit", "varco+ratelimit", "varco+bearer", "varco+jwt"]
 
 # (label, numerator target, denominator target, metric). A ratio whose targets are missing from
 # a run is skipped, so runs that bench only a subset still print what they can.
@@ -32,6 +32,8 @@ RATIOS = [
     ("varco/nginx req/s", "varco", "nginx", "rps"),
     ("nginx/direct req/s", "nginx", "direct", "rps"),
     ("varco+log/varco req/s", "varco+log", "varco", "rps"),
+    ("varco+audit/varco req/s", "varco+audit", "varco", "rps"),
+    ("varco+audit/varco CPU µs/req", "varco+audit", "varco", "cpu_us_per_req"),
     ("varco+ratelimit/varco req/s", "varco+ratelimit", "varco", "rps"),
     ("varco+ratelimit/varco CPU µs/req", "varco+ratelimit", "varco", "cpu_us_per_req"),
     ("varco+jwt/varco req/s", "varco+jwt", "varco", "rps"),

@@ -7,7 +7,7 @@
 #
 # Knobs (environment): BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (64),
 # BENCH_WRK_THREADS (1), BENCH_RUNS (2), BENCH_TARGETS ("direct nginx pingora-minimal
-# pingora-minimal+headers varco varco+log varco+ratelimit varco+bearer varco+jwt"), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_PIN (1), BENCH_BUILD (1),
+# pingora-minimal+headers varco varco+log varco+ratelimit varco+bearer varco+jwt"; also varco+audit), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_PIN (1), BENCH_BUILD (1),
 # CARGO_TARGET_DIR, NGINX, WRK.
 set -euo pipefail
 
@@ -342,14 +342,14 @@ serve_varco() {
     wait_http "$name" "$SRV_PID" "$SRV_URL" "$logf"
 }
 
-# start_varco NAME ACCESS_LOG(true|false) [ROUTE_EXTRA]: ROUTE_EXTRA is YAML added to the route
-# (e.g. rate limits).
+# start_varco NAME ACCESS_LOG(true|false) [ROUTE_EXTRA] [SERVER_EXTRA]: ROUTE_EXTRA is YAML added
+# to the route (e.g. rate limits), SERVER_EXTRA to `server` (e.g. the audit trail).
 start_varco() {
-    local name=$1 access_log=$2 extra=${3:-} port admin cfg=$TMP/$1.yaml logf=$TMP/$1.log
+    local name=$1 access_log=$2 extra=${3:-} server_extra=${4:-} port admin cfg=$TMP/$1.yaml logf=$TMP/$1.log
     read -r port admin < <(python3 "$BENCH_DIR/bench.py" ports 2)
     SRV_URL=http://127.0.0.1:$port$URL_PATH
     cat >"$cfg" <<EOF
-server: {threads: 1, access_log: $access_log}
+server: {threads: 1, access_log: $access_log$server_extra}
 listeners: [{name: public, address: "127.0.0.1:$port"}]
 admin: {address: "127.0.0.1:$admin"}
 tenants:
@@ -436,6 +436,10 @@ run_target() {
     pingora-minimal+headers) start_pingora_minimal --headers; bench_target pingora-minimal+headers "$SRV_PIDS" "$SRV_URL"; stop_server ;;
     varco) start_varco varco false; bench_target varco "$SRV_PIDS" "$SRV_URL"; stop_server ;;
     varco+log) start_varco varco+log true; bench_target varco+log "$SRV_PIDS" "$SRV_URL"; stop_server ;;
+    # Every call a record of the audit trail (chained, synced once per batch by its thread).
+    varco+audit)
+        start_varco varco+audit false ", audit: true" ", audit: {dir: \"$TMP/audit\"}"
+        bench_target varco+audit "$SRV_PIDS" "$SRV_URL"; stop_server ;;
     # Two limits that are never exceeded: per client address and for the whole route.
     varco+ratelimit)
         start_varco varco+ratelimit false ", rate_limits: [{per: client_ip, requests: 1000000000, period: 1s}, {per: route, requests: 1000000000, period: 1s}]"
@@ -459,7 +463,7 @@ run_target() {
             start_varco varco+bearer false
             bench_target varco+bearer "$SRV_PIDS" "$SRV_URL" -H "Authorization: Bearer $JWT_TOKEN"; stop_server
         fi ;;
-    *) die "unknown target '$1' (known: direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit varco+bearer varco+jwt)" ;;
+    *) die "unknown target '$1' (known: direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+audit varco+ratelimit varco+bearer varco+jwt)" ;;
     esac
 }
 
