@@ -233,6 +233,45 @@ impl ServeHttp for AdminApp {
                 &path,
             );
         }
+        let started = std::time::Instant::now();
+        let query = s.req_header().uri.query().map(str::to_owned);
+        let changes = matches!(method, Method::POST | Method::DELETE) && path.starts_with("/admin/");
+        let resp = self.route(s, method.clone(), &path).await;
+        if changes {
+            self.record_change(&method, &path, query.as_deref(), resp.status().as_u16(), started.elapsed());
+        }
+        resp
+    }
+}
+
+impl AdminApp {
+    /// Every change made through the admin API is a record of the audit trail: in the ente's
+    /// trail when the change names one (`tenant=`), else in varco's own (`<dir>/varco/`).
+    fn record_change(&self, method: &Method, path: &str, query: Option<&str>, status: u16, took: std::time::Duration) {
+        let Some(trail) = &self.shared.reg.audit else { return };
+        let q = varco_core::query::Query::of(format!("?{}", query.unwrap_or("")).as_bytes());
+        let tenant = q.get("tenant").filter(|t| !t.is_empty()).unwrap_or_else(|| "varco".to_owned());
+        let what: Vec<String> = ["subscription", "name", "id", "from_sequence", "from_time"]
+            .iter()
+            .filter_map(|k| q.get(k).map(|v| format!("{k}={v}")))
+            .collect();
+        let record = varco_audit::Record {
+            ts: varco_audit::now(),
+            direction: Some(varco_audit::Direction::Inbound),
+            route: format!("admin:{path}"),
+            method: method.as_str().to_owned(),
+            status,
+            latency_ms: took.as_millis() as u64,
+            caller: Some("admin".to_owned()),
+            upstream: (!what.is_empty()).then(|| what.join("&")),
+            ..Default::default()
+        };
+        let keys = self.shared.current.load().tenants.iter().find(|t| t.id == tenant).and_then(|t| t.keys.clone());
+        trail.append(&tenant, record, keys);
+    }
+
+    async fn route(&self, s: &mut ServerSession, method: Method, path: &str) -> Response<Vec<u8>> {
+        let path = path.to_owned();
         match (method, path.as_str()) {
             (Method::GET, "/healthz") => reply(200, "text/plain", b"ok\n".to_vec()),
             (Method::GET, "/readyz") => {

@@ -1,6 +1,8 @@
 //! `varco`: the interoperability gateway and event bus for Italian municipalities.
 #![forbid(unsafe_code)]
 
+mod admin_cli;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -64,6 +66,22 @@ enum Command {
         /// How long to wait for the answer.
         #[arg(long, default_value = "3s")]
         timeout: varco_config::Dur,
+    },
+    /// A running varco through its admin API (status, configuration, subscriptions, dead
+    /// letters); the token from `--token-file` or `VARCO_ADMIN_TOKEN`. Every change is a record
+    /// of the audit trail. API keys live in the configuration file: `varco apikey` makes one,
+    /// removing its line and `varco admin config reload` revokes it.
+    Admin {
+        /// The admin listener's `ip:port`.
+        #[arg(long, default_value = "127.0.0.1:9180")]
+        admin: String,
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// The API's JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        command: admin_cli::AdminCommand,
     },
     /// The audit trail of interop calls (`server.audit`), read offline.
     Audit {
@@ -223,6 +241,13 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Version => println!("varco {}", env!("CARGO_PKG_VERSION")),
         Command::Audit { action } => std::process::exit(audit(action)?),
+        Command::Admin { admin, token_file, json, command } => {
+            let a = admin_cli::Admin { addr: admin, token: admin_cli::token(token_file)?, json };
+            if let Err(e) = a.run(command) {
+                eprintln!("varco admin: {e:#}");
+                std::process::exit(1);
+            }
+        }
         Command::Health { admin, timeout } => {
             let status = ready(&admin, timeout.0);
             match status {
