@@ -11,9 +11,9 @@
 //! secrets: the record has no field for them.
 //!
 //! Durability: one writer thread appends what the requests hand it (never making them wait)
-//! and `fdatasync`s the files it wrote once per batch; a crash loses at most the batch being
-//! written, and a torn last line is cut off when the log is opened again (and reported as a
-//! crash, not as tampering, by [`verify`]).
+//! and `fdatasync`s the files it wrote at most `sync_interval` later (and on `flush`); a
+//! machine crash loses at most that much, and a torn last line is cut off when the log is
+//! opened again (and reported as a crash, not as tampering, by [`verify`]).
 
 mod chain;
 mod query;

@@ -53,6 +53,7 @@ fn written(n: u64) -> (PathBuf, serde_json::Value) {
         checkpoint_every: 4,
         checkpoint_interval: Duration::from_secs(3600),
         retention_days: HashMap::new(),
+        sync_interval: Duration::ZERO,
     };
     let t = Trail::open(cfg).unwrap();
     for i in 1..=n {
@@ -162,6 +163,7 @@ fn a_torn_tail_after_a_crash_is_cut_and_the_chain_goes_on() {
         checkpoint_every: 100,
         checkpoint_interval: Duration::from_secs(3600),
         retention_days: HashMap::new(),
+        sync_interval: Duration::from_millis(20),
     })
     .unwrap();
     t.append("c_e783", record(6), None);

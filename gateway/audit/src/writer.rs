@@ -27,6 +27,9 @@ pub struct TrailConfig {
     pub checkpoint_interval: Duration,
     /// Days an ente's files are kept (per ente; `None`: kept).
     pub retention_days: HashMap<String, u32>,
+    /// Written records are synced at most this long after they were written (zero: after
+    /// every batch). A crash loses at most this much.
+    pub sync_interval: Duration,
 }
 
 enum Msg {
@@ -201,7 +204,27 @@ impl Ente {
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        while let Ok(first) = rx.recv() {
+        // Files written and not yet synced, and since when.
+        let mut dirty: HashSet<String> = HashSet::new();
+        let mut dirty_since: Option<Instant> = None;
+        loop {
+            let first = match dirty_since {
+                // Something waits to be synced: wake up in time for it.
+                Some(t) => match rx.recv_timeout(self.cfg.sync_interval.saturating_sub(t.elapsed())) {
+                    Ok(m) => Some(m),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                },
+                None => match rx.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => break,
+                },
+            };
+            let Some(first) = first else {
+                self.sync(&mut dirty);
+                dirty_since = None;
+                continue;
+            };
             let mut batch = vec![first];
             while batch.len() < 1024 {
                 match rx.try_recv() {
@@ -231,15 +254,26 @@ impl Writer {
                     touched.insert(t.clone());
                 }
             }
-            for t in &touched {
-                if let Some(e) = self.entes.get_mut(t) {
-                    if let Err(err) = e.file.sync_data() {
-                        tracing::error!(tenant = %t, error = %err, "audit trail: sync failed");
-                    }
-                }
+            dirty.extend(touched);
+            let due = dirty_since.get_or_insert_with(Instant::now).elapsed() >= self.cfg.sync_interval;
+            if due || !flushes.is_empty() {
+                self.sync(&mut dirty);
+                dirty_since = None;
             }
             for f in flushes {
                 let _ = f.send(());
+            }
+        }
+        self.sync(&mut dirty);
+    }
+
+    /// `fdatasync` of every file written since the last one.
+    fn sync(&mut self, dirty: &mut HashSet<String>) {
+        for t in dirty.drain() {
+            if let Some(e) = self.entes.get_mut(&t) {
+                if let Err(err) = e.file.sync_data() {
+                    tracing::error!(tenant = %t, error = %err, "audit trail: sync failed");
+                }
             }
         }
     }

@@ -110,6 +110,10 @@ pub struct AuditConfig {
     /// …or this long after the last one, when records followed it. Default 5m.
     #[serde(default = "d_checkpoint_interval")]
     pub checkpoint_interval: Dur,
+    /// Records are synced to disk at most this long after they were written (`0s`: after every
+    /// batch the writer takes). A crash loses at most this much of the trail. Default 50ms.
+    #[serde(default = "d_sync_interval")]
+    pub sync_interval: Dur,
     /// Days the files are kept, unless the ente says otherwise (`tenants[].audit_retention_days`).
     /// Default: kept.
     #[serde(default)]
@@ -121,6 +125,9 @@ fn d_audit_dir() -> PathBuf {
 }
 fn d_checkpoint_every() -> u64 {
     1000
+}
+fn d_sync_interval() -> Dur {
+    Dur(std::time::Duration::from_millis(50))
 }
 fn d_checkpoint_interval() -> Dur {
     Dur(std::time::Duration::from_secs(300))

@@ -76,6 +76,7 @@ impl Registries {
                     dir: a.dir.clone(),
                     checkpoint_every: a.checkpoint_every.max(1),
                     checkpoint_interval: a.checkpoint_interval.0,
+                    sync_interval: a.sync_interval.0,
                     retention_days,
                 })
                 .map_err(OpenError::Audit)?;
