@@ -8,21 +8,31 @@ pub(crate) const HASH_KEY: &str = ",\"hash\":\"";
 
 /// SHA-256 (hex) of `prefix`, the line up to `,"hash":`.
 pub fn hash_line(prefix: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = ring::digest::digest(&ring::digest::SHA256, prefix);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(64);
+    for b in d.as_ref() {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
-/// Writes `line` with its hash computed: the JSON of `seq`, `prev` and the body, then `hash`.
+/// Writes `line` with its hash computed: `seq`, `prev`, the body's fields, then `hash`.
 pub(crate) fn seal(seq: u64, prev: &str, body: &Body) -> Result<(String, String), String> {
-    let mut v = serde_json::to_value(body).map_err(|e| e.to_string())?;
-    let obj = v.as_object_mut().ok_or("a body is an object")?;
-    // `seq` and `prev` first, so that a reader sees the chain before the content.
-    let mut text = format!("{{\"seq\":{seq},\"prev\":\"{prev}\"");
-    for (k, val) in obj.iter() {
+    // One serialisation of the body, its opening brace replaced by the chain's fields, so that
+    // a reader sees the chain before the content.
+    let json = serde_json::to_string(body).map_err(|e| e.to_string())?;
+    let fields = json.strip_prefix('{').ok_or("a body is an object")?.strip_suffix('}').ok_or("a body is an object")?;
+    let mut text = String::with_capacity(json.len() + prev.len() + 120);
+    text.push_str("{\"seq\":");
+    text.push_str(&seq.to_string());
+    text.push_str(",\"prev\":\"");
+    text.push_str(prev);
+    text.push('"');
+    if !fields.is_empty() {
         text.push(',');
-        text.push_str(&serde_json::to_string(k).map_err(|e| e.to_string())?);
-        text.push(':');
-        text.push_str(&serde_json::to_string(val).map_err(|e| e.to_string())?);
+        text.push_str(fields);
     }
     let hash = hash_line(text.as_bytes());
     text.push_str(HASH_KEY);
