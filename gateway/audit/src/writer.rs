@@ -107,6 +107,8 @@ fn create_private_dir(dir: &Path) -> Result<(), String> {
 struct Ente {
     dir: PathBuf,
     file: File,
+    /// Lines of the current batch, written with one call.
+    buf: Vec<u8>,
     day: String,
     seq: u64,
     head: String,
@@ -157,13 +159,23 @@ fn open_ente(dir: PathBuf) -> Result<Ente, String> {
     }
     let day = today();
     let file = open_file(&dir, &day).map_err(|e| format!("{}: {e}", dir.display()))?;
-    Ok(Ente { dir, file, day, seq, head, since_checkpoint: 0, last_checkpoint: Instant::now(), keys: None })
+    Ok(Ente {
+        dir,
+        file,
+        buf: Vec::new(),
+        day,
+        seq,
+        head,
+        since_checkpoint: 0,
+        last_checkpoint: Instant::now(),
+        keys: None,
+    })
 }
 
 impl Ente {
     fn push(&mut self, body: &Body) -> Result<(), String> {
         let (text, hash) = seal(self.seq + 1, &self.head, body)?;
-        self.file.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+        self.buf.extend_from_slice(text.as_bytes());
         self.seq += 1;
         self.head = hash;
         Ok(())
@@ -180,12 +192,23 @@ impl Ente {
         Ok(())
     }
 
+    /// Writes the batch's lines.
+    fn write_out(&mut self) -> Result<(), String> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let r = self.file.write_all(&self.buf).map_err(|e| e.to_string());
+        self.buf.clear();
+        r
+    }
+
     /// A new day's file; files past retention removed.
     fn roll(&mut self, retention: Option<u32>) -> Result<(), String> {
         let day = today();
         if day == self.day {
             return Ok(());
         }
+        self.write_out()?;
         self.file.sync_data().map_err(|e| e.to_string())?;
         self.file = open_file(&self.dir, &day).map_err(|e| e.to_string())?;
         self.day = day;
@@ -252,6 +275,13 @@ impl Writer {
                         tracing::error!(tenant = %t, error = %err, "audit trail: the checkpoint could not be signed");
                     }
                     touched.insert(t.clone());
+                }
+            }
+            for t in &touched {
+                if let Some(e) = self.entes.get_mut(t) {
+                    if let Err(err) = e.write_out() {
+                        tracing::error!(tenant = %t, error = %err, "audit trail: records could not be written");
+                    }
                 }
             }
             dirty.extend(touched);
