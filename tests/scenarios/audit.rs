@@ -69,6 +69,10 @@ async fn calls_are_kept_chained_and_signed_and_tampering_is_found() {
     assert_eq!(v.get(MC, "/anagrafe/residenti/9").await.status, 401, "refused calls are kept too");
     assert_eq!(v.get(MC, "/pubblica").await.status, 200, "a route without audit keeps nothing");
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = v.metrics().await;
+    let written = metrics.lines().find_map(|l| l.strip_prefix("varco_audit_records_written_total ")).unwrap_or("0");
+    assert!(written.trim().parse::<u64>().unwrap() >= 6, "{metrics}");
+    assert!(metrics.contains("varco_audit_records_dropped_total 0"), "{metrics}");
 
     // A crash: whatever was being written is torn; nothing before it is lost.
     v.signal(9);

@@ -87,7 +87,7 @@ impl Trail {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Lines written (records and checkpoints).
+    /// Records written.
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
     }

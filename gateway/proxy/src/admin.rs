@@ -218,6 +218,11 @@ impl AdminApp {
                 }
             }
         }
+        if let Some(trail) = &self.shared.reg.audit {
+            let m = &self.shared.metrics;
+            m.audit_written.inc_by(trail.written().saturating_sub(m.audit_written.get()));
+            m.audit_dropped.inc_by(trail.dropped().saturating_sub(m.audit_dropped.get()));
+        }
         self.shared.metrics.render()
     }
 }

@@ -21,6 +21,9 @@ pub struct Metrics {
     pub circuit_opened: IntCounterVec,
     pub quota_redis_up: IntGauge,
     pub jwks_up: IntGaugeVec,
+    /// Records the audit trail wrote, and those it dropped (queue full).
+    pub audit_written: prometheus::IntCounter,
+    pub audit_dropped: prometheus::IntCounter,
     pub connections_open: IntGaugeVec,
     pub connections_refused: IntCounterVec,
     pub header_timeouts: IntCounterVec,
@@ -80,6 +83,12 @@ impl Metrics {
             Opts::new("jwks_up", "1 when the issuer's keys were fetched (or are static), 0 while serving from cache."),
             &["tenant", "issuer"],
         )?;
+        let audit_written =
+            prometheus::IntCounter::new("audit_records_written_total", "Records the audit trail wrote.")?;
+        let audit_dropped = prometheus::IntCounter::new(
+            "audit_records_dropped_total",
+            "Audit records dropped because the trail's queue was full (never expected; alert on it).",
+        )?;
         let connections_open =
             IntGaugeVec::new(Opts::new("connections_open", "Client connections open, by listener."), &["listener"])?;
         let connections_refused = IntCounterVec::new(
@@ -98,6 +107,8 @@ impl Metrics {
         )?;
         for c in [
             Box::new(quota_redis_up.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(audit_written.clone()),
+            Box::new(audit_dropped.clone()),
             Box::new(connections_open.clone()),
             Box::new(connections_refused.clone()),
             Box::new(header_timeouts.clone()),
@@ -129,6 +140,8 @@ impl Metrics {
             circuit_opened,
             quota_redis_up,
             jwks_up,
+            audit_written,
+            audit_dropped,
             connections_open,
             connections_refused,
             header_timeouts,
