@@ -97,12 +97,7 @@ impl SoapClient {
                 .map_err(|e| Problem::new(ProblemKind::BadRequest, format!("the body is not JSON: {e}")))?
         };
         let path = path_params(&self.route_path, req.path);
-        let mut query = Map::new();
-        if let Some(q) = req.query {
-            for (k, v) in varco_core::query::Query::of(format!("?{q}").as_bytes()).pairs() {
-                query.insert(k.clone(), Value::String(v.clone()));
-            }
-        }
+        let query = crate::query_params(req.query);
         if let Some(t) = &self.request_template {
             let caller = req.caller.map(|c| json!({"subject": c.subject, "client_id": c.client_id}));
             let ctx = json!({"path": path, "query": query, "body": body, "caller": caller});

@@ -7,10 +7,10 @@
 //! (`getPraticaResponse/getPraticaResult/documenti/Documento[2]/nome`).
 
 use serde_json::{Map, Number, Value};
+use varco_xml::reader::XSI;
 use varco_xml::schema::{Builtin, Complex, Field, Model, Simple, Ty};
 use varco_xml::{esc, esc_attr, Element};
 
-const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 /// Nesting the walks follow at most (recursive types, hostile JSON).
 const MAX_DEPTH: usize = 48;
 

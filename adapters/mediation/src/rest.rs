@@ -84,12 +84,7 @@ impl Mediator for RestMediator {
 
     fn request(&self, req: &AdapterRequest<'_>) -> Result<Mediation, Problem> {
         let path = path_params(&self.route_path, req.path);
-        let mut query = Map::new();
-        if let Some(q) = req.query {
-            for (k, v) in varco_core::query::Query::of(format!("?{q}").as_bytes()).pairs() {
-                query.insert(k.clone(), Value::String(v.clone()));
-            }
-        }
+        let query = crate::query_params(req.query);
         let method = self.method.clone().unwrap_or_else(|| req.method.clone());
         let (body, mut values) = match &self.request_template {
             Some(t) => {

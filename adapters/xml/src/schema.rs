@@ -148,7 +148,6 @@ impl Model {
             let ctx = Rc::new(SchemaCtx {
                 tns: s.attr("targetNamespace").unwrap_or("").to_owned(),
                 qualified: s.attr("elementFormDefault") == Some("qualified"),
-                attr_qualified: s.attr("attributeFormDefault") == Some("qualified"),
             });
             for c in s.children.iter().filter(|c| c.ns.as_deref() == Some(XS)) {
                 let Some(name) = c.attr("name") else { continue };
@@ -208,7 +207,6 @@ impl Scope {
 struct SchemaCtx {
     tns: String,
     qualified: bool,
-    attr_qualified: bool,
 }
 
 type Pending<'a> = (&'a Element, Scope, Rc<SchemaCtx>);
@@ -357,7 +355,7 @@ impl<'a> Builder<'a> {
                     }
                     Ty::Simple(_) => c.text = Some(id),
                 }
-                self.attributes(d, &scope, ctx, &mut c)?;
+                self.attributes(d, &scope, &mut c)?;
             }
             return Ok(c);
         }
@@ -371,27 +369,20 @@ impl<'a> Builder<'a> {
                     c = b;
                 }
                 self.particles(ext, &scope, ctx, &mut c, None, false)?;
-                self.attributes(ext, &scope, ctx, &mut c)?;
+                self.attributes(ext, &scope, &mut c)?;
             } else if let Some(res) = xs(cc, "restriction").next() {
                 let scope = scope.with(res);
                 self.particles(res, &scope, ctx, &mut c, None, false)?;
-                self.attributes(res, &scope, ctx, &mut c)?;
+                self.attributes(res, &scope, &mut c)?;
             }
             return Ok(c);
         }
         self.particles(el, scope, ctx, &mut c, None, false)?;
-        self.attributes(el, scope, ctx, &mut c)?;
+        self.attributes(el, scope, &mut c)?;
         Ok(c)
     }
 
-    fn attributes(
-        &mut self,
-        el: &'a Element,
-        scope: &Scope,
-        ctx: &Rc<SchemaCtx>,
-        c: &mut Complex,
-    ) -> Result<(), String> {
-        let _ = ctx.attr_qualified;
+    fn attributes(&mut self, el: &'a Element, scope: &Scope, c: &mut Complex) -> Result<(), String> {
         for a in xs(el, "attribute") {
             let scope = scope.with(a);
             let Some(name) = a.attr("name").or_else(|| a.attr("ref").map(|r| r.rsplit(':').next().unwrap_or(r))) else {

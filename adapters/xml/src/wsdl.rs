@@ -169,7 +169,7 @@ impl Wsdl {
                 let sop = op.children_named(sns, "operation").next();
                 let op_style = sop.and_then(|o| o.attr("style")).map_or(default_style, |v| style(Some(v)));
                 let action = sop.and_then(|o| o.attr("soapAction")).unwrap_or("").to_owned();
-                let body = |dir: &str| -> Result<(Option<String>, bool), String> {
+                let body = |dir: &str| -> Result<Option<String>, String> {
                     let b = op.children_named(WSDL, dir).next().and_then(|d| d.children_named(sns, "body").next());
                     if let Some(use_) = b.and_then(|b| b.attr("use")) {
                         if use_ != "literal" {
@@ -178,10 +178,10 @@ impl Wsdl {
                             ));
                         }
                     }
-                    Ok((b.and_then(|b| b.attr("namespace")).map(str::to_owned), b.is_some()))
+                    Ok(b.and_then(|b| b.attr("namespace")).map(str::to_owned))
                 };
-                let (in_ns, _) = body("input")?;
-                let (out_ns, _) = body("output")?;
+                let in_ns = body("input")?;
+                let out_ns = body("output")?;
                 let (_, in_msg, out_msg) = pt
                     .iter()
                     .find(|(n, _, _)| *n == name)

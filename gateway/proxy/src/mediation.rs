@@ -61,21 +61,9 @@ fn build_with(cfg: &AdapterConfig, route_path: &str, at: &str, secrets: bool) ->
     };
     match cfg {
         AdapterConfig::Soap(c) => {
-            let (wsdl, _) = varco_adapter_mediation::load_wsdl(&c.wsdl).map_err(|e| err(format!("wsdl: {e}")))?;
-            let m = SoapClient::build(ClientSpec {
-                wsdl: &wsdl,
-                operation: &c.operation,
-                version: version(c.soap_version),
-                path: c.path.as_deref(),
-                route_path,
-                ws_security: creds("ws_security", &c.ws_security)?,
-                basic_auth: creds("basic_auth", &c.basic_auth)?,
-                request_template: c.request_template.as_deref(),
-                response_template: c.response_template.as_deref(),
-                faults: c.faults.clone(),
-                unwrap: c.unwrap,
-            })
-            .map_err(err)?;
+            let ws = creds("ws_security", &c.ws_security)?;
+            let basic = creds("basic_auth", &c.basic_auth)?;
+            let m = soap_client(c, route_path, ws, basic).map_err(err)?;
             Ok(Some((c.upstream.clone(), Arc::new(m))))
         }
         AdapterConfig::SoapService(c) => {
@@ -107,6 +95,29 @@ fn build_with(cfg: &AdapterConfig, route_path: &str, at: &str, secrets: bool) ->
         }
         _ => Ok(None),
     }
+}
+
+/// A `soap` route's client over its WSDL (read now).
+fn soap_client(
+    c: &varco_config::SoapConfig,
+    route_path: &str,
+    ws_security: Option<(String, String)>,
+    basic_auth: Option<(String, String)>,
+) -> Result<SoapClient, String> {
+    let (wsdl, _) = varco_adapter_mediation::load_wsdl(&c.wsdl).map_err(|e| format!("wsdl: {e}"))?;
+    SoapClient::build(ClientSpec {
+        wsdl: &wsdl,
+        operation: &c.operation,
+        version: version(c.soap_version),
+        path: c.path.as_deref(),
+        route_path,
+        ws_security,
+        basic_auth,
+        request_template: c.request_template.as_deref(),
+        response_template: c.response_template.as_deref(),
+        faults: c.faults.clone(),
+        unwrap: c.unwrap,
+    })
 }
 
 /// The mediated route's terminal step: always answers.
@@ -172,22 +183,7 @@ pub fn openapi(cfg: &varco_config::Config, tenant: &str) -> Result<serde_json::V
         let at = format!("tenants[{ti}].routes[{ri}].to.adapter");
         let (summary, input, output) = match a {
             AdapterConfig::Soap(c) => {
-                let (wsdl, _) = varco_adapter_mediation::load_wsdl(&c.wsdl)
-                    .map_err(|e| BuildError { path: at.clone(), message: e })?;
-                let m = SoapClient::build(ClientSpec {
-                    wsdl: &wsdl,
-                    operation: &c.operation,
-                    version: version(c.soap_version),
-                    path: c.path.as_deref(),
-                    route_path: &r.path,
-                    ws_security: None,
-                    basic_auth: None,
-                    request_template: c.request_template.as_deref(),
-                    response_template: c.response_template.as_deref(),
-                    faults: c.faults.clone(),
-                    unwrap: c.unwrap,
-                })
-                .map_err(|e| BuildError { path: at.clone(), message: e })?;
+                let m = soap_client(c, &r.path, None, None).map_err(|e| BuildError { path: at.clone(), message: e })?;
                 schemas.next_model();
                 let (i, o) = m.schemas(&mut schemas);
                 (format!("Operation `{}` of the back-office `{}`.", c.operation, c.upstream), i, o)

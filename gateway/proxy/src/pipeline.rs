@@ -171,17 +171,19 @@ async fn modi(
             return Ok(true);
         }
     };
+    // Who, where, at which level, which body: the audit trail's record of the call (`logging`).
     let digest = session.req_header().headers.get("digest").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    ctx.evidence = Some(Box::new(crate::ctx::Evidence { digest, ..Default::default() }));
-    if let Some(a) = &audit {
-        // Who, where, at which level: the audit trail's record of the call (`logging`).
-        ctx.evidence = Some(Box::new(crate::ctx::Evidence {
+    ctx.evidence = Some(Box::new(match &audit {
+        Some(a) => crate::ctx::Evidence {
             user_id: a.user_id.clone(),
             user_location: a.user_location.clone(),
             loa: a.loa.clone(),
             jti: a.jti.clone(),
-            digest: ctx.evidence.take().and_then(|e| e.digest),
-        }));
+            digest,
+        },
+        None => crate::ctx::Evidence { digest, ..Default::default() },
+    }));
+    if let Some(a) = &audit {
         use varco_core::headers as names;
         for (name, v) in [
             (&names::AUDIT_USER_ID, &a.user_id),
