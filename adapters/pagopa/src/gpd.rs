@@ -54,7 +54,13 @@ impl GpdAdapter {
 
     /// Sends with retries (timeouts, refused connections, 429 and 5xx; backoff from 200 ms);
     /// the last answer or transport error, and the retries made.
-    async fn send(&self, method: &http::Method, url: &str, body: &Bytes) -> (Result<Answer, String>, u32) {
+    async fn send(
+        &self,
+        method: &http::Method,
+        url: &str,
+        body: &Bytes,
+        tp: Option<&str>,
+    ) -> (Result<Answer, String>, u32) {
         let policy = varco_outbound::Policy {
             timeout: self.timeout,
             retries: self.retries,
@@ -72,7 +78,7 @@ impl GpdAdapter {
             }
             b.body(Full::new(body.clone())).map_err(|e| e.to_string())
         };
-        let (r, n) = varco_outbound::exchange::send(&self.client, &policy, make).await;
+        let (r, n) = varco_outbound::exchange::send_traced(&self.client, &policy, "GPD call", tp, make).await;
         (r.map(|a| Answer { status: a.status, body: a.body }), n)
     }
 }
@@ -121,7 +127,7 @@ impl GpdAdapter {
                 "the body must be a GPD PaymentPositionModel (a JSON object)",
             ));
         }
-        self.execute(&m, &path, iupd, &req.body).await
+        self.execute(&m, &path, iupd, &req.body, Some(req.traceparent)).await
     }
 }
 
@@ -165,7 +171,8 @@ impl Adapter for GpdAdapter {
         if id.is_some_and(|i| !safe(i)) {
             return Err("`iupd` must be 1 to 64 letters, digits, `-`, `_` or `.`".into());
         }
-        match self.execute(&m, &path, id, &position).await {
+        let tp = event.get("traceparent").and_then(|t| t.as_str());
+        match self.execute(&m, &path, id, &position, tp).await {
             Ok(_) => Ok(()),
             Err(p) if p.kind == done_if => Ok(()),
             Err(p) => Err(format!("{}: {}", p.kind.slug(), p.detail)),
@@ -181,12 +188,13 @@ impl GpdAdapter {
         path: &str,
         iupd: Option<&str>,
         body: &Bytes,
+        tp: Option<&str>,
     ) -> Result<AdapterResponse, Problem> {
         let valid_id = |s: &str| {
             !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         };
         let url = format!("{}/organizations/{}/{path}", self.base, self.ofc);
-        let (answer, retried) = self.send(m, &url, body).await;
+        let (answer, retried) = self.send(m, &url, body, tp).await;
         let mut a = answer.map_err(|e| {
             tracing::warn!(error = %e, "GPD unreachable");
             if e == "timed out" {
@@ -202,7 +210,7 @@ impl GpdAdapter {
                 .and_then(|v| v.get("iupd").and_then(|i| i.as_str()).map(str::to_owned));
             if let Some(id) = id.filter(|i| valid_id(i)) {
                 let get = format!("{}/organizations/{}/debtpositions/{id}", self.base, self.ofc);
-                if let (Ok(g), _) = self.send(&http::Method::GET, &get, &Bytes::new()).await {
+                if let (Ok(g), _) = self.send(&http::Method::GET, &get, &Bytes::new(), tp).await {
                     if g.status == 200 {
                         a = Answer { status: 201, body: g.body };
                     }

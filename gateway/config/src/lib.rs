@@ -18,6 +18,7 @@ mod model_pagopa;
 mod model_pdnd;
 mod model_signalhub;
 mod model_siuss;
+mod model_telemetry;
 mod model_traffic;
 mod model_upstream;
 mod positions;
@@ -28,6 +29,7 @@ mod validate_rules;
 pub use duration::Dur;
 pub use issues::ConfigIssue;
 pub use model::*;
+pub use model_telemetry::*;
 
 /// The configuration `varco serve` runs when no `--config` is given: one demo tenant answering
 /// `GET /status` on 127.0.0.1:8080, the admin listener on 127.0.0.1:9180.

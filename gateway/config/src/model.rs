@@ -94,6 +94,10 @@ pub struct ServerConfig {
     /// The tamper-evident audit trail of interop calls. Default: off. Changes need a restart.
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    /// OpenTelemetry traces over OTLP/HTTP. Default: off (unless the `OTEL_*` variables name
+    /// an endpoint). Changes need a restart.
+    #[serde(default)]
+    pub tracing: Option<crate::TracingConfig>,
 }
 
 /// `server.audit`.
@@ -150,6 +154,7 @@ impl Default for ServerConfig {
             identity_token: None,
             events: EventsConfig::default(),
             audit: None,
+            tracing: None,
         }
     }
 }

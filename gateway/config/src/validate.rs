@@ -63,6 +63,9 @@ impl Config {
             }
         }
         crate::validate_rules::validate_events(self, &mut is);
+        if let Some(t) = &self.server.tracing {
+            crate::validate_rules::validate_tracing(t, &mut is);
+        }
         let mut seen_tenants = HashSet::new();
         let mut seen_keys = HashSet::new();
         if self.tenants.is_empty() {

@@ -326,3 +326,38 @@ pub(crate) fn validate_connections(cfg: &Config, is: &mut Issues) {
         }
     }
 }
+
+/// `server.tracing`: a usable collector URL, a ratio that is one, queues that hold something.
+pub(crate) fn validate_tracing(t: &crate::TracingConfig, is: &mut Issues) {
+    let p = "server.tracing";
+    if let Some(e) = &t.endpoint {
+        match e.parse::<http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {}
+            _ => is.add(format!("{p}.endpoint"), format!("`{e}` is not an http(s) URL")),
+        }
+    }
+    if let Some(r) = t.ratio {
+        if !(0.0..=1.0).contains(&r) {
+            is.add(format!("{p}.ratio"), format!("{r} is not a share between 0 and 1"));
+        }
+    }
+    if t.queue_size == Some(0) {
+        is.add(format!("{p}.queue_size"), "the queue must hold at least one span");
+    }
+    if t.batch_size == Some(0) {
+        is.add(format!("{p}.batch_size"), "a batch must hold at least one span");
+    }
+    if let (Some(b), Some(q)) = (t.batch_size, t.queue_size) {
+        if b > q {
+            is.add(format!("{p}.batch_size"), format!("a batch of {b} cannot be larger than the queue ({q})"));
+        }
+    }
+    if t.timeout.is_some_and(|d| d.0.is_zero()) {
+        is.add(format!("{p}.timeout"), "an export needs some time");
+    }
+    for k in t.headers.keys() {
+        if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            is.add(format!("{p}.headers"), format!("`{k}` is not a header name"));
+        }
+    }
+}

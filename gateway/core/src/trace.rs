@@ -104,6 +104,14 @@ impl TraceContext {
         Self { trace_id, span_id: HexId::random(), flags, caller_request_id }
     }
 
+    /// Takes the ids of varco's own span from the tracer (tracing on): its trace, the span as
+    /// the parent of what varco calls, and its sampling decision as the flags.
+    pub fn adopt(&mut self, trace_id: [u8; 32], span_id: [u8; 16], sampled: bool) {
+        self.trace_id = HexId(trace_id);
+        self.span_id = HexId(span_id);
+        self.flags = HexId(if sampled { *b"01" } else { *b"00" });
+    }
+
     /// The request id: the caller's, or the trace id.
     pub fn request_id(&self) -> &str {
         self.caller_request_id.as_deref().unwrap_or(self.trace_id.as_str())

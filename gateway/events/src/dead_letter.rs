@@ -62,7 +62,7 @@ impl Deliveries {
         let body = Bytes::from(serde_json::to_vec(&event).map_err(|e| e.to_string())?);
         let result = match &sub.sink {
             Some(sink) => sink.on_event(&line["event"]).await,
-            None => self.post(&sub, event.id(), &body).await.map_err(|f| f.why),
+            None => self.post(&sub, event.id(), &body, None).await.map_err(|f| f.why),
         };
         result?;
         self.bus.metrics.delivered.with_label_values(&[sub.tenant.as_str(), sub.cfg.name.as_str()]).inc();

@@ -363,13 +363,54 @@ impl Deliveries {
         mut stop: watch::Receiver<bool>,
     ) -> futures::future::BoxFuture<'a, (u64, String, bool)> {
         Box::pin(async move {
-            let done = self.deliver(sub, &event, &mut stop).await;
+            let done = self.deliver(sub, &event, None, &mut stop).await;
             (seq, key, done)
         })
     }
 
-    /// Delivers one event with retries; false only when stopped before it was settled.
-    pub(crate) async fn deliver(&self, sub: &Subscription, e: &Event, stop: &mut watch::Receiver<bool>) -> bool {
+    /// Delivers one event with retries; false only when stopped before it was settled. With
+    /// tracing on, the delivery is a consumer span, a child of `parent` (the Kafka record's
+    /// `traceparent`) or of the event's own `traceparent`, and the receiver's parent.
+    pub(crate) async fn deliver(
+        &self,
+        sub: &Subscription,
+        e: &Event,
+        parent: Option<&str>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut span = match parent {
+            Some(p) => varco_telemetry::start("deliver", varco_telemetry::Kind::Consumer, Some(p)),
+            None => e
+                .extension("traceparent")
+                .map(|v| v.to_string())
+                .and_then(|p| varco_telemetry::start("deliver", varco_telemetry::Kind::Consumer, Some(&p))),
+        };
+        if let Some(s) = span.as_mut() {
+            s.rename(format!("deliver {}", sub.cfg.name));
+            s.set("varco.tenant", sub.tenant.clone());
+            s.set("varco.subscription", sub.cfg.name.clone());
+            s.set("messaging.message.id", e.id().to_owned());
+        }
+        let tp = span.as_ref().map(|s| s.traceparent_string());
+        let done = self.deliver_attempts(sub, e, tp.as_deref(), stop).await;
+        if let (Some(s), Some((attempts, failure))) = (span.as_mut(), &done) {
+            s.set("varco.attempts", i64::from(*attempts));
+            if let Some(f) = failure {
+                s.fail(f.clone());
+            }
+        }
+        done.is_some()
+    }
+
+    /// The attempts of one delivery: `None` when stopped first, else the attempts made and,
+    /// when it was dead-lettered, why.
+    async fn deliver_attempts(
+        &self,
+        sub: &Subscription,
+        e: &Event,
+        tp: Option<&str>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<(u32, Option<String>)> {
         let labels = [sub.tenant.as_str(), sub.cfg.name.as_str()];
         let body = Bytes::from(serde_json::to_vec(e).unwrap_or_default());
         let mut delay = sub.cfg.backoff.0;
@@ -379,15 +420,21 @@ impl Deliveries {
             attempts = attempt;
             let result = match &sub.sink {
                 Some(sink) => match serde_json::to_value(e) {
-                    Ok(v) => sink.on_event(&v).await.map_err(Failure::retry),
+                    Ok(mut v) => {
+                        // The adapter's own calls continue the delivery's span.
+                        if let (Some(tp), Some(o)) = (tp, v.as_object_mut()) {
+                            o.insert("traceparent".into(), tp.into());
+                        }
+                        sink.on_event(&v).await.map_err(Failure::retry)
+                    }
                     Err(err) => Err(Failure::retry(err.to_string())),
                 },
-                None => self.post(sub, e.id(), &body).await,
+                None => self.post(sub, e.id(), &body, tp).await,
             };
             let wait = match result {
                 Ok(()) => {
                     self.bus.metrics.delivered.with_label_values(&labels).inc();
-                    return true;
+                    return Some((attempt, None));
                 }
                 Err(f) => {
                     self.bus.metrics.delivery_failures.with_label_values(&labels).inc();
@@ -412,16 +459,22 @@ impl Deliveries {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => return false,
+                _ = stop.changed() => return None,
             }
             delay = (delay * 2).min(sub.cfg.max_backoff.0);
         }
         self.dead_letter(sub, e, &last_error, attempts);
         self.bus.metrics.dead_lettered.with_label_values(&labels).inc();
-        true
+        Some((attempts, Some(format!("dead-lettered: {last_error}"))))
     }
 
-    pub(crate) async fn post(&self, sub: &Subscription, id: &str, body: &Bytes) -> Result<(), Failure> {
+    pub(crate) async fn post(
+        &self,
+        sub: &Subscription,
+        id: &str,
+        body: &Bytes,
+        tp: Option<&str>,
+    ) -> Result<(), Failure> {
         let Some(hook) = &sub.cfg.webhook else { return Err(Failure::retry("no webhook and no route target")) };
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let req = http::Request::post(&hook.url)
@@ -432,9 +485,13 @@ impl Deliveries {
             .header("webhook-id", id)
             .header("webhook-timestamp", t)
             .header("webhook-signature", standard_signature(&sub.secret, id, t, body))
-            .header("x-varco-subscription", sub.cfg.name.as_str())
-            .body(Full::new(body.clone()))
-            .map_err(|e| Failure::retry(e.to_string()))?;
+            .header("x-varco-subscription", sub.cfg.name.as_str());
+        let req = match tp {
+            Some(tp) => req.header(varco_core::headers::TRACEPARENT.clone(), tp),
+            None => req,
+        }
+        .body(Full::new(body.clone()))
+        .map_err(|e| Failure::retry(e.to_string()))?;
         let resp = tokio::time::timeout(hook.timeout.0, self.client.request(req))
             .await
             .map_err(|_| Failure::retry("timed out"))?

@@ -8,7 +8,7 @@ use crate::kafka::{consumer_config, ensure_topics, DecodeError, KafkaCodec};
 use cloudevents::{AttributesReader, Event};
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -20,6 +20,15 @@ type Tp = (String, i32);
 
 /// What one delivery settles: its partition, offset, subject key, and whether it settled.
 type Settled = (Tp, i64, String, bool);
+
+/// A record waiting for its turn: where it sits, its event, and the relay's span (the
+/// `traceparent` header) for the delivery's.
+struct Waiting {
+    tp: Tp,
+    offset: i64,
+    event: Event,
+    parent: Option<String>,
+}
 
 impl Deliveries {
     /// The topics a subscription reads: those of the (source ente, type) pairs it is granted.
@@ -72,7 +81,7 @@ impl Deliveries {
         let mut committed: HashMap<Tp, i64> = HashMap::new();
         let mut open_count = 0usize;
         // Subjects with a delivery running, and the events waiting behind it.
-        let mut busy: HashMap<String, VecDeque<(Tp, i64, Event)>> = HashMap::new();
+        let mut busy: HashMap<String, VecDeque<Waiting>> = HashMap::new();
         let mut running: FuturesUnordered<futures::future::BoxFuture<'_, Settled>> = FuturesUnordered::new();
         let mut stopping = false;
         loop {
@@ -93,8 +102,8 @@ impl Deliveries {
                         open_count -= 1;
                     }
                     match busy.get_mut(&key).and_then(VecDeque::pop_front) {
-                        Some((tp, offset, event)) if !stopping => {
-                            running.push(self.deliver_kafka(sub, tp, offset, key, event, stop.clone()));
+                        Some(w) if !stopping => {
+                            running.push(self.deliver_kafka(sub, key, w, stop.clone()));
                         }
                         Some(_) => {}
                         None => {
@@ -140,15 +149,22 @@ impl Deliveries {
                     if !sub.admits(&event) {
                         continue; // not for this subscription: settled as soon as it is read
                     }
+                    // The relay's producer span, parent of the delivery's (tracing on only).
+                    let parent = varco_telemetry::enabled()
+                        .then(|| msg.headers())
+                        .flatten()
+                        .and_then(|h| h.iter().find(|h| h.key == "traceparent").and_then(|h| h.value))
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .map(str::to_owned);
                     if open.entry(tp.clone()).or_default().insert(offset) {
                         open_count += 1;
                     }
                     let key = event.subject().map_or_else(|| format!("\0{}", event.id()), str::to_owned);
                     match busy.get_mut(&key) {
-                        Some(queue) => queue.push_back((tp, offset, event)),
+                        Some(queue) => queue.push_back(Waiting { tp, offset, event, parent }),
                         None => {
                             busy.insert(key.clone(), VecDeque::new());
-                            running.push(self.deliver_kafka(sub, tp, offset, key, event, stop.clone()));
+                            running.push(self.deliver_kafka(sub, key, Waiting { tp, offset, event, parent }, stop.clone()));
                         }
                     }
                 }
@@ -169,15 +185,13 @@ impl Deliveries {
     fn deliver_kafka<'a>(
         &'a self,
         sub: &'a Subscription,
-        tp: Tp,
-        offset: i64,
         key: String,
-        event: Event,
+        w: Waiting,
         mut stop: watch::Receiver<bool>,
     ) -> futures::future::BoxFuture<'a, Settled> {
         Box::pin(async move {
-            let done = self.deliver(sub, &event, &mut stop).await;
-            (tp, offset, key, done)
+            let done = self.deliver(sub, &w.event, w.parent.as_deref(), &mut stop).await;
+            (w.tp, w.offset, key, done)
         })
     }
 

@@ -9,7 +9,7 @@
 
 use crate::bus::EventBus;
 use crate::kafka::{ensure_topics, producer, KafkaCodec, RELAY_CURSOR as CURSOR};
-use cloudevents::Event;
+use cloudevents::{AttributesReader, Event};
 use futures::stream::{FuturesOrdered, StreamExt};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -50,12 +50,33 @@ pub async fn run(bus: Arc<EventBus>, codec: Arc<KafkaCodec>, mut stop: tokio::sy
                     tracing::error!(seq, "outbox record is not a CloudEvent; skipped");
                     continue;
                 };
+                // The hand-over to Kafka as a producer span of the publisher's trace; the
+                // record's `traceparent` header names it, for the consumers' spans.
+                let span = event
+                    .extension("traceparent")
+                    .map(|tp| tp.to_string())
+                    .and_then(|tp| varco_telemetry::start("publish", varco_telemetry::Kind::Producer, Some(&tp)))
+                    .map(|mut s| {
+                        s.set("messaging.system", "kafka");
+                        s.set("messaging.message.id", event.id().to_owned());
+                        s
+                    });
                 let out = match codec.encode(event) {
                     Ok(o) => o,
                     Err(e) => {
                         tracing::error!(seq, error = %e, "cannot encode an event for Kafka; skipped");
                         continue;
                     }
+                };
+                let mut span = span.map(|mut s| {
+                    s.set("messaging.destination.name", out.topic.clone());
+                    s.rename(format!("publish {}", out.topic));
+                    s
+                });
+                let tp = span.as_ref().map(|s| s.traceparent_string());
+                let extra: &[(&str, &str)] = match &tp {
+                    Some(tp) => &[("traceparent", tp.as_str())],
+                    None => &[],
                 };
                 if !ensured.contains(&out.topic) {
                     // Until the topic is confirmed the gauges still tell the truth: events
@@ -66,9 +87,16 @@ pub async fn run(bus: Arc<EventBus>, codec: Arc<KafkaCodec>, mut stop: tokio::sy
                     ensured.insert(out.topic.clone());
                 }
                 loop {
-                    match producer.send_result(out.future_record(&[])) {
+                    match producer.send_result(out.future_record(extra)) {
                         Ok(f) => {
-                            in_flight.push_back(async move { (seq, f.await) });
+                            let span = span.take();
+                            in_flight.push_back(async move {
+                                let r = f.await;
+                                if let (Some(mut s), Ok(Err((e, _)))) = (span, &r) {
+                                    s.fail(e.to_string());
+                                }
+                                (seq, r)
+                            });
                             break;
                         }
                         // The local queue is full: wait for acknowledgements first.

@@ -20,7 +20,7 @@ pub fn https_client() -> HttpsClient {
     CLIENT.get_or_init(build).clone()
 }
 
-fn build() -> HttpsClient {
+pub(crate) fn build() -> HttpsClient {
     let https = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
         Ok(b) => b,
         Err(e) => {

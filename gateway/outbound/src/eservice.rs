@@ -82,7 +82,34 @@ impl Eservice {
         self.call::<fn() -> Bytes>(Body::Get(query), user, traceparent).await
     }
 
+    /// One e-service call as a client span, a child of the caller's `tp` when tracing is on.
     async fn call<F: Fn() -> Bytes>(
+        &self,
+        what: Body<'_, F>,
+        user: &TrackedUser,
+        tp: &str,
+    ) -> Result<Reply, CallError> {
+        let span =
+            varco_telemetry::start("e-service call", varco_telemetry::Kind::Client, Some(tp).filter(|t| !t.is_empty()));
+        let Some(mut span) = span else { return self.call_once(what, user, tp).await };
+        span.set("server.address", self.url.host().unwrap_or("").to_owned());
+        span.set("url.path", self.url.path().to_owned());
+        span.set("varco.purpose_id", self.purpose_id.clone());
+        let own = span.traceparent_string();
+        let r = self.call_once(what, user, &own).await;
+        match &r {
+            Ok(reply) => {
+                span.set("http.response.status_code", i64::from(reply.status));
+                if reply.status >= 400 {
+                    span.fail(format!("answered {}", reply.status));
+                }
+            }
+            Err(e) => span.fail(e.to_string()),
+        }
+        r
+    }
+
+    async fn call_once<F: Fn() -> Bytes>(
         &self,
         what: Body<'_, F>,
         user: &TrackedUser,

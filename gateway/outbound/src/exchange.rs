@@ -65,20 +65,59 @@ pub async fn send<F>(client: &HttpsClient, p: &Policy, make: F) -> (Result<Reply
 where
     F: Fn() -> Result<http::Request<Full<Bytes>>, String>,
 {
+    send_traced(client, p, "", None, make).await
+}
+
+/// [`send`] as a client span `name`, a child of `parent` (a `traceparent`) when tracing is on:
+/// the peer gets the span as its parent, the span gets the outcome.
+pub async fn send_traced<F>(
+    client: &HttpsClient,
+    p: &Policy,
+    name: &'static str,
+    parent: Option<&str>,
+    make: F,
+) -> (Result<Reply, String>, u32)
+where
+    F: Fn() -> Result<http::Request<Full<Bytes>>, String>,
+{
+    let mut span = parent.and_then(|tp| varco_telemetry::start(name, varco_telemetry::Kind::Client, Some(tp)));
+    let tp = span.as_ref().and_then(|s| http::HeaderValue::from_bytes(&s.traceparent()).ok());
     let mut delay = p.backoff;
     let mut n = 0;
-    loop {
+    let outcome = loop {
         let r = match make() {
-            Ok(req) => attempt(client, req, p).await,
-            Err(e) => return (Err(e), n),
+            Ok(mut req) => {
+                if let Some(tp) = &tp {
+                    req.headers_mut().insert(varco_core::headers::TRACEPARENT.clone(), tp.clone());
+                }
+                if let Some(s) = span.as_mut() {
+                    s.set("server.address", req.uri().host().unwrap_or("").to_owned());
+                    s.set("http.request.method", req.method().as_str().to_owned());
+                }
+                attempt(client, req, p).await
+            }
+            Err(e) => break (Err(e), n),
         };
         if !worth_retrying(&r) || n >= p.retries {
-            return (r, n);
+            break (r, n);
         }
         n += 1;
         tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64())).await;
         delay = delay.saturating_mul(2);
+    };
+    if let Some(mut s) = span {
+        s.set("varco.retries", i64::from(outcome.1));
+        match &outcome.0 {
+            Ok(r) => {
+                s.set("http.response.status_code", i64::from(r.status));
+                if r.status >= 400 {
+                    s.fail(format!("answered {}", r.status));
+                }
+            }
+            Err(e) => s.fail(e.clone()),
+        }
     }
+    outcome
 }
 
 #[cfg(test)]

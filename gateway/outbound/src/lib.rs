@@ -12,10 +12,12 @@ pub mod client;
 pub mod eservice;
 pub mod exchange;
 pub mod fetch;
+pub mod otlp;
 pub mod voucher;
 
 pub use client::{https_client, HttpsClient};
 pub use eservice::{CallError, Eservice};
 pub use exchange::{Policy, Reply};
 pub use fetch::Fetcher;
+pub use otlp::otlp_client;
 pub use voucher::{VoucherClient, VoucherError, VoucherRegistry};

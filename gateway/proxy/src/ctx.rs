@@ -47,6 +47,8 @@ pub struct RequestCtx {
     pub preflight: Option<crate::cors::Headers>,
     /// What the ModI step verified of the call (tracking evidence, `Digest`), for the audit trail.
     pub evidence: Option<Box<Evidence>>,
+    /// The request's spans, when tracing is on and the request sampled (`spans.rs`).
+    pub spans: Option<Box<crate::spans::Spans>>,
 }
 
 /// A ModI call's verified tracking evidence and request digest.
@@ -86,6 +88,7 @@ impl RequestCtx {
             identity_token: None,
             forward: Vec::new(),
             evidence: None,
+            spans: None,
         }
     }
 

@@ -57,6 +57,7 @@ pub fn admit(pool: &Pool, ctx: &mut RequestCtx, allow_same: bool) -> Result<(usi
     };
     ctx.tried.push(i);
     ctx.server = Some(i);
+    crate::spans::attempt(ctx, pool, i);
     let mut peer = pool.servers[i].peer.clone();
     let clip = |d: Option<Duration>| Some(d.map_or(left, |d| d.min(left)));
     peer.options.connection_timeout = clip(peer.options.connection_timeout);
@@ -202,6 +203,7 @@ async fn forward(
         match res {
             Ok(Ok((h, b))) => {
                 note_answer(shared, ctx, &pool, i, h.status.as_u16());
+                crate::spans::attempt_answered(ctx, h.status.as_u16());
                 let headers = h
                     .headers
                     .iter()
@@ -212,6 +214,7 @@ async fn forward(
             }
             Ok(Err(e)) => {
                 note_failure(shared, ctx);
+                crate::spans::attempt_failed(ctx, e.etype().as_str());
                 let connect = matches!(
                     e.etype(),
                     ErrorType::ConnectTimedout | ErrorType::ConnectRefused | ErrorType::ConnectError
@@ -230,6 +233,7 @@ async fn forward(
             }
             Err(_) => {
                 note_failure(shared, ctx);
+                crate::spans::attempt_failed(ctx, "total budget exceeded");
                 return Err(Problem::new(
                     ProblemKind::GatewayTimeout,
                     format!("{name} did not answer within the total budget"),

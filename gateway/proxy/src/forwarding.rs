@@ -52,8 +52,10 @@ pub fn upstream_request(rt: &Runtime, ctx: &RequestCtx, up: &mut RequestHeader) 
         Some(v) => h.insert(X_FORWARDED_HOST.clone(), v.clone()),
         None => h.remove(&X_FORWARDED_HOST),
     };
-    if let Some(tc) = &ctx.trace {
-        h.insert(TRACEPARENT.clone(), HeaderValue::from_bytes(&tc.traceparent()).map_err(|_| internal())?);
+    if ctx.trace.is_some() {
+        // The upstream attempt's span (tracing on), else varco's span id.
+        let tp = crate::spans::traceparent(ctx);
+        h.insert(TRACEPARENT.clone(), HeaderValue::from_bytes(&tp).map_err(|_| internal())?);
     }
     if let Some(rid) = &ctx.request_id {
         h.insert(X_REQUEST_ID.clone(), rid.clone());

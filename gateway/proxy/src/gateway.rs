@@ -131,6 +131,9 @@ impl ProxyHttp for Gateway {
             _ => HeaderValue::from_str(tc.request_id()).ok(),
         };
         ctx.trace = Some(tc);
+        if varco_telemetry::enabled() {
+            crate::spans::start(ctx, req.headers.get(&TRACEPARENT).map(|v| v.as_bytes()));
+        }
         let rt = self.shared.current.load_full();
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         ctx.state.client_ip = match peer {
@@ -218,6 +221,7 @@ impl ProxyHttp for Gateway {
                 crate::exchange::note_answer(&self.shared, ctx, p, i, resp.status.as_u16());
             }
         }
+        crate::spans::attempt_answered(ctx, resp.status.as_u16());
         Ok(())
     }
 
@@ -245,6 +249,7 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         crate::exchange::note_failure(&self.shared, ctx);
+        crate::spans::attempt_failed(ctx, e.etype().as_str());
         let retry =
             ctx.rt.as_ref().and_then(|rt| ctx.pool(rt)).is_some_and(|p| crate::exchange::retry_possible(ctx, p));
         e.set_retry(retry);
@@ -265,6 +270,7 @@ impl ProxyHttp for Gateway {
         if e.esource() == &ErrorSource::Upstream {
             crate::exchange::note_failure(&self.shared, ctx);
         }
+        crate::spans::attempt_failed(ctx, e.etype().as_str());
         let safe = session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
         if !safe {
             e.set_retry(false);
@@ -340,6 +346,10 @@ impl ProxyHttp for Gateway {
             });
         }
         crate::audit::record(&self.shared, rt, ctx, session.req_header().method.as_str(), status, elapsed);
+        if ctx.spans.is_some() {
+            let rt = rt.clone();
+            crate::spans::finish(ctx, &rt, session.req_header().method.as_str(), status, e.map(|e| e.etype().as_str()));
+        }
     }
 }
 

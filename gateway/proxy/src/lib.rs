@@ -30,6 +30,7 @@ mod secrets;
 mod server;
 mod services;
 mod shared;
+mod spans;
 mod text;
 mod tls;
 mod upstream;

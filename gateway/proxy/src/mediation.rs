@@ -137,7 +137,7 @@ pub async fn run(
             return Ok(true);
         }
     };
-    let tp = ctx.trace.as_ref().map_or([b'0'; 55], |t| t.traceparent());
+    let tp = crate::spans::traceparent(ctx);
     let translated = m.request(&crate::pipeline::adapter_request(session, ctx, &tenant.id, body, &tp));
     let call = match translated {
         Ok(Mediation::Call(c)) => c,

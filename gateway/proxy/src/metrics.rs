@@ -27,6 +27,8 @@ pub struct Metrics {
     pub connections_open: IntGaugeVec,
     pub connections_refused: IntCounterVec,
     pub header_timeouts: IntCounterVec,
+    /// Spans by what became of them (from `varco_telemetry::stats` at each scrape).
+    tracing_spans: IntCounterVec,
 }
 
 impl Metrics {
@@ -105,8 +107,16 @@ impl Metrics {
             ),
             &["listener"],
         )?;
+        let tracing_spans = IntCounterVec::new(
+            Opts::new(
+                "tracing_spans_total",
+                "Spans by outcome: `exported`, `dropped` (the export queue was full) or `failed` (the collector did not take them).",
+            ),
+            &["outcome"],
+        )?;
         for c in [
             Box::new(quota_redis_up.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(tracing_spans.clone()),
             Box::new(audit_written.clone()),
             Box::new(audit_dropped.clone()),
             Box::new(connections_open.clone()),
@@ -145,6 +155,7 @@ impl Metrics {
             connections_open,
             connections_refused,
             header_timeouts,
+            tracing_spans,
         })
     }
 
@@ -165,6 +176,13 @@ impl Metrics {
 
     /// Prometheus text exposition.
     pub fn render(&self) -> Vec<u8> {
+        if varco_telemetry::enabled() {
+            let s = varco_telemetry::stats();
+            for (outcome, n) in [("exported", s.exported), ("dropped", s.dropped), ("failed", s.failed)] {
+                let c = self.tracing_spans.with_label_values(&[outcome]);
+                c.inc_by(n.saturating_sub(c.get()));
+            }
+        }
         let mut buf = Vec::with_capacity(16 * 1024);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf

@@ -23,7 +23,12 @@ pub async fn run(shared: &Shared, session: &mut Session, ctx: &mut RequestCtx, r
     for step in &route.steps {
         // A step that does not answer lets the request go on, or refuses it with a problem.
         let checked = match step {
-            Step::Jwt { issuers, policy } => jwt(shared, session, ctx, rt, issuers, policy).await,
+            Step::Jwt { issuers, policy } => {
+                crate::spans::step(ctx, "authenticate", None);
+                let r = jwt(shared, session, ctx, rt, issuers, policy).await;
+                crate::spans::step_end(ctx, r.as_ref().err());
+                r
+            }
             Step::ApiKey { header } => {
                 let tenant = &rt.tenants[t];
                 match tenant.api_keys.check(&session.req_header().headers, header, r) {
@@ -38,10 +43,25 @@ pub async fn run(shared: &Shared, session: &mut Session, ctx: &mut RequestCtx, r
                 }
             }
             Step::Filter(f) => f.on_request(session.req_header_mut(), &mut ctx.state),
-            Step::Quota(q) => q.take(&session.req_header().headers, &ctx.state).await,
-            Step::Modi(m) => return modi(shared, session, ctx, rt, m).await,
-            Step::Adapter(a) => return adapter(session, ctx, rt, a).await,
-            Step::Mediate(m) => return crate::mediation::run(shared, session, ctx, rt, m).await,
+            Step::Quota(q) => {
+                crate::spans::step(ctx, "quota", None);
+                let r = q.take(&session.req_header().headers, &ctx.state).await;
+                crate::spans::step_end(ctx, r.as_ref().err());
+                r
+            }
+            // The terminal steps' spans end with the request (`spans::finish`).
+            Step::Modi(m) => {
+                crate::spans::step(ctx, "modi", None);
+                return modi(shared, session, ctx, rt, m).await;
+            }
+            Step::Adapter(a) => {
+                crate::spans::step(ctx, "adapter", Some(a.kind()));
+                return adapter(session, ctx, rt, a).await;
+            }
+            Step::Mediate(m) => {
+                crate::spans::step(ctx, "mediate", Some(m.kind()));
+                return crate::mediation::run(shared, session, ctx, rt, m).await;
+            }
         };
         if let Err(p) = checked {
             respond::problem(session, ctx, &p, false).await?;
@@ -197,7 +217,7 @@ async fn modi(
     }
     let result = match &route.target {
         Target::Adapter(adapter) => {
-            let tp = ctx.trace.as_ref().map_or([b'0'; 55], |t| t.traceparent());
+            let tp = crate::spans::traceparent(ctx);
             // Validation keeps streaming adapters off ModI routes: an answer must be whole to be signed.
             match adapter.call(adapter_request(session, ctx, &tenant.id, body, &tp)).await {
                 Ok(answer) => answer.into_body().ok_or_else(|| {
@@ -254,7 +274,7 @@ async fn adapter(
             return Ok(true);
         }
     };
-    let tp = ctx.trace.as_ref().map_or([b'0'; 55], |t| t.traceparent());
+    let tp = crate::spans::traceparent(ctx);
     let areq = adapter_request(session, ctx, &tenant.id, body, &tp);
     match adapter.call(areq).await {
         Ok(Answer::Body(mut resp)) => {

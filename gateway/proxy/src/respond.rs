@@ -55,6 +55,7 @@ fn rate_limit_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error
 /// the rest of the stream cannot be trusted).
 pub async fn problem(session: &mut Session, ctx: &RequestCtx, p: &Problem, close: bool) -> pingora_error::Result<()> {
     let (request_id, trace_id) = ids(ctx.trace.as_ref());
+    crate::spans::problem(ctx, p);
     // An adapter whose callers expect their own error shape (SOAP) answers in it.
     let method = &session.req_header().method;
     let own = match ctx.mediator() {

@@ -33,6 +33,8 @@ pub enum StartError {
     Events(String),
     #[error("listener `{listener}`: {message}")]
     Tls { listener: String, message: String },
+    #[error("tracing: {0}")]
+    Tracing(String),
 }
 
 /// Builds everything from a validated config and serves until SIGTERM/SIGINT. Returns only
@@ -49,6 +51,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>, overrides: varco_config::Override
     {
         std::net::TcpListener::bind(&addr).map_err(|err| StartError::Bind { addr: addr.clone(), what, err })?;
     }
+    install_tracing(&cfg)?;
     let metrics = Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?;
     let token = admin_token(&cfg)?;
     let registries = crate::registries::Registries::new(&cfg, &metrics).map_err(|e| match e {
@@ -119,4 +122,20 @@ pub fn run(cfg: Config, path: Option<PathBuf>, overrides: varco_config::Override
     server.add_services(crate::services::all(&shared, reloader, cfg.server.grace_period.0));
     tracing::info!(listeners = ?cfg.listeners.iter().map(|l| &l.address).collect::<Vec<_>>(), admin = %cfg.admin.address, tenants = cfg.tenants.len(), "varco starting");
     server.run_forever()
+}
+
+/// Starts OpenTelemetry tracing when `server.tracing` or the `OTEL_*` variables ask for it.
+fn install_tracing(cfg: &Config) -> Result<(), StartError> {
+    let section = cfg.server.tracing.as_ref();
+    let mut headers = std::collections::BTreeMap::new();
+    for (k, v) in section.map(|t| &t.headers).into_iter().flatten() {
+        headers.insert(k.clone(), crate::secrets::read_secret(&format!("server.tracing.headers.{k}"), v)?);
+    }
+    let settings = varco_telemetry::Settings::resolve(section, headers, |k| std::env::var(k).ok())
+        .map_err(|e| StartError::Tracing(e.to_string()))?;
+    let Some(s) = settings else { return Ok(()) };
+    let (endpoint, sampler) = (s.endpoint.clone(), s.sampler);
+    varco_telemetry::install(s, varco_outbound::otlp_client()).map_err(|e| StartError::Tracing(e.to_string()))?;
+    tracing::info!(endpoint = endpoint.as_deref().unwrap_or("from OTEL_EXPORTER_OTLP_*"), sampler = ?sampler, "tracing on");
+    Ok(())
 }

@@ -306,6 +306,8 @@ impl BackgroundService for Drain {
                     let trail = trail.clone();
                     let _ = tokio::task::spawn_blocking(move || trail.flush()).await;
                 }
+                // The last requests' spans go to the collector (at most 2 s more).
+                let _ = tokio::task::spawn_blocking(|| varco_telemetry::shutdown(Duration::from_secs(2))).await;
                 std::process::exit(0);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
