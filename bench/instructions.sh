@@ -9,6 +9,8 @@
 #                           # varco), varco, varco with access log
 #   BENCH_BUILD=0 bench/instructions.sh
 #   BENCH_KEEP=/tmp/prof INSTR_TARGETS="varco varco+jwt" bench/instructions.sh
+#   INSTR_TARGETS="varco varco+trace100 varco+trace1" bench/instructions.sh
+#                           # tracing on (all traces / 1 %), the export thread counted too
 #                           # keeps the callgrind files for callgrind_annotate
 #
 # Needs valgrind, nginx, wrk, curl (apt-get install -y valgrind nginx-light wrk curl).
@@ -38,14 +40,15 @@ worker_processes 1; daemon off; pid $WORK/nginx.pid; error_log $WORK/nginx.err;
 events { worker_connections 1024; }
 http { access_log off; keepalive_requests 1000000;
   client_body_temp_path $WORK; proxy_temp_path $WORK; fastcgi_temp_path $WORK; uwsgi_temp_path $WORK; scgi_temp_path $WORK;
-  server { listen 127.0.0.1:$BACKEND; default_type application/json; location / { return 200 '$body'; } } }
+  server { listen 127.0.0.1:$BACKEND; default_type application/json; location / { return 200 '$body'; }
+    location = /v1/traces { client_max_body_size 64m; return 200; } } }
 NGX
 nginx -p "$WORK" -c "$WORK/nginx.conf" & pids+=($!)
 wait_up "http://127.0.0.1:$BACKEND/"
 
-varco_conf() { # $1 port, $2 access_log, $3 extra route YAML
+varco_conf() { # $1 port, $2 access_log, $3 extra route YAML, $4 extra server YAML
     cat <<YML
-server: {threads: 1, access_log: $2}
+server: {threads: 1, access_log: $2${4:-}}
 listeners: [{name: public, address: "127.0.0.1:$1"}]
 admin: {address: "127.0.0.1:$(port)"}
 tenants:
@@ -85,6 +88,10 @@ measure() {
         varco) varco_conf "$p" false >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         varco+ratelimit) varco_conf "$p" false ", rate_limits: [{per: client_ip, requests: 1000000000, period: 1s}, {per: route, requests: 1000000000, period: 1s}]" >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         varco+jwt) jwt_conf "$p" >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
+        varco+trace100|varco+trace1)
+            local ratio=1; [[ $name == varco+trace1 ]] && ratio=0.01
+            varco_conf "$p" false "" ", tracing: {endpoint: \"http://127.0.0.1:$BACKEND/v1/traces\", sampler: traceidratio, ratio: $ratio, batch_delay: 200ms}" >"$WORK/v.yaml"
+            valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         varco+log) varco_conf "$p" true >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         pingora-minimal+headers) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 --headers >/dev/null 2>&1 & ;;
         pingora-minimal) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 >/dev/null 2>&1 & ;;

@@ -7,7 +7,7 @@
 #
 # Knobs (environment): BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (64),
 # BENCH_WRK_THREADS (1), BENCH_RUNS (2), BENCH_TARGETS ("direct nginx pingora-minimal
-# pingora-minimal+headers varco varco+log varco+ratelimit varco+bearer varco+jwt"; also varco+audit), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_PIN (1), BENCH_BUILD (1),
+# pingora-minimal+headers varco varco+log varco+ratelimit varco+bearer varco+jwt"; also varco+audit, varco+trace100, varco+trace1), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_PIN (1), BENCH_BUILD (1),
 # CARGO_TARGET_DIR, NGINX, WRK.
 set -euo pipefail
 
@@ -253,6 +253,9 @@ start_backend() {
         listen 127.0.0.1:$BACKEND_PORT;
         default_type application/json;
         location / { return 200 '$body'; }
+        # The tracing rows' collector: takes each OTLP export and answers an empty success
+        # (decoding is the collector's cost, not varco's).
+        location = /v1/traces { client_max_body_size 64m; return 200; }
     }" "$BACKEND_URL"
     BACKEND_PID=$SRV_PID
     BACKEND_PIDS=$SRV_PIDS
@@ -440,6 +443,14 @@ run_target() {
     varco+audit)
         start_varco varco+audit false ", audit: true" ", audit: {dir: \"$TMP/audit\"}"
         bench_target varco+audit "$SRV_PIDS" "$SRV_URL"; stop_server ;;
+    # Tracing on, every request sampled, spans exported over OTLP/HTTP to a collector that
+    # takes them (nginx on the load CPU); and the same with 1 % of the traces sampled.
+    varco+trace100)
+        start_varco varco+trace100 false "" ", tracing: {endpoint: \"http://127.0.0.1:$BACKEND_PORT/v1/traces\", sampler: traceidratio, ratio: 1, batch_delay: 200ms}"
+        bench_target varco+trace100 "$SRV_PIDS" "$SRV_URL"; stop_server ;;
+    varco+trace1)
+        start_varco varco+trace1 false "" ", tracing: {endpoint: \"http://127.0.0.1:$BACKEND_PORT/v1/traces\", sampler: traceidratio, ratio: 0.01, batch_delay: 200ms}"
+        bench_target varco+trace1 "$SRV_PIDS" "$SRV_URL"; stop_server ;;
     # Two limits that are never exceeded: per client address and for the whole route.
     varco+ratelimit)
         start_varco varco+ratelimit false ", rate_limits: [{per: client_ip, requests: 1000000000, period: 1s}, {per: route, requests: 1000000000, period: 1s}]"
@@ -463,7 +474,7 @@ run_target() {
             start_varco varco+bearer false
             bench_target varco+bearer "$SRV_PIDS" "$SRV_URL" -H "Authorization: Bearer $JWT_TOKEN"; stop_server
         fi ;;
-    *) die "unknown target '$1' (known: direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+audit varco+ratelimit varco+bearer varco+jwt)" ;;
+    *) die "unknown target '$1' (known: direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+audit varco+trace100 varco+trace1 varco+ratelimit varco+bearer varco+jwt)" ;;
     esac
 }
 

@@ -54,10 +54,34 @@ async fn keys_admit_scope_and_revoke() {
     // app-2 may call route a only.
     assert_eq!(v.send("GET", H, "/a", &[("x-api-key", &k2)], b"").await.status, 200);
     v.send("GET", H, "/b", &[("x-key", &k2)], b"").await.assert_problem(403, "forbidden");
+    // Each decision is counted, and each refusal by its problem type.
+    let m = v.metrics().await;
+    for (series, n) in [
+        (r#"varco_auth_decisions_total{method="api_key",outcome="allowed",route="a",tenant="c_e783"}"#, 2),
+        (r#"varco_auth_decisions_total{method="api_key",outcome="refused",route="a",tenant="c_e783"}"#, 2),
+        (r#"varco_auth_decisions_total{method="api_key",outcome="allowed",route="b",tenant="c_e783"}"#, 1),
+        (r#"varco_auth_decisions_total{method="api_key",outcome="refused",route="b",tenant="c_e783"}"#, 1),
+        (r#"varco_problems_total{route="a",tenant="c_e783",type="token-missing"}"#, 1),
+        (r#"varco_problems_total{route="a",tenant="c_e783",type="token-invalid"}"#, 1),
+        (r#"varco_problems_total{route="b",tenant="c_e783",type="forbidden"}"#, 1),
+    ] {
+        assert_eq!(value(&m, series), Some(n), "{series} in\n{m}");
+    }
+    assert!(value(&m, "varco_process_resident_memory_bytes").unwrap() > 1 << 20, "{m}");
+    assert!(value(&m, "varco_process_open_fds").unwrap() > 3, "{m}");
 
     // Revoking app-1 is a reload without it.
     v.rewrite_config(&config(&be, &[scoped]));
     assert_eq!(v.reload().await.status, 200);
     v.send("GET", H, "/a", &[("x-api-key", &k1)], b"").await.assert_problem(401, "token-invalid");
     assert!(!v.log_text().contains(&k1));
+    // The counters go on across the reload.
+    let m = v.metrics().await;
+    let refused = r#"varco_auth_decisions_total{method="api_key",outcome="refused",route="a",tenant="c_e783"}"#;
+    assert_eq!(value(&m, refused), Some(3), "{m}");
+}
+
+/// A series' value in a Prometheus text exposition.
+fn value(text: &str, series: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

@@ -62,6 +62,8 @@ pub struct Issuer {
     algorithms: Vec<Algorithm>,
     keys: ArcSwap<JwkSet>,
     last_fetch_ms: AtomicU64,
+    /// When the keys in use were fetched (0: never; static keys are not fetched).
+    fetched_ms: AtomicU64,
     pub up: AtomicBool,
     verified: DashMap<u64, Cached, KeyIsHash>,
     /// The `jwks_file` as read when built: a reload that finds it changed builds a new issuer.
@@ -138,10 +140,17 @@ impl Issuer {
             algorithms,
             keys: ArcSwap::from_pointee(keys),
             last_fetch_ms: AtomicU64::new(0),
+            fetched_ms: AtomicU64::new(0),
             up: AtomicBool::new(cfg.jwks_file.is_some()),
             verified: DashMap::with_hasher(KeyIsHash),
             file,
         })
+    }
+
+    /// How old the fetched keys in use are; `None` for static keys or before the first fetch.
+    pub fn keys_age(&self) -> Option<Duration> {
+        let at = self.fetched_ms.load(Relaxed);
+        (self.cfg.jwks_url.is_some() && at > 0).then(|| Duration::from_millis(now_ms().saturating_sub(at)))
     }
 
     /// Fetches the JWKS again (no-op for static keys). Keeps the old keys on failure.
@@ -156,6 +165,7 @@ impl Issuer {
         match res {
             Ok(set) => {
                 self.keys.store(Arc::new(set));
+                self.fetched_ms.store(now_ms(), Relaxed);
                 if !self.up.swap(true, Relaxed) {
                     tracing::info!(tenant = %self.tenant, issuer = %self.name, "JWKS fetched");
                 }

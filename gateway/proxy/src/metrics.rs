@@ -29,6 +29,21 @@ pub struct Metrics {
     pub header_timeouts: IntCounterVec,
     /// Spans by what became of them (from `varco_telemetry::stats` at each scrape).
     tracing_spans: IntCounterVec,
+    pub jwks_age: IntGaugeVec,
+    /// Every problem varco answered with, by type (refusals of limits and quotas among them).
+    pub problems: IntCounterVec,
+    auth_decisions: IntCounterVec,
+    /// The process itself, read from `/proc` at each scrape.
+    process: [IntGauge; 3],
+}
+
+/// A route's authentication outcomes, resolved once per route.
+#[derive(Debug, Clone)]
+pub struct AuthCounters {
+    /// `jwt`, `api_key` or `modi`: what decides on the route's callers.
+    pub method: &'static str,
+    pub allowed: prometheus::IntCounter,
+    pub refused: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -114,8 +129,34 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let jwks_age = IntGaugeVec::new(
+            Opts::new("jwks_age_seconds", "Age of the issuer's fetched keys in use (keys from a file have none)."),
+            &["tenant", "issuer"],
+        )?;
+        let problems = IntCounterVec::new(
+            Opts::new(
+                "problems_total",
+                "Problems varco answered with, by type (`rate-limited`, `quota-exhausted`, `unauthorized`, …).",
+            ),
+            &["tenant", "route", "type"],
+        )?;
+        let auth_decisions = IntCounterVec::new(
+            Opts::new("auth_decisions_total", "Authentication decisions by method and outcome (`allowed`, `refused`)."),
+            &["tenant", "route", "method", "outcome"],
+        )?;
+        let process = [
+            IntGauge::new("process_resident_memory_bytes", "Resident memory of the process.")?,
+            IntGauge::new("process_open_fds", "Open file descriptors (connections, files) of the process.")?,
+            IntGauge::new("process_threads", "Threads of the process.")?,
+        ];
+        for g in &process {
+            registry.register(Box::new(g.clone()))?;
+        }
         for c in [
             Box::new(quota_redis_up.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(jwks_age.clone()),
+            Box::new(problems.clone()),
+            Box::new(auth_decisions.clone()),
             Box::new(tracing_spans.clone()),
             Box::new(audit_written.clone()),
             Box::new(audit_dropped.clone()),
@@ -156,12 +197,25 @@ impl Metrics {
             connections_refused,
             header_timeouts,
             tracing_spans,
+            jwks_age,
+            problems,
+            auth_decisions,
+            process,
         })
     }
 
     /// The pre-resolved latency histogram of a route (no label lookup per request).
     pub fn route_latency(&self, tenant: &str, route: &str) -> Histogram {
         self.latency.with_label_values(&[tenant, route])
+    }
+
+    /// The authentication counters of a route whose callers `method` decides on.
+    pub fn route_auth(&self, tenant: &str, route: &str, method: &'static str) -> AuthCounters {
+        AuthCounters {
+            method,
+            allowed: self.auth_decisions.with_label_values(&[tenant, route, method, "allowed"]),
+            refused: self.auth_decisions.with_label_values(&[tenant, route, method, "refused"]),
+        }
     }
 
     /// Per-status counters of a route, resolved lazily once per common status (no label lookup
@@ -176,6 +230,10 @@ impl Metrics {
 
     /// Prometheus text exposition.
     pub fn render(&self) -> Vec<u8> {
+        let (rss, fds, threads) = process_now();
+        for (g, v) in self.process.iter().zip([rss, fds, threads]) {
+            g.set(v);
+        }
         if varco_telemetry::enabled() {
             let s = varco_telemetry::stats();
             for (outcome, n) in [("exported", s.exported), ("dropped", s.dropped), ("failed", s.failed)] {
@@ -187,6 +245,21 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf
     }
+}
+
+/// Resident bytes, open descriptors and threads of this process (zeros where `/proc` is not).
+fn process_now() -> (i64, i64, i64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| -> i64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as i64);
+    (field("VmRSS:") * 1024, fds, field("Threads:"))
 }
 
 /// The statuses a route answers with in practice, each with its own pre-resolved cell; any

@@ -27,11 +27,17 @@ pub async fn run(shared: &Shared, session: &mut Session, ctx: &mut RequestCtx, r
                 crate::spans::step(ctx, "authenticate", None);
                 let r = jwt(shared, session, ctx, rt, issuers, policy).await;
                 crate::spans::step_end(ctx, r.as_ref().err());
+                // A ModI route's decision is its ModI step's, unless the voucher is refused.
+                match (&route.auth, &r) {
+                    (Some(a), Err(_)) => a.refused.inc(),
+                    (Some(a), Ok(())) if a.method == "jwt" => a.allowed.inc(),
+                    _ => {}
+                }
                 r
             }
             Step::ApiKey { header } => {
                 let tenant = &rt.tenants[t];
-                match tenant.api_keys.check(&session.req_header().headers, header, r) {
+                let checked = match tenant.api_keys.check(&session.req_header().headers, header, r) {
                     Ok(caller) => {
                         // The back-office gets who called, never the key.
                         session.req_header_mut().remove_header(header);
@@ -40,7 +46,15 @@ pub async fn run(shared: &Shared, session: &mut Session, ctx: &mut RequestCtx, r
                         Ok(())
                     }
                     Err(e) => Err(crate::authn::problem(e)),
+                };
+                if let Some(a) = &route.auth {
+                    if checked.is_ok() {
+                        a.allowed.inc()
+                    } else {
+                        a.refused.inc()
+                    }
                 }
+                checked
             }
             Step::Filter(f) => f.on_request(session.req_header_mut(), &mut ctx.state),
             Step::Quota(q) => {
@@ -184,6 +198,13 @@ async fn modi(
         .check_request(&session.req_header().headers, &body, &id, &shared.fetcher, &shared.reg.replay)
         .await
         .map_err(crate::authn::problem);
+    if let Some(a) = &route.auth {
+        if checked.is_ok() {
+            a.allowed.inc()
+        } else {
+            a.refused.inc()
+        }
+    }
     let audit = match checked {
         Ok(a) => a,
         Err(p) => {

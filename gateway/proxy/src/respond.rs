@@ -56,6 +56,11 @@ fn rate_limit_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error
 pub async fn problem(session: &mut Session, ctx: &RequestCtx, p: &Problem, close: bool) -> pingora_error::Result<()> {
     let (request_id, trace_id) = ids(ctx.trace.as_ref());
     crate::spans::problem(ctx, p);
+    if let Some(rt) = &ctx.rt {
+        let tenant = ctx.tenant(rt).map_or("", |t| t.id.as_str());
+        let route = ctx.route(rt).map_or("", |r| r.name.as_str());
+        rt.problems.with_label_values(&[tenant, route, p.kind.slug()]).inc();
+    }
     // An adapter whose callers expect their own error shape (SOAP) answers in it.
     let method = &session.req_header().method;
     let own = match ctx.mediator() {

@@ -77,6 +77,8 @@ pub struct Route {
     pub cors: Option<Arc<crate::cors::Cors>>,
     pub latency: Histogram,
     pub requests: crate::metrics::StatusCounters,
+    /// Allowed and refused callers, for routes that authenticate.
+    pub auth: Option<crate::metrics::AuthCounters>,
 }
 
 /// A built tenant.
@@ -136,6 +138,8 @@ pub struct Runtime {
     pub header_timeout: std::time::Duration,
     /// `server.keepalive_idle` in whole seconds (at least 1).
     pub keepalive_idle_secs: u64,
+    /// `varco_problems_total`, for the answers `respond::problem` writes.
+    pub problems: prometheus::IntCounterVec,
 }
 
 impl Runtime {
@@ -192,6 +196,7 @@ impl Runtime {
             forwarded_header: cfg.server.forwarded_header,
             trusted_proxies,
             keepalive_idle_secs: cfg.server.keepalive_idle.0.as_secs().max(1),
+            problems: metrics.problems.clone(),
             client_body_timeout: cfg.server.client_body_timeout.0,
             header_timeout: cfg.server.header_timeout.0,
             config: cfg,
@@ -562,6 +567,12 @@ impl TenantBuild<'_> {
             },
             latency: self.metrics.route_latency(&t.id, &r.name),
             requests: self.metrics.route_requests(&t.id, &r.name),
+            auth: match &r.access {
+                Access::Public => None,
+                Access::ApiKey(_) => Some(self.metrics.route_auth(&t.id, &r.name, "api_key")),
+                Access::Jwt(_) if is_modi => Some(self.metrics.route_auth(&t.id, &r.name, "modi")),
+                Access::Jwt(_) => Some(self.metrics.route_auth(&t.id, &r.name, "jwt")),
+            },
         })
     }
 

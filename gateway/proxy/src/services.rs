@@ -141,6 +141,9 @@ impl BackgroundService for JwksRefresh {
                 }
                 i.evict_expired();
                 self.0.metrics.jwks_up.with_label_values(&[&i.tenant, &i.name]).set(i64::from(i.up.load(Relaxed)));
+                if let Some(age) = i.keys_age() {
+                    self.0.metrics.jwks_age.with_label_values(&[&i.tenant, &i.name]).set(age.as_secs() as i64);
+                }
             }
         }
     }
