@@ -269,7 +269,7 @@ fn gpd_position(iupd: &str) -> Value {
 fn gpd_config(url: &str) -> String {
     format!(
         r#"
-server: {{events: {{dir: "{{DIR}}/events"}}}}
+server: {{events: {{dir: "{{DIR}}/events"}}, audit: {{dir: "{{DIR}}/audit"}}}}
 {LISTENERS}tenants:
   - id: c_e783
     name: Macerata
@@ -386,6 +386,31 @@ async fn gpd_client_against_the_contract_checking_server() {
     call("PATCH", "/gpd/debt-positions/x".into(), Value::Null).await.assert_problem(405, "method-not-allowed");
     call("POST", "/gpd/debt-positions/x/y".into(), Value::Null).await.assert_problem(404, "no-route");
     v.send("GET", MC, "/gpd/debt-positions/TARI-2026-0003", &[], b"").await.assert_problem(401, "token-missing");
+    // Each GPD operation, by the REST API or by an event, is an outbound record of the ente's
+    // audit trail: operation, outcome, trace; never the debtor.
+    let mut kept = String::new();
+    for _ in 0..50 {
+        let out = std::process::Command::new(Varco::bin())
+            .args(["audit", "query", "--tenant", "c_e783", "--route", "gpd", "--config"])
+            .arg(&v.config)
+            .output()
+            .unwrap();
+        kept = String::from_utf8_lossy(&out.stdout).into_owned();
+        if kept.lines().any(|l| l.contains("\"DELETE\"")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let outbound: Vec<Value> = kept
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["direction"] == "outbound")
+        .collect();
+    assert!(outbound.iter().any(|r| r["method"] == "POST" && r["status"] == 201), "{kept}");
+    assert!(outbound.iter().any(|r| r["method"] == "DELETE"), "the event's operation: {kept}");
+    assert!(outbound.iter().all(|r| r["upstream"].as_str().unwrap().starts_with("GPD debtpositions")), "{kept}");
+    assert!(outbound.iter().all(|r| r["trace_id"].as_str().unwrap().len() == 32), "{kept}");
+    assert!(!kept.contains("RSSMRA80A01H501U") && !kept.contains("gpd-key-0123"), "{kept}");
 }
 
 /// GPD is HTTPS (api.platform.pagopa.it): the client verifies the server against the CA store

@@ -29,6 +29,8 @@ pub struct GpdAdapter {
     timeout: Duration,
     retries: u32,
     client: varco_outbound::HttpsClient,
+    /// Keeps each GPD call in the ente's audit trail, when it is on.
+    audit: Option<varco_audit::Recorder>,
 }
 
 struct Answer {
@@ -49,7 +51,14 @@ impl GpdAdapter {
             timeout: cfg.timeout.0,
             retries: cfg.retries,
             client,
+            audit: None,
         })
+    }
+
+    /// Keeps each GPD call in `audit` (the ente's trail).
+    pub fn with_audit(mut self, audit: Option<varco_audit::Recorder>) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Sends with retries (timeouts, refused connections, 429 and 5xx; backoff from 200 ms);
@@ -194,7 +203,20 @@ impl GpdAdapter {
             !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         };
         let url = format!("{}/organizations/{}/{path}", self.base, self.ofc);
+        let started = std::time::Instant::now();
         let (answer, retried) = self.send(m, &url, body, tp).await;
+        if let Some(a) = &self.audit {
+            // The operation and the position's id, the outcome: never the position's debtor.
+            a.outbound(varco_audit::Record {
+                route: "gpd".into(),
+                method: m.as_str().to_owned(),
+                status: answer.as_ref().map_or(0, |a| a.status),
+                latency_ms: started.elapsed().as_millis() as u64,
+                upstream: Some(format!("GPD {}", path.split('?').next().unwrap_or(""))),
+                trace_id: tp.map(varco_audit::trace_id_of).unwrap_or_default(),
+                ..Default::default()
+            });
+        }
         let mut a = answer.map_err(|e| {
             tracing::warn!(error = %e, "GPD unreachable");
             if e == "timed out" {

@@ -49,6 +49,9 @@ pub struct Eservice {
     pub http: HttpsClient,
     pub fetch: Fetcher,
     pub replay: Arc<ReplayGuard>,
+    /// Keeps each call in the ente's audit trail under this route name (`signalhub:deposit`);
+    /// `None` when the trail is off or the adapter keeps a richer record itself (ANPR).
+    pub trail: Option<(varco_audit::Recorder, &'static str)>,
 }
 
 impl std::fmt::Debug for Eservice {
@@ -89,9 +92,15 @@ impl Eservice {
         user: &TrackedUser,
         tp: &str,
     ) -> Result<Reply, CallError> {
+        let started = std::time::Instant::now();
+        let method = if matches!(what, Body::Post(_)) { "POST" } else { "GET" };
         let span =
             varco_telemetry::start("e-service call", varco_telemetry::Kind::Client, Some(tp).filter(|t| !t.is_empty()));
-        let Some(mut span) = span else { return self.call_once(what, user, tp).await };
+        let Some(mut span) = span else {
+            let r = self.call_once(what, user, tp).await;
+            self.record(method, &r, started, tp);
+            return r;
+        };
         span.set("server.address", self.url.host().unwrap_or("").to_owned());
         span.set("url.path", self.url.path().to_owned());
         span.set("varco.purpose_id", self.purpose_id.clone());
@@ -106,7 +115,23 @@ impl Eservice {
             }
             Err(e) => span.fail(e.to_string()),
         }
+        self.record(method, &r, started, tp);
         r
+    }
+
+    /// The call's record in the audit trail, when kept: route, purpose, provider, status.
+    fn record(&self, method: &str, r: &Result<Reply, CallError>, started: std::time::Instant, tp: &str) {
+        let Some((recorder, route)) = &self.trail else { return };
+        recorder.outbound(varco_audit::Record {
+            route: (*route).to_owned(),
+            method: method.to_owned(),
+            status: r.as_ref().map_or(0, |a| a.status),
+            latency_ms: started.elapsed().as_millis() as u64,
+            purpose_id: Some(self.purpose_id.clone()).filter(|p| !p.is_empty()),
+            upstream: Some(format!("{}{}", self.url.host().unwrap_or(""), self.url.path())),
+            trace_id: varco_audit::trace_id_of(tp),
+            ..Default::default()
+        });
     }
 
     async fn call_once<F: Fn() -> Bytes>(

@@ -70,7 +70,11 @@ pub fn build(cfg: &AdapterConfig, cx: &AdapterContext<'_>) -> Result<Built, Buil
         }
         AdapterConfig::Gpd(c) => {
             let key = read_secret(&format!("{}.subscription_key", cx.path), &c.subscription_key)?;
-            plain(Arc::new(varco_adapter_pagopa::gpd::GpdAdapter::build(c, &key, cx.client.clone()).map_err(err)?))
+            plain(Arc::new(
+                varco_adapter_pagopa::gpd::GpdAdapter::build(c, &key, cx.client.clone())
+                    .map_err(err)?
+                    .with_audit(recorder(cx)),
+            ))
         }
         AdapterConfig::Openapi(_) => {
             let doc = crate::mediation::openapi(cx.config, cx.tenant)?;
@@ -161,6 +165,8 @@ fn anpr(c: &varco_config::AnprConfig, cx: &AdapterContext<'_>) -> Result<varco_a
             http: cx.client.clone(),
             fetch: varco_outbound::Fetcher::new(cx.client.clone()),
             replay: replay.clone(),
+            // The adapter keeps a richer record of its own (operator, idOperazioneClient).
+            trail: None,
         };
         let ordered = e.ordered.unwrap_or(code == "C001");
         Ok(Some(Service {
@@ -169,9 +175,8 @@ fn anpr(c: &varco_config::AnprConfig, cx: &AdapterContext<'_>) -> Result<varco_a
             turn: ordered.then(|| tokio::sync::Mutex::new(())),
         }))
     };
-    let audit =
-        cx.registries.audit.as_ref().map(|t| varco_audit::Recorder::new(cx.tenant, t.clone(), cx.keys.cloned()));
-    Ok(AnprAdapter::new(cx.tenant, c, service(&c.residenza, "C001")?, service(&c.famiglia, "C021")?).with_audit(audit))
+    Ok(AnprAdapter::new(cx.tenant, c, service(&c.residenza, "C001")?, service(&c.famiglia, "C021")?)
+        .with_audit(recorder(cx)))
 }
 
 /// A call to one of PDND's own services (Signal Hub) with the ente's API interop voucher (no
@@ -181,6 +186,7 @@ fn pdnd_call(
     vouchers: &Arc<varco_outbound::VoucherClient>,
     url: String,
     timeout: std::time::Duration,
+    route: &'static str,
 ) -> Result<varco_outbound::Eservice, BuildError> {
     let err = |m: String| BuildError { path: cx.path.to_owned(), message: m };
     Ok(varco_outbound::Eservice {
@@ -195,7 +201,13 @@ fn pdnd_call(
         http: cx.client.clone(),
         fetch: varco_outbound::Fetcher::new(cx.client.clone()),
         replay: Arc::new(varco_auth::ReplayGuard::default()),
+        trail: recorder(cx).map(|r| (r, route)),
     })
+}
+
+/// The ente's recorder of outbound calls, when the audit trail is on.
+fn recorder(cx: &AdapterContext<'_>) -> Option<varco_audit::Recorder> {
+    cx.registries.audit.as_ref().map(|t| varco_audit::Recorder::new(cx.tenant, t.clone(), cx.keys.cloned()))
 }
 
 /// The `signal_hub` adapter: a depositor for the events its subscriptions hand over, and a
@@ -215,7 +227,7 @@ fn signal_hub(c: &varco_config::SignalHubConfig, cx: &AdapterContext<'_>) -> Res
             if seed.len() < 16 {
                 return Err(err("deposit.seed: at least 16 characters".into()));
             }
-            let call = pdnd_call(cx, &vouchers, format!("{}/signals", base(&d.url)), d.timeout.0)?;
+            let call = pdnd_call(cx, &vouchers, format!("{}/signals", base(&d.url)), d.timeout.0, "signalhub:deposit")?;
             Some(Depositor::new(cx.tenant, call, &d.eservice_id, seed, d.signals.clone()))
         }
     };
@@ -225,7 +237,10 @@ fn signal_hub(c: &varco_config::SignalHubConfig, cx: &AdapterContext<'_>) -> Res
         let mut feeds = Vec::new();
         for e in &p.eservices {
             let url = format!("{}/signals/{e}", base(&p.url));
-            feeds.push(Feed { eservice_id: e.clone(), call: pdnd_call(cx, &vouchers, url, p.timeout.0)? });
+            feeds.push(Feed {
+                eservice_id: e.clone(),
+                call: pdnd_call(cx, &vouchers, url, p.timeout.0, "signalhub:pull")?,
+            });
         }
         let key = format!("{}/{}", cx.tenant, cx.route);
         let print = format!("{p:?}|{pdnd:?}|{}", String::from_utf8_lossy(&keys.jwks));
