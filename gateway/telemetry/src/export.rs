@@ -2,6 +2,10 @@
 //! drops the span and counts it), and one thread of its own batches them and hands each batch
 //! to the OTLP exporter on a small runtime, so exporting neither slows nor fails a request.
 //!
+//! The thread is not woken per span (a futex wake and two context switches per span cost more
+//! than the span): it sleeps until `batch_delay` passes or a request thread sees a whole batch
+//! queued, then drains the channel.
+//!
 //! The SDK's own batch processor runs its exporter without a Tokio reactor, which varco's
 //! hyper-based client needs, and keeps its drop count to itself; hence this one.
 
@@ -10,8 +14,8 @@ use opentelemetry::Context;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 use opentelemetry_sdk::Resource;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +59,10 @@ pub(crate) struct QueueProcessor {
     counters: Arc<Counters>,
     /// The resource, handed to the thread before the first batch.
     resource: SyncSender<Resource>,
+    /// Spans queued since the thread last drained: a whole batch wakes it.
+    queued: Arc<AtomicUsize>,
+    batch_size: usize,
+    thread: std::thread::Thread,
 }
 
 impl QueueProcessor {
@@ -65,25 +73,45 @@ impl QueueProcessor {
         let (tx, rx) = sync_channel(s.queue_size);
         let (resource_tx, resource_rx) = sync_channel(1);
         let counters = Arc::new(Counters::default());
+        let queued = Arc::new(AtomicUsize::new(0));
         let worker = Worker {
             exporter,
             rx,
             resource: resource_rx,
             counters: counters.clone(),
+            queued: queued.clone(),
             batch_size: s.batch_size,
             delay: s.batch_delay,
             timeout: s.timeout.unwrap_or(Duration::from_secs(10)),
             failing: false,
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        std::thread::Builder::new().name("varco-otlp".into()).spawn(move || worker.run(&rt))?;
-        Ok((Self { tx, counters: counters.clone(), resource: resource_tx }, counters))
+        let handle = std::thread::Builder::new().name("varco-otlp".into()).spawn(move || worker.run(&rt))?;
+        let thread = handle.thread().clone();
+        let p =
+            Self { tx, counters: counters.clone(), resource: resource_tx, queued, batch_size: s.batch_size, thread };
+        Ok((p, counters))
     }
 
     fn ask(&self, make: fn(SyncSender<()>) -> Msg, timeout: Duration) -> OTelSdkResult {
         let (ack, done) = sync_channel(1);
-        self.tx.send(make(ack)).map_err(|_| OTelSdkError::AlreadyShutdown)?;
-        done.recv_timeout(timeout).map_err(|_| OTelSdkError::Timeout(timeout))
+        let started = Instant::now();
+        // The queue may be full: the thread, woken, makes room.
+        let mut msg = make(ack);
+        loop {
+            self.thread.unpark();
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if started.elapsed() < timeout => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(TrySendError::Full(_)) => return Err(OTelSdkError::Timeout(timeout)),
+                Err(TrySendError::Disconnected(_)) => return Err(OTelSdkError::AlreadyShutdown),
+            }
+        }
+        self.thread.unpark();
+        done.recv_timeout(timeout.saturating_sub(started.elapsed())).map_err(|_| OTelSdkError::Timeout(timeout))
     }
 }
 
@@ -95,7 +123,11 @@ impl SpanProcessor for QueueProcessor {
             return;
         }
         match self.tx.try_send(Msg::Span(Box::new(span))) {
-            Ok(()) => {}
+            Ok(()) => {
+                if self.queued.fetch_add(1, Ordering::Relaxed) + 1 == self.batch_size {
+                    self.thread.unpark();
+                }
+            }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -120,6 +152,7 @@ struct Worker<E> {
     rx: Receiver<Msg>,
     resource: Receiver<Resource>,
     counters: Arc<Counters>,
+    queued: Arc<AtomicUsize>,
     batch_size: usize,
     delay: Duration,
     timeout: Duration,
@@ -130,38 +163,36 @@ struct Worker<E> {
 impl<E: SpanExporter> Worker<E> {
     fn run(mut self, rt: &tokio::runtime::Runtime) {
         let mut batch = Vec::with_capacity(self.batch_size);
-        let mut due: Option<Instant> = None;
         loop {
-            let wait = due.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
-            match self.rx.recv_timeout(wait) {
-                Ok(Msg::Span(s)) => {
-                    due.get_or_insert_with(|| Instant::now() + self.delay);
-                    batch.push(*s);
-                    if batch.len() >= self.batch_size {
+            // Woken by a whole batch, a flush or a stop; else every `delay`.
+            std::thread::park_timeout(self.delay);
+            loop {
+                match self.rx.try_recv() {
+                    Ok(Msg::Span(s)) => {
+                        self.queued.fetch_sub(1, Ordering::Relaxed);
+                        batch.push(*s);
+                        if batch.len() >= self.batch_size {
+                            self.export(rt, &mut batch);
+                        }
+                    }
+                    Ok(Msg::Flush(ack)) => {
                         self.export(rt, &mut batch);
-                        due = None;
+                        let _ = ack.send(());
+                    }
+                    Ok(Msg::Stop(ack)) => {
+                        self.export(rt, &mut batch);
+                        let _ = rt.block_on(async { self.exporter.shutdown() });
+                        let _ = ack.send(());
+                        return;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.export(rt, &mut batch);
+                        return;
                     }
                 }
-                Ok(Msg::Flush(ack)) => {
-                    self.export(rt, &mut batch);
-                    due = None;
-                    let _ = ack.send(());
-                }
-                Ok(Msg::Stop(ack)) => {
-                    self.export(rt, &mut batch);
-                    let _ = rt.block_on(async { self.exporter.shutdown() });
-                    let _ = ack.send(());
-                    return;
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    self.export(rt, &mut batch);
-                    due = None;
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.export(rt, &mut batch);
-                    return;
-                }
             }
+            self.export(rt, &mut batch);
         }
     }
 
