@@ -311,8 +311,7 @@ impl ProxyHttp for Gateway {
         let (tenant, route) = match (ctx.tenant, ctx.route) {
             (Some(t), Some(r)) => {
                 let route = &rt.tenants[t].routes[r];
-                route.latency.observe(elapsed.as_secs_f64());
-                route.requests.inc(status);
+                route.metrics.observe(status, elapsed.as_secs_f64());
                 (rt.tenants[t].id.as_str(), route.name.as_str())
             }
             _ => {

@@ -204,11 +204,6 @@ impl Metrics {
         })
     }
 
-    /// The pre-resolved latency histogram of a route (no label lookup per request).
-    pub fn route_latency(&self, tenant: &str, route: &str) -> Histogram {
-        self.latency.with_label_values(&[tenant, route])
-    }
-
     /// The authentication counters of a route whose callers `method` decides on.
     pub fn route_auth(&self, tenant: &str, route: &str, method: &'static str) -> AuthCounters {
         AuthCounters {
@@ -218,13 +213,14 @@ impl Metrics {
         }
     }
 
-    /// Per-status counters of a route, resolved lazily once per common status (no label lookup
-    /// per request).
-    pub fn route_requests(&self, tenant: &str, route: &str) -> StatusCounters {
-        StatusCounters {
-            vec: self.requests.clone(),
-            labels: [tenant.to_owned(), route.to_owned()],
-            cells: Default::default(),
+    /// A route's latency histogram and per-status counters, resolved at its first request (an
+    /// idle route costs a few pointers, not a histogram) and then without label look-ups.
+    pub fn route(&self, tenant: &str, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            latency: self.latency.clone(),
+            requests: self.requests.clone(),
+            labels: Box::new([tenant.to_owned(), route.to_owned()]),
+            cells: std::sync::OnceLock::new(),
         }
     }
 
@@ -309,25 +305,41 @@ const fn slot(status: u16) -> Option<usize> {
     })
 }
 
-/// `requests_total` cells of one route, by status.
+/// One route's `request_duration_seconds` and `requests_total` cells.
 #[derive(Debug)]
-pub struct StatusCounters {
-    vec: IntCounterVec,
-    labels: [String; 2],
-    cells: [std::sync::OnceLock<prometheus::IntCounter>; COMMON.len()],
+pub struct RouteMetrics {
+    latency: HistogramVec,
+    requests: IntCounterVec,
+    labels: Box<[String; 2]>,
+    cells: std::sync::OnceLock<Box<Cells>>,
 }
 
-impl StatusCounters {
-    pub fn inc(&self, status: u16) {
+/// What a route that served requests holds: its histogram and a cell per common status.
+#[derive(Debug)]
+struct Cells {
+    latency: Histogram,
+    status: [std::sync::OnceLock<prometheus::IntCounter>; COMMON.len()],
+}
+
+impl RouteMetrics {
+    /// A finished request: its status and duration.
+    pub fn observe(&self, status: u16, seconds: f64) {
+        let c = self.cells.get_or_init(|| {
+            Box::new(Cells {
+                latency: self.latency.with_label_values(&[&self.labels[0], &self.labels[1]]),
+                status: Default::default(),
+            })
+        });
+        c.latency.observe(seconds);
         match slot(status) {
-            Some(i) => self.cells[i].get_or_init(|| self.counter(status)).inc(),
+            Some(i) => c.status[i].get_or_init(|| self.counter(status)).inc(),
             None => self.counter(status).inc(),
         }
     }
 
     fn counter(&self, status: u16) -> prometheus::IntCounter {
         let mut code = [b'0'; 3];
-        self.vec.with_label_values(&[&self.labels[0], &self.labels[1], fmt_status(&mut code, status)])
+        self.requests.with_label_values(&[&self.labels[0], &self.labels[1], fmt_status(&mut code, status)])
     }
 }
 
@@ -345,14 +357,18 @@ mod tests {
     fn definitions_are_valid() {
         let m = super::Metrics::new().expect("valid metric definitions");
         m.requests.with_label_values(&["t", "r", "200"]).inc();
-        let route = m.route_requests("t", "r");
-        route.inc(200);
-        route.inc(200);
-        route.inc(0);
+        let route = m.route("t", "r");
+        let idle = m.route("t", "idle");
+        drop(idle);
+        route.observe(200, 0.001);
+        route.observe(200, 0.001);
+        route.observe(0, 0.001);
         // A status without a cell of its own is counted all the same.
-        route.inc(418);
-        route.inc(418);
+        route.observe(418, 0.001);
+        route.observe(418, 0.001);
         let text = String::from_utf8(m.render()).unwrap_or_default();
+        assert!(text.contains("varco_request_duration_seconds_count{route=\"r\",tenant=\"t\"} 5"), "{text}");
+        assert!(!text.contains("route=\"idle\""), "an idle route has no series yet: {text}");
         assert!(text.contains("varco_requests_total{route=\"r\",status=\"418\",tenant=\"t\"} 2"), "{text}");
         assert!(text.contains("varco_requests_total{route=\"r\",status=\"200\",tenant=\"t\"} 3"), "{text}");
         assert!(text.contains("varco_requests_total{route=\"r\",status=\"000\",tenant=\"t\"} 1"), "{text}");

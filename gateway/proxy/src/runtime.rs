@@ -10,7 +10,6 @@ use crate::secrets::{build_err, read_secret, BuildError};
 use crate::upstream::{Pool, ResolvedServer};
 use http::{HeaderName, HeaderValue, Method};
 use pingora_core::upstreams::peer::HttpPeer;
-use prometheus::Histogram;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use varco_auth::{IdentitySigner, Issuer, KeySet, ModiVerifier, SigningKey};
@@ -75,8 +74,8 @@ pub struct Route {
     /// preflight is answered.
     pub source: Option<Arc<varco_traffic::SourceFilter>>,
     pub cors: Option<Arc<crate::cors::Cors>>,
-    pub latency: Histogram,
-    pub requests: crate::metrics::StatusCounters,
+    /// Latency and status counts, resolved at the route's first request.
+    pub metrics: crate::metrics::RouteMetrics,
     /// Allowed and refused callers, for routes that authenticate.
     pub auth: Option<crate::metrics::AuthCounters>,
 }
@@ -306,7 +305,7 @@ impl TenantBuild<'_> {
         if self.keys.is_some() && !route_cfgs.iter().any(|r| r.path == "/.well-known/jwks.json") {
             route_cfgs.push(builtin_route("jwks", "/.well-known/jwks.json", AdapterConfig::Jwks(Default::default())));
         }
-        let mut routes = Vec::new();
+        let mut routes = Vec::with_capacity(t.routes.len());
         let mut streams = Vec::new();
         let mut pullers = Vec::new();
         let mut table = RouteTable::default();
@@ -565,8 +564,7 @@ impl TenantBuild<'_> {
                 )),
                 None => None,
             },
-            latency: self.metrics.route_latency(&t.id, &r.name),
-            requests: self.metrics.route_requests(&t.id, &r.name),
+            metrics: self.metrics.route(&t.id, &r.name),
             auth: match &r.access {
                 Access::Public => None,
                 Access::ApiKey(_) => Some(self.metrics.route_auth(&t.id, &r.name, "api_key")),

@@ -60,7 +60,11 @@ pub fn run(cfg: Config, path: Option<PathBuf>, overrides: varco_config::Override
         OpenError::Events(m) => StartError::Events(m),
         OpenError::Audit(m) => StartError::Events(format!("audit trail: {m}")),
     })?;
-    let runtime = Runtime::build(cfg.clone(), 1, &metrics, &registries, None)?;
+    // The configuration moves into the runtime (a second copy would cost as much as the
+    // routes themselves); what the wiring below needs is taken first.
+    let (listeners, admin_address, server_cfg, tenants) =
+        (cfg.listeners.clone(), cfg.admin.address.clone(), cfg.server.clone(), cfg.tenants.len());
+    let runtime = Runtime::build(cfg, 1, &metrics, &registries, None)?;
     runtime.commit_streams(&registries.streams);
     runtime.commit_pullers(&registries.pullers);
     metrics.generation.set(1);
@@ -78,28 +82,28 @@ pub fn run(cfg: Config, path: Option<PathBuf>, overrides: varco_config::Override
     });
     let reloader = Arc::new(Reloader::new(path, overrides, shared.clone()));
 
-    let threads = if cfg.server.threads == 0 {
+    let threads = if server_cfg.threads == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {
-        cfg.server.threads
+        server_cfg.threads
     };
     let conf = ServerConf {
         threads,
-        grace_period_seconds: Some(cfg.server.grace_period.0.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(cfg.server.shutdown_timeout.0.as_secs()),
-        upstream_keepalive_pool_size: cfg.server.upstream_keepalive_pool,
+        grace_period_seconds: Some(server_cfg.grace_period.0.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(server_cfg.shutdown_timeout.0.as_secs()),
+        upstream_keepalive_pool_size: server_cfg.upstream_keepalive_pool,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let conf = server.configuration.clone();
 
-    for l in &cfg.listeners {
+    for l in &listeners {
         let gw = Gateway { shared: shared.clone() };
         let mut options = HttpServerOptions::default();
         options.h2c = l.http2 && l.tls.is_none();
         // An idle HTTP/2 connection closes like an idle HTTP/1.1 one.
-        options.h2_idle_timeout = Some(cfg.server.keepalive_idle.0);
+        options.h2_idle_timeout = Some(server_cfg.keepalive_idle.0);
         let mut proxy = pingora_proxy::http_proxy(&conf, gw);
         proxy.server_options = Some(options);
         let mut svc =
@@ -117,10 +121,10 @@ pub fn run(cfg: Config, path: Option<PathBuf>, overrides: varco_config::Override
 
     let admin = AdminApp { shared: shared.clone(), reloader: reloader.clone(), token };
     let mut admin_svc = Service::new("admin".into(), HttpServer::new_app(admin));
-    admin_svc.add_tcp(&cfg.admin.address);
+    admin_svc.add_tcp(&admin_address);
     server.add_service(admin_svc);
-    server.add_services(crate::services::all(&shared, reloader, cfg.server.grace_period.0));
-    tracing::info!(listeners = ?cfg.listeners.iter().map(|l| &l.address).collect::<Vec<_>>(), admin = %cfg.admin.address, tenants = cfg.tenants.len(), "varco starting");
+    server.add_services(crate::services::all(&shared, reloader, server_cfg.grace_period.0));
+    tracing::info!(listeners = ?listeners.iter().map(|l| &l.address).collect::<Vec<_>>(), admin = %admin_address, tenants = tenants, "varco starting");
     server.run_forever()
 }
 
