@@ -40,12 +40,15 @@ pub struct AccessLog {
 
 impl AccessLog {
     pub fn write(&self, r: &AccessRecord<'_>) {
-        let mut line = Vec::with_capacity(512);
-        encode(&mut line, r, SystemTime::now());
+        let now = SystemTime::now();
+        // Encoded straight into the shared buffer: no line of its own to allocate and copy.
         let full = {
             let mut buf = self.buf.lock();
-            buf.extend_from_slice(&line);
-            (buf.len() >= FLUSH_AT).then(|| std::mem::take(&mut *buf))
+            if buf.capacity() == 0 {
+                buf.reserve(FLUSH_AT + 1024);
+            }
+            encode(&mut buf, r, now);
+            (buf.len() >= FLUSH_AT).then(|| std::mem::replace(&mut *buf, Vec::with_capacity(FLUSH_AT + 1024)))
         };
         if let Some(out) = full {
             let _ = std::io::stdout().lock().write_all(&out);
@@ -98,11 +101,28 @@ fn num_field(out: &mut Vec<u8>, name: &str, v: u64) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
-    let _ = write!(out, "{v}");
+    digits(out, v, 1);
+}
+
+/// `v` in decimal, at least `width` digits (zero-padded); `core::fmt` costs several times more.
+fn digits(out: &mut Vec<u8>, mut v: u64, width: usize) {
+    let mut tmp = [b'0'; 20];
+    let mut i = tmp.len();
+    while v > 0 || tmp.len() - i < width {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.extend_from_slice(&tmp[i..]);
 }
 
 /// JSON string escaping; invalid UTF-8 becomes U+FFFD so every line stays valid JSON.
 fn escape(out: &mut Vec<u8>, v: &[u8]) {
+    // Nearly every value is printable ASCII without quotes or backslashes: copied whole.
+    if v.iter().all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\') {
+        out.extend_from_slice(v);
+        return;
+    }
     for chunk in v.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
@@ -129,14 +149,20 @@ fn timestamp(out: &mut Vec<u8>, now: SystemTime) {
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, dd) = civil_from_days(days as i64);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_micros()
-    );
+    for (v, w, sep) in [
+        (y.max(0) as u64, 4, b'-'),
+        (u64::from(m), 2, b'-'),
+        (u64::from(dd), 2, b'T'),
+        (rem / 3600, 2, b':'),
+        (rem / 60 % 60, 2, b':'),
+    ] {
+        digits(out, v, w);
+        out.push(sep);
+    }
+    digits(out, rem % 60, 2);
+    out.push(b'.');
+    digits(out, u64::from(d.subsec_micros()), 6);
+    out.push(b'Z');
 }
 
 #[cfg(test)]
@@ -164,5 +190,33 @@ mod tests {
         assert_eq!(v["fields"]["status"], 200);
         assert_eq!(v["fields"]["latency_us"], 1234);
         assert!(!String::from_utf8_lossy(&out).contains("secret"));
+    }
+
+    #[test]
+    fn timestamps_and_numbers_are_written_by_hand_as_core_fmt_would() {
+        for micros in [0u64, 1_795_462_360_760_764, 4_102_444_799_999_999, 951_782_400_000_001] {
+            let t = UNIX_EPOCH + std::time::Duration::from_micros(micros);
+            let mut out = Vec::new();
+            timestamp(&mut out, t);
+            let d = t.duration_since(UNIX_EPOCH).unwrap();
+            let (days, rem) = (d.as_secs() / 86_400, d.as_secs() % 86_400);
+            let (y, m, dd) = civil_from_days(days as i64);
+            let want = format!(
+                "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:06}Z",
+                rem / 3600,
+                rem / 60 % 60,
+                rem % 60,
+                d.subsec_micros()
+            );
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+        for v in [0u64, 7, 10, 1234, u64::MAX] {
+            let mut out = Vec::new();
+            digits(&mut out, v, 1);
+            assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
+        }
+        let mut out = Vec::new();
+        escape(&mut out, "città \"x\" \u{7f}".as_bytes());
+        assert_eq!(serde_json::from_slice::<String>(&[b"\"", &out[..], b"\""].concat()).unwrap(), "città \"x\" \u{7f}");
     }
 }
