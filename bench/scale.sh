@@ -3,6 +3,10 @@
 # rate limit per route), for N = 10, 100, 1000 (BENCH_ENTI to change): time to start (until
 # /readyz answers 200), RSS idle, then 8 reloads through the admin API (each one's time, RSS
 # after each). Prints a table; the figures are the process's own (no load generator runs).
+# Each N runs twice: with `MIMALLOC_PURGE_DELAY=0`, as the image and the systemd unit in deploy/
+# run varco (freed memory goes back to the system at once), and with the allocator's default
+# (freed pages wait for the freeing thread's next allocation: an idle process keeps a reload's
+# garbage). BENCH_PURGE="0" or "default" runs one of them.
 #
 #   bench/scale.sh
 #   BENCH_ENTI="10 1000" BENCH_BUILD=0 bench/scale.sh
@@ -24,9 +28,13 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $(( t / 1000 )); }
 rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
-printf '| enti | routes | start | RSS idle | reload (median of %s) | RSS after 1 reload | RSS after %s |\n' "$RELOADS" "$RELOADS"
-printf '|---:|---:|---:|---:|---:|---:|---:|\n'
+PURGE=${BENCH_PURGE:-0 default}
+summary=""
+printf '| enti | routes | MIMALLOC_PURGE_DELAY | start | RSS idle | reload (median of %s) | RSS after 1 reload | RSS after %s |\n' "$RELOADS" "$RELOADS"
+printf '|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+for purge in $PURGE; do
 first_n=""; first_rss=
+if [[ $purge == default ]]; then unset MIMALLOC_PURGE_DELAY; else export MIMALLOC_PURGE_DELAY=$purge; fi
 for n in $ENTI; do
     P=$(port); A=$(port)
     python3 - "$n" "$P" "$A" >"$WORK/varco.yaml" <<'PY'
@@ -62,10 +70,12 @@ PY
     sleep 1
     after=$(rss_mib "$pid")
     median=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-    printf '| %s | %s | %s ms | %s MiB | %s ms | %s MiB | %s MiB |\n' "$n" "$((n * 10))" "$start" "$idle" "$median" "$after1" "$after"
+    printf '| %s | %s | %s | %s ms | %s MiB | %s ms | %s MiB | %s MiB |\n' "$n" "$((n * 10))" "$purge" "$start" "$idle" "$median" "$after1" "$after"
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
     if [[ -z $first_n ]]; then first_n=$n; first_rss=$idle; last_n=$n; last_rss=$idle; else last_n=$n; last_rss=$idle; fi
 done
 if [[ $last_n != "$first_n" ]]; then
-    python3 -c "print(f'memory per route (idle, {$first_n} to {$last_n} enti): {($last_rss - $first_rss) * 1024 / (($last_n - $first_n) * 10):.1f} KiB')"
+    summary+=$(python3 -c "print(f'memory per route (idle, {$first_n} to {$last_n} enti, MIMALLOC_PURGE_DELAY=$purge): {($last_rss - $first_rss) * 1024 / (($last_n - $first_n) * 10):.1f} KiB')")$'\n'
 fi
+done
+printf '\n%s' "${summary:-}"

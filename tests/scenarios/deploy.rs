@@ -90,9 +90,13 @@ fn the_dockerfile_is_lint_clean_and_non_root() {
         "USER 65532:65532",
         "VOLUME [\"/etc/varco\", \"/var/lib/varco\"]",
         "CMD [\"/usr/local/bin/varco\", \"health\", \"--admin\", \"127.0.0.1:9180\"]",
+        // A reload's memory goes back to the system (bench/scale.sh).
+        "ENV MIMALLOC_PURGE_DELAY=0",
     ] {
         assert!(text.contains(needle), "`{needle}` missing from the Dockerfile");
     }
+    let unit = std::fs::read_to_string(root().join("deploy/systemd/varco.service")).unwrap();
+    assert!(unit.contains("Environment=MIMALLOC_PURGE_DELAY=0"), "the unit keeps a reload's memory");
 }
 
 /// `varco health` (the image's HEALTHCHECK) says ready for a running varco and not ready for

@@ -219,10 +219,13 @@ pub(crate) fn validate_events(cfg: &Config, is: &mut Issues) {
                     let takes_events = t.routes.iter().any(|x| {
                         &x.name == r
                             && match &x.to {
-                                RouteTarget::Adapter(AdapterConfig::Gpd(_)) => true,
-                                RouteTarget::Adapter(AdapterConfig::SignalHub(c)) => c.deposit.is_some(),
-                                RouteTarget::Adapter(AdapterConfig::Siuss(c)) => c.side == SiussSide::BackOffice,
-                                _ => false,
+                                RouteTarget::Adapter(a) => match &**a {
+                                    AdapterConfig::Gpd(_) => true,
+                                    AdapterConfig::SignalHub(c) => c.deposit.is_some(),
+                                    AdapterConfig::Siuss(c) => c.side == SiussSide::BackOffice,
+                                    _ => false,
+                                },
+                                RouteTarget::Upstream(_) => false,
                             }
                     });
                     if !takes_events {

@@ -157,12 +157,10 @@ pub fn uses_events(cfg: &Config) -> bool {
         || cfg.tenants.iter().any(|t| {
             !t.events.subscriptions.is_empty()
                 || t.routes.iter().any(|r| {
-                    matches!(
-                        r.to,
-                        RouteTarget::Adapter(
-                            AdapterConfig::Events(_) | AdapterConfig::EventStream(_) | AdapterConfig::Pagopa(_)
-                        )
-                    )
+                    matches!(&r.to, RouteTarget::Adapter(a) if matches!(
+                        **a,
+                        AdapterConfig::Events(_) | AdapterConfig::EventStream(_) | AdapterConfig::Pagopa(_)
+                    ))
                 })
         })
 }

@@ -181,7 +181,7 @@ pub fn openapi(cfg: &varco_config::Config, tenant: &str) -> Result<serde_json::V
     for (ri, r) in t.routes.iter().enumerate() {
         let RouteTarget::Adapter(a) = &r.to else { continue };
         let at = format!("tenants[{ti}].routes[{ri}].to.adapter");
-        let (summary, input, output) = match a {
+        let (summary, input, output) = match &**a {
             AdapterConfig::Soap(c) => {
                 let m = soap_client(c, &r.path, None, None).map_err(|e| BuildError { path: at.clone(), message: e })?;
                 schemas.next_model();

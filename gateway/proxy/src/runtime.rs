@@ -265,7 +265,7 @@ fn builtin_route(name: &str, path: &str, to: AdapterConfig) -> RouteConfig {
         path: path.into(),
         methods: vec!["GET".into(), "HEAD".into()],
         access: Access::Public,
-        to: RouteTarget::Adapter(to),
+        to: RouteTarget::Adapter(Box::new(to)),
         max_body_bytes: None,
         strip_prefix: None,
         request_headers: None,

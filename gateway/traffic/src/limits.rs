@@ -29,9 +29,11 @@ fn keyed_store() -> DefaultKeyedStateStore<u64> {
     DefaultKeyedStateStore::with_hasher_and_shard_amount(std::hash::RandomState::new(), shards)
 }
 
-/// Route- and tenant-wide limits have one bucket: no map to look it up in.
+/// Route- and tenant-wide limits have one bucket: no map to look it up in. A keyed limit's map
+/// is made at its first request: most routes of a large consortium are idle at any time, and an
+/// empty map still costs its shards.
 enum Buckets {
-    Keyed(Keyed),
+    Keyed(std::sync::OnceLock<Keyed>, Quota),
     Direct(Direct),
 }
 
@@ -69,14 +71,9 @@ impl Limiter {
                 LimitKey::Route | LimitKey::Tenant => {
                     Buckets::Direct(RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>())
                 }
-                LimitKey::ClientIp | LimitKey::Header | LimitKey::Subject | LimitKey::ClientId => Buckets::Keyed(
-                    RateLimiter::<u64, _, DefaultClock, governor::middleware::NoOpMiddleware<_>>::new(
-                        quota,
-                        keyed_store(),
-                        DefaultClock::default(),
-                    )
-                    .with_middleware::<StateInformationMiddleware>(),
-                ),
+                LimitKey::ClientIp | LimitKey::Header | LimitKey::Subject | LimitKey::ClientId => {
+                    Buckets::Keyed(std::sync::OnceLock::new(), quota)
+                }
             },
         })
     }
@@ -84,14 +81,17 @@ impl Limiter {
     /// Buckets currently held.
     pub fn keys(&self) -> usize {
         match &self.buckets {
-            Buckets::Keyed(k) => k.len(),
+            Buckets::Keyed(k, _) => k.get().map_or(0, |k| k.len()),
             Buckets::Direct(_) => 1,
         }
     }
 
     /// Drops buckets that are full again (idle callers): bounds memory under key floods.
     pub fn evict_idle(&self) {
-        if let Buckets::Keyed(k) = &self.buckets {
+        if let Some(k) = match &self.buckets {
+            Buckets::Keyed(k, _) => k.get(),
+            Buckets::Direct(_) => None,
+        } {
             k.retain_recent();
             k.shrink_to_fit();
         }
@@ -132,9 +132,17 @@ impl Limiter {
     ) -> Result<Option<RateLimitStatus>, (RateLimitStatus, u64)> {
         let outcome = match &self.buckets {
             Buckets::Direct(d) => d.check(),
-            Buckets::Keyed(k) => {
+            Buckets::Keyed(k, quota) => {
                 let Some(key) = self.key(headers, state) else { return Ok(None) };
-                k.check_key(&key)
+                k.get_or_init(|| {
+                    RateLimiter::<u64, _, DefaultClock, governor::middleware::NoOpMiddleware<_>>::new(
+                        *quota,
+                        keyed_store(),
+                        DefaultClock::default(),
+                    )
+                    .with_middleware::<StateInformationMiddleware>()
+                })
+                .check_key(&key)
             }
         };
         match outcome {
