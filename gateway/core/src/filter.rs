@@ -37,11 +37,27 @@ pub struct RateLimitStatus {
 impl RateLimitStatus {
     /// The three headers.
     pub fn headers(&self) -> [(http::HeaderName, http::HeaderValue); 3] {
+        self.header_values().map(|(k, v)| (http::HeaderName::from_static(k), v))
+    }
+
+    /// The three headers with static names: pingora's `insert_header` takes a `&'static str`
+    /// without copying it, where a `HeaderName` is copied into a new buffer first.
+    pub fn header_values(&self) -> [(&'static str, http::HeaderValue); 3] {
         [
-            (http::HeaderName::from_static("x-ratelimit-limit"), http::HeaderValue::from(self.limit)),
-            (http::HeaderName::from_static("x-ratelimit-remaining"), http::HeaderValue::from(self.remaining)),
-            (http::HeaderName::from_static("x-ratelimit-reset"), http::HeaderValue::from(self.reset_secs)),
+            ("x-ratelimit-limit", number(u64::from(self.limit))),
+            ("x-ratelimit-remaining", number(u64::from(self.remaining))),
+            ("x-ratelimit-reset", number(self.reset_secs)),
         ]
+    }
+}
+
+/// A header value of a number; the small ones (remaining requests, seconds to wait) without
+/// allocating.
+fn number(n: u64) -> http::HeaderValue {
+    const SMALL: [&str; 16] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"];
+    match SMALL.get(n as usize) {
+        Some(s) if n < 16 => http::HeaderValue::from_static(s),
+        _ => http::HeaderValue::from(n),
     }
 }
 
@@ -56,4 +72,21 @@ pub trait Filter: Send + Sync + std::fmt::Debug {
 
     /// Runs in `response_filter`, before the response header goes to the caller.
     fn on_response(&self, _resp: &mut ResponseHeader, _state: &FilterState) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateLimitStatus;
+
+    #[test]
+    fn rate_limit_headers_carry_small_and_large_numbers() {
+        let s = RateLimitStatus { limit: 1_000_000_000, remaining: 7, reset_secs: 15 };
+        let h = s.headers();
+        assert_eq!(h[0].0.as_str(), "x-ratelimit-limit");
+        assert_eq!(h[0].1, "1000000000");
+        assert_eq!(h[1].1, "7");
+        assert_eq!(h[2].1, "15");
+        let s = RateLimitStatus { limit: 100, remaining: 16, reset_secs: 0 };
+        assert_eq!(s.header_values().map(|(_, v)| v), ["100", "16", "0"]);
+    }
 }

@@ -42,8 +42,8 @@ pub async fn preflight(
 /// gets a 502 or a 429 `quota-exhausted` still needs to pace itself), unless already set.
 fn rate_limit_headers(h: &mut ResponseHeader, ctx: &RequestCtx) -> pingora_error::Result<()> {
     if let Some(s) = ctx.state.rate_limit {
-        for (k, v) in s.headers() {
-            if !h.headers.contains_key(&k) {
+        for (k, v) in s.header_values() {
+            if !h.headers.contains_key(k) {
                 h.insert_header(k, v)?;
             }
         }

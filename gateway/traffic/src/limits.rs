@@ -246,7 +246,7 @@ impl Filter for RateLimit {
 
     fn on_response(&self, resp: &mut ResponseHeader, state: &FilterState) {
         if let Some(s) = state.rate_limit {
-            for (k, v) in s.headers() {
+            for (k, v) in s.header_values() {
                 let _ = resp.insert_header(k, v);
             }
         }
