@@ -229,24 +229,9 @@ async fn a_back_office_reads_a_residence_and_a_family_with_every_check_passing_a
     assert_eq!(stats(env.pdnd).await["bound"], 11);
     // Each call to ANPR is an outbound record of the ente's audit trail: who, purpose, outcome;
     // never the codice fiscale.
-    let mut kept = String::new();
-    for _ in 0..50 {
-        let out = std::process::Command::new(Varco::bin())
-            .args(["audit", "query", "--tenant", "c_e783", "--config"])
-            .arg(&env.v.config)
-            .output()
-            .unwrap();
-        kept = String::from_utf8_lossy(&out.stdout).into_owned();
-        if kept.lines().filter(|l| l.contains("\"outbound\"")).count() >= 11 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let outbound: Vec<Value> = kept
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["direction"] == "outbound")
-        .collect();
+    let outbound_of = |r: &[Value]| r.iter().filter(|r| r["direction"] == "outbound").cloned().collect::<Vec<_>>();
+    let (records, kept) = env.v.audit_records("c_e783", &[], |r| outbound_of(r).len() >= 11).await;
+    let outbound = outbound_of(&records);
     assert_eq!(outbound.len(), 11, "{kept}");
     assert_eq!(outbound.iter().filter(|r| r["route"] == "anpr:C021").count(), 1);
     assert!(outbound.iter().all(|r| r["status"] == 200 && r["purpose_id"].as_str().is_some()), "{kept}");

@@ -388,24 +388,9 @@ async fn gpd_client_against_the_contract_checking_server() {
     v.send("GET", MC, "/gpd/debt-positions/TARI-2026-0003", &[], b"").await.assert_problem(401, "token-missing");
     // Each GPD operation, by the REST API or by an event, is an outbound record of the ente's
     // audit trail: operation, outcome, trace; never the debtor.
-    let mut kept = String::new();
-    for _ in 0..50 {
-        let out = std::process::Command::new(Varco::bin())
-            .args(["audit", "query", "--tenant", "c_e783", "--route", "gpd", "--config"])
-            .arg(&v.config)
-            .output()
-            .unwrap();
-        kept = String::from_utf8_lossy(&out.stdout).into_owned();
-        if kept.lines().any(|l| l.contains("\"DELETE\"")) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let outbound: Vec<Value> = kept
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["direction"] == "outbound")
-        .collect();
+    let (records, kept) =
+        v.audit_records("c_e783", &["--route", "gpd"], |r| r.iter().any(|r| r["method"] == "DELETE")).await;
+    let outbound: Vec<Value> = records.into_iter().filter(|r| r["direction"] == "outbound").collect();
     assert!(outbound.iter().any(|r| r["method"] == "POST" && r["status"] == 201), "{kept}");
     assert!(outbound.iter().any(|r| r["method"] == "DELETE"), "the event's operation: {kept}");
     assert!(outbound.iter().all(|r| r["upstream"].as_str().unwrap().starts_with("GPD debtpositions")), "{kept}");

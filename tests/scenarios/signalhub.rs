@@ -207,20 +207,7 @@ async fn the_entes_events_become_pseudonymised_signals() {
     assert_eq!(r.json["deposit"]["last_signal_id"], ids[1]);
     assert_eq!(env.v.send("GET", MC, "/signal-hub", &[], b"").await.status, 401);
     // Each deposit is an outbound record of the ente's audit trail (never the codice fiscale).
-    let mut kept = String::new();
-    for _ in 0..50 {
-        let out = std::process::Command::new(Varco::bin())
-            .args(["audit", "query", "--tenant", "c_e783", "--route", "signalhub:deposit", "--config"])
-            .arg(&env.v.config)
-            .output()
-            .unwrap();
-        kept = String::from_utf8_lossy(&out.stdout).into_owned();
-        if kept.lines().count() >= 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let records: Vec<Value> = kept.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (records, kept) = env.v.audit_records("c_e783", &["--route", "signalhub:deposit"], |r| r.len() >= 2).await;
     assert_eq!(records.len(), 2, "{kept}");
     assert!(records.iter().all(|r| r["direction"] == "outbound" && r["method"] == "POST"), "{kept}");
     assert!(records.iter().all(|r| r["upstream"].as_str().unwrap().ends_with("/signals")), "{kept}");

@@ -210,6 +210,36 @@ impl Varco {
         self.admin_client.send("POST", "localhost", "/admin/reload", &[], b"").await
     }
 
+    /// The ente's audit records as `varco audit query` prints them (`args` adds filters such as
+    /// `--route gpd`), read again every 100 ms until `done` holds of them or 5 s have passed
+    /// (the trail syncs its records within `sync_interval`); with the text as printed.
+    pub async fn audit_records(
+        &self,
+        tenant: &str,
+        args: &[&str],
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> (Vec<serde_json::Value>, String) {
+        let mut last = (Vec::new(), String::new());
+        for _ in 0..50 {
+            let out = Command::new(varco_bin())
+                .args(["audit", "query", "--tenant", tenant])
+                .args(args)
+                .arg("--config")
+                .arg(&self.config)
+                .output()
+                .expect("varco audit query");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let records: Vec<serde_json::Value> =
+                text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+            if done(&records) {
+                return (records, text);
+            }
+            last = (records, text);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        last
+    }
+
     pub async fn metrics(&self) -> String {
         String::from_utf8_lossy(&self.admin_client.get("localhost", "/metrics").await.body).into_owned()
     }
