@@ -382,6 +382,7 @@ impl Deliveries {
             Some(p) => varco_telemetry::start("deliver", varco_telemetry::Kind::Consumer, Some(p)),
             None => e
                 .extension("traceparent")
+                .filter(|_| varco_telemetry::enabled())
                 .map(|v| v.to_string())
                 .and_then(|p| varco_telemetry::start("deliver", varco_telemetry::Kind::Consumer, Some(&p))),
         };

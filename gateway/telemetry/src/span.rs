@@ -51,19 +51,10 @@ pub fn start(name: impl Into<Cow<'static, str>>, kind: Kind, parent: Option<&str
     Some(Span(SpanBuilder::from_name(name).with_kind(kind.into()).start_with_context(tracer, &cx)))
 }
 
-/// A `traceparent` header value as a remote span context (version 00 rules; any other
-/// version but `ff` read by its first four fields).
+/// A `traceparent` header value as a remote span context, read by varco-core's W3C rules (the
+/// same that decide whether varco continues a caller's trace).
 fn parse(v: &str) -> Option<SpanContext> {
-    let mut it = v.trim().split('-');
-    let (ver, trace, span, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
-    let lower_hex =
-        |s: &str, n: usize| s.len() == n && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
-    if !lower_hex(ver, 2) || ver == "ff" || !lower_hex(trace, 32) || !lower_hex(span, 16) || !lower_hex(flags, 2) {
-        return None;
-    }
-    if ver == "00" && it.next().is_some() {
-        return None;
-    }
+    let (trace, span, flags) = varco_core::trace::parse_traceparent(v)?;
     let (trace, span) = (TraceId::from_hex(trace).ok()?, SpanId::from_hex(span).ok()?);
     let flags = TraceFlags::new(u8::from_str_radix(flags, 16).ok()? & 1);
     let sc = SpanContext::new(trace, span, flags, true, TraceState::NONE);
