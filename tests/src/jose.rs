@@ -8,7 +8,7 @@ pub struct Jose {
 }
 
 fn tool() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/jwt_tool.py"))
+    crate::tool_path("jwt_tool.py")
 }
 
 impl Jose {

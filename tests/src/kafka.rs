@@ -12,7 +12,7 @@ pub struct Broker {
 }
 
 fn tool() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/kafka_tool.py"))
+    crate::tool_path("kafka_tool.py")
 }
 
 impl Broker {

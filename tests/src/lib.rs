@@ -27,6 +27,21 @@ pub use process::{free_port, pdnd_peer, spawn_ready_tool, Varco};
 pub use redis::Redis;
 pub use sse::Sse;
 
+/// `tests/tools/<name>`, looked up at run time from the folder cargo runs the test in: a path
+/// fixed at build time goes stale when another checkout shares the target folder (CI's fresh
+/// clone, the stop check) and the harness is not rebuilt.
+pub fn tool_path(name: &str) -> std::path::PathBuf {
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_default();
+    start
+        .ancestors()
+        .map(|d| d.join("tests/tools").join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tools")).join(name))
+}
+
 /// The opening block every scenario configuration shares: one plain listener and the admin
 /// listener, on the ephemeral ports `Varco::start` fills in. Used as `{LISTENERS}` in a
 /// scenario's `format!` text, followed by its own `server:` and `tenants:`.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// first line once it serves; it is killed when the returned child is dropped.
 pub async fn spawn_ready_tool(tool: &str, args: &[&str]) -> tokio::process::Child {
     use tokio::io::AsyncBufReadExt;
-    let path = format!("{}/tools/{tool}", env!("CARGO_MANIFEST_DIR"));
+    let path = crate::tool_path(tool).display().to_string();
     let mut child = tokio::process::Command::new("python3")
         .arg(&path)
         .args(args)

@@ -223,14 +223,18 @@ struct Dedupe {
 #[derive(Debug, Default)]
 struct DedupeInner {
     /// Pair → when it was stored (`None`: being stored).
-    seen: std::collections::HashMap<(String, String), Option<std::time::Instant>>,
-    /// Stored pairs in the order they were stored, for expiry.
-    order: std::collections::VecDeque<(std::time::Instant, (String, String))>,
+    seen: std::collections::HashMap<Arc<DedupeKey>, Option<std::time::Instant>>,
+    /// Stored pairs in the order they were stored, for expiry (shared with `seen`, so a pair
+    /// is copied once per event).
+    order: std::collections::VecDeque<(std::time::Instant, Arc<DedupeKey>)>,
 }
+
+/// (`source`, `id`).
+type DedupeKey = (String, String);
 
 impl Dedupe {
     /// The events to store, and the pairs reserved for them.
-    fn reserve(&self, events: Vec<Event>, window: std::time::Duration) -> (Vec<Event>, Vec<(String, String)>) {
+    fn reserve(&self, events: Vec<Event>, window: std::time::Duration) -> (Vec<Event>, Vec<Arc<DedupeKey>>) {
         let now = std::time::Instant::now();
         let mut g = self.inner.lock();
         while let Some((at, _)) = g.order.front() {
@@ -244,9 +248,9 @@ impl Dedupe {
             }
         }
         let mut keep = Vec::with_capacity(events.len());
-        let mut reserved = Vec::new();
+        let mut reserved = Vec::with_capacity(events.len());
         for e in events {
-            let key = (e.source().to_string(), e.id().to_owned());
+            let key = Arc::new((e.source().to_string(), e.id().to_owned()));
             if g.seen.contains_key(&key) {
                 continue;
             }
@@ -258,12 +262,14 @@ impl Dedupe {
     }
 
     /// After the store: remember the pairs (stored) or release them (not stored).
-    fn settle(&self, reserved: &[(String, String)], stored: bool) {
+    fn settle(&self, reserved: &[Arc<DedupeKey>], stored: bool) {
         let now = std::time::Instant::now();
         let mut g = self.inner.lock();
         for key in reserved {
             if stored {
-                g.seen.insert(key.clone(), Some(now));
+                if let Some(at) = g.seen.get_mut(key) {
+                    *at = Some(now);
+                }
                 g.order.push_back((now, key.clone()));
             } else {
                 g.seen.remove(key);

@@ -6,6 +6,7 @@ pub mod bus;
 pub mod contract;
 pub mod outbox;
 pub mod publish;
+pub mod structured;
 
 pub use bus::EventBus;
 pub use publish::EventsAdapter;

@@ -29,9 +29,12 @@ pub fn parse_http(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Event>, Proble
         .trim()
         .to_ascii_lowercase();
     match ct.as_str() {
-        "application/cloudevents+json" => serde_json::from_slice::<Event>(body)
-            .map(|e| vec![e])
-            .map_err(|e| invalid(format!("not a CloudEvent 1.0 in structured mode: {e}"))),
+        "application/cloudevents+json" => match crate::structured::fast(body) {
+            Some(e) => Ok(vec![e]),
+            None => serde_json::from_slice::<Event>(body)
+                .map(|e| vec![e])
+                .map_err(|e| invalid(format!("not a CloudEvent 1.0 in structured mode: {e}"))),
+        },
         "application/cloudevents-batch+json" => {
             let items: Vec<serde_json::Value> = serde_json::from_slice(body)
                 .map_err(|e| invalid(format!("a batch is a JSON array of CloudEvents: {e}")))?;
@@ -111,8 +114,14 @@ impl EventsAdapter {
         let n = events.len() as u64;
         let last = self.bus.append(events).await?;
         self.bus.metrics.published.with_label_values(&[req.tenant_id]).inc_by(n);
-        let body = serde_json::json!({ "accepted": ids.len(), "ids": ids, "sequence": last });
-        Ok(AdapterResponse::json(202, "application/json", serde_json::to_vec(&body).unwrap_or_default()))
+        #[derive(serde::Serialize)]
+        struct Receipt<'a> {
+            accepted: usize,
+            ids: &'a [String],
+            sequence: u64,
+        }
+        let body = serde_json::to_vec(&Receipt { accepted: ids.len(), ids: &ids, sequence: last }).unwrap_or_default();
+        Ok(AdapterResponse::json(202, "application/json", body))
     }
 }
 
