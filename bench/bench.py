@@ -20,7 +20,7 @@ import socket
 import sys
 
 # Rows in this order first (any other target follows in the order it was measured).
-ORDER = ["direct", "nginx", "pingora-minimal", "pingora-minimal+headers", "varco", "varco+log", "varco+audit", "varco+ratelimit", "varco+bearer", "varco+jwt"]
+ORDER = ["direct", "nginx", "pingora-minimal", "pingora-minimal+headers", "varco", "varco+log", "varco+audit", "varco+ratelimit", "varco+bearer", "varco+jwt", "pingap", "pingap+ratelimit", "pingap+jwt"]
 
 # (label, numerator target, denominator target, metric). A ratio whose targets are missing from
 # a run is skipped, so runs that bench only a subset still print what they can.
@@ -40,6 +40,11 @@ RATIOS = [
     ("varco+jwt/varco CPU µs/req", "varco+jwt", "varco", "cpu_us_per_req"),
     ("varco+jwt/varco+bearer req/s", "varco+jwt", "varco+bearer", "rps"),
     ("varco+bearer/varco req/s", "varco+bearer", "varco", "rps"),
+    ("varco/pingap req/s", "varco", "pingap", "rps"),
+    ("varco/pingap CPU µs/req", "varco", "pingap", "cpu_us_per_req"),
+    ("pingap/pingora-minimal req/s", "pingap", "pingora-minimal", "rps"),
+    ("varco+ratelimit/pingap+ratelimit req/s", "varco+ratelimit", "pingap+ratelimit", "rps"),
+    ("varco+jwt/pingap+jwt req/s", "varco+jwt", "pingap+jwt", "rps"),
 ]
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}

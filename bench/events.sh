@@ -6,6 +6,7 @@
 #
 #   bench/events.sh                      # 2 runs
 #   BENCH_RUNS=1 BENCH_DURATION=5s bench/events.sh
+#   BENCH_KAFKA=0 bench/events.sh        # without the Kafka rows
 #
 # Needs wrk, curl, python3, tansu (cargo install tansu --version 0.6.0 --locked
 # --no-default-features --features libsql). Without tansu only the publish rows run.
@@ -21,6 +22,7 @@ log() { printf 'bench-events: %s\n' "$*" >&2; }
 die() { printf 'bench-events: error: %s\n' "$*" >&2; exit 1; }
 for t in wrk curl python3; do command -v "$t" >/dev/null || die "missing $t (apt-get install -y wrk curl python3)"; done
 HAVE_TANSU=1; command -v tansu >/dev/null || { HAVE_TANSU=0; log "tansu not found: relay rows skipped"; }
+[[ ${BENCH_KAFKA:-1} == 0 ]] && HAVE_TANSU=0  # the single-node rows only
 
 if [[ ${BENCH_BUILD:-1} == 1 ]]; then
     (cd "$ROOT" && cargo build --release -q -p varco && cargo test --release -q -p varco-events --no-run 2>/dev/null) || die "build failed"

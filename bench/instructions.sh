@@ -12,6 +12,12 @@
 #   INSTR_TARGETS="varco varco+trace100 varco+trace1" bench/instructions.sh
 #                           # tracing on (all traces / 1 %), the export thread counted too
 #                           # keeps the callgrind files for callgrind_annotate
+#   INSTR_TARGETS="varco+events" bench/instructions.sh
+#                           # POST /events, one CloudEvent per request into the outbox
+#                           # (API key, contract check, fdatasync; the writer thread counted)
+#   INSTR_TARGETS="pingap pingap+jwt pingap+ratelimit" bench/instructions.sh
+#                           # the peer gateway on pingora, if `pingap` is on PATH (or PINGAP=)
+#   VARCO=/path/to/old/varco bench/instructions.sh   # another build of varco (before/after)
 #
 # Needs valgrind, nginx, wrk, curl (apt-get install -y valgrind nginx-light wrk curl).
 set -euo pipefail
@@ -26,6 +32,8 @@ done
 if [[ ${BENCH_BUILD:-1} == 1 ]]; then
     (cd "$ROOT" && cargo build --release -q -p varco -p pingora-minimal)
 fi
+VARCO=${VARCO:-$TARGET_DIR/release/varco}
+PINGAP=${PINGAP:-$(command -v pingap || true)}
 WORK=$(mktemp -d /tmp/varco-ir.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; sleep 1; for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -80,28 +88,118 @@ tenants:
 YML
 }
 
+# One event per request: an ente's `events` route behind an API key, the outbox on disk; every
+# request gets ids of its own (a repeated id is stored once).
+EVENT_KEY=bench-key-0123456789
+events_conf() { # $1 port
+    cat <<YML
+server: {threads: 1, access_log: false, events: {dir: "$WORK/outbox-$1"}}
+listeners: [{name: public, address: "127.0.0.1:$1"}]
+admin: {address: "127.0.0.1:$(port)"}
+tenants:
+  - id: c_e783
+    name: Macerata
+    api_keys: [{name: bench, hash: "sha256:$(printf %s "$EVENT_KEY" | sha256sum | cut -d' ' -f1)"}]
+    routes: [{name: events, path: /events, methods: [POST], access: {api_key: {}}, to: {adapter: {kind: events}}}]
+YML
+}
+python3 - "$WORK" "$EVENT_KEY" <<'PY'
+import json, sys
+d, key = sys.argv[1], sys.argv[2]
+ev = {"specversion": "1.0", "id": "bench-0", "source": "/enti/c_e783/anagrafe", "type": "it.varco.anagrafe.residenza.cambiata.v1",
+      "subject": "RSSMRA80A01H501U", "data": {"codiceFiscale": "RSSMRA80A01H501U", "comuneProvenienza": "E783", "comuneDestinazione": "A662",
+      "dataDecorrenza": "2026-11-20", "indirizzo": {"via": "Corso della Repubblica", "civico": "12", "cap": "62100"}}}
+open(d + "/one.lua", "w").write(
+    'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/cloudevents+json"\nwrk.headers["X-Api-Key"] = "%s"\n'
+    'local template = %s\nlocal n = 0\nlocal salt = os.time() .. "-" .. math.floor(os.clock() * 1000000)\n'
+    'request = function()\n  n = n + 1\n'
+    '  local body = string.gsub(template, \'"id": "bench%%-\', \'"id": "r\' .. salt .. "-" .. n .. \'-\')\n'
+    '  return wrk.format(nil, nil, nil, body)\nend\n' % (key, json.dumps(json.dumps(ev))))
+PY
+
+# pingap (github.com/vicanso/pingap), the gateway on pingora users compare with: the same
+# route, then with its JWT plugin (HS256: it has no RS256 or JWKS) or two rate limits.
+PINGAP_SECRET=bench-secret-0123456789abcdef0123
+PINGAP_TOKEN=""
+if [[ -n $PINGAP ]] && python3 -c 'import jwt' 2>/dev/null; then
+    PINGAP_TOKEN=$(python3 -c 'import jwt, sys, time; print(jwt.encode({"iss": "https://login.bench", "aud": "varco-bench", "sub": "citizen-1", "scope": "bench", "exp": int(time.time()) + 3600}, sys.argv[1], algorithm="HS256"))' "$PINGAP_SECRET")
+fi
+pingap_conf() { # $1 port, $2 plugins (the inside of a TOML array)
+    cat <<TOML
+[basic]
+name = "bench"
+pid_file = "$WORK/pingap-$1.pid"
+upgrade_sock = "$WORK/pingap-$1.sock"
+log_level = "ERROR"
+threads = 1
+work_stealing = false
+[upstreams.backend]
+addrs = ["127.0.0.1:$BACKEND"]
+[locations.all]
+path = "/"
+upstream = "backend"
+plugins = [$2]
+[servers.bench]
+addr = "127.0.0.1:$1"
+locations = ["all"]
+threads = 1
+[plugins.jwt]
+category = "jwt"
+secret = "$PINGAP_SECRET"
+header = "Authorization"
+algorithm = "HS256"
+[plugins.limit_ip]
+category = "limit"
+type = "rate"
+tag = "ip"
+max = 1000000000
+interval = "1s"
+[plugins.limit_route]
+category = "limit"
+type = "rate"
+tag = "header"
+key = "host"
+max = 1000000000
+interval = "1s"
+TOML
+}
+
 # measure NAME DURATION -> prints "Ir requests"
 measure() {
     local name=$1 dur=$2 p out pid
     p=$(port); out="$WORK/$name-$dur.cg"
     case $name in
-        varco) varco_conf "$p" false >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
-        varco+ratelimit) varco_conf "$p" false ", rate_limits: [{per: client_ip, requests: 1000000000, period: 1s}, {per: route, requests: 1000000000, period: 1s}]" >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
-        varco+jwt) jwt_conf "$p" >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
+        varco) varco_conf "$p" false >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$VARCO" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
+        varco+ratelimit) varco_conf "$p" false ", rate_limits: [{per: client_ip, requests: 1000000000, period: 1s}, {per: route, requests: 1000000000, period: 1s}]" >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$VARCO" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
+        varco+jwt) jwt_conf "$p" >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$VARCO" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         varco+trace100|varco+trace1)
             local ratio=1; [[ $name == varco+trace1 ]] && ratio=0.01
             varco_conf "$p" false "" ", tracing: {endpoint: \"http://127.0.0.1:$BACKEND/v1/traces\", sampler: traceidratio, ratio: $ratio, batch_delay: 200ms}" >"$WORK/v.yaml"
-            valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
-        varco+log) varco_conf "$p" true >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/varco" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
+            valgrind -q --tool=callgrind --callgrind-out-file="$out" "$VARCO" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
+        varco+log) varco_conf "$p" true >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$VARCO" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         pingora-minimal+headers) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 --headers >/dev/null 2>&1 & ;;
+        varco+events) events_conf "$p" >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$VARCO" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
+        pingap|pingap+jwt|pingap+ratelimit)
+            local plugins=""
+            [[ $name == pingap+jwt ]] && plugins='"jwt"'
+            [[ $name == pingap+ratelimit ]] && plugins='"limit_ip", "limit_route"'
+            pingap_conf "$p" "$plugins" >"$WORK/pingap-$p.toml"
+            valgrind -q --tool=callgrind --callgrind-out-file="$out" "$PINGAP" -c "$WORK/pingap-$p.toml" >/dev/null 2>&1 & ;;
         pingora-minimal) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 >/dev/null 2>&1 & ;;
     esac
     pid=$!; pids+=($pid)
-    if [[ $name == varco+jwt ]]; then wait_up "http://127.0.0.1:$p/bench/item" -H "Authorization: Bearer $JWT_TOKEN"; else wait_up "http://127.0.0.1:$p/bench/item"; fi
-    local reqs
-    local auth=()
+    local auth=() url="http://127.0.0.1:$p/bench/item" load=()
     [[ $name == varco+jwt ]] && auth=(-H "Authorization: Bearer $JWT_TOKEN")
-    reqs=$(wrk -t1 -c16 -d"$dur" "${auth[@]}" "http://127.0.0.1:$p/bench/item" | awk '/requests in/ {print $1}')
+    [[ $name == pingap+jwt ]] && auth=(-H "Authorization: Bearer $PINGAP_TOKEN")
+    if [[ $name == varco+events ]]; then
+        url="http://127.0.0.1:$p/events"; load=(-s "$WORK/one.lua")
+        wait_up "http://127.0.0.1:$p/events" -X POST -H "X-Api-Key: $EVENT_KEY" -H 'Content-Type: application/cloudevents+json' \
+            -d '{"specversion":"1.0","id":"up","source":"/enti/c_e783","type":"it.varco.pratica.stato.cambiato.v1","data":{"idPratica":"P-1","procedimento":"SUAP","stato":"chiusa","dataCambio":"2026-12-03T10:00:00Z"}}'
+    else
+        wait_up "$url" "${auth[@]}"
+    fi
+    local reqs
+    reqs=$(wrk -t1 -c16 -d"$dur" "${auth[@]}" "${load[@]}" "$url" | awk '/requests in/ {print $1}')
     kill -INT "$pid"; wait "$pid" 2>/dev/null || true
     local ir
     ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$out"*)
@@ -113,6 +211,9 @@ printf '%-24s %12s %12s %16s\n' target "Ir/request" "vs minimal" "vs min+headers
 declare -A per
 for name in ${INSTR_TARGETS:-pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit varco+jwt}; do
     [[ $name == varco+jwt && -z $JWT_TOKEN ]] && { echo "varco+jwt: skipped (pip install pyjwt cryptography)"; continue; }
+    if [[ $name == pingap* && -z $PINGAP_TOKEN ]]; then
+        echo "$name: skipped (needs pingap on PATH or PINGAP=, and pip install pyjwt; see bench/README.md)"; continue
+    fi
     read -r ir1 r1 < <(measure "$name" "$SHORT")
     read -r ir2 r2 < <(measure "$name" "$LONG")
     per[$name]=$(python3 -c "print(round(($ir2-$ir1)/($r2-$r1)))")

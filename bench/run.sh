@@ -7,8 +7,10 @@
 #
 # Knobs (environment): BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (64),
 # BENCH_WRK_THREADS (1), BENCH_RUNS (2), BENCH_TARGETS ("direct nginx pingora-minimal
-# pingora-minimal+headers varco varco+log varco+ratelimit varco+bearer varco+jwt"; also varco+audit, varco+trace100, varco+trace1), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1), BENCH_PIN (1), BENCH_BUILD (1),
-# CARGO_TARGET_DIR, NGINX, WRK.
+# pingora-minimal+headers varco varco+log varco+ratelimit varco+bearer varco+jwt pingap pingap+jwt
+# pingap+ratelimit"; also varco+audit, varco+trace100, varco+trace1), BENCH_PROXY_CPU (0),
+# BENCH_LOAD_CPU (1), BENCH_PIN (1), BENCH_BUILD (1), CARGO_TARGET_DIR, NGINX, WRK, PINGAP (the
+# pingap binary; default: pingap on PATH, its rows are skipped without it).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,7 +21,8 @@ WARMUP=${BENCH_WARMUP:-2s}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 WRK_THREADS=${BENCH_WRK_THREADS:-1}
 RUNS=${BENCH_RUNS:-2}
-TARGETS=${BENCH_TARGETS:-direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit varco+bearer varco+jwt}
+TARGETS=${BENCH_TARGETS:-direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit varco+bearer varco+jwt pingap pingap+jwt pingap+ratelimit}
+PINGAP=${PINGAP:-$(command -v pingap || true)}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 PIN=${BENCH_PIN:-1}
@@ -332,6 +335,64 @@ start_pingora_minimal() {
     wait_http pingora-minimal "$SRV_PID" "$SRV_URL" "$logf"
 }
 
+# start_pingap NAME PLUGINS: pingap (github.com/vicanso/pingap 0.13.1, the gateway on pingora
+# users compare with) on the same route, 1 thread, no access log; PLUGINS is the inside of its
+# location's TOML plugin list: "jwt" (HS256, the only kind it verifies: no RS256, JWKS, issuer,
+# audience or scope) or the two rate limits (per client address and for the whole host).
+PINGAP_SECRET=bench-secret-0123456789abcdef0123
+start_pingap() {
+    local name=$1 plugins=$2 port dir=$TMP/$1
+    mkdir -p "$dir"
+    port=$(free_port)
+    SRV_URL=http://127.0.0.1:$port$URL_PATH
+    cat >"$dir/pingap.toml" <<EOF
+[basic]
+name = "bench"
+pid_file = "$dir/pingap.pid"
+upgrade_sock = "$dir/upgrade.sock"
+log_level = "ERROR"
+threads = 1
+work_stealing = false
+[upstreams.backend]
+addrs = ["127.0.0.1:$BACKEND_PORT"]
+[locations.all]
+path = "/"
+upstream = "backend"
+plugins = [$plugins]
+[servers.bench]
+addr = "127.0.0.1:$port"
+locations = ["all"]
+threads = 1
+[plugins.jwt]
+category = "jwt"
+secret = "$PINGAP_SECRET"
+header = "Authorization"
+algorithm = "HS256"
+[plugins.limit_ip]
+category = "limit"
+type = "rate"
+tag = "ip"
+max = 1000000000
+interval = "1s"
+[plugins.limit_route]
+category = "limit"
+type = "rate"
+tag = "header"
+key = "host"
+max = 1000000000
+interval = "1s"
+EOF
+    "${PROXY_PIN[@]}" "$PINGAP" -c "$dir/pingap.toml" </dev/null >"$dir/stdout.log" 2>&1 &
+    SRV_PID=$!
+    SRV_PIDS=$SRV_PID
+    track "$SRV_PID" INT
+    wait_http "$name" "$SRV_PID" "$SRV_URL" "$dir/stdout.log"
+}
+
+pingap_token() {
+    PINGAP_TOKEN=$(python3 -c 'import jwt, sys, time; print(jwt.encode({"iss": "https://login.bench", "aud": "varco-bench", "sub": "citizen", "scope": "bench", "exp": int(time.time()) + 3600}, sys.argv[1], algorithm="HS256"))' "$PINGAP_SECRET")
+}
+
 # serve_varco NAME CFG LOGF: checks the config, starts varco pinned, waits until it answers.
 serve_varco() {
     local name=$1 cfg=$2 logf=$3
@@ -474,7 +535,26 @@ run_target() {
             start_varco varco+bearer false
             bench_target varco+bearer "$SRV_PIDS" "$SRV_URL" -H "Authorization: Bearer $JWT_TOKEN"; stop_server
         fi ;;
-    *) die "unknown target '$1' (known: direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+audit varco+trace100 varco+trace1 varco+ratelimit varco+bearer varco+jwt)" ;;
+    pingap|pingap+jwt|pingap+ratelimit)
+        if [[ -z $PINGAP ]]; then
+            log "$1: skipped (no pingap: cargo install pingap --version 0.13.1 --locked, needs protoc; or PINGAP=/path)"
+        elif [[ $1 == pingap+jwt ]] && ! python3 -c 'import jwt' 2>/dev/null; then
+            log "$1: skipped (pip install pyjwt)"
+        else
+            case $1 in
+            pingap) start_pingap pingap ""; bench_target pingap "$SRV_PIDS" "$SRV_URL" ;;
+            pingap+ratelimit) start_pingap pingap+ratelimit '"limit_ip", "limit_route"'; bench_target pingap+ratelimit "$SRV_PIDS" "$SRV_URL" ;;
+            pingap+jwt)
+                pingap_token
+                WAIT_HEADERS=(-H "Authorization: Bearer $PINGAP_TOKEN")
+                start_pingap pingap+jwt '"jwt"'
+                WAIT_HEADERS=()
+                [[ $(curl -s -o /dev/null -w '%{http_code}' "$SRV_URL") == 401 ]] || die "pingap+jwt: answered without a token"
+                bench_target pingap+jwt "$SRV_PIDS" "$SRV_URL" -H "Authorization: Bearer $PINGAP_TOKEN" ;;
+            esac
+            stop_server
+        fi ;;
+    *) die "unknown target '$1' (known: direct nginx pingora-minimal pingora-minimal+headers varco varco+log varco+audit varco+trace100 varco+trace1 varco+ratelimit varco+bearer varco+jwt pingap pingap+jwt pingap+ratelimit)" ;;
     esac
 }
 

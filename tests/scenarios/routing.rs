@@ -2,7 +2,7 @@
 //! back-office, with the forwarding, trace and identity headers the back-office can rely on.
 #![allow(clippy::unwrap_used)] // scenario helpers: a panic is the failure message
 
-use varco_tests::{Backend, Varco, LISTENERS};
+use varco_tests::{raw_http, Backend, Varco, LISTENERS};
 
 fn consortium(mc: &Backend, ba: &Backend, ge: &Backend) -> String {
     format!(
@@ -346,4 +346,45 @@ async fn cors_preflight_and_answers_for_a_web_app() {
         )
         .await;
     r.assert_problem(405, "method-not-allowed");
+}
+
+/// The buffer a listener's connections read through (`read_buffer_bytes`: none by default on
+/// plain listeners, where pingora would give each connection 64 KiB) never changes what
+/// arrives: a 20 KiB header and a 300 KiB body sent in one write reach the back-office whole,
+/// with no buffer, a one-byte one and pingora's size.
+#[tokio::test]
+async fn requests_arrive_whole_whatever_the_read_buffer() {
+    for read_buffer in ["", ", read_buffer_bytes: 1", ", read_buffer_bytes: 65536"] {
+        let be = Backend::start("anagrafe").await;
+        let v = Varco::start(&format!(
+            r#"
+server: {{access_log: false}}
+listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"{read_buffer}}}]
+admin: {{address: "127.0.0.1:{{ADMIN}}"}}
+tenants:
+  - id: c_e783
+    name: Macerata
+    hosts: [macerata.example.it]
+    upstreams: {{anagrafe: {{servers: ["{be}"]}}}}
+    routes:
+      - {{name: anagrafe, path: "/{{*rest}}", methods: [GET, POST], access: public, to: {{upstream: anagrafe}}}}
+"#,
+            be = be.addr
+        ))
+        .await;
+        let big = "h".repeat(20_000);
+        let body: String = (0..300_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let request = format!(
+            "POST /one HTTP/1.1\r\nHost: macerata.example.it\r\nConnection: close\r\nX-Big: {big}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let out = raw_http(v.port, request.as_bytes()).await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{read_buffer}: {}", &out[..out.len().min(600)]);
+        let seen = be.requests();
+        assert_eq!(seen.len(), 1, "{read_buffer}");
+        assert_eq!(seen[0]["path"], "/one");
+        assert_eq!(seen[0]["body_len"], 300_000);
+        assert_eq!(seen[0]["body"].as_str(), Some(body.as_str()), "{read_buffer}: the body arrived intact");
+        assert_eq!(seen[0]["headers"]["x-big"].as_str().map(str::len), Some(20_000));
+    }
 }

@@ -7,7 +7,11 @@
 //! write timeouts on the peer), with the plainest code: the reference for "varco's own routing,
 //! tenancy, metrics and logging cost nothing measurable".
 //!
+//! With `--read-buffer BYTES` the listener's per-connection read buffer has that size instead
+//! of pingora's 64 KiB (0: none), as varco's `listeners[].read_buffer` does.
+//!
 //! Usage: pingora-minimal --listen 127.0.0.1:8080 --backend 127.0.0.1:9000 [--threads 1] [--headers]
+//!        [--read-buffer BYTES]
 
 use async_trait::async_trait;
 use pingora_core::server::configuration::ServerConf;
@@ -71,7 +75,7 @@ impl ProxyHttp for Minimal {
 
 fn usage(msg: &str) -> ! {
     eprintln!("pingora-minimal: {msg}");
-    eprintln!("usage: pingora-minimal --listen ADDR --backend ADDR [--threads N] [--headers]");
+    eprintln!("usage: pingora-minimal --listen ADDR --backend ADDR [--threads N] [--headers] [--read-buffer BYTES]");
     std::process::exit(2)
 }
 
@@ -80,6 +84,7 @@ fn main() {
     let mut backend = None;
     let mut threads = 1usize;
     let mut headers = false;
+    let mut read_buffer = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage(&format!("{arg} needs a value")));
@@ -88,6 +93,9 @@ fn main() {
             "--backend" => backend = Some(value()),
             "--threads" => threads = value().parse().unwrap_or_else(|_| usage("--threads needs a number")),
             "--headers" => headers = true,
+            "--read-buffer" => {
+                read_buffer = Some(value().parse::<usize>().unwrap_or_else(|_| usage("--read-buffer needs a number")))
+            }
             "-h" | "--help" => usage("help"),
             other => usage(&format!("unknown argument `{other}`")),
         }
@@ -102,7 +110,13 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut proxy = pingora_proxy::http_proxy_service(&server.configuration, Minimal { backend, headers });
-    proxy.add_tcp(&listen);
+    match read_buffer {
+        None => proxy.add_tcp(&listen),
+        Some(n) => proxy.add_listener(
+            pingora_core::listeners::ListenerConfig::tcp(listen)
+                .l4_buffer(pingora_core::protocols::l4::stream::L4BufferSettings::default().read(n)),
+        ),
+    }
     server.add_service(proxy);
     server.run_forever()
 }

@@ -221,6 +221,21 @@ pub struct ListenerConfig {
     /// Plain listeners only (the header comes before TLS). Default false.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// Bytes of the buffer each connection reads through before the HTTP parser. Default: none
+    /// on plain listeners (requests are parsed straight from the socket, so an idle keep-alive
+    /// connection holds no read buffer), 16384 on TLS listeners (a whole TLS record per read).
+    /// pingora's own default is 65536 for every connection. At most 1048576.
+    #[serde(default)]
+    pub read_buffer_bytes: Option<usize>,
+}
+
+/// The read buffer of a listener's connections when `read_buffer_bytes` is not set.
+pub const fn default_read_buffer_bytes(tls: bool) -> usize {
+    if tls {
+        16 * 1024
+    } else {
+        0
+    }
 }
 
 /// TLS termination with one certificate per set of tenant hostnames (chosen by SNI).

@@ -318,6 +318,9 @@ pub(crate) fn validate_connections(cfg: &Config, is: &mut Issues) {
         if l.max_connections_per_address == 0 {
             is.add(format!("listeners[{i}].max_connections_per_address"), "at least 1");
         }
+        if l.read_buffer_bytes.is_some_and(|b| b > 1 << 20) {
+            is.add(format!("listeners[{i}].read_buffer_bytes"), "at most 1048576 (1 MiB)");
+        }
         if l.proxy_protocol && l.tls.is_some() {
             is.add(format!("listeners[{i}].proxy_protocol"), "a PROXY header comes before TLS: plain listeners only");
         }

@@ -271,7 +271,7 @@ fn cors_is_checked() {
 fn connection_settings_are_checked() {
     let bad = BASE.replace(
         r#"{name: public, address: "127.0.0.1:8080"}"#,
-        r#"{name: public, address: "127.0.0.1:8080", max_connections: 0, max_connections_per_address: 0, proxy_protocol: true}"#,
+        r#"{name: public, address: "127.0.0.1:8080", max_connections: 0, max_connections_per_address: 0, proxy_protocol: true, read_buffer_bytes: 2000000}"#,
     );
     let bad = format!("server: {{header_timeout: 10ms}}\n{bad}");
     let got = issues(&bad);
@@ -280,6 +280,7 @@ fn connection_settings_are_checked() {
         "listeners[0].max_connections: at least 1",
         "listeners[0].max_connections_per_address: at least 1",
         "listeners[0].proxy_protocol: list the load balancers",
+        "listeners[0].read_buffer_bytes: at most 1048576",
     ] {
         assert!(got.iter().any(|g| g.starts_with(w)), "missing `{w}` in {got:#?}");
     }

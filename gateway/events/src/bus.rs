@@ -15,6 +15,9 @@ pub struct EventMetrics {
     pub published: prometheus::IntCounterVec,
     pub outbox_committed: prometheus::IntGauge,
     pub outbox_bytes: prometheus::IntGauge,
+    /// Group commits (`fdatasync` calls) of the outbox: events published / syncs is the
+    /// events each disk flush carried.
+    pub outbox_syncs: prometheus::IntCounter,
     pub relay_pending: prometheus::IntGauge,
     pub relayed: prometheus::IntCounter,
     pub kafka_up: prometheus::IntGauge,
@@ -34,6 +37,10 @@ impl EventMetrics {
             )?,
             outbox_committed: IntGauge::new("outbox_committed_sequence", "Sequence number of the last durable event.")?,
             outbox_bytes: IntGauge::new("outbox_disk_bytes", "Bytes of outbox segments on disk.")?,
+            outbox_syncs: IntCounter::new(
+                "outbox_syncs_total",
+                "Group commits of the outbox (one fdatasync each, for every event appended meanwhile).",
+            )?,
             relay_pending: IntGauge::new(
                 "outbox_relay_pending",
                 "Durable events not yet acknowledged by Kafka (outbox depth).",
@@ -63,6 +70,7 @@ impl EventMetrics {
         r.register(Box::new(m.published.clone()))?;
         r.register(Box::new(m.outbox_committed.clone()))?;
         r.register(Box::new(m.outbox_bytes.clone()))?;
+        r.register(Box::new(m.outbox_syncs.clone()))?;
         r.register(Box::new(m.relay_pending.clone()))?;
         r.register(Box::new(m.relayed.clone()))?;
         r.register(Box::new(m.kafka_up.clone()))?;
@@ -99,9 +107,15 @@ impl EventBus {
             }
             None => None,
         };
-        let outbox = Outbox::open(&cfg.dir, cfg.segment_bytes, cfg.max_bytes)
-            .map_err(|e| format!("outbox `{}`: {e}", cfg.dir.display()))?;
         let metrics = EventMetrics::new(metrics).map_err(|e| e.to_string())?;
+        let syncs = metrics.outbox_syncs.clone();
+        let outbox = Outbox::open_observed(
+            &cfg.dir,
+            cfg.segment_bytes,
+            cfg.max_bytes,
+            Some(Arc::new(move |_records| syncs.inc())),
+        )
+        .map_err(|e| format!("outbox `{}`: {e}", cfg.dir.display()))?;
         let dedupe = Dedupe::default();
         if cfg.kafka.is_some() {
             // The relay's position exists from the moment the outbox opens: while the broker

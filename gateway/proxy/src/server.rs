@@ -11,6 +11,8 @@ use crate::shared::Shared;
 use arc_swap::ArcSwap;
 use pingora_core::apps::http_app::HttpServer;
 use pingora_core::apps::HttpServerOptions;
+use pingora_core::listeners::ListenerConfig;
+use pingora_core::protocols::l4::stream::L4BufferSettings;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
 use pingora_core::services::listening::Service;
@@ -108,14 +110,16 @@ pub fn run(cfg: Config, path: Option<PathBuf>, overrides: varco_config::Override
         proxy.server_options = Some(options);
         let mut svc =
             Service::new(format!("listener {}", l.name), crate::conn::GuardedApp::new(proxy, shared.clone(), l));
-        match &l.tls {
-            None => svc.add_tcp(&l.address),
-            Some(tls) => {
-                let settings = crate::tls::listener_settings(tls, l.http2)
-                    .map_err(|message| StartError::Tls { listener: l.name.clone(), message })?;
-                svc.add_tls_with_settings(&l.address, None, settings);
-            }
+        // pingora reads every connection through a 64 KiB buffer by default: most of what an
+        // idle keep-alive connection costs. Plain HTTP is parsed straight from the socket.
+        let read = l.read_buffer_bytes.unwrap_or(varco_config::default_read_buffer_bytes(l.tls.is_some()));
+        let mut endpoint = ListenerConfig::tcp(l.address.as_str()).l4_buffer(L4BufferSettings::default().read(read));
+        if let Some(tls) = &l.tls {
+            let settings = crate::tls::listener_settings(tls, l.http2)
+                .map_err(|message| StartError::Tls { listener: l.name.clone(), message })?;
+            endpoint = endpoint.tls(settings);
         }
+        svc.add_listener(endpoint);
         server.add_service(svc);
     }
 
