@@ -6,6 +6,7 @@
 #
 #   bench/connections.sh
 #   BENCH_CONNS=2000 BENCH_BUILD=0 bench/connections.sh
+#   BENCH_READ_BUFFER=65536 bench/connections.sh   # varco with pingora's read buffer
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
@@ -74,17 +75,22 @@ measure() { # NAME PID PORT
 
 printf '| server | idle connections | RSS before | RSS with them open | per connection |\n|---|---:|---:|---:|---:|\n'
 
-P=$(port)
-"$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$P" --backend "127.0.0.1:$BACKEND" --threads 1 >/dev/null 2>&1 &
-pm=$!; pids+=($pm)
-wait_up "http://127.0.0.1:$P/"
-measure pingora-minimal "$pm" "$P"
-kill -TERM "$pm"
+# pingora-minimal with pingora's 64 KiB read buffer per connection, then with none (as varco's
+# plain listeners have by default).
+for rb in default 0; do
+    P=$(port)
+    args=(); [[ $rb != default ]] && args=(--read-buffer "$rb")
+    "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$P" --backend "127.0.0.1:$BACKEND" --threads 1 "${args[@]}" >/dev/null 2>&1 &
+    pm=$!; pids+=($pm)
+    wait_up "http://127.0.0.1:$P/"
+    measure "pingora-minimal (read buffer: $rb)" "$pm" "$P"
+    kill -TERM "$pm"
+done
 
 P=$(port); A=$(port)
 cat >"$WORK/varco.yaml" <<YML
 server: {threads: 1, access_log: false}
-listeners: [{name: public, address: "127.0.0.1:$P", max_connections_per_address: $((CONNS + 100)), max_connections: $((CONNS + 100))}]
+listeners: [{name: public, address: "127.0.0.1:$P", max_connections_per_address: $((CONNS + 100)), max_connections: $((CONNS + 100))${BENCH_READ_BUFFER:+, read_buffer_bytes: $BENCH_READ_BUFFER}}]
 admin: {address: "127.0.0.1:$A"}
 tenants:
   - id: bench
@@ -95,4 +101,4 @@ YML
 "$TARGET_DIR/release/varco" serve --config "$WORK/varco.yaml" >"$WORK/varco.log" 2>&1 &
 v=$!; pids+=($v)
 wait_up "http://127.0.0.1:$A/readyz"
-measure varco "$v" "$P"
+measure "varco (read buffer: ${BENCH_READ_BUFFER:-default, none})" "$v" "$P"

@@ -18,6 +18,7 @@
 #   INSTR_TARGETS="pingap pingap+jwt pingap+ratelimit" bench/instructions.sh
 #                           # the peer gateway on pingora, if `pingap` is on PATH (or PINGAP=)
 #   VARCO=/path/to/old/varco bench/instructions.sh   # another build of varco (before/after)
+#   PM_READ_BUFFER=0 bench/instructions.sh           # pingora-minimal without its read buffer
 #
 # Needs valgrind, nginx, wrk, curl (apt-get install -y valgrind nginx-light wrk curl).
 set -euo pipefail
@@ -33,6 +34,9 @@ if [[ ${BENCH_BUILD:-1} == 1 ]]; then
     (cd "$ROOT" && cargo build --release -q -p varco -p pingora-minimal)
 fi
 VARCO=${VARCO:-$TARGET_DIR/release/varco}
+# PM_READ_BUFFER=0: the pingora-minimal rows without pingora's 64 KiB read buffer per
+# connection, as varco's plain listeners read by default.
+PM_ARGS=(); [[ -n ${PM_READ_BUFFER:-} ]] && PM_ARGS=(--read-buffer "$PM_READ_BUFFER")
 PINGAP=${PINGAP:-$(command -v pingap || true)}
 WORK=$(mktemp -d /tmp/varco-ir.XXXXXX)
 pids=()
@@ -177,7 +181,7 @@ measure() {
             varco_conf "$p" false "" ", tracing: {endpoint: \"http://127.0.0.1:$BACKEND/v1/traces\", sampler: traceidratio, ratio: $ratio, batch_delay: 200ms}" >"$WORK/v.yaml"
             valgrind -q --tool=callgrind --callgrind-out-file="$out" "$VARCO" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         varco+log) varco_conf "$p" true >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$VARCO" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
-        pingora-minimal+headers) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 --headers >/dev/null 2>&1 & ;;
+        pingora-minimal+headers) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 --headers "${PM_ARGS[@]}" >/dev/null 2>&1 & ;;
         varco+events) events_conf "$p" >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$VARCO" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         pingap|pingap+jwt|pingap+ratelimit)
             local plugins=""
@@ -185,7 +189,7 @@ measure() {
             [[ $name == pingap+ratelimit ]] && plugins='"limit_ip", "limit_route"'
             pingap_conf "$p" "$plugins" >"$WORK/pingap-$p.toml"
             valgrind -q --tool=callgrind --callgrind-out-file="$out" "$PINGAP" -c "$WORK/pingap-$p.toml" >/dev/null 2>&1 & ;;
-        pingora-minimal) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 >/dev/null 2>&1 & ;;
+        pingora-minimal) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 "${PM_ARGS[@]}" >/dev/null 2>&1 & ;;
     esac
     pid=$!; pids+=($pid)
     local auth=() url="http://127.0.0.1:$p/bench/item" load=()

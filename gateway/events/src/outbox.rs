@@ -2,9 +2,7 @@
 //!
 //! - An append is acknowledged only after `fdatasync`: one writer thread takes every append
 //!   waiting in its queue, writes them, syncs once and answers them all (group commit), so a
-//!   sync costs one disk flush per batch, not per event. Under load it waits a moment for as
-//!   many appends as the last batch held (see `GATHER`), so that the requests of one round
-//!   share a sync instead of the first of them taking one alone.
+//!   sync costs one disk flush per batch, not per event.
 //! - Records are `len u32 | crc32 u32 | seq u64 | payload` (little endian); the CRC covers the
 //!   sequence number and the payload. On open the last segment is scanned and a torn tail (a
 //!   crash mid-write) is cut off: it was never acknowledged.
@@ -27,11 +25,6 @@ const HEADER: usize = 16;
 /// Largest record accepted (one event).
 pub const MAX_RECORD: usize = 1 << 20;
 const MAX_BATCH_RECORDS: usize = 20_000;
-/// Longest wait for more appends before a sync, taken only when fewer appends are queued than
-/// the last batch held: the publishers of the last round are sending their next events (each
-/// a few tens of microseconds of parsing and checking apart). One event alone, or a load that
-/// just dropped, waits at most this once.
-const GATHER: std::time::Duration = std::time::Duration::from_micros(400);
 
 /// Called after each sync with the number of records it made durable (for metrics).
 pub type SyncObserver = Arc<dyn Fn(usize) + Send + Sync>;
@@ -348,8 +341,6 @@ struct Writer {
 impl Writer {
     fn run(mut self, rx: std::sync::mpsc::Receiver<Append>) {
         let mut buf = Vec::with_capacity(1 << 20);
-        // Appends in the last batch: what to wait for (briefly) when fewer are queued.
-        let mut last_batch = 1usize;
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
             let mut n = batch[0].records.len();
@@ -362,20 +353,6 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if batch.len() < last_batch {
-                let deadline = std::time::Instant::now() + GATHER;
-                while batch.len() < last_batch && n < MAX_BATCH_RECORDS {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    match rx.recv_timeout(left) {
-                        Ok(a) => {
-                            n += a.records.len();
-                            batch.push(a);
-                        }
-                        Err(_) => break,
-                    }
-                }
-            }
-            last_batch = batch.len();
             buf.clear();
             let start_seq = self.seq;
             let mut ends = Vec::with_capacity(batch.len());
