@@ -143,6 +143,9 @@ async fn publishing_the_same_event_again_stores_it_once() {
     assert_eq!(publish(&v, MC, "application/cloudevents+json", &other).await.status, 202);
     let stored = v.metrics().await;
     assert!(stored.contains("varco_outbox_committed_sequence 3"), "three distinct events stored: {stored}");
+    // One group commit per publish that stored something (they came one after another); the
+    // repeat that stored nothing synced nothing.
+    assert!(stored.contains("varco_outbox_syncs_total 3"), "{stored}");
     let got = deliveries(&hook, 3, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await; // anything else would arrive now
     let ids: Vec<(String, String)> = hook
