@@ -79,6 +79,11 @@ impl SigningKey {
         Ok(k)
     }
 
+    /// The public half as a JWK (`kid`, `alg`, `use: sig`).
+    pub fn public_jwk(&self) -> &serde_json::Value {
+        &self.jwk
+    }
+
     /// Signs `claims` as a compact JWS with this key's `kid`, `typ` as given.
     pub fn sign(&self, claims: &serde_json::Value, typ: &str, with_x5c: bool) -> Result<String, AuthError> {
         let mut header = Header::new(self.alg);

@@ -8,6 +8,7 @@
 
 pub mod apikey;
 pub mod error;
+pub mod federation;
 pub mod identity_token;
 pub mod jose;
 pub mod jti;
@@ -17,6 +18,7 @@ pub mod modi;
 
 pub use apikey::{api_key_hash, ApiKeyCaller, ApiKeys};
 pub use error::{AuthError, Reason};
+pub use federation::{EntityConfiguration, EntityConfigurationAdapter};
 pub use identity_token::{IdentitySigner, JwksAdapter};
 pub use jti::ReplayGuard;
 pub use jwt::{authenticate, Issuer, IssuerRegistry};

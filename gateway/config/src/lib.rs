@@ -14,6 +14,7 @@ mod model_auth;
 mod model_edge;
 mod model_events;
 mod model_mediation;
+mod model_oidc;
 mod model_pagopa;
 mod model_pdnd;
 mod model_signalhub;

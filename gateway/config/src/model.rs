@@ -11,6 +11,7 @@ pub use crate::model_adapters::*;
 pub use crate::model_auth::*;
 pub use crate::model_edge::*;
 pub use crate::model_events::*;
+pub use crate::model_oidc::*;
 pub use crate::model_pagopa::*;
 pub use crate::model_traffic::*;
 pub use crate::model_upstream::*;
@@ -374,6 +375,11 @@ pub struct TenantConfig {
     /// The ente's SIUSS identity, for `kind: siuss` routes. Default: none.
     #[serde(default)]
     pub siuss: Option<SiussConfig>,
+    /// The ente as a SPID/CIE OpenID Connect relying party in the OIDC Federation: its Entity
+    /// Configuration is published at `<entity_id>/.well-known/openid-federation`. Default:
+    /// none.
+    #[serde(default)]
+    pub oidc: Option<Box<OidcRpConfig>>,
 }
 
 /// One signing key of an ente.

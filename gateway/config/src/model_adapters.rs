@@ -45,7 +45,14 @@ pub enum AdapterConfig {
     Rest(Box<RestMediationConfig>),
     /// The OpenAPI contract varco generates for the ente's mediated routes.
     Openapi(OpenapiConfig),
+    /// The ente's OIDC Federation Entity Configuration (`tenants[].oidc`), signed afresh.
+    FederationEntity(FederationEntityConfig),
 }
+
+/// Configuration of the `federation_entity` adapter (nothing to set: `tenants[].oidc` says it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FederationEntityConfig {}
 
 /// Configuration of the `openapi` adapter (nothing to set).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

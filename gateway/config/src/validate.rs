@@ -212,6 +212,11 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
             is.add(format!("{p}.keys[{ki}].kid"), format!("`{}` is used twice", k.kid));
         }
     }
+    if let Some(o) = &t.oidc {
+        for (f, m) in o.validate(&t.hosts, t.prefix.as_deref()) {
+            is.add(format!("{p}.oidc.{f}"), m);
+        }
+    }
     if let Some(s) = &t.siuss {
         for (f, m) in s.validate() {
             is.add(format!("{p}.siuss.{f}"), m);

@@ -20,6 +20,11 @@ pub(crate) fn validate_adapter(
                 is.add(format!("{ap}.{f}"), m);
             }
         }
+        AdapterConfig::FederationEntity(_) => {
+            if t.oidc.is_none() {
+                is.add(ap.clone(), "the federation_entity adapter publishes `tenants[].oidc`: set it");
+            }
+        }
         AdapterConfig::Jwks(_) => {
             if server_identity.is_none() && t.keys.is_empty() {
                 is.add(ap.clone(), "the jwks adapter needs a signing key: tenants[].keys or server.identity_token");

@@ -42,6 +42,20 @@ pub fn build(cfg: &AdapterConfig, cx: &AdapterContext<'_>) -> Result<Built, Buil
     let plain = |adapter: Arc<dyn Adapter>| Ok(Built { adapter, stream: None, puller: None });
     match cfg {
         AdapterConfig::Status(s) => plain(Arc::new(varco_adapter_status::StatusAdapter::build(s, cx.health.clone()))),
+        AdapterConfig::FederationEntity(_) => {
+            let t = cx.config.tenants.iter().find(|t| t.id == cx.tenant);
+            let Some((t, o)) = t.and_then(|t| t.oidc.as_deref().map(|o| (t, o))) else {
+                return Err(err("needs tenants[].oidc".into()));
+            };
+            let i = cx.config.tenants.iter().position(|x| x.id == t.id).unwrap_or(0);
+            let at = |f: &str| format!("tenants[{i}].oidc.{f}");
+            let federation = crate::runtime::read_keys(&o.federation_keys, &at("federation_keys"))?;
+            let signing = crate::runtime::read_keys(&o.signing_keys, &at("signing_keys"))?;
+            let encryption = crate::runtime::read_keys(&o.encryption_keys, &at("encryption_keys"))?;
+            let ec = varco_auth::EntityConfiguration::new(o, &t.name, federation, &signing, &encryption)
+                .map_err(|m| BuildError { path: format!("tenants[{i}].oidc"), message: m })?;
+            plain(Arc::new(varco_auth::EntityConfigurationAdapter(Arc::new(ec))))
+        }
         AdapterConfig::Jwks(_) => {
             let keys =
                 cx.keys.ok_or_else(|| err("needs a signing key (tenants[].keys or server.identity_token)".into()))?;

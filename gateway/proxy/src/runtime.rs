@@ -232,9 +232,15 @@ fn tenant_keys(t: &TenantConfig, p: &str) -> Result<Option<KeySet>, BuildError> 
     if t.keys.is_empty() {
         return Ok(None);
     }
+    let keys = read_keys(&t.keys, &format!("{p}.keys"))?;
+    KeySet::new(keys).map(Some).map_err(|m| build_err(format!("{p}.keys"), m))
+}
+
+/// Private keys of a key list at `p` (`tenants[0].keys`), read and checked now.
+pub(crate) fn read_keys(list: &[varco_config::TenantKeyConfig], p: &str) -> Result<Vec<SigningKey>, BuildError> {
     let mut keys = Vec::new();
-    for (i, k) in t.keys.iter().enumerate() {
-        let kp = format!("{p}.keys[{i}]");
+    for (i, k) in list.iter().enumerate() {
+        let kp = format!("{p}[{i}]");
         let pem = read_secret(&format!("{kp}.private_key"), &k.private_key)?;
         let chain =
             k.certificate_chain.as_ref().map(|c| read_secret(&format!("{kp}.certificate_chain"), c)).transpose()?;
@@ -243,7 +249,7 @@ fn tenant_keys(t: &TenantConfig, p: &str) -> Result<Option<KeySet>, BuildError> 
                 .map_err(|m| build_err(&kp, m))?,
         );
     }
-    KeySet::new(keys).map(Some).map_err(|m| build_err(format!("{p}.keys"), m))
+    Ok(keys)
 }
 
 /// One tenant being built.
@@ -300,6 +306,13 @@ impl TenantBuild<'_> {
                 "status",
                 "/status",
                 AdapterConfig::Status(StatusConfig { retry_after_secs: 10 }),
+            ));
+        }
+        if t.oidc.is_some() && !route_cfgs.iter().any(|r| r.path == varco_config::FEDERATION_CONFIGURATION_PATH) {
+            route_cfgs.push(builtin_route(
+                "openid-federation",
+                varco_config::FEDERATION_CONFIGURATION_PATH,
+                AdapterConfig::FederationEntity(Default::default()),
             ));
         }
         if self.keys.is_some() && !route_cfgs.iter().any(|r| r.path == "/.well-known/jwks.json") {

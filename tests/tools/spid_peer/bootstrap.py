@@ -6,7 +6,7 @@ from spid_cie_oidc.accounts.models import User
 from spid_cie_oidc.authority.models import (
     FederationDescendant, FederationEntityAssignedProfile, FederationEntityProfile)
 from spid_cie_oidc.entity.jwks import create_jwk, public_jwk_from_private_jwk
-from spid_cie_oidc.entity.models import FederationEntityConfiguration
+from spid_cie_oidc.entity.models import FederationEntityConfiguration, StaffToken
 from spid_cie_oidc.entity.validators import validate_public_jwks
 
 USER = {
@@ -144,6 +144,10 @@ def bootstrap(rps):
     }
     user.save()
 
+    # A staff token: `/resolve` with it builds a fresh trust chain (fetching the subject's
+    # Entity Configuration and verifying it) instead of answering only cached ones.
+    staff = StaffToken.objects.create(user=user)
+
     meta = op.metadata["openid_provider"]
     return {
         "ta": ta_id, "op": op_id,
@@ -154,4 +158,5 @@ def bootstrap(rps):
         "user": dict(USER),
         "ta_jwks": {"keys": ta.public_jwks},
         "rps": [sub for sub, _ in rps],
+        "staff_token": staff.token,
     }
