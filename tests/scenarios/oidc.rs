@@ -165,5 +165,35 @@ tenants:
         .send("GET", &format!("127.0.0.1:{ta_port}"), &resolve(&ba_id), &[("authorization", token)], b"")
         .await;
     assert_ne!(r.status, 200, "a statement signed with an unregistered key was trusted: {}", r.text());
+
+    // varco resolves the reference OP through its trust chain to the pinned Trust Anchor keys
+    // (`varco federation resolve`, what the login will do), and refuses it under other keys.
+    let op = info["op"].as_str().unwrap();
+    let anchor_jwks = dir.join("ta.jwks.json");
+    std::fs::write(&anchor_jwks, serde_json::to_vec(&info["ta_jwks"]).unwrap()).unwrap();
+    let resolve_op = |jwks: &Path, sub: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_varco"))
+            .args(["federation", "resolve", "--sub", sub, "--anchor", &ta, "--anchor-jwks"])
+            .arg(jwks)
+            .output()
+            .unwrap()
+    };
+    let out = resolve_op(&anchor_jwks, op);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let resolved: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let meta = &resolved["metadata"]["openid_provider"];
+    assert_eq!(meta["authorization_endpoint"], info["authorization_endpoint"]);
+    assert_eq!(meta["token_endpoint"], info["token_endpoint"]);
+    assert!(meta["jwks"]["keys"].as_array().is_some_and(|k| !k.is_empty()), "{meta}");
+    assert!(resolved["expires_at"].as_u64().unwrap() > 0);
+    let wrong = dir.join("wrong.jwks.json");
+    std::fs::write(&wrong, serde_json::to_vec(&mc["jwks"]).unwrap()).unwrap();
+    let out = resolve_op(&wrong, op);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not trusted"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Bari's statement is signed with a key the Trust Anchor does not vouch for: refused.
+    let out = resolve_op(&anchor_jwks, &ba_id);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a key its superior does not list"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,6 +15,7 @@ pub mod jti;
 pub mod jwt;
 pub mod keys;
 pub mod modi;
+pub mod trust_chain;
 
 pub use apikey::{api_key_hash, ApiKeyCaller, ApiKeys};
 pub use error::{AuthError, Reason};
