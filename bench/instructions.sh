@@ -121,52 +121,14 @@ open(d + "/one.lua", "w").write(
     '  return wrk.format(nil, nil, nil, body)\nend\n' % (key, json.dumps(json.dumps(ev))))
 PY
 
-# pingap (github.com/vicanso/pingap), the gateway on pingora users compare with: the same
-# route, then with its JWT plugin (HS256: it has no RS256 or JWKS) or two rate limits.
-PINGAP_SECRET=bench-secret-0123456789abcdef0123
+# pingap, the gateway on pingora users compare with: the same route, then with its JWT
+# plugin or two rate limits (bench/pingap_conf.sh).
+# shellcheck source=bench/pingap_conf.sh
+source "$BENCH_DIR/pingap_conf.sh"
 PINGAP_TOKEN=""
 if [[ -n $PINGAP ]] && python3 -c 'import jwt' 2>/dev/null; then
-    PINGAP_TOKEN=$(python3 -c 'import jwt, sys, time; print(jwt.encode({"iss": "https://login.bench", "aud": "varco-bench", "sub": "citizen-1", "scope": "bench", "exp": int(time.time()) + 3600}, sys.argv[1], algorithm="HS256"))' "$PINGAP_SECRET")
+    PINGAP_TOKEN=$(pingap_token)
 fi
-pingap_conf() { # $1 port, $2 plugins (the inside of a TOML array)
-    cat <<TOML
-[basic]
-name = "bench"
-pid_file = "$WORK/pingap-$1.pid"
-upgrade_sock = "$WORK/pingap-$1.sock"
-log_level = "ERROR"
-threads = 1
-work_stealing = false
-[upstreams.backend]
-addrs = ["127.0.0.1:$BACKEND"]
-[locations.all]
-path = "/"
-upstream = "backend"
-plugins = [$2]
-[servers.bench]
-addr = "127.0.0.1:$1"
-locations = ["all"]
-threads = 1
-[plugins.jwt]
-category = "jwt"
-secret = "$PINGAP_SECRET"
-header = "Authorization"
-algorithm = "HS256"
-[plugins.limit_ip]
-category = "limit"
-type = "rate"
-tag = "ip"
-max = 1000000000
-interval = "1s"
-[plugins.limit_route]
-category = "limit"
-type = "rate"
-tag = "header"
-key = "host"
-max = 1000000000
-interval = "1s"
-TOML
-}
 
 # measure NAME DURATION -> prints "Ir requests"
 measure() {
@@ -187,7 +149,7 @@ measure() {
             local plugins=""
             [[ $name == pingap+jwt ]] && plugins='"jwt"'
             [[ $name == pingap+ratelimit ]] && plugins='"limit_ip", "limit_route"'
-            pingap_conf "$p" "$plugins" >"$WORK/pingap-$p.toml"
+            pingap_toml "$WORK" "$p" "$BACKEND" "$plugins" >"$WORK/pingap-$p.toml"
             valgrind -q --tool=callgrind --callgrind-out-file="$out" "$PINGAP" -c "$WORK/pingap-$p.toml" >/dev/null 2>&1 & ;;
         pingora-minimal) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 "${PM_ARGS[@]}" >/dev/null 2>&1 & ;;
     esac

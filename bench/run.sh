@@ -335,62 +335,21 @@ start_pingora_minimal() {
     wait_http pingora-minimal "$SRV_PID" "$SRV_URL" "$logf"
 }
 
-# start_pingap NAME PLUGINS: pingap (github.com/vicanso/pingap 0.13.1, the gateway on pingora
-# users compare with) on the same route, 1 thread, no access log; PLUGINS is the inside of its
-# location's TOML plugin list: "jwt" (HS256, the only kind it verifies: no RS256, JWKS, issuer,
-# audience or scope) or the two rate limits (per client address and for the whole host).
-PINGAP_SECRET=bench-secret-0123456789abcdef0123
+# start_pingap NAME PLUGINS: pingap on the same route (bench/pingap_conf.sh), pinned like the
+# other proxies.
+# shellcheck source=bench/pingap_conf.sh
+source "$BENCH_DIR/pingap_conf.sh"
 start_pingap() {
     local name=$1 plugins=$2 port dir=$TMP/$1
     mkdir -p "$dir"
     port=$(free_port)
     SRV_URL=http://127.0.0.1:$port$URL_PATH
-    cat >"$dir/pingap.toml" <<EOF
-[basic]
-name = "bench"
-pid_file = "$dir/pingap.pid"
-upgrade_sock = "$dir/upgrade.sock"
-log_level = "ERROR"
-threads = 1
-work_stealing = false
-[upstreams.backend]
-addrs = ["127.0.0.1:$BACKEND_PORT"]
-[locations.all]
-path = "/"
-upstream = "backend"
-plugins = [$plugins]
-[servers.bench]
-addr = "127.0.0.1:$port"
-locations = ["all"]
-threads = 1
-[plugins.jwt]
-category = "jwt"
-secret = "$PINGAP_SECRET"
-header = "Authorization"
-algorithm = "HS256"
-[plugins.limit_ip]
-category = "limit"
-type = "rate"
-tag = "ip"
-max = 1000000000
-interval = "1s"
-[plugins.limit_route]
-category = "limit"
-type = "rate"
-tag = "header"
-key = "host"
-max = 1000000000
-interval = "1s"
-EOF
+    pingap_toml "$dir" "$port" "$BACKEND_PORT" "$plugins" >"$dir/pingap.toml"
     "${PROXY_PIN[@]}" "$PINGAP" -c "$dir/pingap.toml" </dev/null >"$dir/stdout.log" 2>&1 &
     SRV_PID=$!
     SRV_PIDS=$SRV_PID
     track "$SRV_PID" INT
     wait_http "$name" "$SRV_PID" "$SRV_URL" "$dir/stdout.log"
-}
-
-pingap_token() {
-    PINGAP_TOKEN=$(python3 -c 'import jwt, sys, time; print(jwt.encode({"iss": "https://login.bench", "aud": "varco-bench", "sub": "citizen", "scope": "bench", "exp": int(time.time()) + 3600}, sys.argv[1], algorithm="HS256"))' "$PINGAP_SECRET")
 }
 
 # serve_varco NAME CFG LOGF: checks the config, starts varco pinned, waits until it answers.
@@ -545,7 +504,7 @@ run_target() {
             pingap) start_pingap pingap ""; bench_target pingap "$SRV_PIDS" "$SRV_URL" ;;
             pingap+ratelimit) start_pingap pingap+ratelimit '"limit_ip", "limit_route"'; bench_target pingap+ratelimit "$SRV_PIDS" "$SRV_URL" ;;
             pingap+jwt)
-                pingap_token
+                PINGAP_TOKEN=$(pingap_token)
                 WAIT_HEADERS=(-H "Authorization: Bearer $PINGAP_TOKEN")
                 start_pingap pingap+jwt '"jwt"'
                 WAIT_HEADERS=()
