@@ -190,7 +190,8 @@ tenants:
     std::fs::write(&wrong, serde_json::to_vec(&mc["jwks"]).unwrap()).unwrap();
     let out = resolve_op(&wrong, op);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not trusted"), "{}", String::from_utf8_lossy(&out.stderr));
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(why.contains("not trusted") && why.contains("not a key pinned for the Trust Anchor"), "{why}");
     // Bari's statement is signed with a key the Trust Anchor does not vouch for: refused.
     let out = resolve_op(&anchor_jwks, &ba_id);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));

@@ -34,6 +34,12 @@ pub struct Resolved {
 }
 
 const STATEMENT_TYPE: &str = "entity-statement+jwt";
+
+/// The keys a statement must be signed with, and how to name their absence.
+struct Signers<'a>(&'a JwkSet, &'static str);
+
+const NOT_LISTED: &str = "a key its superior does not list";
+const NOT_PINNED: &str = "not a key pinned for the Trust Anchor";
 /// Clock skew tolerated between varco and the federation's issuers, in seconds.
 const LEEWAY: u64 = 60;
 
@@ -43,7 +49,8 @@ fn bad(index: usize, detail: impl Into<String>) -> ChainError {
 
 /// The claims of `jws` once its signature verifies with one of `keys` (matched by `kid`),
 /// `typ` is an entity statement and it is valid at `now`.
-fn verified(index: usize, jws: &str, keys: &JwkSet, now: u64) -> Result<Map<String, Value>, ChainError> {
+fn verified(index: usize, jws: &str, keys: &Signers<'_>, now: u64) -> Result<Map<String, Value>, ChainError> {
+    let (keys, whose) = (keys.0, keys.1);
     let header = jsonwebtoken::decode_header(jws).map_err(|e| bad(index, format!("not a JWS: {e}")))?;
     let typ = header.typ.as_deref().unwrap_or("");
     if !typ.eq_ignore_ascii_case(STATEMENT_TYPE) && !typ.eq_ignore_ascii_case("application/entity-statement+jwt") {
@@ -53,8 +60,7 @@ fn verified(index: usize, jws: &str, keys: &JwkSet, now: u64) -> Result<Map<Stri
         return Err(bad(index, format!("algorithm {:?} is not accepted", header.alg)));
     }
     let kid = header.kid.ok_or_else(|| bad(index, "no `kid`"))?;
-    let jwk =
-        keys.find(&kid).ok_or_else(|| bad(index, format!("signed with `{kid}`, a key its superior does not list")))?;
+    let jwk = keys.find(&kid).ok_or_else(|| bad(index, format!("signed with `{kid}`, {whose}")))?;
     let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(index, format!("key `{kid}`: {e}")))?;
     let mut v = Validation::new(header.alg);
     // Times are checked below against the caller's clock (testable), audiences do not apply.
@@ -101,12 +107,14 @@ pub fn verify(
     }
     // Walk from the Trust Anchor down: each statement's keys verify the one before it.
     let mut keys = anchor_keys.clone();
+    let mut pinned = true;
     let mut policies = Vec::new();
     let mut expires_at = u64::MAX;
     let mut expected_issuer = anchor.to_owned();
     let mut leaf_superior = String::new();
     for i in (1..n).rev() {
-        let claims = verified(i, &chain[i], &keys, now)?;
+        let whose = if pinned { NOT_PINNED } else { NOT_LISTED };
+        let claims = verified(i, &chain[i], &Signers(&keys, whose), now)?;
         let (iss, sub) = (string(i, &claims, "iss")?, string(i, &claims, "sub")?);
         if iss != expected_issuer {
             return Err(bad(i, format!("issued by `{iss}`, expected `{expected_issuer}`")));
@@ -127,13 +135,14 @@ pub fn verify(
             policies.push(p.clone());
         }
         keys = jwks_of(i, &claims)?;
+        pinned = false;
         expected_issuer = sub.to_owned();
     }
     if leaf_superior.is_empty() {
         return Err(bad(1, format!("no statement about `{subject}` by a superior")));
     }
     // The leaf: self-issued, signed with a key its superior listed.
-    let leaf = verified(0, &chain[0], &keys, now)?;
+    let leaf = verified(0, &chain[0], &Signers(&keys, NOT_LISTED), now)?;
     let (iss, sub) = (string(0, &leaf, "iss")?, string(0, &leaf, "sub")?);
     if iss != subject || sub != subject {
         return Err(bad(0, format!("`iss`/`sub` are `{iss}`/`{sub}`, not `{subject}`")));
@@ -278,7 +287,7 @@ pub async fn resolve(
         ));
     }
     let ta = get(configuration_url(anchor), 2).await?;
-    let ta_claims = verified(2, &ta, anchor_keys, now)?;
+    let ta_claims = verified(2, &ta, &Signers(anchor_keys, NOT_PINNED), now)?;
     let endpoint = ta_claims
         .get("metadata")
         .and_then(|m| m.get("federation_entity"))
