@@ -109,13 +109,9 @@ impl EventBus {
         };
         let metrics = EventMetrics::new(metrics).map_err(|e| e.to_string())?;
         let syncs = metrics.outbox_syncs.clone();
-        let outbox = Outbox::open_observed(
-            &cfg.dir,
-            cfg.segment_bytes,
-            cfg.max_bytes,
-            Some(Arc::new(move |_records| syncs.inc())),
-        )
-        .map_err(|e| format!("outbox `{}`: {e}", cfg.dir.display()))?;
+        let outbox =
+            Outbox::open_observed(&cfg.dir, cfg.segment_bytes, cfg.max_bytes, Some(Arc::new(move || syncs.inc())))
+                .map_err(|e| format!("outbox `{}`: {e}", cfg.dir.display()))?;
         let dedupe = Dedupe::default();
         if cfg.kafka.is_some() {
             // The relay's position exists from the moment the outbox opens: while the broker

@@ -174,8 +174,8 @@ pub fn check_event(
             return Err(invalid(at(e, format!("`datacontenttype` must be application/json, not `{ct}`"))));
         }
     }
-    // JSON `data` is checked where it is; text or bytes are read as JSON first.
-    let parsed = match e.data() {
+    // JSON `data` is checked where it lies; text or bytes are read as JSON first.
+    let parsed: Option<serde_json::Value> = match e.data() {
         Some(Data::Json(_)) => None,
         Some(Data::Binary(b)) => {
             Some(serde_json::from_slice(b).map_err(|err| invalid(at(e, format!("`data` is not JSON: {err}"))))?)
@@ -185,16 +185,7 @@ pub fn check_event(
         }
         None => return Err(invalid(at(e, "`data` is missing".into()))),
     };
-    let verdict = match (&parsed, e.data()) {
-        (Some(v), _) | (None, Some(Data::Json(v))) => ty.check(v),
-        _ => Ok(()),
-    };
-    if let Err(errors) = verdict {
-        return Err(Problem::new(
-            ProblemKind::EventSchemaViolation,
-            at(e, format!("`data` of `{}`: {}", ty.name, errors.join("; "))),
-        ));
-    }
+    // `data` as JSON from here on, its content type the canonical one.
     match parsed {
         Some(v) => {
             e.set_data("application/json", v);
@@ -203,6 +194,14 @@ pub fn check_event(
             e.set_datacontenttype(Some("application/json"));
         }
         None => {}
+    }
+    if let Some(Data::Json(v)) = e.data() {
+        if let Err(errors) = ty.check(v) {
+            return Err(Problem::new(
+                ProblemKind::EventSchemaViolation,
+                at(e, format!("`data` of `{}`: {}", ty.name, errors.join("; "))),
+            ));
+        }
     }
     if e.time().is_none() {
         e.set_time(Some(chrono::Utc::now()));

@@ -26,8 +26,8 @@ const HEADER: usize = 16;
 pub const MAX_RECORD: usize = 1 << 20;
 const MAX_BATCH_RECORDS: usize = 20_000;
 
-/// Called after each sync with the number of records it made durable (for metrics).
-pub type SyncObserver = Arc<dyn Fn(usize) + Send + Sync>;
+/// Called after each group commit (for metrics).
+pub type SyncObserver = Arc<dyn Fn() + Send + Sync>;
 
 /// Why an append or a read failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -124,7 +124,7 @@ impl Outbox {
         Self::open_observed(dir, segment_bytes, max_bytes, None)
     }
 
-    /// [`Outbox::open`], with `on_sync` told the size of every group commit.
+    /// [`Outbox::open`], with `on_sync` called after every group commit.
     pub fn open_observed(
         dir: &Path,
         segment_bytes: u64,
@@ -378,7 +378,7 @@ impl Writer {
                     };
                     self.committed.send_replace(seq);
                     if let Some(observe) = &self.on_sync {
-                        observe(n);
+                        observe();
                     }
                     for (a, end) in batch.into_iter().zip(ends) {
                         let _ = a.done.send(Ok(end));

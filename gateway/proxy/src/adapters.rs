@@ -43,11 +43,10 @@ pub fn build(cfg: &AdapterConfig, cx: &AdapterContext<'_>) -> Result<Built, Buil
     match cfg {
         AdapterConfig::Status(s) => plain(Arc::new(varco_adapter_status::StatusAdapter::build(s, cx.health.clone()))),
         AdapterConfig::FederationEntity(_) => {
-            let t = cx.config.tenants.iter().find(|t| t.id == cx.tenant);
-            let Some((t, o)) = t.and_then(|t| t.oidc.as_deref().map(|o| (t, o))) else {
+            let found = cx.config.tenants.iter().enumerate().find(|(_, t)| t.id == cx.tenant);
+            let Some((i, t, o)) = found.and_then(|(i, t)| t.oidc.as_deref().map(|o| (i, t, o))) else {
                 return Err(err("needs tenants[].oidc".into()));
             };
-            let i = cx.config.tenants.iter().position(|x| x.id == t.id).unwrap_or(0);
             let at = |f: &str| format!("tenants[{i}].oidc.{f}");
             let federation = crate::runtime::read_keys(&o.federation_keys, &at("federation_keys"))?;
             let signing = crate::runtime::read_keys(&o.signing_keys, &at("signing_keys"))?;
