@@ -198,3 +198,226 @@ tenants:
     assert!(String::from_utf8_lossy(&out.stderr).contains("a key its superior does not list"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The varco configuration of the login scenario: Macerata and Bari log citizens in through
+/// the Trust Anchor `ta` (keys `ta_jwks`); the OP offered is `op`, and `fake_op` is an entity
+/// the Trust Anchor does not know.
+fn login_config(
+    dir: &Path,
+    ta: &str,
+    ta_jwks: &Value,
+    op: &str,
+    fake_op: &str,
+    backend: u16,
+    redis: Option<&str>,
+) -> String {
+    let k = |n: &str| dir.join(format!("{n}.pem")).display().to_string();
+    let ente = |id: &str, name: &str| {
+        format!(
+            r#"
+  - id: {id}
+    name: {name}
+    hosts: [127.0.0.1]
+    prefix: /{id}
+    upstreams:
+      servizi: {{servers: [{{address: "127.0.0.1:{backend}"}}]}}
+    oidc:
+      entity_id: "http://127.0.0.1:{{PORT}}/{id}"
+      authority_hints: ["{ta}"]
+      federation_keys: [{{kid: {id}-fed, private_key: {{file: "{fed}"}}}}]
+      signing_keys: [{{kid: {id}-sig, private_key: {{file: "{sig}"}}}}]
+      encryption_keys: [{{kid: {id}-enc, private_key: {{file: "{enc}"}}}}]
+      contacts: [urp@{id}.example.it]
+      session: {{idle: 10m, absolute: 1h}}
+    routes:
+      - {{name: servizi, path: "/servizi/{{*rest}}", methods: [GET, POST], access: {{session: {{}}}}, to: {{upstream: servizi}}}}
+      - {{name: certificati, path: "/certificati/{{*rest}}", methods: [GET], access: {{session: {{acr_min: 3}}}}, to: {{upstream: servizi}}}}
+"#,
+            fed = k(&format!("{id}-fed")),
+            sig = k(&format!("{id}-sig")),
+            enc = k(&format!("{id}-enc")),
+        )
+    };
+    let redis = redis.map(|u| format!("redis: {{url: \"{u}\"}}\n")).unwrap_or_default();
+    format!(
+        r#"
+listeners: [{{name: public, address: "127.0.0.1:{{PORT}}"}}]
+admin: {{address: "127.0.0.1:{{ADMIN}}"}}
+{redis}federation:
+  trust_anchors: [{{entity_id: "{ta}", jwks: {ta_jwks}}}]
+  providers:
+    - {{entity_id: "{op}", name: "OP di riferimento", kind: spid}}
+    - {{entity_id: "{fake_op}", name: "OP sconosciuto", kind: spid}}
+  timeout: 10s
+tenants:{}{}"#,
+        ente("c_e783", "Comune di Macerata"),
+        ente("c_a662", "Comune di Bari")
+    )
+}
+
+/// The citizen's browser (`citizen.py`) from the protected page `start` to the end.
+async fn citizen(start: &str, user: &Value, extra: &[&str]) -> Value {
+    let out = tokio::process::Command::new(peer_python())
+        .arg(tool_path("spid_peer/citizen.py"))
+        .args(["--start", start, "--op-name", "OP di riferimento", "--username"])
+        .arg(user["username"].as_str().unwrap())
+        .arg("--password")
+        .arg(user["password"].as_str().unwrap())
+        .args(extra)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|_| panic!("citizen.py: {text}\n{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url).ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+#[tokio::test]
+async fn a_citizen_logs_in_with_spid_through_the_trust_chain_and_the_back_office_sees_who() {
+    let dir = std::env::temp_dir().join(format!("varco-login-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for id in ["c_e783", "c_a662"] {
+        for k in ["fed", "sig", "enc"] {
+            rsa_key(&dir, &format!("{id}-{k}"));
+        }
+    }
+    let (ta_port, redis) = (free_port(), varco_tests::Redis::start().await);
+    let ta = format!("http://127.0.0.1:{ta_port}/");
+    let op = format!("http://127.0.0.1:{ta_port}/oidc/op");
+    let backend = varco_tests::Backend::start("servizi").await;
+    // Until the Trust Anchor runs, its keys are not known: a placeholder, replaced by a reload.
+    let placeholder = serde_json::json!({"keys": [{"kty": "RSA", "kid": "placeholder", "n": "AQAB", "e": "AQAB"}]});
+    let fake_op = "http://127.0.0.1:{PORT}/c_a662";
+    let cfg = |jwks: &Value| login_config(&dir, &ta, jwks, &op, fake_op, backend.addr.port(), Some(&redis.url()));
+    let a = Varco::start(&cfg(&placeholder)).await;
+    let host = format!("127.0.0.1:{}", a.port);
+    let mc_id = format!("http://{host}/c_e783");
+    let mc = payload(&a.get(&host, "/c_e783/.well-known/openid-federation").await.text());
+    // Only Macerata is registered: Bari's entity, offered as an OP, is not under the Anchor.
+    let (_peer, info) = start_peer(ta_port, &dir, &[(&mc_id, &mc["jwks"])]).await;
+    assert_eq!(info["op"], op.as_str());
+    a.rewrite_config(&cfg(&info["ta_jwks"]));
+    let r = a.reload().await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let user = &info["user"];
+
+    // An API caller without a session: 401; a browser: sent to the chooser, coming back.
+    a.send("GET", &host, "/c_e783/servizi/pratiche", &[], b"").await.assert_problem(401, "session-required");
+    let r = a.send("GET", &host, "/c_e783/servizi/pratiche?x=1", &[("accept", "text/html")], b"").await;
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("/c_e783/oidc/login?return_to=%2Fc_e783%2Fservizi%2Fpratiche%3Fx%3D1"));
+    assert_eq!(backend.hits(), 0, "nothing reached the back-office");
+
+    // The whole login, as a browser does it.
+    let start = format!("http://{host}/c_e783/servizi/pratiche?x=1");
+    let out = citizen(&start, user, &[]).await;
+    assert_eq!(out["final_status"], 200, "{out}");
+    let chooser = out["chooser"].as_str().unwrap();
+    assert!(chooser.contains("Entra con SPID") && chooser.contains("<html lang=\"it\">"), "{chooser}");
+    // The request object: signed with the ente's signing key, PKCE S256, the level and claims.
+    let authz = out["authorization_request"].as_str().unwrap();
+    assert!(authz.starts_with(info["authorization_endpoint"].as_str().unwrap()), "{authz}");
+    let ro = query_param(authz, "request").unwrap();
+    assert_eq!((header(&ro)["alg"].as_str(), header(&ro)["kid"].as_str()), (Some("RS256"), Some("c_e783-sig")));
+    let ro = payload(&ro);
+    assert_eq!(ro["client_id"], mc_id.as_str());
+    assert_eq!(ro["redirect_uri"], format!("{mc_id}/oidc/callback"));
+    assert_eq!(ro["code_challenge_method"], "S256");
+    assert_eq!(ro["prompt"], "consent login");
+    assert_eq!(ro["acr_values"], serde_json::json!(["https://www.spid.gov.it/SpidL2"]));
+    for claim in ["state", "nonce"] {
+        let v = ro[claim].as_str().unwrap();
+        assert!(v.len() >= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric()), "{claim}: {v}");
+    }
+    assert!(ro["claims"]["userinfo"].get("https://attributes.eid.gov.it/fiscal_number").is_some(), "{ro}");
+    assert_eq!(query_param(authz, "code_challenge").as_deref(), ro["code_challenge"].as_str());
+    // The session cookie's flags.
+    let set: Vec<&str> = out["steps"].as_array().unwrap().iter().filter_map(|s| s["set_cookie"].as_str()).collect();
+    let session_cookie = set.iter().find(|c| c.starts_with("varco_session=") && !c.contains("Max-Age=0")).unwrap();
+    for flag in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/c_e783"] {
+        assert!(session_cookie.contains(flag), "{session_cookie}");
+    }
+    // Back where the citizen was going, and the back-office knows who it is.
+    assert_eq!(out["returned_to"], start.as_str());
+    let seen: Value = serde_json::from_str(out["final_body"].as_str().unwrap()).unwrap();
+    let h = &seen["headers"];
+    assert_eq!(h["x-varco-fiscal-code"], "RSSMRA80A01H501U", "{seen}");
+    assert_eq!((h["x-varco-given-name"].as_str(), h["x-varco-family-name"].as_str()), (Some("Mario"), Some("Rossi")));
+    assert_eq!(h["x-varco-acr"], "https://www.spid.gov.it/SpidL2");
+    assert_eq!(h["x-varco-issuer"], op.as_str());
+    assert_eq!(h["x-varco-tenant"], "c_e783");
+    assert!(!seen.to_string().contains("varco_session"), "the session cookie reached the back-office: {seen}");
+    let sid = out["cookies"]["varco_session"].as_str().unwrap().to_owned();
+    let cookie = format!("varco_session={sid}");
+
+    // An API call with the session passes; a route at SpidL3 refuses an L2 session (a browser
+    // is sent to log in again at level 3).
+    let r = a.send("GET", &host, "/c_e783/servizi/x", &[("cookie", &cookie)], b"").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    a.send("GET", &host, "/c_e783/certificati/x", &[("cookie", &cookie)], b"").await.assert_problem(403, "forbidden");
+    let r = a.send("GET", &host, "/c_e783/certificati/x", &[("cookie", &cookie), ("accept", "text/html")], b"").await;
+    assert_eq!(r.header("location"), Some("/c_e783/oidc/login?return_to=%2Fc_e783%2Fcertificati%2Fx&acr=3"));
+    // Bari does not accept Macerata's session, under any cookie name it reads.
+    a.send("GET", &host, "/c_a662/servizi/x", &[("cookie", &cookie)], b"")
+        .await
+        .assert_problem(401, "session-required");
+
+    // The callback replayed (same state and code): refused, no session.
+    let callback = out["callback"].as_str().unwrap();
+    let path = callback.trim_start_matches(&format!("http://{host}"));
+    let r = a.send("GET", &host, path, &[], b"").await;
+    r.assert_problem(401, "login-failed");
+    assert!(r.json["detail"].as_str().unwrap().contains("state"), "{r:?}");
+    assert!(r.header("set-cookie").is_none());
+    a.send("GET", &host, "/c_e783/oidc/callback?code=abc", &[], b"").await.assert_problem(401, "login-failed");
+    let r = a.send("GET", &host, "/c_e783/oidc/callback?code=abc&state=nope", &[("accept", "text/html")], b"").await;
+    assert_eq!((r.status, r.header("content-type")), (401, Some("text/html; charset=utf-8")));
+    assert!(r.text().contains("login-failed"), "the error page names the problem type: {}", r.text());
+
+    // A callback URL used in another browser (no login cookie): refused.
+    let other = citizen(&start, user, &["--drop-login-cookie"]).await;
+    assert_eq!(other["callback_status"], 401, "{other}");
+    assert!(other["cookies"].get("varco_session").is_none(), "{other}");
+
+    // No open redirect; an unknown or untrusted OP is refused before anything is sent to it.
+    for rt in
+        ["https://evil.example/", "//evil.example/x", "/c_a662/servizi/x", "/c_e783/../c_a662/x", "/\\evil.example"]
+    {
+        let q: String = url::form_urlencoded::byte_serialize(rt.as_bytes()).collect();
+        let r = a.send("GET", &host, &format!("/c_e783/oidc/login?return_to={q}"), &[], b"").await;
+        r.assert_problem(400, "bad-request");
+    }
+    let idp = |id: &str| url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>();
+    a.send("GET", &host, &format!("/c_e783/oidc/login?idp={}", idp("https://other.example/op")), &[], b"")
+        .await
+        .assert_problem(400, "bad-request");
+    let fake = fake_op.replace("{PORT}", &a.port.to_string());
+    let r = a.send("GET", &host, &format!("/c_e783/oidc/login?idp={}", idp(&fake)), &[], b"").await;
+    r.assert_problem(502, "provider-untrusted");
+    assert!(r.header("location").is_none());
+
+    // A second instance sharing Redis serves the same session.
+    let b = Varco::start(&cfg(&info["ta_jwks"]).replace("{PORT}/", &format!("{}/", a.port))).await;
+    let b_host = format!("127.0.0.1:{}", b.port);
+    let r = b.send("GET", &b_host, "/c_e783/servizi/y", &[("cookie", &cookie)], b"").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(backend.last()["headers"]["x-varco-fiscal-code"], "RSSMRA80A01H501U");
+
+    // Logout on the second instance ends it everywhere: the cookie, kept by a thief, opens nothing.
+    let r = b.send("GET", &b_host, "/c_e783/oidc/logout", &[("cookie", &cookie)], b"").await;
+    assert_eq!((r.status, r.header("location")), (302, Some("/c_e783/")));
+    assert!(r.header("set-cookie").is_some_and(|c| c.contains("Max-Age=0")), "{r:?}");
+    a.send("GET", &host, "/c_e783/servizi/x", &[("cookie", &cookie)], b"")
+        .await
+        .assert_problem(401, "session-required");
+    b.send("GET", &b_host, "/c_e783/servizi/x", &[("cookie", &cookie)], b"")
+        .await
+        .assert_problem(401, "session-required");
+    assert!(!a.log_text().contains(&sid) && !b.log_text().contains(&sid), "a session id in the logs");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -149,6 +149,8 @@ pub enum Security {
     Public,
     ApiKey,
     Bearer,
+    /// A citizen's session cookie (SPID/CIE login).
+    Session,
 }
 
 /// One mediated route, as its contract shows it.
@@ -238,6 +240,7 @@ pub fn document(title: &str, server: &str, routes: &[RouteDoc], schemas: Schemas
                     Security::Public => json!([]),
                     Security::ApiKey => json!([{"apiKey": []}]),
                     Security::Bearer => json!([{"bearer": []}]),
+                    Security::Session => json!([{"session": []}]),
                 },
             });
             if matches!(method.as_str(), "get" | "delete") {
@@ -280,7 +283,8 @@ pub fn document(title: &str, server: &str, routes: &[RouteDoc], schemas: Schemas
     let mut components = json!({
         "securitySchemes": {
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key", "description": "An API key of the ente (varco apikey)."},
-            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "A token of one of the ente's issuers."}
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "A token of one of the ente's issuers."},
+            "session": {"type": "apiKey", "in": "cookie", "name": "varco_session", "description": "A citizen's session after the ente's SPID/CIE login (`/oidc/login`); the cookie's name is the ente's `oidc.session.cookie`."}
         },
         "headers": {
             "RateLimitLimit": {"description": "Requests allowed per window, when the route has rate limits.", "schema": {"type": "integer", "minimum": 0}},

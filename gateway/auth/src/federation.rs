@@ -171,6 +171,8 @@ mod tests {
             contacts: vec!["urp@comune.macerata.it".into()],
             trust_marks: vec![],
             statement_lifetime: Dur(Duration::from_secs(lifetime)),
+            login: Default::default(),
+            session: Default::default(),
         }
     }
 

@@ -48,6 +48,14 @@ impl IdentitySigner {
             "acr": id.acr, "scope": id.scopes.join(" "), "purpose_id": id.purpose_id,
         });
         if let Some(map) = claims.as_object_mut() {
+            // A citizen's names and e-mail only when a session login gave them.
+            for (k, v) in [("given_name", &id.given_name), ("family_name", &id.family_name), ("email", &id.email)] {
+                if let Some(v) = v {
+                    map.insert(k.into(), serde_json::Value::String(v.clone()));
+                }
+            }
+        }
+        if let Some(map) = claims.as_object_mut() {
             for h in withhold {
                 if let Some(claim) = claim_of(h) {
                     map.remove(claim);
@@ -69,6 +77,9 @@ fn claim_of(header: &http::HeaderName) -> Option<&'static str> {
         (&h::ACR, "acr"),
         (&h::SCOPES, "scope"),
         (&h::PURPOSE_ID, "purpose_id"),
+        (&h::GIVEN_NAME, "given_name"),
+        (&h::FAMILY_NAME, "family_name"),
+        (&h::EMAIL, "email"),
     ]
     .into_iter()
     .find(|(n, _)| *n == header)

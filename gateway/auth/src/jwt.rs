@@ -321,7 +321,7 @@ impl Issuer {
                 .map(str::to_owned),
             jti: s("jti"),
             exp: c.get("exp").and_then(|v| v.as_u64()).unwrap_or(0),
-            headers: Vec::new(),
+            ..Identity::default()
         };
         id.headers = id.header_list(&self.tenant);
         Ok(id)

@@ -502,6 +502,24 @@ mod tests {
         ) -> Result<bytes::Bytes, varco_core::fetch::FetchError> {
             Err(varco_core::fetch::FetchError("no network in unit tests".into()))
         }
+
+        async fn post_form(
+            &self,
+            _url: &str,
+            _form: String,
+            _t: std::time::Duration,
+        ) -> Result<(u16, bytes::Bytes), varco_core::fetch::FetchError> {
+            Err(varco_core::fetch::FetchError("no network in unit tests".into()))
+        }
+
+        async fn get_bearer(
+            &self,
+            _url: &str,
+            _token: &str,
+            _t: std::time::Duration,
+        ) -> Result<(u16, bytes::Bytes), varco_core::fetch::FetchError> {
+            Err(varco_core::fetch::FetchError("no network in unit tests".into()))
+        }
     }
 
     #[tokio::test]

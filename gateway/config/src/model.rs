@@ -35,6 +35,10 @@ pub struct Config {
     /// it, quotas are counted per instance.
     #[serde(default)]
     pub redis: Option<RedisConfig>,
+    /// The OIDC Federation (SPID, CIE) the enti with `oidc` log citizens in through. Default:
+    /// none (no ente may then have `oidc`).
+    #[serde(default)]
+    pub federation: Option<FederationConfig>,
 }
 
 /// Process-wide settings.
@@ -456,6 +460,9 @@ pub enum Access {
     Jwt(Box<JwtAccess>),
     /// One of the tenant's `api_keys`.
     ApiKey(ApiKeyAccess),
+    /// A citizen logged in with SPID/CIE through the ente's login (`tenants[].oidc`): a browser
+    /// without a session is sent to log in, any other caller gets 401.
+    Session(SessionAccess),
 }
 
 /// A route's target.

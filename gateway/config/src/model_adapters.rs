@@ -47,7 +47,15 @@ pub enum AdapterConfig {
     Openapi(OpenapiConfig),
     /// The ente's OIDC Federation Entity Configuration (`tenants[].oidc`), signed afresh.
     FederationEntity(FederationEntityConfig),
+    /// The ente's citizen login (`tenants[].oidc`): the chooser, the SPID/CIE login, its
+    /// callback and logout, at `/oidc/login`, `/oidc/callback`, `/oidc/logout`.
+    OidcLogin(OidcLoginConfig),
 }
+
+/// Configuration of the `oidc_login` adapter (nothing to set: `tenants[].oidc` says it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OidcLoginConfig {}
 
 /// Configuration of the `federation_entity` adapter (nothing to set: `tenants[].oidc` says it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

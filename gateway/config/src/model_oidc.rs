@@ -37,6 +37,202 @@ pub struct OidcRpConfig {
     /// How long a published Entity Configuration is valid (`exp - iat`). Default 1d.
     #[serde(default = "d_statement_lifetime")]
     pub statement_lifetime: Dur,
+    /// What the login asks the OP for. Default: SpidL2, the four usual attributes, every OP of
+    /// `federation.providers`.
+    #[serde(default)]
+    pub login: LoginConfig,
+    /// The citizen's session once logged in. Default: 30m idle, 8h at most.
+    #[serde(default)]
+    pub session: SessionConfig,
+}
+
+/// The `acr` URI of SPID/CIE level 1, 2 or 3 (CIE uses the same three URIs).
+pub fn loa_uri(level: u8) -> &'static str {
+    match level {
+        1 => "https://www.spid.gov.it/SpidL1",
+        3 => "https://www.spid.gov.it/SpidL3",
+        _ => "https://www.spid.gov.it/SpidL2",
+    }
+}
+
+/// What the ente's login asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// The SPID/CIE level requested (`acr_values` …/SpidL1, L2, L3): 1, 2 or 3; a route may ask
+    /// for more with `access.session.acr_min`. Default 2.
+    #[serde(default = "d_acr")]
+    pub acr: u8,
+    /// The user attributes asked for in userinfo: `fiscal_number` (asked as
+    /// `https://attributes.eid.gov.it/fiscal_number`), `given_name`, `family_name`, `email`,
+    /// `birthdate`, `phone_number`, … Default: `fiscal_number`, `given_name`, `family_name`,
+    /// `email`.
+    #[serde(default = "d_claims")]
+    pub claims: Vec<String>,
+    /// The OPs offered on the chooser page, by entity id, among `federation.providers`.
+    /// Default: all of them.
+    #[serde(default)]
+    pub providers: Vec<String>,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        Self { acr: d_acr(), claims: d_claims(), providers: Vec::new() }
+    }
+}
+
+fn d_acr() -> u8 {
+    2
+}
+fn d_claims() -> Vec<String> {
+    ["fiscal_number", "given_name", "family_name", "email"].map(String::from).to_vec()
+}
+
+/// The citizen's session: an opaque cookie naming a record kept by varco (in memory, or in
+/// `redis` when configured so that every instance serves it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// A session unused this long ends. Default 30m.
+    #[serde(default = "d_idle")]
+    pub idle: Dur,
+    /// A session ends this long after the login, used or not. Default 8h.
+    #[serde(default = "d_absolute")]
+    pub absolute: Dur,
+    /// The cookie's name (set with `Secure; HttpOnly; SameSite=Lax`, path the ente's prefix).
+    /// Default `varco_session`.
+    #[serde(default = "d_cookie")]
+    pub cookie: String,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { idle: d_idle(), absolute: d_absolute(), cookie: d_cookie() }
+    }
+}
+
+fn d_idle() -> Dur {
+    Dur(std::time::Duration::from_secs(30 * 60))
+}
+fn d_absolute() -> Dur {
+    Dur(std::time::Duration::from_secs(8 * 3600))
+}
+fn d_cookie() -> String {
+    "varco_session".into()
+}
+
+/// The OIDC Federation the enti log citizens in through: the Trust Anchors varco trusts (their
+/// keys pinned here, never taken from the network) and the OPs offered to citizens, each
+/// resolved through a trust chain up to its anchor before anything of it is used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// At least one: SPID's is `https://registry.spid.gov.it`, CIE's
+    /// `https://oidc.registry.servizicie.interno.gov.it`.
+    pub trust_anchors: Vec<TrustAnchorConfig>,
+    /// The OPs (SPID identity providers, CIE) the chooser page lists.
+    pub providers: Vec<ProviderConfig>,
+    /// Longest wait for one statement or OP endpoint. Default 5s.
+    #[serde(default = "d_fetch_timeout")]
+    pub timeout: Dur,
+}
+
+fn d_fetch_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(5))
+}
+
+/// A Trust Anchor and its public keys, as its operator publishes them out of band.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrustAnchorConfig {
+    /// Its entity id, spelt exactly as the federation does.
+    pub entity_id: String,
+    /// Its federation keys, a JWK Set (`{"keys": [...]}`) inline.
+    pub jwks: serde_json::Value,
+}
+
+/// An OP offered to citizens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Its entity id.
+    pub entity_id: String,
+    /// The name on its button.
+    pub name: String,
+    /// `spid` (listed under "Entra con SPID") or `cie` (its own button).
+    pub kind: ProviderKind,
+    /// The Trust Anchor its chain must end at. Default: the first of `trust_anchors`.
+    #[serde(default)]
+    pub trust_anchor: Option<String>,
+}
+
+/// Which button an OP sits behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    Spid,
+    Cie,
+}
+
+/// `access: {session: {}}`: a citizen logged in through the ente's SPID/CIE login.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionAccess {
+    /// Least SPID/CIE level of the login (1, 2 or 3), like `access.jwt.acr_min`; a browser whose
+    /// session is below it is sent to log in again at this level. Default: none.
+    #[serde(default)]
+    pub acr_min: Option<u8>,
+}
+
+fn http_url(s: &str) -> bool {
+    url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some())
+}
+
+impl FederationConfig {
+    /// Problems as (`field`, message).
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut bad = |f: String, m: String| out.push((f, m));
+        if self.trust_anchors.is_empty() {
+            bad("trust_anchors".into(), "at least one Trust Anchor".into());
+        }
+        for (i, a) in self.trust_anchors.iter().enumerate() {
+            if !http_url(&a.entity_id) {
+                bad(format!("trust_anchors[{i}].entity_id"), "an http(s) URL".into());
+            }
+            let keys = a.jwks.get("keys").and_then(|k| k.as_array());
+            if !keys.is_some_and(|k| !k.is_empty() && k.iter().all(|k| k.get("kid").is_some_and(|v| v.is_string()))) {
+                bad(
+                    format!("trust_anchors[{i}].jwks"),
+                    "a JWK Set `{keys: [...]}` with at least one key, each with a `kid`".into(),
+                );
+            }
+        }
+        if self.providers.is_empty() {
+            bad("providers".into(), "at least one OP".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            if !http_url(&p.entity_id) {
+                bad(format!("providers[{i}].entity_id"), "an http(s) URL".into());
+            } else if !seen.insert(p.entity_id.as_str()) {
+                bad(format!("providers[{i}].entity_id"), format!("`{}` is listed twice", p.entity_id));
+            }
+            if p.name.trim().is_empty() {
+                bad(format!("providers[{i}].name"), "the name on its button".into());
+            }
+            if let Some(a) = &p.trust_anchor {
+                if !self.trust_anchors.iter().any(|t| &t.entity_id == a) {
+                    bad(format!("providers[{i}].trust_anchor"), format!("`{a}` is not one of `trust_anchors`"));
+                }
+            }
+        }
+        let t = self.timeout.0.as_millis();
+        if !(100..=60_000).contains(&t) {
+            bad("timeout".into(), "100ms to 1m".into());
+        }
+        out
+    }
 }
 
 /// A trust mark as issued.
@@ -125,6 +321,25 @@ impl OidcRpConfig {
         if !(60..=30 * 86_400).contains(&life) {
             bad("statement_lifetime", "1m to 30d".into());
         }
+        if !(1..=3).contains(&self.login.acr) {
+            bad("login.acr", "SPID/CIE levels are 1, 2 or 3".into());
+        }
+        for (i, c) in self.login.claims.iter().enumerate() {
+            if c.is_empty() || !c.bytes().all(|b| b.is_ascii_graphic()) {
+                bad(&format!("login.claims[{i}]"), "a claim name".into());
+            }
+        }
+        let (idle, absolute) = (self.session.idle.0.as_secs(), self.session.absolute.0.as_secs());
+        if !(60..=86_400).contains(&idle) {
+            bad("session.idle", "1m to 1d".into());
+        }
+        if absolute < idle || absolute > 7 * 86_400 {
+            bad("session.absolute", "at least `idle`, at most 7d".into());
+        }
+        let c = &self.session.cookie;
+        if c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)) {
+            bad("session.cookie", "1 to 64 of a-z, A-Z, 0-9, `_`, `-`".into());
+        }
         out
     }
 }
@@ -149,6 +364,8 @@ mod tests {
             contacts: vec!["urp@comune.example.it".into()],
             trust_marks: vec![],
             statement_lifetime: d_statement_lifetime(),
+            login: LoginConfig::default(),
+            session: SessionConfig::default(),
         }
     }
 

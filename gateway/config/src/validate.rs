@@ -76,7 +76,7 @@ impl Config {
             if !seen_tenants.insert(t.id.as_str()) {
                 is.add(format!("{p}.id"), format!("tenant id `{}` is used twice", t.id));
             }
-            validate_tenant(t, &p, self.server.identity_token.as_ref(), &mut is);
+            validate_tenant(t, &p, self.server.identity_token.as_ref(), self.federation.as_ref(), &mut is);
             if self.server.audit.is_none() {
                 for (ri, r) in t.routes.iter().enumerate().filter(|(_, r)| r.audit == Some(true)) {
                     is.add(
@@ -168,6 +168,11 @@ impl Config {
                 }
             }
         }
+        if let Some(f) = &self.federation {
+            for (field, m) in f.validate() {
+                is.add(format!("federation.{field}"), m);
+            }
+        }
         if let Some(r) = &self.redis {
             if !(r.url.starts_with("redis://") || r.url.starts_with("rediss://")) {
                 is.add("redis.url", "must be a redis:// or rediss:// URL");
@@ -197,7 +202,13 @@ impl Config {
     }
 }
 
-fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityTokenConfig>, is: &mut Issues) {
+fn validate_tenant(
+    t: &TenantConfig,
+    p: &str,
+    server_identity: Option<&IdentityTokenConfig>,
+    federation: Option<&FederationConfig>,
+    is: &mut Issues,
+) {
     if !is_ipa_code(&t.id) {
         is.add(format!("{p}.id"), format!("`{}` is not a codice IPA (2-32 of a-z, 0-9, _)", t.id));
     }
@@ -215,6 +226,18 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
     if let Some(o) = &t.oidc {
         for (f, m) in o.validate(&t.hosts, t.prefix.as_deref()) {
             is.add(format!("{p}.oidc.{f}"), m);
+        }
+        // Without `federation` the ente publishes its Entity Configuration (to register) but
+        // logs nobody in: its session routes are refused below.
+        if let Some(fed) = federation {
+            for (i, op) in o.login.providers.iter().enumerate() {
+                if !fed.providers.iter().any(|p| &p.entity_id == op) {
+                    is.add(
+                        format!("{p}.oidc.login.providers[{i}]"),
+                        format!("`{op}` is not in `federation.providers`"),
+                    );
+                }
+            }
         }
     }
     if let Some(s) = &t.siuss {
@@ -346,6 +369,17 @@ fn validate_tenant(t: &TenantConfig, p: &str, server_identity: Option<&IdentityT
         if let Access::ApiKey(k) = &r.access {
             if http::HeaderName::from_bytes(k.header.as_bytes()).is_err() {
                 is.add(format!("{rp}.access.api_key.header"), "not a header name");
+            }
+        }
+        if let Access::Session(a) = &r.access {
+            if t.oidc.is_none() || federation.is_none() {
+                is.add(
+                    format!("{rp}.access.session"),
+                    "citizens log in with the ente's `tenants[].oidc` through `federation`: set both",
+                );
+            }
+            if a.acr_min.is_some_and(|l| !(1..=3).contains(&l)) {
+                is.add(format!("{rp}.access.session.acr_min"), "SPID/CIE levels are 1, 2 or 3");
             }
         }
         if let Access::Jwt(j) = &r.access {

@@ -25,6 +25,11 @@ pub(crate) fn validate_adapter(
                 is.add(ap.clone(), "the federation_entity adapter publishes `tenants[].oidc`: set it");
             }
         }
+        AdapterConfig::OidcLogin(_) => {
+            if t.oidc.is_none() {
+                is.add(ap.clone(), "the oidc_login adapter logs citizens in with `tenants[].oidc`: set it");
+            }
+        }
         AdapterConfig::Jwks(_) => {
             if server_identity.is_none() && t.keys.is_empty() {
                 is.add(ap.clone(), "the jwks adapter needs a signing key: tenants[].keys or server.identity_token");

@@ -22,6 +22,10 @@ pub struct Identity {
     /// PDND `digest.value` (hex SHA-256 of the AUDIT_REST_02 tracking evidence).
     pub voucher_digest: Option<String>,
     pub jti: Option<String>,
+    /// A citizen's names and e-mail, as the OP's userinfo gave them (session logins).
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub email: Option<String>,
     pub exp: u64,
     /// The `X-Varco-*` headers for the back-office, built once when the token is verified.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
@@ -41,6 +45,9 @@ impl Identity {
             (&names::ACR, self.acr.as_deref()),
             (&names::SCOPES, Some(scopes.as_str())),
             (&names::PURPOSE_ID, self.purpose_id.as_deref()),
+            (&names::GIVEN_NAME, self.given_name.as_deref()),
+            (&names::FAMILY_NAME, self.family_name.as_deref()),
+            (&names::EMAIL, self.email.as_deref()),
         ]
         .into_iter()
         .filter_map(|(n, v)| Some((n.clone(), http::HeaderValue::from_str(v?).ok()?)))

@@ -104,6 +104,14 @@ problem_kinds! {
     BackofficeFault,
     /// A mediated back-office has no such resource (a not-found fault, a 404).
     ResourceNotFound,
+    /// The route needs a citizen's session (SPID/CIE login) and the request has none.
+    SessionRequired,
+    /// A SPID/CIE login could not be completed (state, code, tokens, userinfo: `detail` says which).
+    LoginFailed,
+    /// The identity provider has no valid trust chain to its Trust Anchor.
+    ProviderUntrusted,
+    /// The session store (Redis) did not answer: no session can be opened or read.
+    SessionStoreUnavailable,
 }
 
 impl ProblemKind {
@@ -149,6 +157,10 @@ impl ProblemKind {
             Self::BackofficeRejected => "backoffice-rejected",
             Self::BackofficeFault => "backoffice-fault",
             Self::ResourceNotFound => "resource-not-found",
+            Self::SessionRequired => "session-required",
+            Self::LoginFailed => "login-failed",
+            Self::ProviderUntrusted => "provider-untrusted",
+            Self::SessionStoreUnavailable => "session-store-unavailable",
         }
     }
 
@@ -189,6 +201,9 @@ impl ProblemKind {
             Self::Unauthorized | Self::TokenMissing | Self::TokenInvalid | Self::TokenReplayed => 401,
             Self::Forbidden => 403,
             Self::InvalidConfig => 422,
+            Self::SessionRequired | Self::LoginFailed => 401,
+            Self::ProviderUntrusted => 502,
+            Self::SessionStoreUnavailable => 503,
         }
     }
 
@@ -234,6 +249,10 @@ impl ProblemKind {
             Self::BackofficeRejected => "Refused by the back-office",
             Self::BackofficeFault => "The back-office failed",
             Self::ResourceNotFound => "No such resource at the back-office",
+            Self::SessionRequired => "Login required",
+            Self::LoginFailed => "Login failed",
+            Self::ProviderUntrusted => "Identity provider not trusted",
+            Self::SessionStoreUnavailable => "Session store unavailable",
         }
     }
 }
@@ -248,7 +267,8 @@ pub struct Problem {
     /// `Allow` header value (405).
     pub allow: Option<String>,
     /// Extra members (e.g. the list of config errors on a rejected reload).
-    pub extra: Option<serde_json::Value>,
+    // Boxed: rare, and a `Problem` travels by value in every `Result` of the request path.
+    pub extra: Option<Box<serde_json::Value>>,
     /// Extra response headers (e.g. `X-RateLimit-*` on a 429).
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
@@ -269,7 +289,7 @@ impl Problem {
     }
 
     pub fn with_extra(mut self, extra: serde_json::Value) -> Self {
-        self.extra = Some(extra);
+        self.extra = Some(Box::new(extra));
         self
     }
 
@@ -300,7 +320,7 @@ impl Problem {
             instance,
             request_id,
             trace_id,
-            errors: self.extra.as_ref(),
+            errors: self.extra.as_deref(),
         };
         // Serialising plain strings and numbers cannot fail.
         serde_json::to_vec(&body).unwrap_or_default()

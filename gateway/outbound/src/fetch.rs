@@ -1,4 +1,5 @@
-//! Documents varco fetches for itself (an issuer's JWKS): `GET`, a 200 answer, a bounded body.
+//! Documents varco fetches for itself (an issuer's JWKS, federation statements, an OP's tokens
+//! and userinfo): bounded bodies, one deadline per call.
 
 use crate::client::HttpsClient;
 use async_trait::async_trait;
@@ -28,29 +29,60 @@ impl Fetcher {
     }
 }
 
-#[async_trait]
-impl Fetch for Fetcher {
-    async fn get(&self, url: &str, timeout: Duration) -> Result<Bytes, FetchError> {
-        let uri: http::Uri = url.parse().map_err(|e| FetchError(format!("bad URL: {e}")))?;
-        let req = http::Request::get(uri)
-            .header(http::header::ACCEPT, "application/json")
-            .header(http::header::USER_AGENT, "varco")
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| FetchError(e.to_string()))?;
+impl Fetcher {
+    /// Sends `req`; the status and the bounded body, within `timeout`.
+    async fn send(&self, req: http::Request<Full<Bytes>>, timeout: Duration) -> Result<(u16, Bytes), FetchError> {
         let attempt = async {
             let resp = self.client.request(req).await.map_err(|e| FetchError(format!("{e}")))?;
-            let status = resp.status();
+            let status = resp.status().as_u16();
             let body = Limited::new(resp.into_body(), MAX_BODY)
                 .collect()
                 .await
                 .map_err(|_| FetchError("document larger than 1 MiB or cut short".to_owned()))?
                 .to_bytes();
-            if status != http::StatusCode::OK {
-                return Err(FetchError(format!("answered {}", status.as_u16())));
-            }
-            Ok(body)
+            Ok((status, body))
         };
         tokio::time::timeout(timeout, attempt).await.map_err(|_| FetchError("timed out".to_owned()))?
+    }
+}
+
+fn request(method: http::Method, url: &str) -> Result<http::request::Builder, FetchError> {
+    let uri: http::Uri = url.parse().map_err(|e| FetchError(format!("bad URL: {e}")))?;
+    Ok(http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(http::header::ACCEPT, "application/json")
+        .header(http::header::USER_AGENT, "varco"))
+}
+
+#[async_trait]
+impl Fetch for Fetcher {
+    async fn get(&self, url: &str, timeout: Duration) -> Result<Bytes, FetchError> {
+        let req =
+            request(http::Method::GET, url)?.body(Full::new(Bytes::new())).map_err(|e| FetchError(e.to_string()))?;
+        match self.send(req, timeout).await? {
+            (200, body) => Ok(body),
+            (status, _) => Err(FetchError(format!("answered {status}"))),
+        }
+    }
+
+    async fn post_form(&self, url: &str, form: String, timeout: Duration) -> Result<(u16, Bytes), FetchError> {
+        let req = request(http::Method::POST, url)?
+            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(form)))
+            .map_err(|e| FetchError(e.to_string()))?;
+        self.send(req, timeout).await
+    }
+
+    async fn get_bearer(&self, url: &str, token: &str, timeout: Duration) -> Result<(u16, Bytes), FetchError> {
+        let mut auth = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| FetchError("the access token is not header text".to_owned()))?;
+        auth.set_sensitive(true);
+        let req = request(http::Method::GET, url)?
+            .header(http::header::AUTHORIZATION, auth)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| FetchError(e.to_string()))?;
+        self.send(req, timeout).await
     }
 }
 

@@ -25,6 +25,8 @@ pub struct AdapterContext<'a> {
     pub keys: Option<&'a Arc<varco_auth::KeySet>>,
     /// The process's outbound client (webhooks, back-offices, GPD).
     pub client: &'a varco_outbound::HttpsClient,
+    /// The ente's SPID/CIE relying party, when it has `oidc` (the `oidc_login` adapter).
+    pub rp: Option<&'a Arc<varco_auth::rp::RelyingParty>>,
 }
 
 /// A built adapter, and for event-stream routes the state their streams share across reloads.
@@ -54,6 +56,15 @@ pub fn build(cfg: &AdapterConfig, cx: &AdapterContext<'_>) -> Result<Built, Buil
             let ec = varco_auth::EntityConfiguration::new(o, &t.name, federation, &signing, &encryption)
                 .map_err(|m| BuildError { path: format!("tenants[{i}].oidc"), message: m })?;
             plain(Arc::new(varco_auth::EntityConfigurationAdapter(Arc::new(ec))))
+        }
+        AdapterConfig::OidcLogin(_) => {
+            let rp = cx.rp.ok_or_else(|| err("needs tenants[].oidc".into()))?;
+            let ente = cx.config.tenants.iter().find(|t| t.id == cx.tenant).map_or("", |t| t.name.as_str());
+            plain(Arc::new(varco_auth::rp::OidcLoginAdapter {
+                rp: rp.clone(),
+                fetch: Arc::new(varco_outbound::Fetcher::new(cx.client.clone())),
+                ente: ente.to_owned(),
+            }))
         }
         AdapterConfig::Jwks(_) => {
             let keys =

@@ -195,6 +195,7 @@ pub fn openapi(cfg: &varco_config::Config, tenant: &str) -> Result<serde_json::V
             Access::Public => Security::Public,
             Access::ApiKey(_) => Security::ApiKey,
             Access::Jwt(_) => Security::Bearer,
+            Access::Session(_) => Security::Session,
         };
         routes.push(RouteDoc {
             name: r.name.clone(),

@@ -48,9 +48,28 @@ pub struct Registries {
     pub siuss: varco_adapter_siuss::Stores,
     /// The audit trail (`server.audit`), opened at start.
     pub audit: Option<Arc<varco_audit::Trail>>,
+    /// Citizens' sessions and logins under way: in Redis when configured (any instance serves
+    /// them), else in memory; a reload keeps them.
+    pub sessions: varco_auth::session::SessionStore,
+    /// The OIDC Federation with its verified chains, kept across reloads that do not change it.
+    federation: std::sync::Mutex<Option<(varco_config::FederationConfig, Arc<varco_auth::rp::Federation>)>>,
 }
 
 impl Registries {
+    /// The federation of `cfg`: the one in use when its configuration is unchanged (its chains
+    /// stay cached), else a new one.
+    pub fn federation(&self, cfg: &varco_config::FederationConfig) -> Result<Arc<varco_auth::rp::Federation>, String> {
+        let mut slot = self.federation.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((c, f)) = slot.as_ref() {
+            if c == cfg {
+                return Ok(f.clone());
+            }
+        }
+        let f = Arc::new(varco_auth::rp::Federation::new(cfg)?);
+        *slot = Some((cfg.clone(), f.clone()));
+        Ok(f)
+    }
+
     /// The registries for a process starting with `cfg` (reads the Redis password, opens the
     /// event outbox when the configuration uses it).
     pub fn new(cfg: &Config, metrics: &Metrics) -> Result<Self, OpenError> {
@@ -84,7 +103,13 @@ impl Registries {
             }
             None => None,
         };
+        let sessions = match &redis {
+            Some(r) => varco_auth::session::SessionStore::Redis(r.clone()),
+            None => varco_auth::session::SessionStore::memory(),
+        };
         Ok(Self {
+            sessions,
+            federation: std::sync::Mutex::new(None),
             audit,
             limiters: LimiterRegistry::default(),
             quotas: QuotaRegistry::default(),

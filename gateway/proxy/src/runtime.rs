@@ -40,6 +40,8 @@ pub enum Step {
     Jwt { issuers: Vec<Arc<Issuer>>, policy: Box<varco_config::JwtAccess> },
     /// An API key in `header`, checked against the ente's issued keys.
     ApiKey { header: HeaderName },
+    /// A citizen's session from the ente's SPID/CIE login, at `acr_min` or above.
+    Session { rp: Arc<varco_auth::rp::RelyingParty>, acr_min: Option<u8> },
     /// A socket-free filter (rate limits, body limit, header rewrite).
     Filter(Arc<dyn Filter>),
     /// A daily or monthly quota (may lease from Redis).
@@ -266,10 +268,14 @@ struct TenantBuild<'a> {
 
 /// A route that answers on its own (`status`, `jwks`), added when no route has its path.
 fn builtin_route(name: &str, path: &str, to: AdapterConfig) -> RouteConfig {
+    builtin_route_for(name, path, &["GET", "HEAD"], to)
+}
+
+fn builtin_route_for(name: &str, path: &str, methods: &[&str], to: AdapterConfig) -> RouteConfig {
     RouteConfig {
         name: name.into(),
         path: path.into(),
-        methods: vec!["GET".into(), "HEAD".into()],
+        methods: methods.iter().map(|m| (*m).to_owned()).collect(),
         access: Access::Public,
         to: RouteTarget::Adapter(Box::new(to)),
         max_body_bytes: None,
@@ -300,6 +306,11 @@ impl TenantBuild<'_> {
             )),
             _ => None,
         };
+        // Without `federation` an ente with `oidc` publishes its Entity Configuration only.
+        let relying = match (t.oidc.as_deref(), &self.cfg.federation) {
+            (Some(o), Some(_)) => Some(self.relying_party(o)?),
+            _ => None,
+        };
         let mut route_cfgs = t.routes.clone();
         if !route_cfgs.iter().any(|r| r.path == "/status") {
             route_cfgs.push(builtin_route(
@@ -314,6 +325,20 @@ impl TenantBuild<'_> {
                 varco_config::FEDERATION_CONFIGURATION_PATH,
                 AdapterConfig::FederationEntity(Default::default()),
             ));
+            for (name, path, methods) in [
+                ("oidc-login", varco_auth::rp::LOGIN_PATH, &["GET", "HEAD"][..]),
+                ("oidc-callback", varco_config::OIDC_CALLBACK_PATH, &["GET"][..]),
+                ("oidc-logout", varco_auth::rp::LOGOUT_PATH, &["GET", "POST"][..]),
+            ] {
+                if relying.is_some() && !route_cfgs.iter().any(|r| r.path == path) {
+                    route_cfgs.push(builtin_route_for(
+                        name,
+                        path,
+                        methods,
+                        AdapterConfig::OidcLogin(Default::default()),
+                    ));
+                }
+            }
         }
         if self.keys.is_some() && !route_cfgs.iter().any(|r| r.path == "/.well-known/jwks.json") {
             route_cfgs.push(builtin_route("jwks", "/.well-known/jwks.json", AdapterConfig::Jwks(Default::default())));
@@ -355,6 +380,7 @@ impl TenantBuild<'_> {
                         health: &health,
                         keys: self.keys.as_ref(),
                         client: self.client,
+                        rp: relying.as_ref(),
                     };
                     let built = crate::adapters::build(a, &cx)?;
                     streams.extend(built.stream);
@@ -362,7 +388,7 @@ impl TenantBuild<'_> {
                     Target::Adapter(built.adapter)
                 }
             };
-            let route = self.route(r, &rp, target)?;
+            let route = self.route(r, &rp, target, relying.as_ref())?;
             let methods: Vec<Method> = r.methods.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect();
             table.insert(&r.path, &methods, routes.len()).map_err(|e| build_err(format!("{rp}.path"), e))?;
             routes.push(route);
@@ -451,7 +477,13 @@ impl TenantBuild<'_> {
     /// limits (the cheapest way to turn away a flood; they may count per caller), the body
     /// limit, header rewrite, quotas (async: may lease from Redis), then ModI store-and-
     /// forward or the adapter, which answer the request.
-    fn route(&self, r: &RouteConfig, rp: &str, target: Target) -> Result<Route, BuildError> {
+    fn route(
+        &self,
+        r: &RouteConfig,
+        rp: &str,
+        target: Target,
+        relying: Option<&Arc<varco_auth::rp::RelyingParty>>,
+    ) -> Result<Route, BuildError> {
         let t = self.t;
         let max_body_bytes = r.max_body_bytes.unwrap_or(self.cfg.server.max_body_bytes);
         let mut steps = Vec::new();
@@ -486,6 +518,12 @@ impl TenantBuild<'_> {
                 }
                 steps.push(Step::Jwt { issuers, policy: j.clone() });
             }
+            Access::Session(a) => steps.push(Step::Session {
+                rp: relying
+                    .cloned()
+                    .ok_or_else(|| build_err(format!("{rp}.access.session"), "the ente has no `oidc` login"))?,
+                acr_min: a.acr_min,
+            }),
             Access::ApiKey(k) => steps.push(Step::ApiKey {
                 header: HeaderName::from_bytes(k.header.as_bytes())
                     .map_err(|_| build_err(format!("{rp}.access.api_key.header"), "not a header name"))?,
@@ -581,10 +619,38 @@ impl TenantBuild<'_> {
             auth: match &r.access {
                 Access::Public => None,
                 Access::ApiKey(_) => Some(self.metrics.route_auth(&t.id, &r.name, "api_key")),
+                Access::Session(_) => Some(self.metrics.route_auth(&t.id, &r.name, "session")),
                 Access::Jwt(_) if is_modi => Some(self.metrics.route_auth(&t.id, &r.name, "modi")),
                 Access::Jwt(_) => Some(self.metrics.route_auth(&t.id, &r.name, "jwt")),
             },
         })
+    }
+
+    /// The ente's relying party: its keys read, the federation shared across enti and reloads,
+    /// sessions in the process's store.
+    fn relying_party(&self, o: &varco_config::OidcRpConfig) -> Result<Arc<varco_auth::rp::RelyingParty>, BuildError> {
+        let at = |f: &str| format!("{}.oidc.{f}", self.p);
+        let fed_cfg = self.cfg.federation.as_ref().ok_or_else(|| build_err(at(""), "needs `federation`"))?;
+        let federation = self.reg.federation(fed_cfg).map_err(|m| build_err("federation", m))?;
+        let signing = KeySet::new(read_keys(&o.signing_keys, &at("signing_keys"))?)
+            .map_err(|m| build_err(at("signing_keys"), m))?;
+        let mut decrypters = Vec::new();
+        for (i, k) in o.encryption_keys.iter().enumerate() {
+            let kp = format!("{}[{i}]", at("encryption_keys"));
+            let pem = read_secret(&format!("{kp}.private_key"), &k.private_key)?;
+            decrypters
+                .push(varco_auth::rp::Decrypter::from_pem(&k.kid, pem.as_bytes()).map_err(|m| build_err(&kp, m))?);
+        }
+        let rp = varco_auth::rp::RelyingParty::new(
+            &self.t.id,
+            o,
+            signing,
+            decrypters,
+            federation,
+            self.reg.sessions.clone(),
+        )
+        .map_err(|m| build_err(at(""), m))?;
+        Ok(Arc::new(rp))
     }
 
     fn issuer(&self, name: &str, path: &str) -> Result<Arc<Issuer>, BuildError> {

@@ -135,6 +135,39 @@ impl RedisStore {
         .await
     }
 
+    /// Stores `value` under `key` for `ttl_secs` (`SET EX`): a citizen's session, a pending login.
+    pub async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Option<()> {
+        let full = format!("{}:kv:{key}", self.prefix);
+        self.call(|mut conn| async move {
+            redis::cmd("SET").arg(&full).arg(value).arg("EX").arg(ttl_secs.max(1)).query_async::<()>(&mut conn).await
+        })
+        .await
+    }
+
+    /// The value under `key`, if any; `None` when Redis does not answer.
+    pub async fn get(&self, key: &str) -> Option<Option<Vec<u8>>> {
+        let full = format!("{}:kv:{key}", self.prefix);
+        self.call(|mut conn| async move { redis::cmd("GET").arg(&full).query_async(&mut conn).await }).await
+    }
+
+    /// The value under `key`, removed in the same step (`GET` and `DEL` in one transaction):
+    /// of two instances taking the same key, one gets it.
+    pub async fn take(&self, key: &str) -> Option<Option<Vec<u8>>> {
+        let full = format!("{}:kv:{key}", self.prefix);
+        self.call(|mut conn| async move {
+            let (v,): (Option<Vec<u8>>,) =
+                redis::pipe().atomic().get(&full).del(&full).ignore().query_async(&mut conn).await?;
+            Ok(v)
+        })
+        .await
+    }
+
+    /// Removes `key`.
+    pub async fn delete(&self, key: &str) -> Option<()> {
+        let full = format!("{}:kv:{key}", self.prefix);
+        self.call(|mut conn| async move { redis::cmd("DEL").arg(&full).query_async::<()>(&mut conn).await }).await
+    }
+
     /// One Redis call within `timeout`. After a failure to reach Redis it is skipped for a
     /// second; an error reply (Redis up but refusing the command) is logged and skips nothing.
     async fn call<T, F, Fut>(&self, f: F) -> Option<T>
