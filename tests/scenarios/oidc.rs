@@ -276,34 +276,72 @@ fn query_param(url: &str, name: &str) -> Option<String> {
     url::Url::parse(url).ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
+/// A login scenario: Macerata and Bari on varco, the reference Trust Anchor and OP with
+/// Macerata registered, the back-office, Redis.
+struct World {
+    dir: PathBuf,
+    a: Varco,
+    host: String,
+    mc_id: String,
+    ta: String,
+    op: String,
+    info: Value,
+    backend: varco_tests::Backend,
+    redis: varco_tests::Redis,
+    _peer: tokio::process::Child,
+}
+
+const FAKE_OP: &str = "http://127.0.0.1:{PORT}/c_a662";
+
+impl World {
+    async fn start(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("varco-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for id in ["c_e783", "c_a662"] {
+            for k in ["fed", "sig", "enc"] {
+                rsa_key(&dir, &format!("{id}-{k}"));
+            }
+        }
+        let (ta_port, redis) = (free_port(), varco_tests::Redis::start().await);
+        let ta = format!("http://127.0.0.1:{ta_port}/");
+        let op = format!("http://127.0.0.1:{ta_port}/oidc/op");
+        let backend = varco_tests::Backend::start("servizi").await;
+        // Until the Trust Anchor runs, its keys are not known: a placeholder, replaced by a reload.
+        let placeholder = serde_json::json!({"keys": [{"kty": "RSA", "kid": "placeholder", "n": "AQAB", "e": "AQAB"}]});
+        let cfg = login_config(&dir, &ta, &placeholder, &op, FAKE_OP, backend.addr.port(), Some(&redis.url()));
+        let a = Varco::start(&cfg).await;
+        let host = format!("127.0.0.1:{}", a.port);
+        let mc_id = format!("http://{host}/c_e783");
+        let mc = payload(&a.get(&host, "/c_e783/.well-known/openid-federation").await.text());
+        // Only Macerata is registered: Bari's entity, offered as an OP, is not under the Anchor.
+        let (peer, info) = start_peer(ta_port, &dir, &[(&mc_id, &mc["jwks"])]).await;
+        assert_eq!(info["op"], op.as_str());
+        let w = Self { dir, a, host, mc_id, ta, op, info, backend, redis, _peer: peer };
+        w.a.rewrite_config(&w.config());
+        let r = w.a.reload().await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        w
+    }
+
+    /// The configuration with the Trust Anchor's real keys.
+    fn config(&self) -> String {
+        let port = self.backend.addr.port();
+        login_config(&self.dir, &self.ta, &self.info["ta_jwks"], &self.op, FAKE_OP, port, Some(&self.redis.url()))
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[tokio::test]
 async fn a_citizen_logs_in_with_spid_through_the_trust_chain_and_the_back_office_sees_who() {
-    let dir = std::env::temp_dir().join(format!("varco-login-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    for id in ["c_e783", "c_a662"] {
-        for k in ["fed", "sig", "enc"] {
-            rsa_key(&dir, &format!("{id}-{k}"));
-        }
-    }
-    let (ta_port, redis) = (free_port(), varco_tests::Redis::start().await);
-    let ta = format!("http://127.0.0.1:{ta_port}/");
-    let op = format!("http://127.0.0.1:{ta_port}/oidc/op");
-    let backend = varco_tests::Backend::start("servizi").await;
-    // Until the Trust Anchor runs, its keys are not known: a placeholder, replaced by a reload.
-    let placeholder = serde_json::json!({"keys": [{"kty": "RSA", "kid": "placeholder", "n": "AQAB", "e": "AQAB"}]});
-    let fake_op = "http://127.0.0.1:{PORT}/c_a662";
-    let cfg = |jwks: &Value| login_config(&dir, &ta, jwks, &op, fake_op, backend.addr.port(), Some(&redis.url()));
-    let a = Varco::start(&cfg(&placeholder)).await;
-    let host = format!("127.0.0.1:{}", a.port);
-    let mc_id = format!("http://{host}/c_e783");
-    let mc = payload(&a.get(&host, "/c_e783/.well-known/openid-federation").await.text());
-    // Only Macerata is registered: Bari's entity, offered as an OP, is not under the Anchor.
-    let (_peer, info) = start_peer(ta_port, &dir, &[(&mc_id, &mc["jwks"])]).await;
-    assert_eq!(info["op"], op.as_str());
-    a.rewrite_config(&cfg(&info["ta_jwks"]));
-    let r = a.reload().await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    let w = World::start("login").await;
+    let (a, host, mc_id, op, info, backend) = (&w.a, &w.host, &w.mc_id, &w.op, &w.info, &w.backend);
+    let host = host.as_str();
     let user = &info["user"];
 
     // An API caller without a session: 401; a browser: sent to the chooser, coming back.
@@ -396,13 +434,13 @@ async fn a_citizen_logs_in_with_spid_through_the_trust_chain_and_the_back_office
     a.send("GET", &host, &format!("/c_e783/oidc/login?idp={}", idp("https://other.example/op")), &[], b"")
         .await
         .assert_problem(400, "bad-request");
-    let fake = fake_op.replace("{PORT}", &a.port.to_string());
+    let fake = FAKE_OP.replace("{PORT}", &a.port.to_string());
     let r = a.send("GET", &host, &format!("/c_e783/oidc/login?idp={}", idp(&fake)), &[], b"").await;
     r.assert_problem(502, "provider-untrusted");
     assert!(r.header("location").is_none());
 
     // A second instance sharing Redis serves the same session.
-    let b = Varco::start(&cfg(&info["ta_jwks"]).replace("{PORT}/", &format!("{}/", a.port))).await;
+    let b = Varco::start(&w.config().replace("{PORT}/", &format!("{}/", a.port))).await;
     let b_host = format!("127.0.0.1:{}", b.port);
     let r = b.send("GET", &b_host, "/c_e783/servizi/y", &[("cookie", &cookie)], b"").await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -419,5 +457,55 @@ async fn a_citizen_logs_in_with_spid_through_the_trust_chain_and_the_back_office
         .await
         .assert_problem(401, "session-required");
     assert!(!a.log_text().contains(&sid) && !b.log_text().contains(&sid), "a session id in the logs");
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The browser: `browser.py` in headless Chromium.
+async fn chromium(start: &str, user: &Value, extra: &[&str]) -> Value {
+    let out = tokio::process::Command::new(peer_python())
+        .arg(tool_path("spid_peer/browser.py"))
+        .args(["--start", start, "--op-name", "OP di riferimento", "--username"])
+        .arg(user["username"].as_str().unwrap())
+        .arg("--password")
+        .arg(user["password"].as_str().unwrap())
+        .args(extra)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|_| panic!("browser.py: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(v.get("error").is_none(), "browser.py: {v}");
+    v
+}
+
+#[tokio::test]
+async fn a_citizen_logs_in_in_chromium_and_logs_out() {
+    let w = World::start("browser").await;
+    let user = &w.info["user"];
+    // `VARCO_SCREENSHOTS=docs/img` refreshes the README's pictures.
+    let shots = std::env::var("VARCO_SCREENSHOTS").map(PathBuf::from).unwrap_or_else(|_| w.dir.join("shots"));
+    std::fs::create_dir_all(&shots).unwrap();
+    w.backend.set_mode(varco_tests::Mode::Greeting);
+    let start = format!("http://{}/c_e783/servizi/pratiche", w.host);
+    let out = chromium(&start, user, &["--logout", "--screenshots", shots.to_str().unwrap()]).await;
+    assert_eq!(out["pages"][0]["title"], "Accedi – Comune di Macerata", "{out}");
+    assert_eq!(out["final_url"], start.as_str());
+    let text = out["final_text"].as_str().unwrap();
+    assert!(text.contains("Benvenuto, Mario Rossi") && text.contains("RSSMRA80A01H501U"), "{text}");
+    let cookies = out["cookies"].as_array().unwrap();
+    let session = cookies.iter().find(|c| c["name"] == "varco_session").expect("the session cookie");
+    assert_eq!((session["secure"].as_bool(), session["httpOnly"].as_bool()), (Some(true), Some(true)));
+    assert_eq!((session["sameSite"].as_str(), session["path"].as_str()), (Some("Lax"), Some("/c_e783")));
+    // After logout the protected page leads to the chooser again.
+    assert!(out["after_logout_url"].as_str().unwrap().contains("/c_e783/oidc/login?return_to="), "{out}");
+    for f in ["login-chooser.png", "login-logged-in.png"] {
+        assert!(std::fs::metadata(shots.join(f)).map(|m| m.len() > 10_000).unwrap_or(false), "{f}");
+    }
+
+    // Consent refused at the OP: varco's error page, in Italian, names what happened.
+    let out = chromium(&start, user, &["--deny"]).await;
+    let text = out["final_text"].as_str().unwrap();
+    assert!(text.contains("Non è stato possibile completare l'accesso"), "{text}");
+    assert!(text.contains("the identity provider refused the login"), "{text}");
+    assert!(text.contains("urn:varco:problem:login-failed"), "{text}");
 }

@@ -22,6 +22,9 @@ pub enum Mode {
     Delay(Duration),
     /// Read the request, then close the connection without answering.
     Close,
+    /// 200 with an HTML page greeting the citizen varco names in `X-Varco-*` headers, as a
+    /// comune's online service would (the login screenshots).
+    Greeting,
 }
 
 #[derive(Debug)]
@@ -170,6 +173,38 @@ async fn handle(req: Request<Incoming>, st: Arc<State>, name: String) -> Result<
             200
         }
         Mode::Close => return Err(std::io::Error::other("closing without an answer")),
+        Mode::Greeting => {
+            let h = |n: &str| {
+                parts
+                    .headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+            };
+            let page = format!(
+                "<!doctype html><html lang=\"it\"><head><meta charset=\"utf-8\"><title>Le mie pratiche</title>\
+                 <style>body{{font-family:sans-serif;margin:0;color:#17324d}}header{{background:#0066cc;color:#fff;padding:1rem 2rem}}\
+                 main{{padding:1rem 2rem}}td{{padding:.3rem 1rem .3rem 0}}</style></head><body>\
+                 <header><strong>Comune di Macerata</strong> · servizi online</header><main>\
+                 <h1>Benvenuto, {} {}</h1><p>Le tue pratiche, come l'ufficio le vede:</p><table>\
+                 <tr><td>Codice fiscale</td><td>{}</td></tr><tr><td>Livello SPID</td><td>{}</td></tr>\
+                 <tr><td>Gestore di identità</td><td>{}</td></tr><tr><td>E-mail</td><td>{}</td></tr></table>\
+                 <p><a href=\"/c_e783/oidc/logout\">Esci</a></p></main></body></html>",
+                h("x-varco-given-name"),
+                h("x-varco-family-name"),
+                h("x-varco-fiscal-code"),
+                h("x-varco-acr"),
+                h("x-varco-issuer"),
+                h("x-varco-email"),
+            );
+            st.log.lock().unwrap().push(echo.clone());
+            return Ok(Response::builder()
+                .header("content-type", "text/html; charset=utf-8")
+                .body(Full::new(Bytes::from(page)))
+                .unwrap());
+        }
     };
     if (200..300).contains(&status) {
         st.log.lock().unwrap().push(echo.clone());
