@@ -345,8 +345,8 @@ async fn a_citizen_logs_in_with_spid_through_the_trust_chain_and_the_back_office
     let user = &info["user"];
 
     // An API caller without a session: 401; a browser: sent to the chooser, coming back.
-    a.send("GET", &host, "/c_e783/servizi/pratiche", &[], b"").await.assert_problem(401, "session-required");
-    let r = a.send("GET", &host, "/c_e783/servizi/pratiche?x=1", &[("accept", "text/html")], b"").await;
+    a.send("GET", host, "/c_e783/servizi/pratiche", &[], b"").await.assert_problem(401, "session-required");
+    let r = a.send("GET", host, "/c_e783/servizi/pratiche?x=1", &[("accept", "text/html")], b"").await;
     assert_eq!(r.status, 302);
     assert_eq!(r.header("location"), Some("/c_e783/oidc/login?return_to=%2Fc_e783%2Fservizi%2Fpratiche%3Fx%3D1"));
     assert_eq!(backend.hits(), 0, "nothing reached the back-office");
@@ -395,25 +395,23 @@ async fn a_citizen_logs_in_with_spid_through_the_trust_chain_and_the_back_office
 
     // An API call with the session passes; a route at SpidL3 refuses an L2 session (a browser
     // is sent to log in again at level 3).
-    let r = a.send("GET", &host, "/c_e783/servizi/x", &[("cookie", &cookie)], b"").await;
+    let r = a.send("GET", host, "/c_e783/servizi/x", &[("cookie", &cookie)], b"").await;
     assert_eq!(r.status, 200, "{r:?}");
-    a.send("GET", &host, "/c_e783/certificati/x", &[("cookie", &cookie)], b"").await.assert_problem(403, "forbidden");
-    let r = a.send("GET", &host, "/c_e783/certificati/x", &[("cookie", &cookie), ("accept", "text/html")], b"").await;
+    a.send("GET", host, "/c_e783/certificati/x", &[("cookie", &cookie)], b"").await.assert_problem(403, "forbidden");
+    let r = a.send("GET", host, "/c_e783/certificati/x", &[("cookie", &cookie), ("accept", "text/html")], b"").await;
     assert_eq!(r.header("location"), Some("/c_e783/oidc/login?return_to=%2Fc_e783%2Fcertificati%2Fx&acr=3"));
     // Bari does not accept Macerata's session, under any cookie name it reads.
-    a.send("GET", &host, "/c_a662/servizi/x", &[("cookie", &cookie)], b"")
-        .await
-        .assert_problem(401, "session-required");
+    a.send("GET", host, "/c_a662/servizi/x", &[("cookie", &cookie)], b"").await.assert_problem(401, "session-required");
 
     // The callback replayed (same state and code): refused, no session.
     let callback = out["callback"].as_str().unwrap();
     let path = callback.trim_start_matches(&format!("http://{host}"));
-    let r = a.send("GET", &host, path, &[], b"").await;
+    let r = a.send("GET", host, path, &[], b"").await;
     r.assert_problem(401, "login-failed");
     assert!(r.json["detail"].as_str().unwrap().contains("state"), "{r:?}");
     assert!(r.header("set-cookie").is_none());
-    a.send("GET", &host, "/c_e783/oidc/callback?code=abc", &[], b"").await.assert_problem(401, "login-failed");
-    let r = a.send("GET", &host, "/c_e783/oidc/callback?code=abc&state=nope", &[("accept", "text/html")], b"").await;
+    a.send("GET", host, "/c_e783/oidc/callback?code=abc", &[], b"").await.assert_problem(401, "login-failed");
+    let r = a.send("GET", host, "/c_e783/oidc/callback?code=abc&state=nope", &[("accept", "text/html")], b"").await;
     assert_eq!((r.status, r.header("content-type")), (401, Some("text/html; charset=utf-8")));
     assert!(r.text().contains("login-failed"), "the error page names the problem type: {}", r.text());
 
@@ -427,15 +425,15 @@ async fn a_citizen_logs_in_with_spid_through_the_trust_chain_and_the_back_office
         ["https://evil.example/", "//evil.example/x", "/c_a662/servizi/x", "/c_e783/../c_a662/x", "/\\evil.example"]
     {
         let q: String = url::form_urlencoded::byte_serialize(rt.as_bytes()).collect();
-        let r = a.send("GET", &host, &format!("/c_e783/oidc/login?return_to={q}"), &[], b"").await;
+        let r = a.send("GET", host, &format!("/c_e783/oidc/login?return_to={q}"), &[], b"").await;
         r.assert_problem(400, "bad-request");
     }
     let idp = |id: &str| url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>();
-    a.send("GET", &host, &format!("/c_e783/oidc/login?idp={}", idp("https://other.example/op")), &[], b"")
+    a.send("GET", host, &format!("/c_e783/oidc/login?idp={}", idp("https://other.example/op")), &[], b"")
         .await
         .assert_problem(400, "bad-request");
     let fake = FAKE_OP.replace("{PORT}", &a.port.to_string());
-    let r = a.send("GET", &host, &format!("/c_e783/oidc/login?idp={}", idp(&fake)), &[], b"").await;
+    let r = a.send("GET", host, &format!("/c_e783/oidc/login?idp={}", idp(&fake)), &[], b"").await;
     r.assert_problem(502, "provider-untrusted");
     assert!(r.header("location").is_none());
 
@@ -450,9 +448,7 @@ async fn a_citizen_logs_in_with_spid_through_the_trust_chain_and_the_back_office
     let r = b.send("GET", &b_host, "/c_e783/oidc/logout", &[("cookie", &cookie)], b"").await;
     assert_eq!((r.status, r.header("location")), (302, Some("/c_e783/")));
     assert!(r.header("set-cookie").is_some_and(|c| c.contains("Max-Age=0")), "{r:?}");
-    a.send("GET", &host, "/c_e783/servizi/x", &[("cookie", &cookie)], b"")
-        .await
-        .assert_problem(401, "session-required");
+    a.send("GET", host, "/c_e783/servizi/x", &[("cookie", &cookie)], b"").await.assert_problem(401, "session-required");
     b.send("GET", &b_host, "/c_e783/servizi/x", &[("cookie", &cookie)], b"")
         .await
         .assert_problem(401, "session-required");
