@@ -403,6 +403,18 @@ async fn a_citizen_logs_in_with_spid_through_the_trust_chain_and_the_back_office
     // Bari does not accept Macerata's session, under any cookie name it reads.
     a.send("GET", host, "/c_a662/servizi/x", &[("cookie", &cookie)], b"").await.assert_problem(401, "session-required");
 
+    // The OP's chain is watched: its age and what it has left, refreshed every second.
+    let mut metrics = String::new();
+    for _ in 0..30 {
+        metrics = a.metrics().await;
+        if metrics.contains(&format!("federation_trust_chain_remaining_seconds{{op=\"{op}\"}}")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(metrics.contains(&format!("federation_trust_chain_age_seconds{{op=\"{op}\"}}")), "{metrics}");
+    assert!(metrics.contains(r#"method="session",outcome="allowed""#), "{metrics}");
+
     // The callback replayed (same state and code): refused, no session.
     let callback = out["callback"].as_str().unwrap();
     let path = callback.trim_start_matches(&format!("http://{host}"));

@@ -105,7 +105,12 @@ pub struct Federation {
     pub providers: Vec<ProviderConfig>,
     timeout: Duration,
     chains: Mutex<HashMap<String, Arc<Provider>>>,
+    /// After a failed renewal, no background retry before this time (unix s), per OP.
+    retry_at: Mutex<HashMap<String, u64>>,
 }
+
+/// Seconds between background attempts to renew a chain whose renewal failed.
+const RENEW_RETRY: u64 = 60;
 
 impl Federation {
     pub fn new(cfg: &FederationConfig) -> Result<Self, String> {
@@ -120,6 +125,7 @@ impl Federation {
             providers: cfg.providers.clone(),
             timeout: cfg.timeout.0,
             chains: Mutex::new(HashMap::new()),
+            retry_at: Mutex::new(HashMap::new()),
         })
     }
 
@@ -128,12 +134,35 @@ impl Federation {
         self.chains.lock().values().map(|p| (p.entity_id.clone(), p.resolved_at, p.expires_at)).collect()
     }
 
+    /// Renews the chains past three quarters of their life (a renewal that fails keeps the
+    /// chain until it expires, then drops it).
+    pub async fn renew_due(&self, fetch: &dyn Fetch, now: u64) {
+        let due: Vec<String> = {
+            let retry = self.retry_at.lock();
+            self.chains
+                .lock()
+                .values()
+                .filter(|p| now >= renew_at(p) && retry.get(&p.entity_id).is_none_or(|t| now >= *t))
+                .map(|p| p.entity_id.clone())
+                .collect()
+        };
+        for op in due {
+            // Renewed: the chain's `resolved_at` is now. Failed: try again in a minute.
+            let renewed = self.provider(fetch, &op, now).await.is_ok_and(|p| p.resolved_at == now);
+            let mut retry = self.retry_at.lock();
+            if renewed {
+                retry.remove(&op);
+            } else {
+                retry.insert(op, now + RENEW_RETRY);
+            }
+        }
+    }
+
     /// The OP `op` through its verified chain at `now`.
     pub async fn provider(&self, fetch: &dyn Fetch, op: &str, now: u64) -> Result<Arc<Provider>, RpError> {
         let cached = self.chains.lock().get(op).cloned();
         if let Some(p) = &cached {
-            let renew_at = p.resolved_at + (p.expires_at.saturating_sub(p.resolved_at)) * 3 / 4;
-            if now < renew_at {
+            if now < renew_at(p) {
                 return Ok(p.clone());
             }
         }
@@ -167,6 +196,11 @@ impl Federation {
             },
         }
     }
+}
+
+/// When a chain is renewed: three quarters into its life.
+fn renew_at(p: &Provider) -> u64 {
+    p.resolved_at + p.expires_at.saturating_sub(p.resolved_at) * 3 / 4
 }
 
 /// Decrypts userinfo JWEs with one of the ente's RSA encryption keys.

@@ -30,6 +30,9 @@ pub struct Metrics {
     /// Spans by what became of them (from `varco_telemetry::stats` at each scrape).
     tracing_spans: IntCounterVec,
     pub jwks_age: IntGaugeVec,
+    /// Age of each OP's verified trust chain, and the seconds it has left.
+    pub trust_chain_age: IntGaugeVec,
+    pub trust_chain_remaining: IntGaugeVec,
     /// Every problem varco answered with, by type (refusals of limits and quotas among them).
     pub problems: IntCounterVec,
     auth_decisions: IntCounterVec,
@@ -133,6 +136,17 @@ impl Metrics {
             Opts::new("jwks_age_seconds", "Age of the issuer's fetched keys in use (keys from a file have none)."),
             &["tenant", "issuer"],
         )?;
+        let trust_chain_age = IntGaugeVec::new(
+            Opts::new("federation_trust_chain_age_seconds", "Age of each OP's verified trust chain in use."),
+            &["op"],
+        )?;
+        let trust_chain_remaining = IntGaugeVec::new(
+            Opts::new(
+                "federation_trust_chain_remaining_seconds",
+                "Seconds until each OP's trust chain expires (renewed at three quarters of its life; at 0 the OP is refused).",
+            ),
+            &["op"],
+        )?;
         let problems = IntCounterVec::new(
             Opts::new(
                 "problems_total",
@@ -155,6 +169,8 @@ impl Metrics {
         for c in [
             Box::new(quota_redis_up.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(jwks_age.clone()),
+            Box::new(trust_chain_age.clone()),
+            Box::new(trust_chain_remaining.clone()),
             Box::new(problems.clone()),
             Box::new(auth_decisions.clone()),
             Box::new(tracing_spans.clone()),
@@ -198,6 +214,8 @@ impl Metrics {
             header_timeouts,
             tracing_spans,
             jwks_age,
+            trust_chain_age,
+            trust_chain_remaining,
             problems,
             auth_decisions,
             process,

@@ -56,6 +56,11 @@ pub struct Registries {
 }
 
 impl Registries {
+    /// The federation of the configuration in force, if any.
+    pub fn federation_in_use(&self) -> Option<Arc<varco_auth::rp::Federation>> {
+        self.federation.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().map(|(_, f)| f.clone())
+    }
+
     /// The federation of `cfg`: the one in use when its configuration is unchanged (its chains
     /// stay cached), else a new one.
     pub fn federation(&self, cfg: &varco_config::FederationConfig) -> Result<Arc<varco_auth::rp::Federation>, String> {

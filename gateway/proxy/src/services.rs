@@ -126,7 +126,8 @@ impl BackgroundService for SighupReload {
     }
 }
 
-/// Refreshes JWKS on schedule, evicts expired verified tokens and `jti` marks.
+/// Refreshes JWKS and the OPs' trust chains on schedule, evicts expired verified tokens and
+/// `jti` marks.
 struct JwksRefresh(Arc<Shared>);
 
 #[async_trait]
@@ -143,6 +144,15 @@ impl BackgroundService for JwksRefresh {
                 self.0.metrics.jwks_up.with_label_values(&[&i.tenant, &i.name]).set(i64::from(i.up.load(Relaxed)));
                 if let Some(age) = i.keys_age() {
                     self.0.metrics.jwks_age.with_label_values(&[&i.tenant, &i.name]).set(age.as_secs() as i64);
+                }
+            }
+            if let Some(f) = self.0.reg.federation_in_use() {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                f.renew_due(&self.0.fetcher, now).await;
+                let m = &self.0.metrics;
+                for (op, at, exp) in f.chains() {
+                    m.trust_chain_age.with_label_values(&[&op]).set(now.saturating_sub(at) as i64);
+                    m.trust_chain_remaining.with_label_values(&[&op]).set(exp.saturating_sub(now) as i64);
                 }
             }
         }

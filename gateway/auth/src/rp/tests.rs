@@ -290,3 +290,20 @@ fn cookies_are_read_by_exact_name() {
     assert_eq!(cookie(&h, "b"), Some("2"));
     assert_eq!(cookie(&h, "varco"), None);
 }
+
+#[tokio::test]
+async fn a_chain_serves_until_renewal_then_until_expiry_while_renewals_fail_then_never() {
+    let f = fixture();
+    let fed = &f.rp.federation;
+    // MockOp serves no statement: every renewal fails.
+    let fresh = fed.provider(&f.mock, OP, NOW + 100).await.map(|p| p.resolved_at);
+    assert_eq!(fresh, Ok(NOW), "fresh: no fetch");
+    let kept = fed.provider(&f.mock, OP, NOW + 2700).await.map(|p| p.resolved_at);
+    assert_eq!(kept, Ok(NOW), "renewal failed, the chain is still valid");
+    fed.renew_due(&f.mock, NOW + 2701).await;
+    assert_eq!(fed.retry_at.lock().get(OP).copied(), Some(NOW + 2701 + RENEW_RETRY), "the next try waits");
+    assert_eq!(fed.chains().len(), 1);
+    let expired = fed.provider(&f.mock, OP, NOW + 3600).await;
+    assert!(matches!(expired, Err(RpError::Untrusted { .. })), "{expired:?}");
+    assert!(fed.chains().is_empty(), "an expired chain is dropped");
+}
