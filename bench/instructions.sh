@@ -17,6 +17,11 @@
 #                           # (API key, contract check, fdatasync; the writer thread counted)
 #   INSTR_TARGETS="pingap pingap+jwt pingap+ratelimit" bench/instructions.sh
 #                           # the peer gateway on pingora, if `pingap` is on PATH (or PINGAP=)
+#   INSTR_TARGETS="varco varco+session" bench/instructions.sh
+#                           # a route for logged-in citizens: the session cookie looked up in
+#                           # memory, the identity headers written (needs the SPID peer's venv,
+#                           # which .ci/run makes; each run logs in once through the reference OP,
+#                           # which the long-minus-short difference cancels)
 #   VARCO=/path/to/old/varco bench/instructions.sh   # another build of varco (before/after)
 #   PM_READ_BUFFER=0 bench/instructions.sh           # pingora-minimal without its read buffer
 #
@@ -121,6 +126,61 @@ open(d + "/one.lua", "w").write(
     '  return wrk.format(nil, nil, nil, body)\nend\n' % (key, json.dumps(json.dumps(ev))))
 PY
 
+# A route for logged-in citizens (`access: {session: {}}`): one ente with `oidc`, the reference
+# Trust Anchor and OP (tests/tools/spid_peer) with the ente registered. The ente's entity id
+# names its port, so every varco+session run listens on the same one.
+SPID_PY=${SPID_PY:-$HOME/.cache/varco/spid-venv/bin/python}
+SESSION_PORT="" TA_PORT="" TA_JWKS=""
+session_conf() { # $1 TA jwks (JSON)
+    cat <<YML
+server: {threads: 1, access_log: false}
+listeners: [{name: public, address: "127.0.0.1:$SESSION_PORT"}]
+admin: {address: "127.0.0.1:$(port)"}
+federation:
+  trust_anchors: [{entity_id: "http://127.0.0.1:$TA_PORT/", jwks: $1}]
+  providers: [{entity_id: "http://127.0.0.1:$TA_PORT/oidc/op", name: "OP di riferimento", kind: spid}]
+tenants:
+  - id: c_e783
+    name: Comune di Macerata
+    hosts: [127.0.0.1]
+    oidc:
+      entity_id: "http://127.0.0.1:$SESSION_PORT"
+      authority_hints: ["http://127.0.0.1:$TA_PORT/"]
+      federation_keys: [{kid: fed, private_key: {file: "$WORK/rp-fed.pem"}}]
+      signing_keys: [{kid: sig, private_key: {file: "$WORK/rp-sig.pem"}}]
+      encryption_keys: [{kid: enc, private_key: {file: "$WORK/rp-enc.pem"}}]
+      contacts: [bench@example.it]
+    upstreams: {backend: {servers: ["127.0.0.1:$BACKEND"]}}
+    routes: [{name: session, path: "/{*rest}", methods: [GET], access: {session: {}}, to: {upstream: backend}}]
+YML
+}
+session_setup() {
+    [[ -x $SPID_PY ]] || return 1
+    SESSION_PORT=$(port); TA_PORT=$(port)
+    for k in fed sig enc; do openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/rp-$k.pem" 2>/dev/null; done
+    # The ente's federation keys as varco publishes them, then the peer with the ente registered.
+    session_conf '{"keys": [{"kty": "RSA", "kid": "placeholder", "n": "AQAB", "e": "AQAB"}]}' >"$WORK/s.yaml"
+    "$VARCO" serve --config "$WORK/s.yaml" >/dev/null 2>&1 & local v=$!
+    wait_up "http://127.0.0.1:$SESSION_PORT/.well-known/openid-federation"
+    curl -s "http://127.0.0.1:$SESSION_PORT/.well-known/openid-federation" | python3 -c \
+        'import sys, json, base64; p = sys.stdin.read().split(".")[1]; print(json.dumps(json.loads(base64.urlsafe_b64decode(p + "==="))["jwks"]))' >"$WORK/rp.jwks"
+    kill -INT "$v"; wait "$v" 2>/dev/null || true
+    "$SPID_PY" "$ROOT/tests/tools/spid_peer/peer.py" --port "$TA_PORT" --workdir "$WORK/peer" \
+        --rp "http://127.0.0.1:$SESSION_PORT=$WORK/rp.jwks" >"$WORK/peer.out" 2>"$WORK/peer.err" & pids+=($!)
+    for _ in $(seq 600); do grep -q '^ready ' "$WORK/peer.out" 2>/dev/null && break; sleep 0.1; done
+    grep -q '^ready ' "$WORK/peer.out" || { echo "the SPID peer did not start: $WORK/peer.err" >&2; return 1; }
+    TA_JWKS=$(sed -n 's/^ready //p' "$WORK/peer.out" | python3 -c 'import sys, json; print(json.dumps(json.load(sys.stdin)["ta_jwks"]))')
+}
+# Logs a citizen in on the varco at SESSION_PORT; prints the session cookie.
+session_login() {
+    local info; info=$(sed -n 's/^ready //p' "$WORK/peer.out")
+    "$SPID_PY" "$ROOT/tests/tools/spid_peer/citizen.py" --start "http://127.0.0.1:$SESSION_PORT/bench/item" \
+        --op-name "OP di riferimento" \
+        --username "$(python3 -c 'import sys, json; print(json.loads(sys.argv[1])["user"]["username"])' "$info")" \
+        --password "$(python3 -c 'import sys, json; print(json.loads(sys.argv[1])["user"]["password"])' "$info")" |
+        python3 -c 'import sys, json; print("varco_session=" + json.load(sys.stdin)["cookies"]["varco_session"])'
+}
+
 # pingap, the gateway on pingora users compare with: the same route, then with its JWT
 # plugin or two rate limits (bench/pingap_conf.sh).
 # shellcheck source=bench/pingap_conf.sh
@@ -144,6 +204,7 @@ measure() {
             valgrind -q --tool=callgrind --callgrind-out-file="$out" "$VARCO" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         varco+log) varco_conf "$p" true >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$VARCO" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         pingora-minimal+headers) valgrind -q --tool=callgrind --callgrind-out-file="$out" "$TARGET_DIR/release/pingora-minimal" --listen "127.0.0.1:$p" --backend "127.0.0.1:$BACKEND" --threads 1 --headers "${PM_ARGS[@]}" >/dev/null 2>&1 & ;;
+        varco+session) p=$SESSION_PORT; session_conf "$TA_JWKS" >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$VARCO" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         varco+events) events_conf "$p" >"$WORK/v.yaml"; valgrind -q --tool=callgrind --callgrind-out-file="$out" "$VARCO" serve --config "$WORK/v.yaml" >/dev/null 2>&1 & ;;
         pingap|pingap+jwt|pingap+ratelimit)
             local plugins=""
@@ -157,7 +218,11 @@ measure() {
     local auth=() url="http://127.0.0.1:$p/bench/item" load=()
     [[ $name == varco+jwt ]] && auth=(-H "Authorization: Bearer $JWT_TOKEN")
     [[ $name == pingap+jwt ]] && auth=(-H "Authorization: Bearer $PINGAP_TOKEN")
-    if [[ $name == varco+events ]]; then
+    if [[ $name == varco+session ]]; then
+        wait_up "http://127.0.0.1:$p/.well-known/openid-federation"
+        auth=(-H "Cookie: $(session_login)")
+        curl -sf -o /dev/null "${auth[@]}" "$url"
+    elif [[ $name == varco+events ]]; then
         url="http://127.0.0.1:$p/events"; load=(-s "$WORK/one.lua")
         wait_up "http://127.0.0.1:$p/events" -X POST -H "X-Api-Key: $EVENT_KEY" -H 'Content-Type: application/cloudevents+json' \
             -d '{"specversion":"1.0","id":"up","source":"/enti/c_e783","type":"it.varco.pratica.stato.cambiato.v1","data":{"idPratica":"P-1","procedimento":"SUAP","stato":"chiusa","dataCambio":"2026-12-03T10:00:00Z"}}'
@@ -177,6 +242,9 @@ printf '%-24s %12s %12s %16s\n' target "Ir/request" "vs minimal" "vs min+headers
 declare -A per
 for name in ${INSTR_TARGETS:-pingora-minimal pingora-minimal+headers varco varco+log varco+ratelimit varco+jwt}; do
     [[ $name == varco+jwt && -z $JWT_TOKEN ]] && { echo "varco+jwt: skipped (pip install pyjwt cryptography)"; continue; }
+    if [[ $name == varco+session && -z $TA_JWKS ]] && ! session_setup; then
+        echo "varco+session: skipped (needs the SPID peer's venv at $SPID_PY: see .ci/run)"; continue
+    fi
     if [[ $name == pingap* && -z $PINGAP_TOKEN ]]; then
         echo "$name: skipped (needs pingap on PATH or PINGAP=, and pip install pyjwt; see bench/README.md)"; continue
     fi
