@@ -475,7 +475,9 @@ impl RelyingParty {
         let q: HashMap<String, String> =
             url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect();
         let fail = |m: String| Err(RpError::Failed(m));
-        let Some(state) = q.get("state") else { return fail("the callback has no `state`".into()) };
+        let Some(state) = q.get("state").filter(|s| s.len() <= 128) else {
+            return fail("the callback has no `state`, or one varco never sends".into());
+        };
         // Taken once: a replayed callback (or a second use of a code) finds nothing.
         let Some(pending) = self.store.take_pending(&format!("{}:{state}", self.tenant), now).await? else {
             return fail("unknown, expired or already used `state`".into());

@@ -131,18 +131,20 @@ const ID_LEN: usize = 43;
 /// cost a write.
 const TOUCH_EVERY: u64 = 60;
 
-/// 32 random bytes from the system's CSPRNG, base64url (43 characters).
+/// 32 random bytes from the system's CSPRNG, base64url (43 characters); empty if the OS gives
+/// no randomness, which every caller refuses (`key` takes only 43 characters).
 pub fn random_token() -> String {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 32];
-    // SystemRandom fails only when the OS has no entropy source; a zero id would still be
-    // refused by nobody, so fail loudly instead by falling back to nothing: the caller's
-    // `ring` error is mapped to an empty token, which `key` refuses.
     if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
         return String::new();
     }
     URL_SAFE_NO_PAD.encode(b)
 }
+
+/// Logins under way one node keeps at most: a flood of login starts (each kept ten minutes)
+/// is refused with 503 past this, instead of growing memory without bound.
+pub const MAX_PENDING: usize = 100_000;
 
 /// The store key of a session id: the id itself is never stored.
 fn key(tenant: &str, id: &str) -> Option<String> {
@@ -239,6 +241,12 @@ impl SessionStore {
         match self {
             Self::Memory(m) => {
                 m.0.sweep(now, Lifetimes { idle: u64::MAX, absolute: u64::MAX });
+                if m.0.pending.len() >= MAX_PENDING {
+                    m.0.pending.retain(|_, (_, exp)| *exp > now);
+                    if m.0.pending.len() >= MAX_PENDING {
+                        return Err(StoreUnavailable);
+                    }
+                }
                 m.0.pending.insert(k, (value, now + ttl));
                 Ok(())
             }
