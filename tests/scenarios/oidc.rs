@@ -287,14 +287,15 @@ struct World {
     op: String,
     info: Value,
     backend: varco_tests::Backend,
-    redis: varco_tests::Redis,
+    /// Sessions in Redis (else in varco's memory).
+    redis: Option<varco_tests::Redis>,
     _peer: tokio::process::Child,
 }
 
 const FAKE_OP: &str = "http://127.0.0.1:{PORT}/c_a662";
 
 impl World {
-    async fn start(name: &str) -> Self {
+    async fn start(name: &str, with_redis: bool) -> Self {
         let dir = std::env::temp_dir().join(format!("varco-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -303,13 +304,15 @@ impl World {
                 rsa_key(&dir, &format!("{id}-{k}"));
             }
         }
-        let (ta_port, redis) = (free_port(), varco_tests::Redis::start().await);
+        let ta_port = free_port();
+        let redis = if with_redis { Some(varco_tests::Redis::start().await) } else { None };
         let ta = format!("http://127.0.0.1:{ta_port}/");
         let op = format!("http://127.0.0.1:{ta_port}/oidc/op");
         let backend = varco_tests::Backend::start("servizi").await;
         // Until the Trust Anchor runs, its keys are not known: a placeholder, replaced by a reload.
         let placeholder = serde_json::json!({"keys": [{"kty": "RSA", "kid": "placeholder", "n": "AQAB", "e": "AQAB"}]});
-        let cfg = login_config(&dir, &ta, &placeholder, &op, FAKE_OP, backend.addr.port(), Some(&redis.url()));
+        let url = redis.as_ref().map(varco_tests::Redis::url);
+        let cfg = login_config(&dir, &ta, &placeholder, &op, FAKE_OP, backend.addr.port(), url.as_deref());
         let a = Varco::start(&cfg).await;
         let host = format!("127.0.0.1:{}", a.port);
         let mc_id = format!("http://{host}/c_e783");
@@ -327,7 +330,8 @@ impl World {
     /// The configuration with the Trust Anchor's real keys.
     fn config(&self) -> String {
         let port = self.backend.addr.port();
-        login_config(&self.dir, &self.ta, &self.info["ta_jwks"], &self.op, FAKE_OP, port, Some(&self.redis.url()))
+        let url = self.redis.as_ref().map(varco_tests::Redis::url);
+        login_config(&self.dir, &self.ta, &self.info["ta_jwks"], &self.op, FAKE_OP, port, url.as_deref())
     }
 }
 
@@ -339,7 +343,7 @@ impl Drop for World {
 
 #[tokio::test]
 async fn a_citizen_logs_in_with_spid_through_the_trust_chain_and_the_back_office_sees_who() {
-    let w = World::start("login").await;
+    let w = World::start("login", true).await;
     let (a, host, mc_id, op, info, backend) = (&w.a, &w.host, &w.mc_id, &w.op, &w.info, &w.backend);
     let host = host.as_str();
     let user = &info["user"];
@@ -488,14 +492,15 @@ async fn chromium(start: &str, user: &Value, extra: &[&str]) -> Value {
 
 #[tokio::test]
 async fn a_citizen_logs_in_in_chromium_and_logs_out() {
-    let w = World::start("browser").await;
+    // Sessions in varco's memory here (one node); the test above keeps them in Redis.
+    let w = World::start("browser", false).await;
     let user = &w.info["user"];
     // `VARCO_SCREENSHOTS=docs/img` refreshes the README's pictures.
     let shots = std::env::var("VARCO_SCREENSHOTS").map(PathBuf::from).unwrap_or_else(|_| w.dir.join("shots"));
     std::fs::create_dir_all(&shots).unwrap();
     w.backend.set_mode(varco_tests::Mode::Greeting);
     let start = format!("http://{}/c_e783/servizi/pratiche", w.host);
-    let out = chromium(&start, user, &["--logout", "--screenshots", shots.to_str().unwrap()]).await;
+    let out = chromium(&start, user, &["--screenshots", shots.to_str().unwrap()]).await;
     assert_eq!(out["pages"][0]["title"], "Accedi – Comune di Macerata", "{out}");
     assert_eq!(out["final_url"], start.as_str());
     let text = out["final_text"].as_str().unwrap();
@@ -504,11 +509,18 @@ async fn a_citizen_logs_in_in_chromium_and_logs_out() {
     let session = cookies.iter().find(|c| c["name"] == "varco_session").expect("the session cookie");
     assert_eq!((session["secure"].as_bool(), session["httpOnly"].as_bool()), (Some(true), Some(true)));
     assert_eq!((session["sameSite"].as_str(), session["path"].as_str()), (Some("Lax"), Some("/c_e783")));
-    // After logout the protected page leads to the chooser again.
-    assert!(out["after_logout_url"].as_str().unwrap().contains("/c_e783/oidc/login?return_to="), "{out}");
     for f in ["login-chooser.png", "login-logged-in.png"] {
         assert!(std::fs::metadata(shots.join(f)).map(|m| m.len() > 10_000).unwrap_or(false), "{f}");
     }
+    // Sessions in memory outlive a reload of the configuration.
+    let cookie = format!("varco_session={}", session["value"].as_str().unwrap());
+    assert_eq!(w.a.reload().await.status, 200);
+    let r = w.a.send("GET", &w.host, "/c_e783/servizi/x", &[("cookie", &cookie)], b"").await;
+    assert_eq!(r.status, 200, "the session did not survive a reload: {r:?}");
+
+    // Logging out in the browser: the protected page leads to the chooser again.
+    let out = chromium(&start, user, &["--logout"]).await;
+    assert!(out["after_logout_url"].as_str().unwrap().contains("/c_e783/oidc/login?return_to="), "{out}");
 
     // Consent refused at the OP: varco's error page, in Italian, names what happened.
     let out = chromium(&start, user, &["--deny"]).await;
