@@ -185,6 +185,7 @@ tenants:
     assert_eq!(meta["authorization_endpoint"], info["authorization_endpoint"]);
     assert_eq!(meta["token_endpoint"], info["token_endpoint"]);
     assert!(meta["jwks"]["keys"].as_array().is_some_and(|k| !k.is_empty()), "{meta}");
+    assert!(meta["revocation_endpoint"].is_string(), "the logout revokes there: {meta}");
     assert!(resolved["expires_at"].as_u64().unwrap() > 0);
     let wrong = dir.join("wrong.jwks.json");
     std::fs::write(&wrong, serde_json::to_vec(&mc["jwks"]).unwrap()).unwrap();
@@ -469,6 +470,8 @@ async fn a_citizen_logs_in_with_spid_through_the_trust_chain_and_the_back_office
         .await
         .assert_problem(401, "session-required");
     assert!(!a.log_text().contains(&sid) && !b.log_text().contains(&sid), "a session id in the logs");
+    // The OP took the revocation of the access token (varco warns when it does not).
+    assert!(!b.log_text().contains("token revocation"), "{}", b.log_text());
 }
 
 /// The browser: `browser.py` in headless Chromium.
