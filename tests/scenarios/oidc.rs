@@ -256,10 +256,11 @@ tenants:{}{}"#,
     )
 }
 
-/// The citizen's browser (`citizen.py`) from the protected page `start` to the end.
-async fn citizen(start: &str, user: &Value, extra: &[&str]) -> Value {
+/// A citizen from the protected page `start` to the end, with `tool`: `citizen.py` (a scripted
+/// browser) or `browser.py` (headless Chromium). Its JSON report.
+async fn citizen_with(tool: &str, start: &str, user: &Value, extra: &[&str]) -> Value {
     let out = tokio::process::Command::new(peer_python())
-        .arg(tool_path("spid_peer/citizen.py"))
+        .arg(tool_path(&format!("spid_peer/{tool}")))
         .args(["--start", start, "--op-name", "OP di riferimento", "--username"])
         .arg(user["username"].as_str().unwrap())
         .arg("--password")
@@ -269,8 +270,18 @@ async fn citizen(start: &str, user: &Value, extra: &[&str]) -> Value {
         .await
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim())
-        .unwrap_or_else(|_| panic!("citizen.py: {text}\n{}", String::from_utf8_lossy(&out.stderr)))
+    let v: Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|_| panic!("{tool}: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(v.get("error").is_none(), "{tool}: {v}");
+    v
+}
+
+async fn citizen(start: &str, user: &Value, extra: &[&str]) -> Value {
+    citizen_with("citizen.py", start, user, extra).await
+}
+
+async fn chromium(start: &str, user: &Value, extra: &[&str]) -> Value {
+    citizen_with("browser.py", start, user, extra).await
 }
 
 fn query_param(url: &str, name: &str) -> Option<String> {
@@ -472,25 +483,6 @@ async fn a_citizen_logs_in_with_spid_through_the_trust_chain_and_the_back_office
     assert!(!a.log_text().contains(&sid) && !b.log_text().contains(&sid), "a session id in the logs");
     // The OP took the revocation of the access token (varco warns when it does not).
     assert!(!b.log_text().contains("token revocation"), "{}", b.log_text());
-}
-
-/// The browser: `browser.py` in headless Chromium.
-async fn chromium(start: &str, user: &Value, extra: &[&str]) -> Value {
-    let out = tokio::process::Command::new(peer_python())
-        .arg(tool_path("spid_peer/browser.py"))
-        .args(["--start", start, "--op-name", "OP di riferimento", "--username"])
-        .arg(user["username"].as_str().unwrap())
-        .arg("--password")
-        .arg(user["password"].as_str().unwrap())
-        .args(extra)
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(text.trim())
-        .unwrap_or_else(|_| panic!("browser.py: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
-    assert!(v.get("error").is_none(), "browser.py: {v}");
-    v
 }
 
 #[tokio::test]

@@ -295,14 +295,7 @@ impl Issuer {
             (_, Some(serde_json::Value::Array(a))) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
             _ => Vec::new(),
         };
-        let fiscal_code = [
-            "https://attributes.eid.gov.it/fiscal_number",
-            "https://attributes.spid.gov.it/fiscal_number",
-            "fiscal_number",
-        ]
-        .iter()
-        .find_map(|k| s(k))
-        .map(|v| v.strip_prefix("TINIT-").unwrap_or(&v).to_ascii_uppercase());
+        let fiscal_code = varco_core::identity::fiscal_code_of(s);
         let mut id = Identity {
             issuer: self.name.clone(),
             subject: s("sub").unwrap_or_default(),

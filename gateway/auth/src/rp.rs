@@ -536,14 +536,7 @@ impl RelyingParty {
         }
         let info = self.userinfo(&p, &body, &sub, now)?;
         let s = |k: &str| info.get(k).and_then(Value::as_str).map(str::to_owned);
-        let fiscal_code = [
-            "https://attributes.eid.gov.it/fiscal_number",
-            "https://attributes.spid.gov.it/fiscal_number",
-            "fiscal_number",
-        ]
-        .iter()
-        .find_map(|k| s(k))
-        .map(|v| v.strip_prefix("TINIT-").unwrap_or(&v).to_ascii_uppercase());
+        let fiscal_code = varco_core::identity::fiscal_code_of(s);
         let record = SessionRecord {
             tenant: self.tenant.clone(),
             op: p.entity_id.clone(),

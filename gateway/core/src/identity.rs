@@ -4,6 +4,19 @@
 
 use crate::headers as names;
 
+/// The names SPID/CIE tokens and userinfo carry the fiscal number under (the eID one first).
+pub const FISCAL_NUMBER_CLAIMS: [&str; 3] =
+    ["https://attributes.eid.gov.it/fiscal_number", "https://attributes.spid.gov.it/fiscal_number", "fiscal_number"];
+
+/// The codice fiscale of a set of claims (`claim` reads one by name): the first of
+/// [`FISCAL_NUMBER_CLAIMS`] present, `TINIT-` removed, upper case.
+pub fn fiscal_code_of(claim: impl Fn(&str) -> Option<String>) -> Option<String> {
+    FISCAL_NUMBER_CLAIMS
+        .iter()
+        .find_map(|k| claim(k))
+        .map(|v| v.strip_prefix("TINIT-").unwrap_or(&v).to_ascii_uppercase())
+}
+
 /// What varco knows about the caller after verification.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Identity {

@@ -164,7 +164,7 @@ async fn finish(f: &Fixture, ro: &Value, headers: &HeaderMap) -> Result<Redirect
 
 /// Builds a broken answer for one case: the ID token (given the request object), the userinfo.
 type MakeIdToken<'a> = dyn Fn(&Fixture, &Value) -> String + 'a;
-type MakeUserinfo = dyn Fn(&Fixture) -> String;
+type MakeUserinfo<'a> = dyn Fn(&Fixture) -> String + 'a;
 
 fn failure(r: Result<Redirect, RpError>) -> String {
     match r {
@@ -207,20 +207,25 @@ async fn an_id_token_outside_the_chain_or_below_the_level_opens_nothing() {
         ("exp", Box::new(|f, ro| id_token(&f.op_key, ro, |c| drop(c.as_object_mut().map(|m| m.remove("exp")))))),
     ];
     for (want, make) in cases {
-        let f = fixture();
-        let (ro, cookie) = start(&f).await;
-        *f.mock.token.lock() = json!({"id_token": make(&f, &ro), "access_token": "at-1"});
-        *f.mock.userinfo.lock() = encrypt(&f.enc_jwk, &userinfo_jws(&f.op_key, "pairwise-7"), "A256CBC-HS512");
-        let why = failure(finish(&f, &ro, &cookie).await);
+        let good_userinfo = |f: &Fixture| encrypt(&f.enc_jwk, &userinfo_jws(&f.op_key, "pairwise-7"), "A256CBC-HS512");
+        let why = refusal(&*make, &good_userinfo).await;
         assert!(why.contains(want), "{want}: {why}");
     }
 }
 
+/// Why a callback was refused whose OP answered the ID token and userinfo these make.
+async fn refusal(id: &MakeIdToken<'_>, userinfo: &MakeUserinfo<'_>) -> String {
+    let f = fixture();
+    let (ro, cookie) = start(&f).await;
+    *f.mock.token.lock() = json!({"id_token": id(&f, &ro), "access_token": "at-1"});
+    *f.mock.userinfo.lock() = userinfo(&f);
+    failure(finish(&f, &ro, &cookie).await)
+}
+
 #[tokio::test]
 async fn userinfo_must_be_encrypted_to_the_ente_and_signed_by_the_op_about_the_same_citizen() {
-    let f0 = fixture();
     let other_enc = key("rp-enc", &rsa_pem()).public_jwk().clone();
-    let cases: Vec<(&str, Box<MakeUserinfo>)> = vec![
+    let cases: Vec<(&str, Box<MakeUserinfo<'_>>)> = vec![
         ("not encrypted", Box::new(|f| userinfo_jws(&f.op_key, "pairwise-7"))),
         ("not encrypted", Box::new(|_| "{\"sub\":\"pairwise-7\"}".into())),
         ("A128GCM", Box::new(|f| encrypt(&f.enc_jwk, &userinfo_jws(&f.op_key, "pairwise-7"), "A128GCM"))),
@@ -234,13 +239,8 @@ async fn userinfo_must_be_encrypted_to_the_ente_and_signed_by_the_op_about_the_s
         ),
         ("another subject", Box::new(|f| encrypt(&f.enc_jwk, &userinfo_jws(&f.op_key, "pairwise-8"), "A128CBC-HS256"))),
     ];
-    drop(f0);
     for (want, make) in cases {
-        let f = fixture();
-        let (ro, cookie) = start(&f).await;
-        *f.mock.token.lock() = json!({"id_token": id_token(&f.op_key, &ro, |_| {}), "access_token": "at-1"});
-        *f.mock.userinfo.lock() = make(&f);
-        let why = failure(finish(&f, &ro, &cookie).await);
+        let why = refusal(&|f: &Fixture, ro: &Value| id_token(&f.op_key, ro, |_| {}), &*make).await;
         assert!(why.contains(want), "{want}: {why}");
     }
 }
