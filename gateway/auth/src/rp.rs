@@ -284,6 +284,21 @@ fn random_alnum() -> String {
     sha256_hex(&t)
 }
 
+/// `return_to` if it is a path below `base` (the ente's prefix, or empty) — no scheme, no host,
+/// no `//`, no backslash, no control character or space, no dot segment — else `None`: varco
+/// never redirects elsewhere. Absent or empty: the ente's home, `<base>/`.
+pub fn safe_return_to(base: &str, rt: Option<&str>) -> Option<String> {
+    let home = format!("{base}/");
+    let Some(rt) = rt.filter(|r| !r.is_empty()) else { return Some(home) };
+    let path = rt.split(['?', '#']).next().unwrap_or("");
+    let ok = rt.starts_with('/')
+        && !rt.starts_with("//")
+        && !rt.bytes().any(|b| b == b'\\' || b.is_ascii_control() || b == b' ')
+        && (base.is_empty() || path == base || path.starts_with(&home))
+        && !path.split('/').any(|seg| seg == ".." || seg == ".");
+    ok.then(|| rt.to_owned())
+}
+
 /// The value of cookie `name` in the request's `Cookie` headers.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(
@@ -355,18 +370,9 @@ impl RelyingParty {
         }
     }
 
-    /// `return_to` if it is a path of this ente (no scheme, no host, no `//`, no backslash, no
-    /// control character), else `None`: varco never redirects elsewhere.
+    /// `return_to` if it is a path of this ente, else `None` (see [`safe_return_to`]).
     pub fn safe_return_to(&self, rt: Option<&str>) -> Option<String> {
-        let home = format!("{}/", self.base);
-        let Some(rt) = rt.filter(|r| !r.is_empty()) else { return Some(home) };
-        let path = rt.split(['?', '#']).next().unwrap_or("");
-        let ok = rt.starts_with('/')
-            && !rt.starts_with("//")
-            && !rt.bytes().any(|b| b == b'\\' || b.is_ascii_control() || b == b' ')
-            && (self.base.is_empty() || path == self.base || path.starts_with(&home))
-            && !path.split('/').any(|seg| seg == ".." || seg == ".");
-        ok.then(|| rt.to_owned())
+        safe_return_to(&self.base, rt)
     }
 
     fn cookie_path(&self) -> String {

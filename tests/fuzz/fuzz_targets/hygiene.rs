@@ -1,6 +1,8 @@
 //! Request hygiene on whatever header pingora's parser lets through: the first line is
 //! `METHOD TARGET`, each further line `name: value`. No check may panic, and after
-//! `strip_identity_headers` no spelling of varco's identity headers is left.
+//! `strip_identity_headers` no spelling of varco's identity headers is left. The target's
+//! bytes are also a login's `return_to`: what varco accepts stays a path below the ente's
+//! prefix, and the `Cookie` headers are read for varco's session cookie.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,5 +32,16 @@ fuzz_target!(|data: &[u8]| {
     for name in req.headers.keys() {
         let n = name.as_str().replace('_', "-");
         assert!(!n.starts_with("x-varco-"), "`{name}` survived the strip");
+    }
+    let _ = varco_auth::rp::cookie(&req.headers, "varco_session");
+    if let Ok(rt) = std::str::from_utf8(target) {
+        for base in ["", "/c_e783"] {
+            if let Some(ok) = varco_auth::rp::safe_return_to(base, Some(rt)) {
+                let path = ok.split(['?', '#']).next().unwrap_or("");
+                assert!(ok.starts_with('/') && !ok.starts_with("//") && !ok.contains('\\'), "{ok:?}");
+                assert!(path == base || path.starts_with(&format!("{base}/")), "{ok:?} left {base:?}");
+                assert!(!ok.bytes().any(|b| b.is_ascii_control()), "{ok:?}");
+            }
+        }
     }
 });
