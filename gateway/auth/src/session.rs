@@ -73,7 +73,11 @@ pub struct Lifetimes {
 impl Lifetimes {
     /// Whether a session is still alive at `now`.
     fn alive(&self, r: &SessionRecord, now: u64) -> bool {
-        now < r.created.saturating_add(self.absolute) && now < r.last_seen.saturating_add(self.idle)
+        self.alive_at(r.created, r.last_seen, now)
+    }
+
+    fn alive_at(&self, created: u64, last_seen: u64, now: u64) -> bool {
+        now < created.saturating_add(self.absolute) && now < last_seen.saturating_add(self.idle)
     }
 
     /// Seconds the record may stay in the store from `now`.
@@ -106,11 +110,8 @@ impl Memory {
             return;
         }
         self.pending.retain(|_, (_, exp)| *exp > now);
-        self.sessions.retain(|_, h| {
-            let mut r = h.session.record.clone();
-            r.last_seen = h.last_seen.load(Ordering::Relaxed);
-            lifetimes.alive(&r, now)
-        });
+        self.sessions
+            .retain(|_, h| lifetimes.alive_at(h.session.record.created, h.last_seen.load(Ordering::Relaxed), now));
     }
 }
 
@@ -151,9 +152,17 @@ fn key(tenant: &str, id: &str) -> Option<String> {
     if id.len() != ID_LEN || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return None;
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    Some(format!("session:{tenant}:{hex}"))
+    let mut k = String::with_capacity(9 + tenant.len() + 64);
+    k.push_str("session:");
+    k.push_str(tenant);
+    k.push(':');
+    for b in digest.as_ref() {
+        k.push(char::from(HEX[usize::from(b >> 4)]));
+        k.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    Some(k)
 }
 
 impl SessionStore {
@@ -193,9 +202,8 @@ impl SessionStore {
         match self {
             Self::Memory(m) => {
                 let Some(h) = m.0.sessions.get(&k) else { return Ok(None) };
-                let mut r = h.session.record.clone();
-                r.last_seen = h.last_seen.load(Ordering::Relaxed);
-                if !l.alive(&r, now) || r.tenant != tenant {
+                let r = &h.session.record;
+                if !l.alive_at(r.created, h.last_seen.load(Ordering::Relaxed), now) || r.tenant != tenant {
                     drop(h);
                     m.0.sessions.remove(&k);
                     return Ok(None);
