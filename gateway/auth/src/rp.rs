@@ -279,8 +279,12 @@ fn sha256_hex(s: &str) -> String {
 }
 
 /// 32 random bytes in hex: `state` and `nonce` must be at least 32 alphanumeric characters.
+/// Empty when the OS gives no randomness (callers refuse to go on).
 fn random_alnum() -> String {
     let t = random_token();
+    if t.is_empty() {
+        return t;
+    }
     sha256_hex(&t)
 }
 
@@ -416,7 +420,7 @@ impl RelyingParty {
             .ok_or_else(|| RpError::BadRequest("`return_to` must be a path of this ente".into()))?;
         let p = self.federation.provider(fetch, op, now).await?;
         let (state, nonce, verifier) = (random_alnum(), random_alnum(), random_token());
-        if verifier.is_empty() {
+        if verifier.is_empty() || state.is_empty() || nonce.is_empty() {
             return Err(RpError::Store);
         }
         let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()));
