@@ -56,7 +56,8 @@ impl Identity {
             (&names::CLIENT_ID, self.client_id.as_deref()),
             (&names::FISCAL_CODE, self.fiscal_code.as_deref()),
             (&names::ACR, self.acr.as_deref()),
-            (&names::SCOPES, Some(scopes.as_str())),
+            // No scopes (a citizen's session, a token without `scope`): no header.
+            (&names::SCOPES, (!scopes.is_empty()).then_some(scopes.as_str())),
             (&names::PURPOSE_ID, self.purpose_id.as_deref()),
             (&names::GIVEN_NAME, self.given_name.as_deref()),
             (&names::FAMILY_NAME, self.family_name.as_deref()),
