@@ -473,7 +473,12 @@ async fn a_citizen_logs_in_with_spid_through_the_trust_chain_and_the_back_office
     assert_eq!(backend.last()["headers"]["x-varco-fiscal-code"], "RSSMRA80A01H501U");
 
     // Logout on the second instance ends it everywhere: the cookie, kept by a thief, opens nothing.
-    let r = b.send("GET", &b_host, "/c_e783/oidc/logout", &[("cookie", &cookie)], b"").await;
+    // A link to the logout (another site's, say) only shows a page asking: the session stays.
+    let r = b.send("GET", &b_host, "/c_e783/oidc/logout", &[("cookie", &cookie), ("accept", "text/html")], b"").await;
+    assert_eq!((r.status, r.header("content-type")), (200, Some("text/html; charset=utf-8")));
+    assert!(r.text().contains("method=\"post\"") && r.header("set-cookie").is_none(), "{}", r.text());
+    assert_eq!(a.send("GET", host, "/c_e783/servizi/x", &[("cookie", &cookie)], b"").await.status, 200);
+    let r = b.send("POST", &b_host, "/c_e783/oidc/logout", &[("cookie", &cookie)], b"").await;
     assert_eq!((r.status, r.header("location")), (302, Some("/c_e783/")));
     assert!(r.header("set-cookie").is_some_and(|c| c.contains("Max-Age=0")), "{r:?}");
     a.send("GET", host, "/c_e783/servizi/x", &[("cookie", &cookie)], b"").await.assert_problem(401, "session-required");
@@ -515,6 +520,7 @@ async fn a_citizen_logs_in_in_chromium_and_logs_out() {
 
     // Logging out in the browser: the protected page leads to the chooser again.
     let out = chromium(&start, user, &["--logout"]).await;
+    assert_eq!(out["logout_page_title"], "Esci – Comune di Macerata", "{out}");
     assert!(out["after_logout_url"].as_str().unwrap().contains("/c_e783/oidc/login?return_to="), "{out}");
 
     // Consent refused at the OP: varco's error page, in Italian, names what happened.

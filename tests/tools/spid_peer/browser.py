@@ -81,6 +81,9 @@ def main():
             if a.logout:
                 prefix = "/" + base.path.strip("/").split("/")[0]
                 d.get(f"{base.scheme}://{base.netloc}{prefix}/oidc/logout")
+                out["logout_page_title"] = d.title
+                wait.until(ec.element_to_be_clickable((By.ID, "logout"))).click()
+                wait.until(lambda d: "/oidc/logout" not in d.current_url)
                 d.get(a.start)
                 wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "details.spid summary")))
                 out["after_logout_url"] = d.current_url

@@ -1,5 +1,6 @@
 //! The ente's login pages as a route target: `GET /oidc/login` (the chooser, or with `idp` the
-//! start of a login), `GET /oidc/callback`, `GET|POST /oidc/logout`. Browsers get HTML (the
+//! start of a login), `GET /oidc/callback`, `GET /oidc/logout` (a page asking) and
+//! `POST /oidc/logout` (the logout). Browsers get HTML (the
 //! chooser, an error page naming the failed check and the trace id); other callers get
 //! problem+json.
 
@@ -28,6 +29,8 @@ fn texts(lang: &str) -> serde_json::Value {
             "cie_help": "With your electronic identity card (CIE) and its PIN, on a phone or a card reader.",
             "footer": "The login is handled by the identity provider you choose; this ente receives only the data it asks for.",
             "error": "The login could not be completed", "again": "Try again", "trace": "Reference for support",
+            "logout_title": "Log out", "logout_question": "Do you want to leave the online services?",
+            "logout_button": "Log out",
         })
     } else {
         json!({
@@ -40,6 +43,8 @@ fn texts(lang: &str) -> serde_json::Value {
             "cie_help": "Con la carta d'identità elettronica (CIE) e il suo PIN, da smartphone o con un lettore.",
             "footer": "L'accesso avviene presso il gestore di identità che scegli; l'ente riceve solo i dati che richiede.",
             "error": "Non è stato possibile completare l'accesso", "again": "Riprova", "trace": "Riferimento per l'assistenza",
+            "logout_title": "Esci", "logout_question": "Vuoi uscire dai servizi online?",
+            "logout_button": "Esci",
         })
     }
 }
@@ -54,6 +59,21 @@ h1{font-size:1.75rem}p.detail{border-left:4px solid #d9364f;padding-left:1rem}a{
 <main class="wrap"><h1>{{ t.error }}</h1><p class="detail">{{ detail }}</p>
 <p><a href="{{ again }}">{{ t.again }}</a></p>
 <p>{{ t.trace }}: <code>{{ trace_id }}</code> · <code>{{ type }}</code></p></main></body></html>"#;
+
+/// `GET /oidc/logout`: a page whose button logs out with a `POST`. A link alone never ends a
+/// session: the cookie is `SameSite=Lax`, so another site's form cannot post with it, but
+/// its link (a top-level `GET`) would carry it.
+const LOGOUT_PAGE: &str = r#"<!doctype html>
+<html lang="{{ lang }}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ t.logout_title }} – {{ ente }}</title>
+<style>body{margin:0;font-family:"Titillium Web","Segoe UI",Geneva,Tahoma,sans-serif;color:#17324d}
+header{background:#0066cc;color:#fff}.wrap{max-width:48rem;margin:0 auto;padding:1rem 1.5rem}
+button{min-height:3rem;padding:.5rem 1.5rem;border-radius:4px;background:#0066cc;color:#fff;border:0;font-size:1.125rem;font-weight:600;cursor:pointer}
+button:focus-visible{outline:3px solid #ff9900;outline-offset:2px}</style>
+</head><body><header><div class="wrap"><strong>{{ ente }}</strong></div></header>
+<main class="wrap"><h1>{{ t.logout_question }}</h1>
+<form method="post" action="{{ action }}"><input type="hidden" name="return_to" value="{{ return_to }}">
+<button type="submit" id="logout">{{ t.logout_button }}</button></form></main></body></html>"#;
 
 /// The login, callback and logout of one ente.
 #[derive(Debug)]
@@ -216,8 +236,20 @@ impl Adapter for OidcLoginAdapter {
                 }
                 Err(e) => self.refuse(&req, lang, &e),
             },
-            LOGOUT_PATH if matches!(*req.method, Method::GET | Method::POST) => {
-                Ok(Answer::Body(redirect(self.rp.logout(fetch, req.headers, get("return_to"), now()).await)))
+            LOGOUT_PATH if *req.method == Method::GET => {
+                let rt = self.rp.safe_return_to(get("return_to")).unwrap_or_else(|| format!("{}/", self.rp.base()));
+                let html = render(
+                    LOGOUT_PAGE,
+                    json!({"lang": lang, "t": texts(lang), "ente": self.ente, "return_to": rt,
+                           "action": format!("{}{LOGOUT_PATH}", self.rp.base())}),
+                )?;
+                Ok(Answer::Body(page(200, html)))
+            }
+            LOGOUT_PATH if *req.method == Method::POST => {
+                // `return_to` from the page's form, or from the query of an API call.
+                let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body).into_owned().collect();
+                let rt = form.iter().find(|(k, _)| k == "return_to").map(|(_, v)| v.as_str()).or(get("return_to"));
+                Ok(Answer::Body(redirect(self.rp.logout(fetch, req.headers, rt, now()).await)))
             }
             _ => Err(Problem::new(ProblemKind::NotFound, "no such login page")),
         }
