@@ -142,12 +142,12 @@ impl Adapter for EntityConfigurationAdapter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use varco_config::{Dur, SecretRef, TenantKeyConfig};
 
     /// A fresh RSA-2048 PKCS#8 PEM key (openssl, as an operator makes one).
-    fn rsa_pem() -> Vec<u8> {
+    pub(crate) fn rsa_pem() -> Vec<u8> {
         let out = std::process::Command::new("openssl")
             .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
             .output()
@@ -155,7 +155,8 @@ mod tests {
         out.stdout
     }
 
-    fn cfg(lifetime: u64) -> OidcRpConfig {
+    /// An ente's relying-party configuration (key files never read: keys come separately).
+    pub(crate) fn cfg(lifetime: u64) -> OidcRpConfig {
         let key = |kid: &str| TenantKeyConfig {
             kid: kid.into(),
             private_key: SecretRef::File("/unused".into()),

@@ -307,12 +307,7 @@ mod tests {
     use serde_json::json;
 
     fn rsa(kid: &str) -> SigningKey {
-        let pem = std::process::Command::new("openssl")
-            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
-            .output()
-            .unwrap_or_else(|e| panic!("openssl: {e}"))
-            .stdout;
-        SigningKey::from_pem(kid, &pem, None).unwrap_or_else(|e| panic!("{e}"))
+        SigningKey::from_pem(kid, &crate::federation::tests::rsa_pem(), None).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn jwks(keys: &[&SigningKey]) -> Value {

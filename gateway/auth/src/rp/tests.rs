@@ -3,22 +3,15 @@
 //! `tests/scenarios/oidc.rs`; what a real OP never sends is tested here).
 
 use super::*;
+use crate::federation::tests::rsa_pem;
 use crate::keys::SigningKey;
 use crate::session::SessionStore;
 use bytes::Bytes;
-use varco_config::{Dur, ProviderConfig, ProviderKind, SecretRef, TenantKeyConfig};
+use varco_config::{Dur, ProviderConfig, ProviderKind};
 use varco_core::fetch::FetchError;
 
 const OP: &str = "https://op.example/oidc/op";
 const NOW: u64 = 1_800_000_000;
-
-fn rsa_pem() -> Vec<u8> {
-    std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
-        .output()
-        .unwrap_or_else(|e| panic!("openssl: {e}"))
-        .stdout
-}
 
 fn key(kid: &str, pem: &[u8]) -> SigningKey {
     SigningKey::from_pem(kid, pem, None).unwrap_or_else(|e| panic!("{e}"))
@@ -59,24 +52,8 @@ fn fixture() -> Fixture {
     let op_key = key("op-1", &rsa_pem());
     let enc_pem = rsa_pem();
     let enc_jwk = key("rp-enc", &enc_pem).public_jwk().clone();
-    let tk = |kid: &str| TenantKeyConfig {
-        kid: kid.into(),
-        private_key: SecretRef::File("/x".into()),
-        certificate_chain: None,
-    };
-    let cfg = OidcRpConfig {
-        entity_id: "https://servizi.comune.macerata.it/c_e783".into(),
-        authority_hints: vec!["https://registry.example/".into()],
-        federation_keys: vec![tk("rp-fed")],
-        signing_keys: vec![tk("rp-sig")],
-        encryption_keys: vec![tk("rp-enc")],
-        client_name: None,
-        contacts: vec!["urp@example.it".into()],
-        trust_marks: vec![],
-        statement_lifetime: Dur(Duration::from_secs(3600)),
-        login: Default::default(),
-        session: Default::default(),
-    };
+    let mut cfg = crate::federation::tests::cfg(3600);
+    cfg.entity_id = "https://servizi.comune.macerata.it/c_e783".into();
     let fed_cfg = FederationConfig {
         trust_anchors: vec![varco_config::TrustAnchorConfig {
             entity_id: "https://registry.example/".into(),
