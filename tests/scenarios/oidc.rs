@@ -201,14 +201,14 @@ tenants:
 }
 
 /// The varco configuration of the login scenario: Macerata and Bari log citizens in through
-/// the Trust Anchor `ta` (keys `ta_jwks`); the OP offered is `op`, and `fake_op` is an entity
+/// the Trust Anchor `ta` (keys `ta_jwks`); the OP offered is `op`, and `unregistered_op` is an entity
 /// the Trust Anchor does not know.
 fn login_config(
     dir: &Path,
     ta: &str,
     ta_jwks: &Value,
     op: &str,
-    fake_op: &str,
+    unregistered_op: &str,
     backend: u16,
     redis: Option<&str>,
 ) -> String {
@@ -248,7 +248,7 @@ admin: {{address: "127.0.0.1:{{ADMIN}}"}}
   trust_anchors: [{{entity_id: "{ta}", jwks: {ta_jwks}}}]
   providers:
     - {{entity_id: "{op}", name: "OP di riferimento", kind: spid}}
-    - {{entity_id: "{fake_op}", name: "OP sconosciuto", kind: spid}}
+    - {{entity_id: "{unregistered_op}", name: "OP sconosciuto", kind: spid}}
   timeout: 10s
 tenants:{}{}"#,
         ente("c_e783", "Comune di Macerata"),
@@ -304,7 +304,9 @@ struct World {
     _peer: tokio::process::Child,
 }
 
-const FAKE_OP: &str = "http://127.0.0.1:{PORT}/c_a662";
+/// A real entity (Bari, served by varco) offered as an OP but not registered under the Trust
+/// Anchor: its chain cannot be built.
+const UNREGISTERED_OP: &str = "http://127.0.0.1:{PORT}/c_a662";
 
 impl World {
     async fn start(name: &str, with_redis: bool) -> Self {
@@ -324,7 +326,7 @@ impl World {
         // Until the Trust Anchor runs, its keys are not known: a placeholder, replaced by a reload.
         let placeholder = serde_json::json!({"keys": [{"kty": "RSA", "kid": "placeholder", "n": "AQAB", "e": "AQAB"}]});
         let url = redis.as_ref().map(varco_tests::Redis::url);
-        let cfg = login_config(&dir, &ta, &placeholder, &op, FAKE_OP, backend.addr.port(), url.as_deref());
+        let cfg = login_config(&dir, &ta, &placeholder, &op, UNREGISTERED_OP, backend.addr.port(), url.as_deref());
         let a = Varco::start(&cfg).await;
         let host = format!("127.0.0.1:{}", a.port);
         let mc_id = format!("http://{host}/c_e783");
@@ -343,7 +345,7 @@ impl World {
     fn config(&self) -> String {
         let port = self.backend.addr.port();
         let url = self.redis.as_ref().map(varco_tests::Redis::url);
-        login_config(&self.dir, &self.ta, &self.info["ta_jwks"], &self.op, FAKE_OP, port, url.as_deref())
+        login_config(&self.dir, &self.ta, &self.info["ta_jwks"], &self.op, UNREGISTERED_OP, port, url.as_deref())
     }
 }
 
@@ -460,8 +462,8 @@ async fn a_citizen_logs_in_with_spid_through_the_trust_chain_and_the_back_office
     a.send("GET", host, &format!("/c_e783/oidc/login?idp={}", idp("https://other.example/op")), &[], b"")
         .await
         .assert_problem(400, "bad-request");
-    let fake = FAKE_OP.replace("{PORT}", &a.port.to_string());
-    let r = a.send("GET", host, &format!("/c_e783/oidc/login?idp={}", idp(&fake)), &[], b"").await;
+    let unregistered = UNREGISTERED_OP.replace("{PORT}", &a.port.to_string());
+    let r = a.send("GET", host, &format!("/c_e783/oidc/login?idp={}", idp(&unregistered)), &[], b"").await;
     r.assert_problem(502, "provider-untrusted");
     assert!(r.header("location").is_none());
 

@@ -9,19 +9,14 @@
 
 use crate::keys::KeySet;
 use crate::session::{random_token, Lifetimes, Session, SessionRecord, SessionStore};
-use crate::trust_chain::{self, ChainError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::HeaderMap;
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
-use varco_config::{loa_uri, FederationConfig, OidcRpConfig, ProviderConfig, ProviderKind, OIDC_CALLBACK_PATH};
+use varco_config::{loa_uri, OidcRpConfig, ProviderConfig, ProviderKind, OIDC_CALLBACK_PATH};
 use varco_core::fetch::Fetch;
 
 /// Where the login, callback and logout live below the ente's entity id.
@@ -29,8 +24,6 @@ pub const LOGIN_PATH: &str = "/oidc/login";
 pub const LOGOUT_PATH: &str = "/oidc/logout";
 /// How long a login may take between the chooser and the callback (seconds).
 const LOGIN_TTL: u64 = 600;
-/// Clock skew tolerated on the OP's tokens (seconds).
-const LEEWAY: u64 = 60;
 
 /// Why a login, callback or logout was refused. The detail names the failed check; never a
 /// token, a code or a key.
@@ -53,178 +46,6 @@ pub enum RpError {
 impl From<crate::session::StoreUnavailable> for RpError {
     fn from(_: crate::session::StoreUnavailable) -> Self {
         Self::Store
-    }
-}
-
-/// An OP as its trust chain describes it (after the Trust Anchor's policy).
-#[derive(Debug, Clone)]
-pub struct Provider {
-    pub entity_id: String,
-    pub issuer: String,
-    pub authorization_endpoint: String,
-    pub token_endpoint: String,
-    pub userinfo_endpoint: String,
-    pub revocation_endpoint: Option<String>,
-    pub jwks: JwkSet,
-    /// When the chain was verified and when it stops being valid (unix s).
-    pub resolved_at: u64,
-    pub expires_at: u64,
-}
-
-impl Provider {
-    fn from_metadata(
-        entity_id: &str,
-        m: &Map<String, Value>,
-        resolved_at: u64,
-        expires_at: u64,
-    ) -> Result<Self, String> {
-        let s = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
-        let need = |k: &str| s(k).ok_or_else(|| format!("its metadata has no `{k}`"));
-        let jwks = m.get("jwks").ok_or("its metadata has no inline `jwks`")?;
-        let jwks: JwkSet = serde_json::from_value(jwks.clone()).map_err(|e| format!("its `jwks`: {e}"))?;
-        Ok(Self {
-            entity_id: entity_id.to_owned(),
-            issuer: s("issuer").unwrap_or_else(|| entity_id.to_owned()),
-            authorization_endpoint: need("authorization_endpoint")?,
-            token_endpoint: need("token_endpoint")?,
-            userinfo_endpoint: need("userinfo_endpoint")?,
-            revocation_endpoint: s("revocation_endpoint"),
-            jwks,
-            resolved_at,
-            expires_at,
-        })
-    }
-}
-
-/// The federation varco logs citizens in through: pinned Trust Anchors, the OPs offered, and
-/// each OP's verified chain, kept until it expires (renewed once three quarters of its life
-/// have passed; while a renewal fails the chain is used until it expires, never after).
-#[derive(Debug)]
-pub struct Federation {
-    anchors: Vec<(String, JwkSet)>,
-    pub providers: Vec<ProviderConfig>,
-    timeout: Duration,
-    chains: Mutex<HashMap<String, Arc<Provider>>>,
-    /// After a failed renewal, no background retry before this time (unix s), per OP.
-    retry_at: Mutex<HashMap<String, u64>>,
-}
-
-/// Seconds between background attempts to renew a chain whose renewal failed.
-const RENEW_RETRY: u64 = 60;
-
-impl Federation {
-    pub fn new(cfg: &FederationConfig) -> Result<Self, String> {
-        let mut anchors = Vec::new();
-        for a in &cfg.trust_anchors {
-            let keys: JwkSet = serde_json::from_value(a.jwks.clone())
-                .map_err(|e| format!("trust anchor `{}`: its `jwks`: {e}", a.entity_id))?;
-            anchors.push((a.entity_id.clone(), keys));
-        }
-        Ok(Self {
-            anchors,
-            providers: cfg.providers.clone(),
-            timeout: cfg.timeout.0,
-            chains: Mutex::new(HashMap::new()),
-            retry_at: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// The chains held now: (OP, verified at, expires at), for the trust-chain-age metric.
-    pub fn chains(&self) -> Vec<(String, u64, u64)> {
-        self.chains.lock().values().map(|p| (p.entity_id.clone(), p.resolved_at, p.expires_at)).collect()
-    }
-
-    /// Renews the chains past three quarters of their life (a renewal that fails keeps the
-    /// chain until it expires, then drops it).
-    pub async fn renew_due(&self, fetch: &dyn Fetch, now: u64) {
-        let due: Vec<String> = {
-            let retry = self.retry_at.lock();
-            self.chains
-                .lock()
-                .values()
-                .filter(|p| now >= renew_at(p) && retry.get(&p.entity_id).is_none_or(|t| now >= *t))
-                .map(|p| p.entity_id.clone())
-                .collect()
-        };
-        for op in due {
-            // Renewed: the chain's `resolved_at` is now. Failed: try again in a minute.
-            let renewed = self.provider(fetch, &op, now).await.is_ok_and(|p| p.resolved_at == now);
-            let mut retry = self.retry_at.lock();
-            if renewed {
-                retry.remove(&op);
-            } else {
-                retry.insert(op, now + RENEW_RETRY);
-            }
-        }
-    }
-
-    /// The OP `op` through its verified chain at `now`.
-    pub async fn provider(&self, fetch: &dyn Fetch, op: &str, now: u64) -> Result<Arc<Provider>, RpError> {
-        let cached = self.chains.lock().get(op).cloned();
-        if let Some(p) = &cached {
-            if now < renew_at(p) {
-                return Ok(p.clone());
-            }
-        }
-        let untrusted = |why: String| RpError::Untrusted { op: op.to_owned(), why };
-        let cfg =
-            self.providers.iter().find(|p| p.entity_id == op).ok_or_else(|| untrusted("not configured".into()))?;
-        let (anchor, keys) = match &cfg.trust_anchor {
-            Some(a) => self.anchors.iter().find(|(id, _)| id == a),
-            None => self.anchors.first(),
-        }
-        .ok_or_else(|| untrusted("its Trust Anchor is not configured".into()))?;
-        let resolved = trust_chain::resolve(fetch, op, anchor, keys, "openid_provider", now, self.timeout)
-            .await
-            .map_err(|e: ChainError| {
-                tracing::warn!(op, error = %e, "trust chain refused");
-                untrusted(e.to_string())
-            });
-        match resolved {
-            Ok(r) => {
-                let p = Arc::new(Provider::from_metadata(op, &r.metadata, now, r.expires_at).map_err(untrusted)?);
-                self.chains.lock().insert(op.to_owned(), p.clone());
-                Ok(p)
-            }
-            // A renewal that failed: the verified chain serves until it expires.
-            Err(e) => match cached {
-                Some(p) if now < p.expires_at => Ok(p),
-                _ => {
-                    self.chains.lock().remove(op);
-                    Err(e)
-                }
-            },
-        }
-    }
-}
-
-/// When a chain is renewed: three quarters into its life.
-fn renew_at(p: &Provider) -> u64 {
-    p.resolved_at + p.expires_at.saturating_sub(p.resolved_at) * 3 / 4
-}
-
-/// Decrypts userinfo JWEs with one of the ente's RSA encryption keys.
-pub struct Decrypter {
-    kid: String,
-    oaep: josekit::jwe::alg::rsaes::RsaesJweDecrypter,
-    oaep256: josekit::jwe::alg::rsaes::RsaesJweDecrypter,
-}
-
-impl std::fmt::Debug for Decrypter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Decrypter").field("kid", &self.kid).finish_non_exhaustive()
-    }
-}
-
-impl Decrypter {
-    /// From the PKCS#8 PEM of an RSA key.
-    pub fn from_pem(kid: &str, pem: &[u8]) -> Result<Self, String> {
-        use josekit::jwe::{RSA_OAEP, RSA_OAEP_256};
-        Ok(Self {
-            kid: kid.to_owned(),
-            oaep: RSA_OAEP.decrypter_from_pem(pem).map_err(|e| format!("key `{kid}`: {e}"))?,
-            oaep256: RSA_OAEP_256.decrypter_from_pem(pem).map_err(|e| format!("key `{kid}`: {e}"))?,
-        })
     }
 }
 
@@ -260,8 +81,7 @@ pub struct RelyingParty {
     acr: u8,
     claims: Vec<String>,
     lifetimes: Lifetimes,
-    cookie: String,
-    /// `cookie` and the login binding's cookie.
+    /// The session's cookie and the login binding's.
     names: [String; 2],
     pub providers: Vec<ProviderConfig>,
     pub federation: Arc<Federation>,
@@ -275,7 +95,9 @@ impl std::fmt::Debug for RelyingParty {
 }
 
 fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(64);
+    crate::session::push_sha256_hex(&mut out, s);
+    out
 }
 
 /// 32 random bytes in hex: `state` and `nonce` must be at least 32 alphanumeric characters.
@@ -352,7 +174,6 @@ impl RelyingParty {
             acr: cfg.login.acr,
             claims: cfg.login.claims.clone(),
             lifetimes: Lifetimes { idle: cfg.session.idle.0.as_secs(), absolute: cfg.session.absolute.0.as_secs() },
-            cookie: cfg.session.cookie.clone(),
             names: [cfg.session.cookie.clone(), format!("{}_login", cfg.session.cookie)],
             providers,
             federation,
@@ -565,7 +386,7 @@ impl RelyingParty {
         Ok(Redirect {
             location: pending.return_to,
             cookies: vec![
-                format!("{}={sid}; Path={}; Secure; HttpOnly; SameSite=Lax", self.cookie, self.cookie_path()),
+                format!("{}={sid}; Path={}; Secure; HttpOnly; SameSite=Lax", self.names[0], self.cookie_path()),
                 format!("{}=; Path={}/oidc; Max-Age=0; Secure; HttpOnly; SameSite=Lax", self.login_cookie(), self.base),
             ],
         })
@@ -661,7 +482,7 @@ impl RelyingParty {
 
     /// The live session the request's cookie names, if any.
     pub async fn session(&self, headers: &HeaderMap, now: u64) -> Result<Option<Arc<Session>>, RpError> {
-        let Some(id) = cookie(headers, &self.cookie) else { return Ok(None) };
+        let Some(id) = cookie(headers, &self.names[0]) else { return Ok(None) };
         Ok(self.store.find(&self.tenant, id, self.lifetimes, now).await?)
     }
 
@@ -669,7 +490,7 @@ impl RelyingParty {
     /// token there (best effort: the local session is gone whatever the OP answers).
     pub async fn logout(&self, fetch: &dyn Fetch, headers: &HeaderMap, return_to: Option<&str>, now: u64) -> Redirect {
         let location = self.safe_return_to(return_to).unwrap_or_else(|| format!("{}/", self.base));
-        if let Some(id) = cookie(headers, &self.cookie) {
+        if let Some(id) = cookie(headers, &self.names[0]) {
             if let Ok(Some(rec)) = self.store.close(&self.tenant, id).await {
                 self.revoke(fetch, &rec, now).await;
             }
@@ -678,7 +499,7 @@ impl RelyingParty {
             location,
             cookies: vec![format!(
                 "{}=; Path={}; Max-Age=0; Secure; HttpOnly; SameSite=Lax",
-                self.cookie,
+                self.names[0],
                 self.cookie_path()
             )],
         }
@@ -708,39 +529,13 @@ impl RelyingParty {
     }
 }
 
-/// The claims of a JWS signed by one of `keys` (RS256, RS512, PS256 or ES256; never `none` or
-/// HS*), not expired at `now`.
-fn verify_jws(token: &str, keys: &JwkSet, now: u64) -> Result<Map<String, Value>, String> {
-    let header = jsonwebtoken::decode_header(token).map_err(|e| format!("is malformed: {e}"))?;
-    if !matches!(header.alg, Algorithm::RS256 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::ES256) {
-        return Err(format!("is signed with {:?}, which is not accepted", header.alg));
-    }
-    let jwk = match &header.kid {
-        Some(kid) => keys.find(kid),
-        None if keys.keys.len() == 1 => keys.keys.first(),
-        None => None,
-    }
-    .ok_or("is signed with a key outside the OP's trust chain")?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key: {e}"))?;
-    let mut v = Validation::new(header.alg);
-    v.validate_exp = false;
-    v.validate_aud = false;
-    v.required_spec_claims.clear();
-    let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)
-        .map_err(|e| format!("does not verify with the OP's keys: {e}"))?;
-    if let Some(exp) = data.claims.get("exp").and_then(Value::as_u64) {
-        if exp + LEEWAY <= now {
-            return Err("has expired".into());
-        }
-    }
-    if data.claims.get("iat").and_then(Value::as_u64).is_some_and(|iat| iat > now + LEEWAY) {
-        return Err("is issued in the future".into());
-    }
-    Ok(data.claims)
-}
-
 mod adapter;
+mod providers;
+mod tokens;
 pub use adapter::{problem, OidcLoginAdapter};
+pub use providers::{Federation, Provider};
+use tokens::verify_jws;
+pub use tokens::Decrypter;
 
 #[cfg(test)]
 mod tests;

@@ -147,6 +147,15 @@ pub fn random_token() -> String {
 /// is refused with 503 past this, instead of growing memory without bound.
 pub const MAX_PENDING: usize = 100_000;
 
+/// Appends the SHA-256 of `s` in lower-case hex (64 characters) to `out`.
+pub(crate) fn push_sha256_hex(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in ring::digest::digest(&ring::digest::SHA256, s.as_bytes()).as_ref() {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+}
+
 /// Whether `id` has the shape of a session id varco hands out.
 fn well_formed(id: &str) -> bool {
     id.len() == ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -159,16 +168,11 @@ fn key(tenant: &str, id: &str) -> Option<String> {
     if !well_formed(id) {
         return None;
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
     let mut k = String::with_capacity(9 + tenant.len() + 64);
     k.push_str("session:");
     k.push_str(tenant);
     k.push(':');
-    for b in digest.as_ref() {
-        k.push(char::from(HEX[usize::from(b >> 4)]));
-        k.push(char::from(HEX[usize::from(b & 15)]));
-    }
+    push_sha256_hex(&mut k, id);
     Some(k)
 }
 

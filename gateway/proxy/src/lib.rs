@@ -9,6 +9,7 @@ mod adapters;
 mod admin;
 mod audit;
 mod authn;
+mod citizens;
 mod conn;
 mod cors;
 mod ctx;

@@ -42,11 +42,11 @@ pub async fn run(shared: &Shared, session: &mut Session, ctx: &mut RequestCtx, r
             }
             Step::Session { rp, acr_min } => {
                 crate::spans::step(ctx, "authenticate", None);
-                let r = Box::pin(citizen(session, ctx, rt, rp, *acr_min)).await;
+                let r = Box::pin(crate::citizens::check(session, ctx, rt, rp, *acr_min)).await;
                 let (checked, login) = match r {
                     Ok(()) => (Ok(()), None),
-                    Err(Refusal::Problem(p)) => (Err(p), None),
-                    Err(Refusal::Login(to)) => (Ok(()), Some(to)),
+                    Err(crate::citizens::Refusal::Problem(p)) => (Err(p), None),
+                    Err(crate::citizens::Refusal::Login(to)) => (Ok(()), Some(to)),
                 };
                 crate::spans::step_end(ctx, checked.as_ref().err());
                 if let Some(a) = &route.auth {
@@ -57,10 +57,14 @@ pub async fn run(shared: &Shared, session: &mut Session, ctx: &mut RequestCtx, r
                     }
                 }
                 if let Some(location) = login {
-                    let mut r = varco_core::AdapterResponse::json(302, "text/plain; charset=utf-8", Vec::new());
-                    r.headers.clear();
-                    r.headers.push((http::header::LOCATION, location));
-                    r.headers.push((http::header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+                    let r = varco_core::AdapterResponse {
+                        status: 302,
+                        headers: vec![
+                            (http::header::LOCATION, location),
+                            (http::header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                        ],
+                        body: Bytes::new(),
+                    };
                     respond::adapter(session, ctx, r).await?;
                     return Ok(true);
                 }
@@ -153,7 +157,11 @@ async fn jwt(
 
 /// Admits a verified caller: signs varco's identity token when the ente sends one, and keeps
 /// the identity for the headers, the audit trail and the spans.
-fn admit(ctx: &mut RequestCtx, rt: &Runtime, id: Arc<varco_core::Identity>) -> std::result::Result<(), Problem> {
+pub(crate) fn admit(
+    ctx: &mut RequestCtx,
+    rt: &Runtime,
+    id: Arc<varco_core::Identity>,
+) -> std::result::Result<(), Problem> {
     let Some(tenant) = ctx.tenant(rt) else { return Ok(()) };
     if let Some(signer) = tenant.identity.as_deref() {
         // Fail closed: a back-office that expects the signed identity never gets the
@@ -169,79 +177,6 @@ fn admit(ctx: &mut RequestCtx, rt: &Runtime, id: Arc<varco_core::Identity>) -> s
     ctx.state.client_id = id.client_id.clone();
     ctx.identity = Some(id);
     Ok(())
-}
-
-/// Why a citizen's request did not pass: a problem, or (for a browser) the login to go to.
-enum Refusal {
-    Problem(Problem),
-    Login(HeaderValue),
-}
-
-/// A route for logged-in citizens: the session the cookie names, at the route's level. A
-/// browser without one is sent to the ente's login (coming back here); other callers get 401.
-/// The session cookies never reach the back-office.
-async fn citizen(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    rt: &Runtime,
-    rp: &varco_auth::rp::RelyingParty,
-    acr_min: Option<u8>,
-) -> std::result::Result<(), Refusal> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let req = session.req_header();
-    let found = rp.session(&req.headers, now).await.map_err(|e| Refusal::Problem(varco_auth::rp::problem(&e)))?;
-    let level = found.as_ref().map_or(0, |s| varco_auth::jwt::acr_level(s.record.acr.as_deref()));
-    let browser = matches!(req.method, http::Method::GET | http::Method::HEAD)
-        && req.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
-    match found {
-        Some(s) if acr_min.is_none_or(|m| level >= m) => {
-            strip_session_cookies(session, rp);
-            admit(ctx, rt, s.identity.clone()).map_err(Refusal::Problem)
-        }
-        _ if browser => {
-            let here = std::str::from_utf8(req.raw_path()).unwrap_or("/");
-            Err(match HeaderValue::from_str(&rp.login_location(here, acr_min)) {
-                Ok(to) => Refusal::Login(to),
-                Err(_) => Refusal::Problem(Problem::new(ProblemKind::BadRequest, "the path is not header text")),
-            })
-        }
-        Some(_) => Err(Refusal::Problem(Problem::new(
-            ProblemKind::Forbidden,
-            format!("this route needs a SPID/CIE login of level {} or higher", acr_min.unwrap_or(0)),
-        ))),
-        None => Err(Refusal::Problem(Problem::new(
-            ProblemKind::SessionRequired,
-            format!("this route needs a citizen's session: log in at {}{}", rp.base(), varco_auth::rp::LOGIN_PATH),
-        ))),
-    }
-}
-
-/// Removes varco's own cookies from the request the back-office gets (a session id there could
-/// be replayed by whoever reads the back-office's logs); the ente's other cookies stay.
-fn strip_session_cookies(session: &mut Session, rp: &varco_auth::rp::RelyingParty) {
-    let names = rp.cookie_names();
-    let headers = &session.req_header().headers;
-    if !headers.get_all(http::header::COOKIE).iter().any(|v| {
-        v.to_str().is_ok_and(|v| v.split(';').any(|p| names.iter().any(|n| p.trim().split('=').next() == Some(n))))
-    }) {
-        return;
-    }
-    let kept: Vec<String> = headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|p| !p.is_empty() && !names.iter().any(|n| p.split('=').next() == Some(n)))
-        .map(str::to_owned)
-        .collect();
-    let req = session.req_header_mut();
-    req.remove_header(&http::header::COOKIE);
-    if !kept.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-            let _ = req.insert_header(http::header::COOKIE, v);
-        }
-    }
 }
 
 /// Reads the whole request body, up to `max` bytes.

@@ -266,12 +266,9 @@ struct TenantBuild<'a> {
     client: &'a varco_outbound::HttpsClient,
 }
 
-/// A route that answers on its own (`status`, `jwks`), added when no route has its path.
-fn builtin_route(name: &str, path: &str, to: AdapterConfig) -> RouteConfig {
-    builtin_route_for(name, path, &["GET", "HEAD"], to)
-}
-
-fn builtin_route_for(name: &str, path: &str, methods: &[&str], to: AdapterConfig) -> RouteConfig {
+/// A route that answers on its own (`status`, `jwks`, the federation statement, the login
+/// pages), added when no route has its path.
+fn builtin_route(name: &str, path: &str, methods: &[&str], to: AdapterConfig) -> RouteConfig {
     RouteConfig {
         name: name.into(),
         path: path.into(),
@@ -308,40 +305,30 @@ impl TenantBuild<'_> {
         };
         // Without `federation` an ente with `oidc` publishes its Entity Configuration only.
         let relying = match (t.oidc.as_deref(), &self.cfg.federation) {
-            (Some(o), Some(_)) => Some(self.relying_party(o)?),
+            (Some(o), Some(fed)) => Some(crate::citizens::relying_party(t, &self.p, o, fed, self.reg)?),
             _ => None,
         };
         let mut route_cfgs = t.routes.clone();
-        if !route_cfgs.iter().any(|r| r.path == "/status") {
-            route_cfgs.push(builtin_route(
-                "status",
-                "/status",
-                AdapterConfig::Status(StatusConfig { retry_after_secs: 10 }),
-            ));
-        }
-        if t.oidc.is_some() && !route_cfgs.iter().any(|r| r.path == varco_config::FEDERATION_CONFIGURATION_PATH) {
-            route_cfgs.push(builtin_route(
+        const READ: &[&str] = &["GET", "HEAD"];
+        let login = || AdapterConfig::OidcLogin(Default::default());
+        let builtin = [
+            ("status", "/status", READ, AdapterConfig::Status(StatusConfig { retry_after_secs: 10 }), true),
+            (
                 "openid-federation",
                 varco_config::FEDERATION_CONFIGURATION_PATH,
+                READ,
                 AdapterConfig::FederationEntity(Default::default()),
-            ));
-            for (name, path, methods) in [
-                ("oidc-login", varco_auth::rp::LOGIN_PATH, &["GET", "HEAD"][..]),
-                ("oidc-callback", varco_config::OIDC_CALLBACK_PATH, &["GET"][..]),
-                ("oidc-logout", varco_auth::rp::LOGOUT_PATH, &["GET", "POST"][..]),
-            ] {
-                if relying.is_some() && !route_cfgs.iter().any(|r| r.path == path) {
-                    route_cfgs.push(builtin_route_for(
-                        name,
-                        path,
-                        methods,
-                        AdapterConfig::OidcLogin(Default::default()),
-                    ));
-                }
+                t.oidc.is_some(),
+            ),
+            ("oidc-login", varco_auth::rp::LOGIN_PATH, READ, login(), relying.is_some()),
+            ("oidc-callback", varco_config::OIDC_CALLBACK_PATH, &["GET"], login(), relying.is_some()),
+            ("oidc-logout", varco_auth::rp::LOGOUT_PATH, &["GET", "POST"], login(), relying.is_some()),
+            ("jwks", "/.well-known/jwks.json", READ, AdapterConfig::Jwks(Default::default()), self.keys.is_some()),
+        ];
+        for (name, path, methods, to, wanted) in builtin {
+            if wanted && !route_cfgs.iter().any(|r| r.path == path) {
+                route_cfgs.push(builtin_route(name, path, methods, to));
             }
-        }
-        if self.keys.is_some() && !route_cfgs.iter().any(|r| r.path == "/.well-known/jwks.json") {
-            route_cfgs.push(builtin_route("jwks", "/.well-known/jwks.json", AdapterConfig::Jwks(Default::default())));
         }
         let mut routes = Vec::with_capacity(t.routes.len());
         let mut streams = Vec::new();
@@ -624,33 +611,6 @@ impl TenantBuild<'_> {
                 Access::Jwt(_) => Some(self.metrics.route_auth(&t.id, &r.name, "jwt")),
             },
         })
-    }
-
-    /// The ente's relying party: its keys read, the federation shared across enti and reloads,
-    /// sessions in the process's store.
-    fn relying_party(&self, o: &varco_config::OidcRpConfig) -> Result<Arc<varco_auth::rp::RelyingParty>, BuildError> {
-        let at = |f: &str| format!("{}.oidc.{f}", self.p);
-        let fed_cfg = self.cfg.federation.as_ref().ok_or_else(|| build_err(at(""), "needs `federation`"))?;
-        let federation = self.reg.federation(fed_cfg).map_err(|m| build_err("federation", m))?;
-        let signing = KeySet::new(read_keys(&o.signing_keys, &at("signing_keys"))?)
-            .map_err(|m| build_err(at("signing_keys"), m))?;
-        let mut decrypters = Vec::new();
-        for (i, k) in o.encryption_keys.iter().enumerate() {
-            let kp = format!("{}[{i}]", at("encryption_keys"));
-            let pem = read_secret(&format!("{kp}.private_key"), &k.private_key)?;
-            decrypters
-                .push(varco_auth::rp::Decrypter::from_pem(&k.kid, pem.as_bytes()).map_err(|m| build_err(&kp, m))?);
-        }
-        let rp = varco_auth::rp::RelyingParty::new(
-            &self.t.id,
-            o,
-            signing,
-            decrypters,
-            federation,
-            self.reg.sessions.clone(),
-        )
-        .map_err(|m| build_err(at(""), m))?;
-        Ok(Arc::new(rp))
     }
 
     fn issuer(&self, name: &str, path: &str) -> Result<Arc<Issuer>, BuildError> {

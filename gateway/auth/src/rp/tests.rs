@@ -2,11 +2,16 @@
 //! endpoint and userinfo (the whole flow against the reference OP is in
 //! `tests/scenarios/oidc.rs`; what a real OP never sends is tested here).
 
+use super::providers::RENEW_RETRY;
 use super::*;
 use crate::federation::tests::rsa_pem;
 use crate::keys::SigningKey;
 use crate::session::SessionStore;
 use bytes::Bytes;
+use jsonwebtoken::jwk::JwkSet;
+use parking_lot::Mutex;
+use std::time::Duration;
+use varco_config::FederationConfig;
 use varco_config::{Dur, ProviderConfig, ProviderKind};
 use varco_core::fetch::FetchError;
 
